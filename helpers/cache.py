@@ -1,0 +1,157 @@
+"""The data folder and the checkpoint cache.
+
+Checkpoints are safetensors files (tensors only: loading one never executes code), named
+``<name>-<key>.safetensors`` where ``key`` is a hash of the config that made them. A config
+change therefore means a new key: the old file is *stale* and the model is rebuilt, with a
+message. Files are written to a temporary name and renamed, so an interrupted save never
+leaves half a checkpoint. A corrupt file, or one whose tensors do not fit the model, raises
+``CheckpointError`` saying what was expected and what was found.
+
+``$COURSE_DATA`` moves the data folder (the tests point it at a temporary folder).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+FORMAT = "fine-tuning-course/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is corrupt or does not match the model it is loaded into."""
+
+
+def data_dir() -> Path:
+    """The course's data folder: ``$COURSE_DATA``, else ``data/`` in the repository."""
+    root = os.environ.get("COURSE_DATA")
+    path = Path(root) if root else Path(__file__).resolve().parent.parent / "data"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def config_key(config) -> str:
+    """A short, stable hash of a config (a dataclass, or anything JSON can write)."""
+    if dataclasses.is_dataclass(config):
+        config = {"type": type(config).__name__, **dataclasses.asdict(config)}
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def checkpoint_path(name: str, config) -> Path:
+    return data_dir() / "cache" / f"{name}-{config_key(config)}.safetensors"
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)``, then rename the temporary file onto ``path`` in one step."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path, model_or_state, config=None, extra: dict | None = None) -> Path:
+    """Save tensors (a model's state_dict, compiled or not) and JSON metadata atomically."""
+    from .training import unwrap
+    state = unwrap(model_or_state).state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
+    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    meta = {"format": FORMAT, "extra": json.dumps(extra or {}, default=str)}
+    if config is not None:
+        meta["config"] = json.dumps(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config,
+                                    sort_keys=True, default=str)
+        meta["key"] = config_key(config)
+    atomic_write(Path(path), lambda tmp: save_file(state, tmp, metadata=meta))
+    return Path(path)
+
+
+def read_checkpoint(path, config=None) -> tuple[dict, dict]:
+    """Tensors and metadata of a checkpoint file; checks it was made by ``config`` if given."""
+    path = Path(path)
+    try:
+        state = load_file(str(path))
+        from safetensors import safe_open
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (expected a safetensors file written by the course; "
+            f"reading it failed with: {err}). Delete it, or pass rebuild=True, to train it again.") from err
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} was not written by this course: expected format {FORMAT!r}, "
+                              f"found {meta.get('format')!r}.")
+    if config is not None and meta.get("key") != config_key(config):
+        raise CheckpointError(f"{path} was made by another config: expected key {config_key(config)}, "
+                              f"found {meta.get('key')} (config {meta.get('config')}).")
+    meta = dict(meta)
+    meta["extra"] = json.loads(meta.get("extra", "{}"))
+    return state, meta
+
+
+def load_into(model: nn.Module, state: dict, source="checkpoint") -> nn.Module:
+    """Load ``state`` into ``model`` strictly, with an error that lists what does not fit."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: model {tuple(own[k].shape)}, file {tuple(state[k].shape)}"
+              for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing from the file: {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"not in the model: {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        if shapes:
+            parts.append("shapes differ: " + "; ".join(shapes[:5]))
+        raise CheckpointError(f"{source} does not match the model ({type(model).__name__}): " + "; ".join(parts))
+    model.load_state_dict(state)
+    return model
+
+
+def cached_model(name: str, config, make: callable, build: callable, *, rebuild: bool = False,
+                 device="cpu", verbose: bool = True):
+    """A model from the cache, or built now and cached.
+
+    Args:
+        name: cache entry name, e.g. ``"image_pretrained"``.
+        config: the frozen dataclass that fully determines the model; its hash keys the file.
+        make: ``make() -> nn.Module`` a fresh, untrained model of the right architecture.
+        build: ``build(model) -> dict`` trains ``model`` in place and returns extra metadata
+            (metrics, history) to store beside the weights.
+        rebuild: ignore any cached file and build again.
+    Returns:
+        (model, extra): the model on ``device`` and the stored metadata.
+    """
+    path = checkpoint_path(name, config)
+    model = make()
+    if path.exists() and not rebuild:
+        state, meta = read_checkpoint(path, config)
+        load_into(model, state, source=str(path))
+        if verbose:
+            print(f"Loaded the cached {name} from {path.relative_to(data_dir())}.")
+        return model.to(device), meta["extra"]
+    stale = [p.name for p in path.parent.glob(f"{name}-*.safetensors")] if path.parent.exists() else []
+    if verbose:
+        why = (f"found only checkpoints of other configs ({', '.join(stale)})" if stale
+               else "none is cached yet")
+        print(f"Building {name}: {why if not rebuild else 'rebuild requested'}. This runs once; "
+              f"later calls load {path.name}.")
+    extra = build(model)
+    if getattr(extra, "get", lambda k: False)("interrupted"):
+        print(f"Training was interrupted, so {name} is not cached.")
+        return model.to(device), extra
+    save_checkpoint(path, model, config, extra)
+    return model.to(device), extra

@@ -1,0 +1,103 @@
+"""``make course`` and ``make prepare``: run every lesson headless, build the class caches.
+
+    python -m helpers.course run        # execute notebooks/*.ipynb into build/<mode>/, print results
+    python -m helpers.course prepare    # build every cached checkpoint the lessons load
+    python -m helpers.course results    # print the results table of the current mode
+
+``COURSE_MODE`` is honoured by both (``smoke``, ``class`` or ``full``).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+from pathlib import Path
+
+from .modes import current_mode
+from .results import results_path, results_table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# What `make prepare` builds: "module:function" entries, each returning a model from the cache
+# (and training it if missing). Lessons add theirs here.
+PREPARE = [
+    "helpers.models:pretrained_image_model",
+]
+
+
+def notebooks(pattern: str = "*.ipynb") -> list[Path]:
+    return sorted((ROOT / "notebooks").glob(pattern))
+
+
+def execute_notebook(path: Path, out_dir: Path | None = None, timeout: int = 1800,
+                     kernel_name: str = "python3", drop_solutions: bool = False):
+    """Run a notebook top to bottom in a fresh kernel (cwd: notebooks/); optionally save it."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    if drop_solutions:
+        nb.cells = [c for c in nb.cells if "solution" not in c.get("metadata", {}).get("tags", [])]
+    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
+                            resources={"metadata": {"path": str(path.parent)}})
+    try:
+        client.execute()
+    finally:
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, out_dir / path.name)
+    return nb
+
+
+def run_course(pattern: str = "*.ipynb") -> int:
+    mode = current_mode()
+    out_dir = ROOT / "build" / mode
+    failed = []
+    for path in notebooks(pattern):
+        start = time.perf_counter()
+        print(f"[{mode}] {path.name} ...", flush=True)
+        try:
+            execute_notebook(path, out_dir)
+            print(f"    done in {time.perf_counter() - start:.0f} s", flush=True)
+        except Exception as err:  # keep going: one broken lesson should not hide the others
+            failed.append(path.name)
+            print(f"    FAILED after {time.perf_counter() - start:.0f} s: {type(err).__name__}: "
+                  f"{str(err).splitlines()[0] if str(err) else ''}", flush=True)
+    print(f"\nExecuted notebooks are in {out_dir}.\nResults ({results_path(mode)}):\n")
+    print(results_table(mode))
+    if failed:
+        print(f"\n{len(failed)} notebook(s) failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def prepare() -> int:
+    mode = current_mode()
+    print(f"Preparing the cached checkpoints for mode {mode!r}.")
+    for entry in PREPARE:
+        module, name = entry.split(":")
+        start = time.perf_counter()
+        print(f"- {entry}")
+        getattr(importlib.import_module(module), name)()
+        print(f"  ready in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.course", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["run", "prepare", "results"])
+    parser.add_argument("--only", default="*.ipynb", help="glob of notebooks to run, e.g. '0[0-3]*'")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("COURSE_MODE", current_mode())
+    if args.command == "run":
+        return run_course(args.only)
+    if args.command == "prepare":
+        return prepare()
+    print(results_table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Devices, seeding and mixed precision, in one visible place.
+
+``resolve_device("auto")`` picks CUDA, then Apple's MPS, then the CPU. The environment variable
+``TORCH_DEVICE`` overrides "auto" (the test suite uses it to run on a GPU).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+
+import torch
+
+
+def resolve_device(device="auto") -> torch.device:
+    """``"auto"`` -> cuda, then mps, then cpu (or ``$TORCH_DEVICE`` when set); else as given."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        device = os.environ.get("TORCH_DEVICE") or (
+            "cuda" if torch.cuda.is_available()
+            else "mps" if torch.backends.mps.is_available()
+            else "cpu")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, PyTorch (CPU and every GPU) for a repeatable run."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def autocast_dtype(device) -> torch.dtype | None:
+    """The mixed-precision type for ``device``: bf16 where CUDA supports it, else fp16; ``None``
+    (full precision) on CPU and MPS, where autocast rarely speeds small models up."""
+    device = resolve_device(device)
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device, enabled: bool = True):
+    """An autocast context for ``device``, or a no-op context where mixed precision is off."""
+    device = resolve_device(device)
+    dtype = autocast_dtype(device)
+    if not enabled or dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def describe(device="auto") -> str:
+    """One line naming the device, for the top of every lesson."""
+    device = resolve_device(device)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    return device.type

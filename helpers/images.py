@@ -1,0 +1,637 @@
+"""The procedural image world: scenes rendered in batches with tensor operations.
+
+Everything is drawn with signed distance functions on a coordinate grid, so a batch of
+thousands of scenes is a few dozen tensor operations on whatever device you pass. The random
+choices (class, pose, colours) come from a CPU generator seeded by you, so the same seed gives
+the same scenes on every device. Labels are exact by construction: the renderer knows what it drew.
+
+Three tasks draw from the same world:
+
+- ``ImageWorld``: the general pre-training task, name the main object (14 classes).
+- ``BirdSpecies``: fine-grained bird species (6 species told apart by colour and shape details).
+- ``CountWorld``: count the birds in a scene that also holds planes, kites, balloons and leaves.
+
+Example:
+    >>> world = ImageWorld(image_size=48)
+    >>> x, y = world.render(8, seed=0)          # x: (8, 3, 48, 48) in [0, 1], y: (8,) class ids
+    >>> world.classes[int(y[0])]
+    'sun'
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+CLASSES = ("bird", "orca", "fish", "whale", "boat", "plane", "balloon",
+           "kite", "tree", "house", "sun", "leaf", "car", "flower")
+BIRD_SPECIES = ("robin", "bluejay", "cardinal", "goldfinch", "crow", "gull")
+BACKGROUNDS = ("sky", "sea", "grass", "clouds", "sunset", "noise")
+DISTRACTORS = ("plane", "kite", "balloon", "leaf")
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing: signed distances in an object's own frame, composited with premultiplied alpha.
+# ---------------------------------------------------------------------------------------------
+
+def _col(x):
+    """A scalar, or a per-object tensor (n,) shaped to broadcast over (n, H, W)."""
+    return x.view(-1, 1, 1) if torch.is_tensor(x) else x
+
+
+class _Pen:
+    """Paints parts of n objects into an RGBA layer, in each object's local frame.
+
+    ``u, v``: (n, H, W) local coordinates (the object faces +u, "up" is -v, it spans about
+    [-1, 1]); ``pix``: (n, 1, 1) the size of one pixel in local units, for anti-aliased edges.
+    """
+
+    def __init__(self, u, v, pix):
+        self.u, self.v, self.pix = u, v, pix
+        n, h, w = u.shape
+        self.rgb = u.new_zeros(n, 3, h, w)      # premultiplied colour
+        self.alpha = u.new_zeros(n, h, w)        # coverage of the whole object
+
+    def paint(self, d, color, on=None):
+        """Paint where the signed distance ``d`` < 0 with ``color`` (n, 3) or (3,)."""
+        a = d.div_(self.pix).neg_().add_(0.5).clamp_(0, 1)     # coverage of each pixel
+        if on is not None:                       # per-object switch (n,), e.g. "has a crest"
+            a.mul_(on.to(device=a.device, dtype=a.dtype).view(-1, 1, 1))
+        color = torch.as_tensor(color, dtype=a.dtype).to(a.device)
+        color = color.view(-1, 3, 1, 1) if color.dim() == 2 else color.view(1, 3, 1, 1)
+        self.rgb.lerp_(color.expand_as(self.rgb), a.unsqueeze(1))        # paint over
+        self.alpha.lerp_(torch.ones_like(a), a)                           # union of coverage
+
+    def _frame(self, cx, cy, angle):
+        x, y = self.u - _col(cx), self.v - _col(cy)
+        if isinstance(angle, (int, float)) and angle == 0:
+            return x, y
+        c, s = (torch.cos(angle), torch.sin(angle)) if torch.is_tensor(angle) else (math.cos(angle), math.sin(angle))
+        c, s = _col(c), _col(s)
+        return c * x + s * y, -s * x + c * y
+
+    def ellipse(self, cx, cy, rx, ry, color, angle=0.0, on=None):
+        x, y = self._frame(cx, cy, angle)
+        rx, ry = _col(rx), _col(ry)
+        k = torch.sqrt((x / rx) ** 2 + (y / ry) ** 2 + 1e-12)
+        grad = torch.sqrt((x / rx**2) ** 2 + (y / ry**2) ** 2 + 1e-12) / k
+        self.paint((k - 1) / grad, color, on)
+
+    def box(self, cx, cy, hx, hy, color, angle=0.0, on=None):
+        x, y = self._frame(cx, cy, angle)
+        qx, qy = x.abs() - _col(hx), y.abs() - _col(hy)
+        outside = torch.sqrt(qx.clamp(min=0) ** 2 + qy.clamp(min=0) ** 2)
+        self.paint(outside + torch.maximum(qx, qy).clamp(max=0), color, on)
+
+    def poly(self, points, color, on=None):
+        """A convex polygon through ``points`` [(x, y), ...], in either winding order."""
+        pts = [(_col(px), _col(py)) for px, py in points]
+        mx = sum(p[0] for p in pts) / len(pts)
+        my = sum(p[1] for p in pts) / len(pts)
+        d = None
+        for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1]):
+            ex, ey = x1 - x0, y1 - y0
+            length = (ex * ex + ey * ey) ** 0.5 + 1e-9
+            nx, ny = ey / length, -ex / length
+            sign = -torch.sign(torch.as_tensor(nx * (mx - x0) + ny * (my - y0)) + 1e-12)
+            dist = sign * (nx * (self.u - x0) + ny * (self.v - y0))
+            d = dist if d is None else torch.maximum(d, dist)
+        self.paint(d, color, on)
+
+
+def _palette(g, n, base, jitter):
+    """(n, 3) colours: ``base`` (3,) or (n, 3) plus uniform jitter, clipped to [0, 1]."""
+    base = torch.as_tensor(base, dtype=torch.float32)
+    noise = (torch.rand(n, 3, generator=g) * 2 - 1) * jitter
+    return (base + noise).clamp(0, 1)
+
+
+# Bird species: body, breast, wing, beak colours, then shape details.
+#                  body               breast             wing               beak
+_SPECIES_COLOURS = {
+    "robin":     [(0.45, 0.32, 0.22), (0.95, 0.50, 0.15), (0.35, 0.25, 0.18), (0.20, 0.18, 0.15)],
+    "bluejay":   [(0.25, 0.45, 0.90), (0.92, 0.92, 0.95), (0.15, 0.30, 0.75), (0.15, 0.15, 0.18)],
+    "cardinal":  [(0.85, 0.10, 0.10), (0.80, 0.12, 0.12), (0.65, 0.08, 0.08), (0.95, 0.60, 0.20)],
+    "goldfinch": [(0.98, 0.85, 0.10), (0.98, 0.88, 0.25), (0.10, 0.10, 0.10), (0.95, 0.60, 0.30)],
+    "crow":      [(0.10, 0.10, 0.12), (0.14, 0.14, 0.16), (0.06, 0.06, 0.08), (0.08, 0.08, 0.08)],
+    "gull":      [(0.95, 0.95, 0.95), (0.98, 0.98, 0.98), (0.60, 0.62, 0.66), (0.98, 0.80, 0.15)],
+}
+#                  crest  mask  tail length  beak length
+_SPECIES_SHAPES = {
+    "robin":     (0, 0, 0.40, 0.22),
+    "bluejay":   (1, 0, 0.55, 0.22),
+    "cardinal":  (1, 1, 0.40, 0.20),
+    "goldfinch": (0, 0, 0.25, 0.16),
+    "crow":      (0, 0, 0.55, 0.34),
+    "gull":      (0, 0, 0.30, 0.30),
+}
+
+
+def _draw_bird(pen, g, n, species):
+    """species: (n,) indices into BIRD_SPECIES."""
+    cols = torch.tensor([_SPECIES_COLOURS[s] for s in BIRD_SPECIES])        # (S, 4, 3)
+    shapes = torch.tensor([_SPECIES_SHAPES[s] for s in BIRD_SPECIES])       # (S, 4)
+    body, breast, wing, beak = (_palette(g, n, cols[species, i], 0.07) for i in range(4))
+    crest, mask, tail, beak_len = (shapes[species, i] for i in range(4))
+    tail = tail * (1 + 0.1 * (torch.rand(n, generator=g) * 2 - 1))
+    wing_up = torch.rand(n, generator=g) * 0.8 - 0.4                         # wing pose, radians
+    pen.poly([(-0.45, -0.05), (-0.45 - tail, -0.22), (-0.45 - tail, 0.18)], body)          # tail
+    pen.ellipse(0.0, 0.0, 0.52, 0.28, body)                                                # body
+    pen.ellipse(0.08, 0.12, 0.36, 0.15, breast)                                            # breast
+    pen.poly([(0.40, -0.38), (0.52, -0.36), (0.30, -0.62)], body, on=crest)                # crest
+    pen.ellipse(0.45, -0.22, 0.22, 0.20, body)                                             # head
+    pen.ellipse(0.50, -0.20, 0.14, 0.09, (0.05, 0.05, 0.05), on=mask)                      # mask
+    pen.poly([(0.62, -0.28), (0.62, -0.14), (0.62 + beak_len, -0.21)], beak)               # beak
+    pen.ellipse(0.52, -0.27, 0.05, 0.05, (0.02, 0.02, 0.02))                               # eye
+    pen.ellipse(-0.08, -0.08, 0.34, 0.13, wing, angle=wing_up)                             # wing
+
+
+def _draw_orca(pen, g, n):
+    black = _palette(g, n, (0.06, 0.06, 0.08), 0.04)
+    white = _palette(g, n, (0.95, 0.95, 0.95), 0.04)
+    pen.poly([(-0.7, 0.0), (-1.0, -0.25), (-0.92, 0.0)], black)                           # flukes
+    pen.poly([(-0.7, 0.0), (-0.92, 0.0), (-1.0, 0.22)], black)
+    pen.poly([(-0.15, -0.2), (0.12, -0.2), (-0.12, -0.78)], black)                        # tall fin
+    pen.ellipse(0.0, 0.0, 0.85, 0.28, black)                                               # body
+    pen.ellipse(0.15, 0.14, 0.55, 0.11, white)                                             # belly
+    pen.ellipse(0.50, -0.09, 0.13, 0.055, white, angle=-0.2)                               # eye patch
+    pen.ellipse(-0.2, -0.14, 0.16, 0.05, (0.55, 0.55, 0.58), angle=0.2)                    # saddle
+
+
+def _draw_whale(pen, g, n):
+    body = _palette(g, n, (0.35, 0.45, 0.60), 0.08)
+    belly = _palette(g, n, (0.70, 0.75, 0.80), 0.06)
+    pen.poly([(-0.75, 0.0), (-1.0, -0.3), (-0.9, 0.0)], body)                             # flukes
+    pen.poly([(-0.75, 0.0), (-0.9, 0.0), (-1.0, 0.3)], body)
+    pen.ellipse(0.0, 0.0, 0.9, 0.36, body)
+    pen.ellipse(0.1, 0.2, 0.65, 0.13, belly)
+    pen.poly([(-0.45, -0.3), (-0.3, -0.3), (-0.42, -0.45)], body)                          # small fin
+    pen.ellipse(0.6, -0.05, 0.05, 0.05, (0.05, 0.05, 0.05))                                # eye
+
+
+def _draw_fish(pen, g, n):
+    body = _palette(g, n, (0.95, 0.55, 0.15), 0.35)
+    stripe = _palette(g, n, (0.95, 0.95, 0.95), 0.2)
+    pen.poly([(-0.3, 0.0), (-0.8, -0.4), (-0.8, 0.4)], body)                               # tail
+    pen.ellipse(0.1, 0.0, 0.55, 0.33, body)
+    pen.box(0.05, 0.0, 0.06, 0.3, stripe)
+    pen.ellipse(0.45, -0.08, 0.06, 0.06, (0.02, 0.02, 0.02))
+
+
+def _draw_boat(pen, g, n):
+    hull = _palette(g, n, (0.55, 0.30, 0.15), 0.25)
+    sail = _palette(g, n, (0.95, 0.95, 0.90), 0.08)
+    pen.box(0.0, -0.25, 0.03, 0.55, (0.30, 0.20, 0.10))                                   # mast
+    pen.poly([(0.05, -0.75), (0.05, 0.15), (0.6, 0.15)], sail)                             # sail
+    pen.poly([(-0.75, 0.2), (0.8, 0.2), (0.55, 0.5), (-0.55, 0.5)], hull)                  # hull
+
+
+def _draw_plane(pen, g, n):
+    body = _palette(g, n, (0.80, 0.82, 0.85), 0.12)
+    accent = _palette(g, n, (0.80, 0.15, 0.15), 0.3)
+    pen.poly([(0.1, 0.0), (-0.25, 0.0), (-0.45, 0.7), (-0.3, 0.7)], body)                  # wing
+    pen.poly([(0.1, 0.0), (-0.25, 0.0), (-0.45, -0.7), (-0.3, -0.7)], body)                # wing
+    pen.poly([(-0.7, 0.0), (-0.9, -0.35), (-0.78, -0.35), (-0.55, 0.0)], accent)           # tail fin
+    pen.ellipse(0.0, 0.0, 0.9, 0.11, body)                                                 # fuselage
+    pen.ellipse(0.72, -0.03, 0.1, 0.05, (0.2, 0.3, 0.45))                                  # cockpit
+
+
+def _draw_balloon(pen, g, n):
+    top = _palette(g, n, (0.85, 0.25, 0.25), 0.4)
+    band = _palette(g, n, (0.95, 0.85, 0.2), 0.35)
+    pen.box(-0.12, 0.42, 0.012, 0.18, (0.3, 0.25, 0.2), angle=0.2)                        # ropes
+    pen.box(0.12, 0.42, 0.012, 0.18, (0.3, 0.25, 0.2), angle=-0.2)
+    pen.ellipse(0.0, -0.2, 0.45, 0.55, top)                                                # envelope
+    pen.box(0.0, -0.15, 0.45, 0.08, band)
+    pen.box(0.0, 0.65, 0.13, 0.1, (0.45, 0.3, 0.15))                                       # basket
+
+
+def _draw_kite(pen, g, n):
+    a = _palette(g, n, (0.9, 0.2, 0.6), 0.4)
+    b = _palette(g, n, (0.2, 0.6, 0.9), 0.4)
+    pen.box(-0.05, 0.65, 0.01, 0.3, (0.2, 0.2, 0.2), angle=0.15)                          # tail string
+    pen.poly([(0.0, -0.7), (0.4, -0.1), (0.0, 0.45), (-0.4, -0.1)], a)                     # diamond
+    pen.poly([(0.0, -0.7), (0.4, -0.1), (0.0, -0.1)], b)
+    pen.poly([(0.0, 0.45), (-0.4, -0.1), (0.0, -0.1)], b)
+    for y in (0.65, 0.85):
+        pen.poly([(-0.05, y - 0.06), (0.07, y), (-0.05, y + 0.06)], b)                     # bows
+
+
+def _draw_tree(pen, g, n):
+    leaves = _palette(g, n, (0.15, 0.55, 0.15), 0.12)
+    pen.box(0.0, 0.45, 0.1, 0.4, (0.40, 0.25, 0.12))
+    pen.ellipse(0.0, -0.25, 0.55, 0.5, leaves)
+    pen.ellipse(-0.3, 0.0, 0.3, 0.28, leaves)
+    pen.ellipse(0.3, 0.0, 0.3, 0.28, leaves)
+
+
+def _draw_house(pen, g, n):
+    wall = _palette(g, n, (0.90, 0.80, 0.60), 0.15)
+    roof = _palette(g, n, (0.65, 0.15, 0.10), 0.2)
+    pen.box(0.0, 0.25, 0.55, 0.45, wall)
+    pen.poly([(-0.7, -0.2), (0.7, -0.2), (0.0, -0.8)], roof)
+    pen.box(-0.2, 0.45, 0.12, 0.25, (0.35, 0.2, 0.1))                                      # door
+    pen.box(0.27, 0.15, 0.12, 0.12, (0.55, 0.75, 0.95))                                    # window
+
+
+def _draw_sun(pen, g, n):
+    disc = _palette(g, n, (1.0, 0.82, 0.1), 0.08)
+    for k in range(8):
+        ang = k * math.pi / 4
+        pen.box(0.7 * math.cos(ang), 0.7 * math.sin(ang), 0.2, 0.035, disc, angle=ang)
+    pen.ellipse(0.0, 0.0, 0.45, 0.45, disc)
+
+
+def _draw_leaf(pen, g, n):
+    colour = _palette(g, n, (0.55, 0.6, 0.15), 0.3)
+    pen.box(-0.75, 0.0, 0.2, 0.025, (0.35, 0.25, 0.1))                                     # stem
+    pen.ellipse(0.0, 0.0, 0.65, 0.3, colour)
+    pen.poly([(0.55, -0.12), (0.95, 0.0), (0.55, 0.12)], colour)                           # tip
+    pen.box(0.0, 0.0, 0.55, 0.015, colour * 0.6)                                           # midrib
+
+
+def _draw_car(pen, g, n):
+    paint = _palette(g, n, (0.2, 0.35, 0.8), 0.4)
+    pen.box(-0.05, -0.25, 0.4, 0.2, paint)                                                 # cabin
+    pen.box(-0.05, -0.25, 0.3, 0.12, (0.6, 0.8, 0.95))                                     # windows
+    pen.box(0.0, 0.08, 0.8, 0.2, paint)                                                    # body
+    for x in (-0.5, 0.5):
+        pen.ellipse(x, 0.3, 0.18, 0.18, (0.08, 0.08, 0.08))
+        pen.ellipse(x, 0.3, 0.07, 0.07, (0.7, 0.7, 0.7))
+
+
+def _draw_flower(pen, g, n):
+    petal = _palette(g, n, (0.85, 0.35, 0.75), 0.35)
+    pen.box(0.0, 0.5, 0.04, 0.45, (0.2, 0.55, 0.2))                                       # stem
+    pen.ellipse(0.2, 0.55, 0.18, 0.07, (0.2, 0.55, 0.2), angle=-0.5)                       # leaf
+    for k in range(6):
+        ang = k * math.pi / 3
+        pen.ellipse(0.3 * math.cos(ang), -0.3 + 0.3 * math.sin(ang), 0.2, 0.13, petal, angle=ang)
+    pen.ellipse(0.0, -0.3, 0.15, 0.15, (0.98, 0.8, 0.1))
+
+
+_DRAW = {"orca": _draw_orca, "whale": _draw_whale, "fish": _draw_fish, "boat": _draw_boat,
+         "plane": _draw_plane, "balloon": _draw_balloon, "kite": _draw_kite, "tree": _draw_tree,
+         "house": _draw_house, "sun": _draw_sun, "leaf": _draw_leaf, "car": _draw_car,
+         "flower": _draw_flower}
+
+
+def render_objects(names, cx, cy, scale, angle, flip, species, image_size, g, device):
+    """Draw one object per scene into an RGBA layer.
+
+    Args:
+        names: list of n class names (any of CLASSES).
+        cx, cy, scale, angle: (n,) pose: centre in [-1, 1] image units (y down), half-size as a
+            fraction of the half-image, rotation in radians.
+        flip: (n,) bool, mirror left-right. species: (n,) bird species ids (used for birds).
+    Returns:
+        rgb (n, 3, S, S) premultiplied colour and alpha (n, S, S), on ``device``.
+    """
+    n, s = len(names), image_size
+    coords = (torch.arange(s, device=device, dtype=torch.float32) + 0.5) / s * 2 - 1
+    gy, gx = torch.meshgrid(coords, coords, indexing="ij")                   # (S, S)
+    rgb = torch.zeros(n, 3, s, s, device=device)
+    alpha = torch.zeros(n, s, s, device=device)
+    for name in sorted(set(names)):
+        idx = torch.tensor([i for i, nm in enumerate(names) if nm == name])
+        m = len(idx)
+        c, sn = torch.cos(angle[idx]).to(device), torch.sin(angle[idx]).to(device)
+        sc = scale[idx].to(device).view(-1, 1, 1)
+        dx = gx - cx[idx].to(device).view(-1, 1, 1)                          # (m, S, S)
+        dy = gy - cy[idx].to(device).view(-1, 1, 1)
+        u = (c.view(-1, 1, 1) * dx + sn.view(-1, 1, 1) * dy) / sc
+        v = (-sn.view(-1, 1, 1) * dx + c.view(-1, 1, 1) * dy) / sc
+        u = torch.where(flip[idx].to(device).view(-1, 1, 1), -u, u)
+        pen = _Pen(u, v, (2.0 / s) / sc)
+        if name == "bird":
+            _draw_bird(pen, g, m, species[idx])
+        else:
+            _DRAW[name](pen, g, m)
+        rgb[idx.to(device)] = pen.rgb
+        alpha[idx.to(device)] = pen.alpha
+    return rgb, alpha
+
+
+def render_backgrounds(kinds, image_size, g, device):
+    """(n, 3, S, S) backgrounds, one of BACKGROUNDS per scene."""
+    n, s = len(kinds), image_size
+    y = ((torch.arange(s, device=device, dtype=torch.float32) + 0.5) / s).view(1, 1, s, 1)
+    x = ((torch.arange(s, device=device, dtype=torch.float32) + 0.5) / s).view(1, 1, 1, s)
+    out = torch.zeros(n, 3, s, s, device=device)
+    for kind in sorted(set(kinds)):
+        idx = torch.tensor([i for i, k in enumerate(kinds) if k == kind])
+        m = len(idx)
+        top_bottom = {
+            "sky": ((0.35, 0.60, 0.95), (0.75, 0.88, 1.00)),
+            "sea": ((0.10, 0.35, 0.55), (0.02, 0.15, 0.35)),
+            "grass": ((0.55, 0.75, 0.35), (0.20, 0.50, 0.15)),
+            "clouds": ((0.45, 0.65, 0.90), (0.70, 0.82, 0.95)),
+            "sunset": ((0.45, 0.25, 0.55), (0.98, 0.60, 0.25)),
+            "noise": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        }[kind]
+        top = _palette(g, m, top_bottom[0], 0.08).to(device).view(m, 3, 1, 1)
+        bottom = _palette(g, m, top_bottom[1], 0.08).to(device).view(m, 3, 1, 1)
+        bg = top + (bottom - top) * y                                         # (m, 3, S, 1)
+        bg = bg.expand(m, 3, s, s).clone()
+        if kind == "sea":
+            phase = (torch.rand(m, 1, 1, 1, generator=g) * 6.28).to(device)
+            freq = (20 + torch.rand(m, 1, 1, 1, generator=g) * 20).to(device)
+            bg = bg + 0.05 * torch.sin(freq * y + 3 * torch.sin(6 * x + phase) + phase)
+        elif kind == "grass":
+            blades = torch.rand(m, 1, s // 2, s, generator=g).to(device)
+            bg = bg + 0.12 * (F.interpolate(blades, size=(s, s), mode="bilinear") - 0.5) * y
+        elif kind == "clouds":
+            for _ in range(3):
+                ccx = (torch.rand(m, 1, 1, 1, generator=g)).to(device)
+                ccy = (torch.rand(m, 1, 1, 1, generator=g) * 0.6).to(device)
+                r = ((x - ccx) / 0.25) ** 2 + ((y - ccy) / 0.1) ** 2
+                bg = bg + (0.9 - bg) * torch.exp(-r) * 0.9
+        elif kind == "noise":
+            low = torch.rand(m, 3, 5, 5, generator=g).to(device)
+            bg = 0.25 + 0.5 * F.interpolate(low, size=(s, s), mode="bicubic", align_corners=False)
+        out[idx.to(device)] = bg
+    return out.clamp(0, 1)
+
+
+def _finish(scene, g, noise, device):
+    """Camera effects: brightness and contrast jitter, sensor noise; result in [0, 1]."""
+    n = scene.shape[0]
+    gain = (0.85 + 0.3 * torch.rand(n, 1, 1, 1, generator=g)).to(device)
+    shift = (0.08 * (torch.rand(n, 1, 1, 1, generator=g) * 2 - 1)).to(device)
+    # Sensor grain: drawing fresh random numbers for every pixel costs more than drawing the
+    # scene, so each image takes one of 512 fixed grain fields, shifted by a random offset.
+    bank = _grain_bank(scene.shape[-1], device)
+    pick = torch.randint(0, len(bank), (n,), generator=g).to(device)
+    offset = int(torch.randint(0, scene.shape[-1], (1,), generator=g))
+    grain = torch.roll(bank[pick], shifts=offset, dims=-1)
+    return grain.mul_(noise).addcmul_(scene, gain).add_(shift).clamp_(0, 1)
+
+
+_GRAIN = {}
+
+
+def _grain_bank(size, device):
+    key = (size, str(device))
+    if key not in _GRAIN:
+        g = torch.Generator().manual_seed(1234)
+        _GRAIN[key] = torch.randn(512, 3, size, size, generator=g).to(device)   # unit variance
+    return _GRAIN[key]
+
+
+def _choose(g, n, options):
+    return [options[i] for i in torch.randint(0, len(options), (n,), generator=g).tolist()]
+
+
+def _uniform(g, n, low, high):
+    return low + (high - low) * torch.rand(n, generator=g)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tasks
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ImageWorld:
+    """The general pre-training task: one main object per scene; the label is its class.
+
+    Args:
+        image_size: side of the square images, in pixels.
+        classes: the object classes drawn (labels index into this tuple).
+        backgrounds: background kinds drawn.
+        scale: (low, high) object half-size as a fraction of the half-image.
+        max_rotation: objects are rotated by up to this many radians either way.
+        noise: standard deviation of the sensor noise, in [0, 1] intensity units.
+        clutter: probability that a small object of another class sits behind the main one,
+            so the model must learn which object the label is about.
+    """
+    image_size: int = 48
+    classes: tuple[str, ...] = CLASSES
+    backgrounds: tuple[str, ...] = BACKGROUNDS
+    scale: tuple[float, float] = (0.45, 0.8)
+    max_rotation: float = 0.4
+    noise: float = 0.04
+    clutter: float = 0.5
+
+    def __post_init__(self):
+        unknown = [c for c in self.classes if c not in CLASSES]
+        if unknown:
+            raise ValueError(f"unknown classes {unknown}; valid classes are {list(CLASSES)}")
+        _check_backgrounds(self.backgrounds)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def render(self, n: int, seed: int, device="cpu", species=None):
+        """Render ``n`` scenes. Returns images (n, 3, S, S) in [0, 1] and labels (n,) int64."""
+        g = torch.Generator().manual_seed(seed)
+        labels = torch.randint(0, len(self.classes), (n,), generator=g)
+        names = [self.classes[i] for i in labels.tolist()]
+        if species is None:
+            species = torch.randint(0, len(BIRD_SPECIES), (n,), generator=g)
+        bg = render_backgrounds(_choose(g, n, self.backgrounds), self.image_size, g, device)
+        if self.clutter > 0:
+            bg = self._add_clutter(bg, labels, g, device)
+        span = 1 - self.scale[1] * 0.7
+        cx, cy = _uniform(g, n, -span, span), _uniform(g, n, -span, span)
+        scale = _uniform(g, n, *self.scale)
+        angle = _uniform(g, n, -self.max_rotation, self.max_rotation)
+        flip = torch.rand(n, generator=g) < 0.5
+        rgb, alpha = render_objects(names, cx, cy, scale, angle, flip, species,
+                                    self.image_size, g, device)
+        scene = bg.mul_(1 - alpha.unsqueeze(1)).add_(rgb)               # object over background
+        return _finish(scene, g, self.noise, device), labels.to(device)
+
+
+    def _add_clutter(self, scene, labels, g, device):
+        """Small objects of other classes (from all of CLASSES), behind the main object."""
+        n = len(labels)
+        has = torch.rand(n, generator=g) < self.clutter
+        other = torch.randint(0, len(CLASSES), (n,), generator=g)
+        main = [CLASSES.index(self.classes[i]) for i in labels.tolist()]
+        who = [i for i in range(n) if has[i] and int(other[i]) != main[i]]
+        if not who:
+            return scene
+        m = len(who)
+        names = [CLASSES[int(other[i])] for i in who]
+        corner = torch.randint(0, 4, (m,), generator=g)
+        cx = torch.where(corner % 2 == 0, -0.65, 0.65) + _uniform(g, m, -0.15, 0.15)
+        cy = torch.where(corner < 2, -0.65, 0.65) + _uniform(g, m, -0.15, 0.15)
+        rgb, alpha = render_objects(names, cx, cy, _uniform(g, m, 0.15, 0.28), _uniform(g, m, -0.4, 0.4),
+                                    torch.rand(m, generator=g) < 0.5,
+                                    torch.randint(0, len(BIRD_SPECIES), (m,), generator=g),
+                                    self.image_size, g, device)
+        idx = torch.tensor(who, device=device)
+        scene[idx] = scene[idx] * (1 - alpha.unsqueeze(1)) + rgb
+        return scene
+
+
+@dataclass(frozen=True)
+class BirdSpecies:
+    """Fine-grained task: which species is the bird? Labels index into ``species``.
+
+    The species differ in colours (body, breast, wing, beak) and in shape details (crest,
+    face mask, tail and beak length); pose, scale, background and lighting vary as in the
+    general world, so colour alone under one light is not enough.
+    """
+    image_size: int = 48
+    species: tuple[str, ...] = BIRD_SPECIES
+    backgrounds: tuple[str, ...] = BACKGROUNDS
+    scale: tuple[float, float] = (0.45, 0.8)
+    max_rotation: float = 0.4
+    noise: float = 0.04
+    clutter: float = 0.5
+
+    def __post_init__(self):
+        unknown = [s for s in self.species if s not in BIRD_SPECIES]
+        if unknown:
+            raise ValueError(f"unknown species {unknown}; valid species are {list(BIRD_SPECIES)}")
+        _check_backgrounds(self.backgrounds)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.species)
+
+    def render(self, n: int, seed: int, device="cpu"):
+        """Images (n, 3, S, S) in [0, 1] and species labels (n,) int64."""
+        g = torch.Generator().manual_seed(seed)
+        labels = torch.randint(0, len(self.species), (n,), generator=g)
+        ids = torch.tensor([BIRD_SPECIES.index(s) for s in self.species])[labels]
+        world = ImageWorld(image_size=self.image_size, classes=("bird",), backgrounds=self.backgrounds,
+                           scale=self.scale, max_rotation=self.max_rotation, noise=self.noise,
+                           clutter=self.clutter)
+        images, _ = world.render(n, seed=int(torch.randint(0, 2**62, (1,), generator=g)),
+                                 device=device, species=ids)
+        return images, labels.to(device)
+
+    def balanced(self, per_class: int, seed: int, device="cpu"):
+        """Exactly ``per_class`` images of each species (few-label training sets)."""
+        xs, ys, batch = [], [], 0
+        counts = torch.zeros(self.num_classes, dtype=torch.long)
+        while int(counts.min()) < per_class:
+            x, y = self.render(max(64, 2 * per_class * self.num_classes), seed * 7919 + batch, device)
+            batch += 1
+            for k in range(self.num_classes):
+                need = per_class - int(counts[k])
+                if need > 0:
+                    take = (y == k).nonzero().flatten()[:need]
+                    xs.append(x[take]), ys.append(y[take])
+                    counts[k] += len(take)
+        x, y = torch.cat(xs), torch.cat(ys)
+        order = torch.argsort(y.cpu() * 10**6 + torch.arange(len(y)))          # stable: by class
+        return x[order.to(x.device)], y[order.to(y.device)]
+
+
+@dataclass(frozen=True)
+class CountWorld:
+    """Bird-counting scenes: 0..``max_birds`` birds of all species among distractors.
+
+    Objects sit in distinct cells of a ``grid`` x ``grid`` layout with jittered positions, so
+    neighbours may overlap partly but never hide a bird: the label is the number of birds
+    drawn, and each of them stays mostly visible (``render(..., visibility=True)`` returns the
+    visible share of every bird so tests can check it).
+    """
+    image_size: int = 64
+    min_birds: int = 0
+    max_birds: int = 9
+    distractors: tuple[str, ...] = DISTRACTORS
+    max_distractors: int = 5
+    backgrounds: tuple[str, ...] = ("sky", "clouds", "grass", "sea", "noise")
+    grid: int = 4
+    scale: tuple[float, float] = (0.11, 0.16)
+    jitter: float = 0.45           # fraction of a cell a centre may move from the cell's centre
+    noise: float = 0.04
+
+    def __post_init__(self):
+        if not 0 <= self.min_birds <= self.max_birds:
+            raise ValueError(f"need 0 <= min_birds <= max_birds, got {self.min_birds}, {self.max_birds}")
+        if self.max_birds + self.max_distractors > self.grid ** 2:
+            raise ValueError(f"max_birds + max_distractors = {self.max_birds + self.max_distractors} "
+                             f"does not fit a {self.grid}x{self.grid} grid ({self.grid ** 2} cells)")
+        unknown = [d for d in self.distractors if d not in CLASSES or d == "bird"]
+        if unknown:
+            raise ValueError(f"unknown distractors {unknown}; valid ones are {list(CLASSES[1:])}")
+        _check_backgrounds(self.backgrounds)
+
+    def render(self, n: int, seed: int, device="cpu", visibility: bool = False):
+        """Images (n, 3, S, S) in [0, 1] and counts (n,) float32; with ``visibility=True`` also
+        a list of n tensors with the visible share (0..1) of each bird in that scene."""
+        g = torch.Generator().manual_seed(seed)
+        s, cells = self.image_size, self.grid ** 2
+        birds = torch.randint(self.min_birds, self.max_birds + 1, (n,), generator=g)
+        extra = torch.randint(0, self.max_distractors + 1, (n,), generator=g)
+        scene = render_backgrounds(_choose(g, n, self.backgrounds), s, g, device)
+        cell_of = torch.argsort(torch.rand(n, cells, generator=g), dim=1)      # distinct cells
+        slots = (birds + extra).tolist()
+        layers = []                                     # per slot: scene index, alpha, is_bird
+        for k in range(max(slots, default=0)):
+            who = torch.tensor([i for i in range(n) if slots[i] > k])
+            m = len(who)
+            is_bird = birds[who] > k
+            names = ["bird" if b else d for b, d in zip(is_bird.tolist(), _choose(g, m, self.distractors))]
+            cell = cell_of[who, k]
+            size = 2.0 / self.grid
+            cx = -1 + size * (cell % self.grid + 0.5) + _uniform(g, m, -1, 1) * self.jitter * size / 2
+            cy = -1 + size * (cell // self.grid + 0.5) + _uniform(g, m, -1, 1) * self.jitter * size / 2
+            scale = _uniform(g, m, *self.scale)
+            angle = _uniform(g, m, -0.4, 0.4)
+            flip = torch.rand(m, generator=g) < 0.5
+            species = torch.randint(0, len(BIRD_SPECIES), (m,), generator=g)
+            rgb, alpha = render_objects(names, cx, cy, scale, angle, flip, species, s, g, device)
+            who_d = who.to(device)
+            scene[who_d] = scene[who_d] * (1 - alpha.unsqueeze(1)) + rgb
+            layers.append((who, alpha, is_bird))
+        images = _finish(scene, g, self.noise, device)
+        counts = birds.to(torch.float32).to(device)
+        if not visibility:
+            return images, counts
+        shares = [[] for _ in range(n)]
+        for k, (who, alpha, is_bird) in enumerate(layers):
+            visible = alpha.clone()
+            for who_later, alpha_later, _ in layers[k + 1:]:   # later objects are drawn on top
+                pos = {int(i): j for j, i in enumerate(who_later)}
+                for j, i in enumerate(who.tolist()):
+                    if i in pos:
+                        visible[j] = visible[j] * (1 - alpha_later[pos[i]])
+            for j, i in enumerate(who.tolist()):
+                if is_bird[j]:
+                    shares[i].append(float(visible[j].sum() / alpha[j].sum().clamp(min=1e-6)))
+        return images, counts, [torch.tensor(v) for v in shares]
+
+
+def render_class(name: str, n: int, seed: int, image_size: int = 32, device="cpu", **world_kwargs):
+    """``n`` scenes whose main object is ``name`` (e.g. orcas for the generator lesson)."""
+    if name not in CLASSES:
+        raise ValueError(f"unknown class {name!r}; valid classes are {list(CLASSES)}")
+    return ImageWorld(image_size=image_size, classes=(name,), **world_kwargs).render(n, seed, device)[0]
+
+
+def _check_backgrounds(backgrounds):
+    unknown = [b for b in backgrounds if b not in BACKGROUNDS]
+    if unknown or not backgrounds:
+        raise ValueError(f"unknown backgrounds {unknown or '(none given)'}; valid backgrounds are {list(BACKGROUNDS)}")
+
+
+class WorldStream:
+    """Fresh batches from a world, for a fixed number of steps; never the same scene twice.
+
+    Scenes are rendered on ``device`` (the training device, so data never wait on the host) in
+    chunks of about ``chunk`` images, since one large render costs far less per image than many
+    small ones; chunk ``i`` uses seed ``seed * 1_000_003 + i``, so a stream is repeatable.
+    """
+
+    def __init__(self, world, batch_size: int, steps: int, seed: int = 0, device="cpu", chunk: int = 1024):
+        self.world, self.batch_size, self.steps, self.seed, self.device = world, batch_size, steps, seed, device
+        self.per_chunk = max(1, chunk // batch_size)        # batches per render call
+
+    def __len__(self):
+        return self.steps
+
+    def __iter__(self):
+        for start in range(0, self.steps, self.per_chunk):
+            k = min(self.per_chunk, self.steps - start)
+            x, y = self.world.render(k * self.batch_size, seed=self.seed * 1_000_003 + start, device=self.device)
+            for j in range(k):
+                yield x[j * self.batch_size:(j + 1) * self.batch_size], y[j * self.batch_size:(j + 1) * self.batch_size]

@@ -1,0 +1,105 @@
+"""The course's image model and its pre-trained checkpoint (lesson 01).
+
+The image model is a ResNet-18 built by timm at a quarter of the usual width, so a laptop CPU
+trains it in minutes on 48-pixel scenes. Because it is an ordinary timm model, every timm
+interface works on it (``get_classifier()``, ``reset_classifier(n)``, ``forward_features``,
+``feature_info``), and every lesson's surgery also works on any other timm architecture.
+
+``pretrained_image_model()`` is the one call later lessons use: it returns a fresh copy of
+lesson 01's model, loaded from the cache, or trains it now if the cache has none.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import timm
+import torch
+import torch.nn as nn
+
+from .cache import cached_model
+from .device import resolve_device, seed_everything
+from .images import CLASSES, ImageWorld, WorldStream
+from .modes import sizes
+from .training import accuracy, cross_entropy_loss, train
+
+
+@dataclass(frozen=True)
+class ImageModelConfig:
+    """Everything that determines lesson 01's checkpoint (its hash names the cache file)."""
+    arch: str = "resnet18"
+    width: int = 24              # channels of the first stage; later stages double it
+    image_size: int = 48
+    num_classes: int = len(CLASSES)
+    steps: int = 1200
+    batch_size: int = 64
+    lr: float = 3e-3
+    seed: int = 0
+
+
+def image_model_config(mode: str | None = None) -> ImageModelConfig:
+    """The lesson-01 config for the current mode (sizes from ``helpers.modes``)."""
+    s = sizes("pretrain_image", mode)
+    return ImageModelConfig(width=s.width, image_size=s.image_size, steps=s.steps,
+                            batch_size=s.batch_size, lr=s.lr)
+
+
+def create_image_model(config: ImageModelConfig | None = None, num_classes: int | None = None,
+                       seed: int = 0) -> nn.Module:
+    """A fresh, randomly initialised course CNN (a narrow timm ResNet) for ``config``.
+
+    The stem keeps more resolution than ImageNet's (no max-pool), which suits 48-pixel scenes.
+    """
+    config = config or image_model_config()
+    seed_everything(seed)
+    w = config.width
+    return timm.create_model(config.arch, pretrained=False,
+                             num_classes=num_classes or config.num_classes,
+                             channels=(w, 2 * w, 4 * w, 8 * w), stem_width=w,
+                             replace_stem_pool=False)
+
+
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def pretrain_image_model(model: nn.Module, config: ImageModelConfig, *, device="auto",
+                         val_images: int = 2048, progress: bool = True, hook=None):
+    """Train ``model`` from scratch on the general world (lesson 01). Returns (history, val_acc)."""
+    device = resolve_device(device)
+    world = ImageWorld(image_size=config.image_size)
+    x_val, y_val = world.render(val_images, seed=10_000 + config.seed, device=device)
+    stream = WorldStream(world, config.batch_size, config.steps, seed=config.seed, device=device)
+    seed_everything(config.seed)
+    history = train(model, cross_entropy_loss, stream, lr=config.lr, weight_decay=0.05,
+                    device=device, evaluate=lambda m: {"val_acc": accuracy(m, x_val, y_val)},
+                    eval_every=max(1, config.steps // 6), log_every=max(1, min(20, config.steps // 20)),
+                    progress=progress, desc="pre-training", hook=hook)
+    return history, history.last_eval("val_acc")
+
+
+def pretrained_image_model(config: ImageModelConfig | None = None, *, device="auto",
+                           rebuild: bool = False, verbose: bool = True, hook=None):
+    """A fresh copy of lesson 01's pre-trained model: from the cache, or trained now.
+
+    Every call returns new weights read from the checkpoint, so an experiment cell that calls
+    it never starts from weights another cell changed.
+
+    Returns:
+        (model, info): the model on ``device`` (in train mode), and what was stored with it:
+        ``val_acc``, ``images_per_s``, ``train_images``, the training ``history``.
+    """
+    config = config or image_model_config()
+    device = resolve_device(device)
+    val_images = sizes("pretrain_image").val_images
+
+    def build(model):
+        history, val_acc = pretrain_image_model(model, config, device=device,
+                                                val_images=val_images, hook=hook)
+        return {"val_acc": val_acc, "images_per_s": history.samples_per_s,
+                "train_images": history.samples[-1] if history.samples else 0,
+                "interrupted": history.interrupted, "history": history.as_dict(),
+                "config": asdict(config)}
+
+    model, info = cached_model("image_pretrained", config, lambda: create_image_model(config),
+                               build, rebuild=rebuild, device=device, verbose=verbose)
+    return model.train(), info

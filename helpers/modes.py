@@ -1,0 +1,57 @@
+"""The course's three modes and every per-mode size, in one place.
+
+``COURSE_MODE`` chooses: ``smoke`` (CI: each notebook in well under a minute, numbers
+meaningless), ``class`` (default without CUDA: each lesson at most about 5 minutes on a 2-core
+laptop CPU, effects clearly visible) or ``full`` (default with CUDA: bigger data and models).
+
+Notebooks never hard-code sizes; they ask ``sizes("lesson name")``, which returns a frozen
+dataclass for the current mode. To try other sizes, use ``dataclasses.replace``:
+
+    >>> from dataclasses import replace
+    >>> S = replace(sizes("pretrain_image"), steps=100)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+MODES = ("smoke", "class", "full")
+
+
+def current_mode() -> str:
+    """``$COURSE_MODE`` if set, else ``full`` with CUDA and ``class`` without."""
+    mode = os.environ.get("COURSE_MODE", "").strip().lower()
+    if not mode:
+        return "full" if torch.cuda.is_available() else "class"
+    if mode not in MODES:
+        raise ValueError(f"COURSE_MODE={mode!r} is not a mode; choose one of {list(MODES)}")
+    return mode
+
+
+@dataclass(frozen=True)
+class PretrainImage:
+    """Lesson 01: pre-training the image model on the general world."""
+    image_size: int        # pixels, square
+    width: int             # channels of the first stage; stages double it
+    steps: int             # optimiser steps, each on a fresh batch from the world
+    batch_size: int
+    lr: float              # peak AdamW learning rate (warmup, then cosine decay)
+    val_images: int        # fixed validation set, rendered with its own seed
+
+
+SIZES: dict[str, dict[str, object]] = {
+    "pretrain_image": {
+        "smoke": PretrainImage(image_size=32, width=8, steps=30, batch_size=32, lr=3e-3, val_images=256),
+        "class": PretrainImage(image_size=48, width=24, steps=1200, batch_size=64, lr=3e-3, val_images=2048),
+        "full": PretrainImage(image_size=48, width=48, steps=6000, batch_size=256, lr=3e-3, val_images=8192),
+    },
+}
+
+
+def sizes(name: str, mode: str | None = None):
+    """The sizes of lesson part ``name`` in ``mode`` (default: the current mode)."""
+    if name not in SIZES:
+        raise KeyError(f"no sizes for {name!r}; known: {sorted(SIZES)}")
+    return SIZES[name][mode or current_mode()]

@@ -1,0 +1,152 @@
+"""Plots. Every function returns a matplotlib Figure; none saves files or calls ``plt.show()``.
+
+In a notebook a returned figure displays itself when it is the cell's last value.
+"""
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+
+def _to_image(t: torch.Tensor) -> np.ndarray:
+    """(3, H, W) or (H, W) tensor in [0, 1] -> array for imshow."""
+    t = t.detach().float().cpu()
+    return t.permute(1, 2, 0).clamp(0, 1).numpy() if t.dim() == 3 else t.numpy()
+
+
+def image_grid(images: torch.Tensor, titles=None, cols: int = 8, size: float = 1.4, title: str | None = None,
+               title_colors=None):
+    """A grid of images (N, 3, H, W) in [0, 1], each with an optional title."""
+    n = len(images)
+    cols = min(cols, n) or 1
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * (size + 0.25)), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(_to_image(images[i]), interpolation="nearest")
+            if titles is not None:
+                ax.set_title(str(titles[i]), fontsize=8,
+                             color=None if title_colors is None else title_colors[i])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(*histories, labels=None, metric: str | None = None, baseline: float | None = None,
+                 baseline_label: str = "baseline", title: str | None = None, logy: bool = False):
+    """Training loss (left) and, if given, an evaluation metric (right) against steps.
+
+    Pass several histories to compare runs; ``baseline`` draws a horizontal reference line
+    on the loss plot (for example the loss of always predicting the class frequencies).
+    """
+    labels = labels or [None] * len(histories)
+    ncols = 2 if metric else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 3.4), squeeze=False)
+    ax = axes[0, 0]
+    for h, lab in zip(histories, labels):
+        ax.plot(h.step, h.loss, label=lab)
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", ls="--", label=baseline_label)
+    ax.set_xlabel("step"), ax.set_ylabel("training loss")
+    if logy:
+        ax.set_yscale("log")
+    if metric:
+        ax2 = axes[0, 1]
+        for h, lab in zip(histories, labels):
+            pts = [(e["step"], e[metric]) for e in h.evals if metric in e]
+            if pts:
+                ax2.plot(*zip(*pts), marker="o", label=lab)
+        ax2.set_xlabel("step"), ax2.set_ylabel(metric)
+    for a in axes.flat:
+        a.grid(alpha=0.3)
+        if any(labels) or baseline is not None:
+            a.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(y_true, y_pred, class_names, normalize: bool = True, title: str | None = None):
+    """A confusion matrix figure: rows are true classes, columns predicted ones."""
+    k = len(class_names)
+    y_true = torch.as_tensor(y_true).cpu().long()
+    y_pred = torch.as_tensor(y_pred).cpu().long()
+    cm = torch.zeros(k, k)
+    cm.index_put_((y_true, y_pred), torch.ones(len(y_true)), accumulate=True)
+    if normalize:
+        cm = cm / cm.sum(1, keepdim=True).clamp(min=1)
+    fig, ax = plt.subplots(figsize=(0.45 * k + 2, 0.45 * k + 1.5))
+    im = ax.imshow(cm.numpy(), cmap="Blues", vmin=0)
+    ax.set_xticks(range(k), class_names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(k), class_names, fontsize=8)
+    ax.set_xlabel("predicted"), ax.set_ylabel("true")
+    for i in range(k):
+        for j in range(k):
+            v = cm[i, j].item()
+            if v > 0.005:
+                ax.text(j, i, f"{v:.2f}" if normalize else f"{int(v)}", ha="center", va="center",
+                        fontsize=6, color="white" if v > cm.max().item() / 2 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def conv_filters(weight: torch.Tensor, cols: int = 8, title: str = "first-layer filters"):
+    """The first convolution's kernels (out, 3, k, k) as small colour images."""
+    w = weight.detach().float().cpu()
+    w = (w - w.amin(dim=(1, 2, 3), keepdim=True)) / (w.amax(dim=(1, 2, 3), keepdim=True)
+                                                   - w.amin(dim=(1, 2, 3), keepdim=True) + 1e-8)
+    return image_grid(w, cols=cols, size=0.9, title=title)
+
+
+def line_plot(x, ys: dict, xlabel: str, ylabel: str, title: str | None = None, logx: bool = False,
+              errors: dict | None = None):
+    """Lines of ``ys`` ({label: values}) against ``x``, with optional error bars ({label: spreads})."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for label, values in ys.items():
+        err = None if errors is None else errors.get(label)
+        ax.errorbar(x, values, yerr=err, marker="o", capsize=3, label=label)
+    ax.set_xlabel(xlabel), ax.set_ylabel(ylabel)
+    if logx:
+        ax.set_xscale("log")
+    ax.grid(alpha=0.3), ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+class LiveCurve:
+    """A training curve that redraws in place while ``train`` runs (pass it as ``hook=``).
+
+    Outside Jupyter it does nothing, so the same code runs headless.
+    """
+
+    def __init__(self, metric: str | None = None, title: str = "training", every: float = 2.0):
+        self.metric, self.title, self.every = metric, title, every
+        self.handle, self.last = None, -1e9
+
+    def __call__(self, history):
+        import time
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:
+            return
+        if get_ipython() is None or time.perf_counter() - self.last < self.every:
+            return
+        self.last = time.perf_counter()
+        fig = plot_history(history, metric=self.metric, title=self.title)
+        if self.handle is None:
+            self.handle = display(fig, display_id=True)
+        else:
+            self.handle.update(fig)
+        plt.close(fig)

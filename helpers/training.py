@@ -1,0 +1,300 @@
+"""The course's one training loop, shared by every lesson.
+
+What changes between lessons is the model, the data and the loss, so the loss is passed in as
+``loss_fn(model, batch) -> scalar tensor``. Everything else is here, in one function you can read
+top to bottom:
+
+- AdamW with linear warmup then cosine decay; optional parameter groups (layer-wise rates).
+- On CUDA: autocast (bf16, or fp16 with a gradient scaler), channels_last for conv nets,
+  non_blocking host-to-device copies, optional ``torch.compile``.
+- No host synchronisation per step: losses are summed on the device and read once per
+  progress-bar refresh (``log_every`` steps).
+- A non-finite loss stops training with a hint; the notebook's stop button (KeyboardInterrupt)
+  ends training cleanly and leaves the model and the history so far usable.
+
+Example:
+    >>> def loss_fn(model, batch):
+    ...     x, y = batch
+    ...     return F.cross_entropy(model(x), y)
+    >>> history = train(model, loss_fn, batches, epochs=3, lr=1e-3)
+    >>> history.loss[-1]
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from .device import autocast, autocast_dtype, resolve_device
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss. ``.history`` holds what was logged before."""
+
+    def __init__(self, message, history):
+        super().__init__(message)
+        self.history = history
+
+
+@dataclass
+class History:
+    """What a training run logged. Lists grow together, one entry per log refresh."""
+    step: list[int] = field(default_factory=list)          # optimiser steps done
+    loss: list[float] = field(default_factory=list)        # mean training loss since the last entry
+    lr: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)     # wall time since the start
+    samples: list[int] = field(default_factory=list)       # training samples seen
+    evals: list[dict] = field(default_factory=list)        # {"step": s, metric: value, ...}
+    interrupted: bool = False
+
+    @property
+    def steps_done(self) -> int:
+        return self.step[-1] if self.step else 0
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples[-1] / self.seconds[-1] if self.seconds and self.seconds[-1] > 0 else float("nan")
+
+    def last_eval(self, metric: str):
+        values = [e[metric] for e in self.evals if metric in e]
+        return values[-1] if values else None
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("step", "loss", "lr", "seconds", "samples", "evals", "interrupted")}
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module behind a ``torch.compile``d (or DDP-wrapped) one: save its state_dict."""
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    """Eval mode and no gradients inside; the model's previous mode is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def warmup_cosine(step: int, total: int, warmup: int, floor: float = 0.0) -> float:
+    """Learning-rate multiplier: linear warmup for ``warmup`` steps, then cosine down to ``floor``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def to_device(batch, device, channels_last=False):
+    """Move a tuple of tensors to ``device`` without blocking the host (pinned or not)."""
+    out = []
+    for t in batch:
+        if torch.is_tensor(t):
+            t = t.to(device, non_blocking=True)
+            if channels_last and t.dim() == 4:
+                t = t.contiguous(memory_format=torch.channels_last)
+        out.append(t)
+    return tuple(out)
+
+
+def _has_conv(model):
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
+          epochs: int = 1, max_steps: int | None = None,
+          lr: float = 1e-3, weight_decay: float = 0.01, betas=(0.9, 0.999),
+          param_groups: list[dict] | None = None,
+          warmup: float = 0.05, lr_floor: float = 0.0, clip_grad: float | None = 1.0,
+          device="auto", amp: bool = True, channels_last: bool | None = None, compile: bool = False,
+          evaluate: Callable[[nn.Module], dict] | None = None, eval_every: int | None = None,
+          log_every: int = 10, progress: bool = True, desc: str = "training",
+          hook: Callable[[History], None] | None = None) -> History:
+    """Train ``model`` in place on ``data`` with ``loss_fn`` and return the History.
+
+    Args:
+        model: any ``nn.Module``; it is moved to ``device``. Only parameters with
+            ``requires_grad`` are optimised, so frozen layers stay frozen.
+        loss_fn: ``loss_fn(model, batch) -> scalar loss``; batch is a tuple of tensors already on
+            the device.
+        data: re-iterable of batches (tuples of tensors), one pass per epoch, with ``len()``.
+        epochs, max_steps: train for ``epochs`` passes, or stop early after ``max_steps`` steps.
+        lr: peak learning rate; per group via ``param_groups`` ([{"params": [...], "lr": ...}]).
+        warmup: fraction of steps with a linear warmup; then cosine decay to ``lr_floor * lr``.
+        clip_grad: clip the gradient norm to this (None: no clipping).
+        amp: mixed precision on CUDA (bf16 where supported, else fp16 with a gradient scaler).
+        channels_last: memory layout for conv nets; default on for CUDA conv nets.
+        compile: wrap the model with ``torch.compile`` for the run.
+        evaluate: ``evaluate(model) -> {metric: value}``, run without gradients every
+            ``eval_every`` steps and at the end; the model's mode is restored afterwards.
+        log_every: steps between progress refreshes (the only host synchronisations).
+        hook: ``hook(history)`` after each refresh, e.g. a live plot.
+    Returns:
+        History with per-refresh loss, lr, time, samples, evals; ``interrupted`` if stopped.
+    Raises:
+        NonFiniteLossError: the loss became NaN or infinite (try a lower learning rate).
+    """
+    device = resolve_device(device)
+    steps_per_epoch = len(data)
+    total = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
+    if total <= 0:
+        raise ValueError(f"nothing to train: {len(data)} batches x {epochs} epochs, max_steps={max_steps}")
+    if channels_last is None:
+        channels_last = device.type == "cuda" and _has_conv(model)
+    model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
+    if param_groups is None:
+        param_groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    if not any(p.requires_grad for g in param_groups for p in g["params"]):
+        raise ValueError("the model has no trainable parameters: everything is frozen")
+    optimizer = torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay, betas=betas,
+                                  fused=device.type == "cuda")
+    warmup_steps = max(1, int(warmup * total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, total, warmup_steps, lr_floor))
+    use_amp = amp and autocast_dtype(device) is not None
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and autocast_dtype(device) == torch.float16)
+    net = torch.compile(model) if compile else model
+
+    history = History()
+    loss_sum = torch.zeros((), device=device)     # summed on the device: no sync per step
+    seen, seen_at_log, step, start = 0, 0, 0, time.perf_counter()
+    bar = tqdm(total=total, desc=desc, disable=not progress, leave=True)
+
+    def log():
+        nonlocal loss_sum, seen_at_log
+        n = step - (history.step[-1] if history.step else 0)
+        if n == 0:
+            return
+        mean_loss = (loss_sum / n).item()        # the one host sync per refresh
+        loss_sum = torch.zeros((), device=device)
+        history.step.append(step)
+        history.loss.append(mean_loss)
+        history.lr.append(optimizer.param_groups[0]["lr"])
+        history.seconds.append(time.perf_counter() - start)
+        history.samples.append(seen)
+        if not math.isfinite(mean_loss):
+            bar.close()
+            raise NonFiniteLossError(
+                f"the training loss became {mean_loss} by step {step} (learning rate "
+                f"{optimizer.param_groups[0]['lr']:.2g}). Try a lower learning rate, e.g. lr={lr / 10:.1g}, "
+                f"or clip the gradients (clip_grad=1.0).", history)
+        bar.set_postfix(loss=f"{mean_loss:.4f}")
+        if hook is not None:
+            hook(history)
+
+    def run_eval():
+        if evaluate is None:
+            return
+        with evaluating(model):
+            metrics = evaluate(net)
+        history.evals.append({"step": step, **{k: float(v) for k, v in metrics.items()}})
+        bar.set_postfix(loss=f"{history.loss[-1]:.4f}" if history.loss else "-",
+                        **{k: f"{float(v):.4f}" for k, v in metrics.items()})
+
+    model.train()
+    try:
+        while step < total:
+            for batch in data:
+                batch = to_device(batch, device, channels_last)
+                with autocast(device, enabled=use_amp):
+                    loss = loss_fn(net, batch)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if clip_grad is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for g in param_groups for p in g["params"]], clip_grad)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                loss_sum += loss.detach().float()
+                seen += len(batch[0])
+                step += 1
+                bar.update(1)
+                if step % log_every == 0 or step == total:
+                    log()
+                if eval_every and step % eval_every == 0 and step < total:
+                    run_eval()
+                if step >= total:
+                    break
+        run_eval()
+    except KeyboardInterrupt:
+        history.interrupted = True
+        print(f"Training stopped by you at step {step} of {total}; the model keeps its weights from "
+              f"that step and the history so far is returned.")
+        log()
+    finally:
+        bar.close()
+    return history
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation helpers
+# ---------------------------------------------------------------------------------------------
+
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256, device=None) -> torch.Tensor:
+    """Model outputs for every row of ``x``, in batches, without gradients (mode restored)."""
+    device = resolve_device(device) if device is not None else next(model.parameters()).device
+    outs = []
+    with evaluating(model):
+        for i in range(0, len(x), batch_size):
+            with autocast(device):
+                outs.append(model(x[i:i + batch_size].to(device, non_blocking=True)).float())
+    return torch.cat(outs)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
+    """Share of rows whose arg-max output equals the label."""
+    pred = predict(model, x, batch_size).argmax(1)
+    return (pred == y.to(pred.device)).float().mean().item()
+
+
+def cross_entropy_loss(model, batch):
+    """The classification loss: ``batch = (images, labels)``."""
+    x, y = batch
+    return nn.functional.cross_entropy(model(x), y)
+
+
+class Batches:
+    """Mini-batches over tensors that already sit on the training device (no DataLoader, no
+    workers, no copies). Reshuffled every epoch from its own seed, so runs repeat exactly.
+
+    Example:
+        >>> batches = Batches(x_train, y_train, batch_size=64, seed=0)
+        >>> len(batches)      # batches per epoch
+    """
+
+    def __init__(self, *tensors, batch_size: int, shuffle: bool = True, seed: int = 0,
+                 drop_last: bool = False, augment: Callable | None = None):
+        n = len(tensors[0])
+        if any(len(t) != n for t in tensors):
+            raise ValueError(f"tensors differ in length: {[len(t) for t in tensors]}")
+        self.tensors, self.batch_size, self.shuffle, self.drop_last = tensors, batch_size, shuffle, drop_last
+        self.augment, self.epoch, self.seed = augment, 0, seed
+
+    def __len__(self):
+        n = len(self.tensors[0])
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.tensors[0])
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(n, generator=g).to(self.tensors[0].device)
+        else:
+            order = torch.arange(n, device=self.tensors[0].device)
+        self.epoch += 1
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            batch = tuple(t[idx] for t in self.tensors)
+            yield self.augment(batch) if self.augment else batch
