@@ -1,0 +1,563 @@
+"""Model surgery for fine-tuning: stages, freezing, new heads, extra blocks, layer-wise rates.
+
+Everything here works on any timm model (ResNet, ConvNeXt, EfficientNet, MobileNet, ViT, ...)
+because it asks the model about itself instead of using per-architecture tables:
+
+- ``stages(model)``: the backbone's stages from the input side (stem first, head excluded), from
+  timm's ``group_matcher(coarse=True)``, the same grouping timm uses for layer-wise rate decay.
+  Parameters that no stage claims (the classifier, and for some models a pre-logits layer) form
+  the head; ``get_classifier()`` always belongs to it.
+- ``freeze_stages(model, k)``: freeze the first k stages (by depth); ``freeze`` / ``unfreeze`` by
+  module name or glob pattern; ``stage_table`` counts trainable and total parameters per stage.
+- ``replace_head``, ``add_block``: new layers on top; ``layerwise_lr_groups``: smaller learning
+  rates nearer the input, as optimiser parameter groups for ``train(param_groups=...)``.
+
+BatchNorm and freezing: ``requires_grad = False`` stops the *weights* of a BatchNorm layer, but
+not its running mean and variance, which are buffers that every forward pass in train mode
+updates (and train-mode BatchNorm normalises with the batch's own statistics). So a "frozen"
+stage still changes unless its BatchNorm layers stay in eval mode. ``bn="frozen"`` (the default)
+keeps them in eval mode, even after ``model.train()``; ``bn="update"`` freezes the weights only.
+
+Every function changes the model in place and returns it; calling one twice is harmless.
+
+Example:
+    >>> model = timm.create_model("resnet18", num_classes=6)
+    >>> [name for name, _ in stages(model)]
+    ['stem', 'layer1', 'layer2', 'layer3', 'layer4']
+    >>> freeze_stages(model, 3)           # stem, layer1, layer2 frozen; layer3, layer4, fc train
+    >>> stage_table(model)                # trainable and total parameters per stage
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import fnmatch
+import re
+import types
+from collections import OrderedDict, defaultdict
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+BN_CHOICES = ("frozen", "update")
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages: what "depth" means for any model
+# ---------------------------------------------------------------------------------------------
+
+class Stage(nn.Module):
+    """A view of one stage of a model: it holds references to the model's own modules (and to
+    parameters the model keeps loose, such as a ViT's ``cls_token``), so ``.parameters()``,
+    ``.modules()`` and ``.requires_grad_()`` act on the model itself. It has no forward."""
+
+    def __init__(self, name: str, parts: dict, loose: dict):
+        super().__init__()
+        self.stage_name = name
+        self.part_names = list(parts)         # module paths inside the model, e.g. ["conv1", "bn1"]
+        for i, module in enumerate(parts.values()):
+            self.add_module(f"part{i}", module)
+        self.loose_names = list(loose)
+        for i, param in enumerate(loose.values()):
+            self.register_parameter(f"loose{i}", param)
+
+    def extra_repr(self):
+        return f"{self.stage_name}: {', '.join(self.part_names + self.loose_names)}"
+
+
+def _matcher_ordinals(model):
+    """Map each parameter/buffer name to a group ordinal via timm's ``group_matcher``, or None."""
+    if not hasattr(model, "group_matcher"):
+        return None
+    try:
+        matcher = model.group_matcher(coarse=True)
+    except (NotImplementedError, TypeError):
+        return None
+    compiled = []                           # (regex, group position, suffix), as timm reads it
+    for position, spec in enumerate(matcher.values()):
+        if spec is None:
+            continue
+        specs = spec if isinstance(spec, (list, tuple)) else [(spec, None)]
+        compiled += [(re.compile(s[0]), position, s[1]) for s in specs]
+
+    def ordinal(name):
+        for regex, position, suffix in compiled:
+            m = regex.match(name)
+            if m:
+                numbers = [float(g) for g in m.groups() if g is not None]
+                return (position, *numbers, *(suffix or ()))
+        return None                          # unmatched: head (or neck) layers
+    return ordinal
+
+
+def _tensor_names(model):
+    """Names of every parameter and buffer, in registration order (shared ones once)."""
+    names, seen = [], set()
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            names.append(name)
+    return names
+
+
+def _stage_of_tensor(model):
+    """{tensor name: stage index or None for the head}, plus the stage names in order."""
+    head_prefixes = set()
+    if hasattr(model, "get_classifier"):
+        clf = model.get_classifier()
+        if isinstance(clf, nn.Module):
+            head_prefixes = {n for n, m in model.named_modules() if m is clf and n}
+
+    def in_head(name):
+        return any(name == p or name.startswith(p + ".") for p in head_prefixes)
+
+    names = _tensor_names(model)
+    ordinal = _matcher_ordinals(model)
+    if ordinal is not None:
+        keys = {n: (None if in_head(n) else ordinal(n)) for n in names}
+        # timm's MATCH_PREV_GROUP suffix (99999,) joins a layer (e.g. a final norm) to the stage before
+        ordered = sorted({k for k in keys.values() if k is not None})
+        index, stage_of_key, i = {}, {}, -1
+        for k in ordered:
+            if i < 0 or k[-1] != 99999:
+                i += 1
+            stage_of_key[k] = i
+        stage = {n: (None if k is None else stage_of_key[k]) for n, k in keys.items()}
+    else:
+        # Not a timm model: each top-level child with parameters is a stage, the last one the head.
+        children = [n for n, c in model.named_children() if any(True for _ in c.parameters())]
+        if not head_prefixes and children:
+            head_prefixes = {children[-1]}
+        top = [c for c in children if c not in head_prefixes]
+        stage = {}
+        for n in names:
+            first = n.split(".")[0]
+            stage[n] = None if in_head(n) or first not in top else top.index(first)
+    return stage
+
+
+def _stage_name(index, part_names, loose_names, model):
+    """A readable stage name: "stem" first, else its module path ("layer2", "blocks.5+norm")."""
+    if index == 0 and hasattr(model, "group_matcher"):
+        return "stem"
+    names = part_names + loose_names
+    return "+".join(names[:3]) + ("+..." if len(names) > 3 else "")
+
+
+def stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The model's stages from the input side: ``[(name, Stage), ...]``, stem first, head excluded.
+
+    Stages come from the model itself (timm's coarse ``group_matcher``), so this works for any
+    timm architecture; for other models each top-level child with parameters is a stage and the
+    last one is the head. A ``Stage`` refers to the model's own modules (no copies).
+
+    Example:
+        >>> [n for n, _ in stages(timm.create_model("convnext_atto"))]
+        ['stem', 'stages.0', 'stages.1', 'stages.2', 'stages.3']
+    """
+    stage = _stage_of_tensor(model)
+    count = 1 + max((s for s in stage.values() if s is not None), default=-1)
+    tensors = dict(model.named_parameters())
+    tensors.update(dict(model.named_buffers()))
+
+    def groups_below(prefix, module):
+        names = [f"{prefix}.{n}" if prefix else n for n in _tensor_names(module)]
+        return {stage.get(n, "?") for n in names}
+
+    out = []
+    for index in range(count):
+        parts, loose = OrderedDict(), OrderedDict()
+
+        def collect(prefix, module):
+            # Take whole sub-modules that lie entirely in this stage; split the others.
+            for child_name, child in module.named_children():
+                path = f"{prefix}.{child_name}" if prefix else child_name
+                groups = groups_below(path, child)
+                if groups == {index}:
+                    parts[path] = child
+                elif index in groups:
+                    collect(path, child)
+            for pname, p in module.named_parameters(recurse=False):
+                path = f"{prefix}.{pname}" if prefix else pname
+                if stage.get(path) == index:
+                    loose[path] = p
+        collect("", model)
+        name = _stage_name(index, list(parts), list(loose), model)
+        out.append((name, Stage(name, parts, loose)))
+    return out
+
+
+def _head_params(model):
+    in_stage = {id(p) for _, s in stages(model) for p in s.parameters()}
+    return [p for p in model.parameters() if id(p) not in in_stage]
+
+
+# ---------------------------------------------------------------------------------------------
+# Freezing
+# ---------------------------------------------------------------------------------------------
+
+def _is_bn(module):
+    return isinstance(module, nn.modules.batchnorm._BatchNorm)
+
+
+def _stay_in_eval(self, mode: bool = True):
+    """``train`` for a BatchNorm whose statistics are frozen: it stays in eval mode."""
+    nn.Module.train(self, False)
+    return self
+
+
+def _set_bn(module: nn.Module, frozen_stats: bool):
+    """Freeze (eval mode that survives ``model.train()``) or release BatchNorm statistics."""
+    for m in module.modules():
+        if not _is_bn(m):
+            continue
+        if frozen_stats:
+            m.train = types.MethodType(_stay_in_eval, m)   # an instance override; deepcopy-safe
+            nn.Module.train(m, False)
+        elif "train" in m.__dict__:
+            del m.train
+            # back to the mode of its parent model: BN modules follow model.train()/eval() again
+            nn.Module.train(m, module.training)
+
+
+def bn_stats_frozen(module: nn.Module) -> bool:
+    """True if ``module`` is a BatchNorm layer whose running statistics are frozen."""
+    return _is_bn(module) and "train" in module.__dict__
+
+
+def _check_bn(bn):
+    if bn not in BN_CHOICES:
+        raise ValueError(f"bn must be one of {BN_CHOICES}: 'frozen' keeps BatchNorm running "
+                         f"statistics fixed too, 'update' freezes the weights only; got {bn!r}")
+
+
+def freeze_stages(model: nn.Module, k: int, bn: str = "frozen") -> nn.Module:
+    """Freeze the first ``k`` stages nearest the input; the later stages and the head train.
+
+    ``k`` sets the depth (it is not added to an earlier call): ``freeze_stages(model, 2)`` after
+    ``freeze_stages(model, 4)`` leaves exactly two stages frozen. The head is left as it is.
+
+    Args:
+        k: 0 (nothing frozen) to ``len(stages(model))`` (the whole backbone; only the head trains).
+        bn: "frozen": BatchNorm layers in frozen stages also keep their running statistics (they
+            stay in eval mode even after ``model.train()``); "update": only weights are frozen and
+            the statistics keep adapting to the new data.
+    Returns:
+        the same model.
+    Raises:
+        ValueError: ``k`` out of range (the message lists the stages) or an unknown ``bn``.
+    """
+    _check_bn(bn)
+    all_stages = stages(model)
+    n = len(all_stages)
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n:
+        listing = ", ".join(f"{i + 1}: {name}" for i, (name, _) in enumerate(all_stages))
+        raise ValueError(f"k must be an int from 0 to {n} (0 freezes nothing, {n} the whole backbone); "
+                         f"got {k!r}. The stages, from the input: {listing}")
+    for i, (_, stage) in enumerate(all_stages):
+        frozen = i < k
+        stage.requires_grad_(not frozen)
+        _set_bn(stage, frozen_stats=frozen and bn == "frozen")
+    return model
+
+
+def _module_names(model):
+    return [n for n, _ in model.named_modules() if n]
+
+
+def _resolve(model, patterns):
+    """Modules and loose parameters matched by names or glob patterns; unknown ones raise."""
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    modules = dict(model.named_modules())
+    params = dict(model.named_parameters())
+    found_modules, found_params = {}, {}
+    for pattern in patterns:
+        hits = [n for n in modules if n and fnmatch.fnmatchcase(n, pattern)]
+        phits = [n for n in params if fnmatch.fnmatchcase(n, pattern)] if not hits else []
+        if not hits and not phits:
+            names = _module_names(model)
+            top = [n for n, _ in model.named_children()]
+            close = difflib.get_close_matches(pattern, names, n=6, cutoff=0.5)
+            stage_names = [n for n, _ in stages(model)]
+            raise ValueError(
+                f"no module or parameter matches {pattern!r}. Top-level modules: {top}; stages: "
+                f"{stage_names}" + (f"; close matches: {close}" if close else "") +
+                f". Use a module path like {names[min(3, len(names) - 1)]!r} or a glob like 'layer4.*'"
+                f" (print(model) or [n for n, _ in model.named_modules()] shows all {len(names)}).")
+        found_modules.update({n: modules[n] for n in hits})
+        found_params.update({n: params[n] for n in phits})
+    return found_modules, found_params
+
+
+def freeze(model: nn.Module, patterns, bn: str = "frozen") -> nn.Module:
+    """Freeze modules (or parameters) by name or glob pattern, e.g. ``"layer1"`` or ``"blocks.*"``.
+
+    ``bn`` as in ``freeze_stages``. Unknown names raise ValueError listing valid module names.
+    """
+    _check_bn(bn)
+    modules, params = _resolve(model, patterns)
+    for m in modules.values():
+        m.requires_grad_(False)
+        _set_bn(m, frozen_stats=bn == "frozen")
+    for p in params.values():
+        p.requires_grad_(False)
+    return model
+
+
+def unfreeze(model: nn.Module, patterns=None) -> nn.Module:
+    """Make modules trainable again (all of them when ``patterns`` is None), BatchNorm
+    statistics included (they follow ``model.train()`` / ``model.eval()`` again)."""
+    if patterns is None:
+        modules, params = {"": model}, {}
+    else:
+        modules, params = _resolve(model, patterns)
+    for m in modules.values():
+        m.requires_grad_(True)
+        _set_bn(m, frozen_stats=False)
+    for p in params.values():
+        p.requires_grad_(True)
+    return model
+
+
+def trainable_params(model: nn.Module) -> int:
+    """Number of parameters that an optimiser will change (``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def frozen_params(model: nn.Module) -> int:
+    """Number of parameters that stay fixed."""
+    return sum(p.numel() for p in model.parameters() if not p.requires_grad)
+
+
+def stage_table(model: nn.Module) -> pd.DataFrame:
+    """One row per stage and one for the head: trainable and total parameters, and whether its
+    BatchNorm statistics are frozen. The columns sum to the model's totals.
+
+    Columns: stage, trainable, total, frozen (share of the stage's parameters), bn_stats.
+    """
+    rows = []
+
+    def row(name, module_params, bns):
+        total = sum(p.numel() for p in module_params)
+        trainable = sum(p.numel() for p in module_params if p.requires_grad)
+        bn_state = ("-" if not bns else "frozen" if all(bn_stats_frozen(b) for b in bns)
+                    else "updating" if not any(bn_stats_frozen(b) for b in bns) else "mixed")
+        rows.append({"stage": name, "trainable": trainable, "total": total,
+                     "frozen": 1 - trainable / total if total else 0.0, "bn_stats": bn_state})
+
+    seen = set()
+    for name, stage in stages(model):
+        ps = list(stage.parameters())
+        seen.update(id(p) for p in ps)
+        row(name, ps, [m for m in stage.modules() if _is_bn(m)])
+    head = [p for p in model.parameters() if id(p) not in seen]
+    head_ids = {id(p) for p in head}
+    head_bns = [m for m in model.modules() if _is_bn(m)
+                and any(id(p) in head_ids for p in m.parameters(recurse=False))]
+    row("head", head, head_bns)
+    return pd.DataFrame(rows).set_index("stage")
+
+
+# ---------------------------------------------------------------------------------------------
+# New layers: heads and blocks
+# ---------------------------------------------------------------------------------------------
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "softplus": nn.Softplus, "sigmoid": nn.Sigmoid,
+               "tanh": nn.Tanh, "identity": nn.Identity}
+
+
+def _activation(spec):
+    if spec is None or isinstance(spec, nn.Module):
+        return spec
+    if isinstance(spec, str) and spec.lower() in ACTIVATIONS:
+        return ACTIVATIONS[spec.lower()]()
+    if isinstance(spec, type) and issubclass(spec, nn.Module):
+        return spec()
+    raise ValueError(f"activation must be None, an nn.Module or one of {sorted(ACTIVATIONS)}; got {spec!r}")
+
+
+def _set_submodule(model, path, module):
+    parent_path, _, attr = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, attr, module)
+
+
+def _classifier_path(model):
+    """Path and module of the model's final linear layer (timm's ``get_classifier()``)."""
+    clf = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if isinstance(clf, nn.Module):
+        for n, m in model.named_modules():
+            if m is clf and n:
+                return n, m
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("cannot find the model's head: it has no get_classifier() and no nn.Linear")
+    return linears[-1]
+
+
+def replace_head(model: nn.Module, num_outputs: int, hidden: int | None = None, dropout: float = 0.0,
+                 activation=None, seed: int | None = None) -> nn.Module:
+    """Give the model a new, trainable head with ``num_outputs`` outputs.
+
+    Without ``hidden`` the head is one linear layer (a linear probe's head, via timm's
+    ``reset_classifier``); with ``hidden`` it is an MLP: Linear -> GELU -> Dropout -> Linear.
+    ``activation`` ("softplus", "sigmoid", an ``nn.Module``...) is applied to the outputs, e.g.
+    softplus keeps a count non-negative. ``dropout`` applies before each linear layer.
+
+    Shapes: the model then maps (B, 3, H, W) images to (B, num_outputs).
+    Returns the same model.
+    """
+    if seed is not None:
+        torch.manual_seed(seed)
+    if hasattr(model, "reset_classifier"):
+        model.reset_classifier(num_outputs)
+    path, old = _classifier_path(model)
+    if isinstance(old, nn.Linear):
+        in_features = old.in_features
+    elif hasattr(model, "num_features"):
+        in_features = model.num_features
+    else:
+        raise ValueError(f"cannot tell the head's input size from {type(old).__name__} at {path!r}")
+    device = next(model.parameters()).device
+    layers = OrderedDict()
+    if dropout:
+        layers["drop1"] = nn.Dropout(dropout)
+    if hidden is None:
+        layers["fc"] = nn.Linear(in_features, num_outputs)
+    else:
+        layers["fc1"] = nn.Linear(in_features, hidden)
+        layers["act"] = nn.GELU()
+        if dropout:
+            layers["drop2"] = nn.Dropout(dropout)
+        layers["fc2"] = nn.Linear(hidden, num_outputs)
+    out_act = _activation(activation)
+    if out_act is not None:
+        layers["out_act"] = out_act
+    head = layers["fc"] if list(layers) == ["fc"] else nn.Sequential(layers)
+    _set_submodule(model, path, head.to(device))
+    if hasattr(model, "num_classes"):
+        model.num_classes = num_outputs
+    return model
+
+
+class ConvBlock(nn.Module):
+    """A residual block for (B, C, H, W) feature maps: conv-BN-ReLU-conv-BN plus the input.
+
+    The last BatchNorm starts at zero scale, so the block starts as the identity and adding it
+    does not change what the pretrained model computes until it trains.
+    """
+
+    def __init__(self, channels: int, expansion: float = 1.0):
+        super().__init__()
+        hidden = max(1, int(channels * expansion))
+        self.conv1 = nn.Conv2d(channels, hidden, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(hidden)
+        self.act = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(hidden, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        nn.init.zeros_(self.bn2.weight)
+
+    def forward(self, x):                                   # (B, C, H, W) -> (B, C, H, W)
+        return x + self.bn2(self.conv2(self.act(self.bn1(self.conv1(x)))))
+
+
+class TokenBlock(nn.Module):
+    """A residual MLP block for (B, T, D) token features (vision transformers), zero-initialised
+    output so it starts as the identity."""
+
+    def __init__(self, dim: int, expansion: float = 2.0):
+        super().__init__()
+        hidden = max(1, int(dim * expansion))
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.fc2.weight), nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, x):                                   # (B, T, D) -> (B, T, D)
+        return x + self.fc2(self.act(self.fc1(self.norm(x))))
+
+
+def _last_stage_output(model, path):
+    """(channels, is_token_sequence) of the module at ``path``, from one tiny forward pass."""
+    module = model.get_submodule(path)
+    seen = {}
+
+    def remember(_module, _inputs, output):
+        seen["shape"] = output.shape
+
+    handle = module.register_forward_hook(remember)
+    size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    size = tuple(size) if size is not None else (64, 64)
+    try:
+        p = next(model.parameters())
+        with torch.no_grad():
+            was = model.training
+            model.eval()
+            model(torch.zeros(1, 3, *size, device=p.device, dtype=p.dtype))
+            model.train(was)
+    finally:
+        handle.remove()
+    shape = seen["shape"]
+    return (shape[1], False) if len(shape) == 4 else (shape[-1], True)
+
+
+def add_block(model: nn.Module, expansion: float | None = None, seed: int | None = None) -> nn.Module:
+    """Add a trainable residual block after the backbone's last stage (before the head).
+
+    The last module ``S`` of the last stage (``layer4`` in a ResNet, ``bn2`` after an
+    EfficientNet's ``conv_head``) becomes ``nn.Sequential(stage=S, extra=block)`` in place, so the
+    block belongs to the last stage in ``stages()`` and runs wherever the model ran ``S``. The block
+    (``ConvBlock`` for feature maps, ``TokenBlock`` for transformer tokens) starts as the
+    identity, so the model's outputs are unchanged until it trains.
+
+    Returns the same model. The new block's parameters are trainable.
+    """
+    if seed is not None:
+        torch.manual_seed(seed)
+    name, last = stages(model)[-1]
+    if not last.part_names:
+        raise ValueError(f"the last stage {name!r} holds no module to add a block after")
+    path = last.part_names[-1]          # modules register in the order they run: the last one
+    old = model.get_submodule(path)
+    channels, tokens = _last_stage_output(model, path)
+    block = TokenBlock(channels, expansion or 2.0) if tokens else ConvBlock(channels, expansion or 1.0)
+    p = next(old.parameters())
+    _set_submodule(model, path, nn.Sequential(OrderedDict(stage=old, extra=block.to(p.device))))
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Layer-wise learning rates
+# ---------------------------------------------------------------------------------------------
+
+def layerwise_lr_groups(model: nn.Module, lr: float, decay: float = 0.5) -> list[dict]:
+    """Optimiser parameter groups with smaller learning rates nearer the input.
+
+    The head gets ``lr``, the last stage ``lr * decay``, the one before ``lr * decay**2``, and so
+    on down to the stem. Frozen parameters are left out. Pass the result to
+    ``train(model, ..., param_groups=groups)``.
+
+    Returns:
+        a list of dicts ``{"params", "lr", "name"}``, stem first.
+    """
+    if not 0 < decay <= 1:
+        raise ValueError(f"decay must be in (0, 1]; got {decay}")
+    all_stages = stages(model)
+    n = len(all_stages)
+    groups = []
+    for i, (name, stage) in enumerate(all_stages):
+        params = [p for p in stage.parameters() if p.requires_grad]
+        if params:
+            groups.append({"params": params, "lr": lr * decay ** (n - i), "name": name})
+    head = [p for p in _head_params(model) if p.requires_grad]
+    if head:
+        groups.append({"params": head, "lr": lr, "name": "head"})
+    return groups
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy (frozen flags and BatchNorm settings included)."""
+    return copy.deepcopy(model)
