@@ -49,6 +49,34 @@ SIZES: dict[str, dict[str, object]] = {
     },
 }
 
+@dataclass(frozen=True)
+class FineTune:
+    """Lessons 02-04: fine-tuning the image model on few-label bird species."""
+    labels_per_class: tuple  # the labels-per-class curve of lesson 02
+    headline_labels: int     # labels per species of the headline comparisons
+    seeds: int               # seeds per setting where mean and spread are shown
+    test_images: int         # fixed test set (its own seed)
+    steps: int               # optimiser steps per run, whatever the training-set size
+    batch_size: int
+    lr: float                # peak rate for fine-tuning a pre-trained model
+    scratch_lr: float        # peak rate for the same model from random weights
+    probe_lr: float          # rate for training a new head on a frozen backbone
+    lr_sweep: tuple          # rates of lesson 02's sweep (the last ones too high)
+    evals: int               # test evaluations along each run (for curves)
+
+
+SIZES["finetune"] = {
+    "smoke": FineTune(labels_per_class=(2, 4), headline_labels=4, seeds=2, test_images=48, steps=4,
+                      batch_size=16, lr=1e-3, scratch_lr=3e-3, probe_lr=1e-2, lr_sweep=(1e-3, 1e-1), evals=1),
+    "class": FineTune(labels_per_class=(5, 10, 20, 50), headline_labels=10, seeds=3, test_images=600,
+                      steps=60, batch_size=32, lr=1e-3, scratch_lr=3e-3, probe_lr=1e-2,
+                      lr_sweep=(1e-4, 1e-3, 1e-2, 1e-1), evals=3),
+    "full": FineTune(labels_per_class=(5, 10, 20, 50, 100), headline_labels=10, seeds=3, test_images=3000,
+                     steps=400, batch_size=64, lr=1e-3, scratch_lr=3e-3, probe_lr=1e-2,
+                     lr_sweep=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), evals=8),
+}
+
+
 
 def sizes(name: str, mode: str | None = None):
     """The sizes of lesson part ``name`` in ``mode`` (default: the current mode)."""

@@ -1,0 +1,221 @@
+"""The bird-species task of lessons 02-04, and one-call fine-tuning experiments.
+
+The task: tell the six bird species of the image world apart (``BirdSpecies``) from a few
+labelled images per species; a fixed, larger test set (its own seed) measures every run.
+
+``run_finetune(labels_per_class, frozen_stages=..., head=..., lr=..., seed=...)`` is one whole
+experiment: it builds its model FRESH inside the call (lesson 01's checkpoint via
+``pretrained_image_model()``, or a random initialisation with ``from_scratch=True``), does the
+surgery, trains a fixed number of optimiser steps and measures the test accuracy. Re-running a
+cell that calls it never continues from weights another run changed; ``start_state_hash`` in the
+result proves it (two runs with the same seed start from identical weights).
+
+Example:
+    >>> log = RunLog("03_freeze")
+    >>> r = run_finetune(10, frozen_stages=2, log=log)      # 10 labels per species
+    >>> r["test_acc"], r["trainable_params"], r["sec_per_epoch"]
+    >>> log.table()
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import replace
+
+import torch
+import torch.nn as nn
+
+from .device import resolve_device, seed_everything
+from .images import BirdSpecies
+from .models import create_image_model, image_model_config, pretrained_image_model
+from .modes import sizes
+from .surgery import (add_block, freeze_stages, layerwise_lr_groups, replace_head, stages,
+                      trainable_params, unfreeze)
+from .training import Batches, accuracy, cross_entropy_loss, train
+
+TEST_SEED = 990_001          # the test set's seed: no training set uses it
+HEADS = ("linear", "mlp", "block")
+
+
+def species_task() -> BirdSpecies:
+    """The fine-grained task, at the image size of lesson 01's model."""
+    return BirdSpecies(image_size=image_model_config().image_size)
+
+
+_test_sets: dict = {}
+
+
+def species_test_set(n: int | None = None, device="auto"):
+    """The fixed test set: ``n`` images (default from the lesson sizes) and species labels.
+
+    Rendered once per process and kept (it never changes: its seed is ``TEST_SEED``).
+    """
+    n = n or sizes("finetune").test_images
+    device = resolve_device(device)
+    task = species_task()
+    key = (n, task, str(device))
+    if key not in _test_sets:
+        _test_sets[key] = task.render(n, seed=TEST_SEED, device=device)
+    return _test_sets[key]
+
+
+def species_train_set(labels_per_class: int, seed: int = 0, device="auto"):
+    """A training set with exactly ``labels_per_class`` images of each species.
+
+    Different seeds give different images; the same seed gives the same images, and a set with
+    more labels per class is drawn independently of a smaller one.
+    """
+    return species_task().balanced(labels_per_class, seed=1 + seed, device=resolve_device(device))
+
+
+def flip_and_shift(batch):
+    """Augmentation for few-label training: random horizontal flips and shifts of up to 3 pixels.
+
+    The species do not depend on direction or position, so these make new examples for free.
+    """
+    x, y = batch
+    n = len(x)
+    flip = torch.rand(n, device=x.device) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    dx, dy = (int(v) for v in torch.randint(-3, 4, (2,)))
+    x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+    return x, y
+
+
+def state_hash(model: nn.Module) -> str:
+    """A short fingerprint of every weight and buffer: equal hashes mean equal models."""
+    h = hashlib.sha1()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def build_model(*, from_scratch: bool = False, head: str = "linear", hidden: int = 64, seed: int = 0,
+                device="auto") -> nn.Module:
+    """A fresh model for the species task: lesson 01's weights (or random ones) and a new head.
+
+    ``head``: "linear" (one new linear layer), "mlp" (a hidden layer of ``hidden`` units) or
+    "block" (an extra residual block after the last stage, then a linear head).
+    """
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}; got {head!r}")
+    device = resolve_device(device)
+    task = species_task()
+    if from_scratch:
+        model = create_image_model(num_classes=task.num_classes, seed=seed).to(device)
+    else:
+        model, _ = pretrained_image_model(device=device, verbose=False)
+    seed_everything(seed)
+    if head == "block":
+        add_block(model, seed=seed)
+    replace_head(model, task.num_classes, hidden=hidden if head == "mlp" else None, seed=seed)
+    return model.to(device)
+
+
+def run_finetune(labels_per_class: int | None = None, *, frozen_stages: int = 0, bn: str = "frozen",
+                 head: str = "linear", hidden: int = 64, lr: float | None = None,
+                 lr_decay: float | None = None, linear_probe_steps: int = 0, seed: int = 0,
+                 from_scratch: bool = False, steps: int | None = None, batch_size: int | None = None,
+                 augment: bool = True, evals: int | None = None, log=None, hook=None,
+                 progress: bool = True, keep_model: bool = False, device="auto", **log_extra) -> dict:
+    """One fine-tuning experiment on the species task, from a fresh model. Returns a dict.
+
+    Args:
+        labels_per_class: labelled training images per species (default: the lesson's headline).
+        frozen_stages: freeze the first k stages nearest the input (0 = tune everything,
+            ``len(stages(model))`` = only the head trains: a linear probe with ``head="linear"``).
+        bn: BatchNorm statistics in frozen stages: "frozen" (kept) or "update" (adapt to the data).
+        head: "linear", "mlp" (``hidden`` units) or "block" (extra residual block + linear).
+        lr: peak learning rate (default from the sizes: fine-tuning or from-scratch rate).
+        lr_decay: layer-wise learning rates: the head gets ``lr``, each stage nearer the input
+            ``lr_decay`` times the rate of the stage after it (None: one rate for all).
+        linear_probe_steps: LP-FT: first train only the head this many steps (backbone frozen),
+            then fine-tune with ``frozen_stages`` for ``steps`` more steps.
+        seed: chooses the training images, the head's initialisation and the batch order.
+        from_scratch: start from random weights instead of lesson 01's checkpoint.
+        steps, batch_size: optimiser steps and batch size (default from the sizes); the number of
+            steps is fixed whatever the training-set size, so every run gets the same budget.
+        log: a ``RunLog``; the run's settings and results are appended to it. Extra keyword
+            arguments (``**log_extra``) are added to that row (e.g. ``note="my idea"``).
+        hook: ``hook(history)`` during training, e.g. a ``LiveCurve``.
+        keep_model: also return the trained model under "model".
+    Returns:
+        dict with test_acc, trainable_params, total_params, sec_per_epoch (training seconds per
+        pass over the training set), train_s, steps, epochs, start_state_hash (fingerprint of
+        the weights before training), history (a ``History``), and the settings.
+    """
+    S = sizes("finetune")
+    device = resolve_device(device)
+    labels_per_class = labels_per_class or S.headline_labels
+    steps = steps or S.steps
+    lr = lr or (S.scratch_lr if from_scratch else S.lr)
+    evals = S.evals if evals is None else evals
+
+    model = build_model(from_scratch=from_scratch, head=head, hidden=hidden, seed=seed, device=device)
+    start_state_hash = state_hash(model)
+    n_stages = len(stages(model))
+    if not 0 <= frozen_stages <= n_stages:
+        freeze_stages(model, frozen_stages, bn=bn)          # raises, listing the valid depths
+
+    x_train, y_train = species_train_set(labels_per_class, seed=seed, device=device)
+    x_test, y_test = species_test_set(device=device)
+    batch_size = min(batch_size or S.batch_size, len(x_train))
+    batches = Batches(x_train, y_train, batch_size=batch_size, seed=seed,
+                      augment=flip_and_shift if augment else None)
+
+    def evaluate(m):
+        return {"test_acc": accuracy(m, x_test, y_test)}
+
+    seed_everything(seed)
+    lp_history = None
+    if linear_probe_steps:
+        freeze_stages(model, n_stages, bn="frozen")           # stage 1 of LP-FT: the head alone
+        lp_history = train(model, cross_entropy_loss, batches, epochs=math.ceil(linear_probe_steps / len(batches)),
+                           max_steps=linear_probe_steps, lr=S.probe_lr, device=device,
+                           progress=progress, desc="linear probe", log_every=max(1, linear_probe_steps // 10))
+        unfreeze(model)
+    freeze_stages(model, frozen_stages, bn=bn)
+    groups = layerwise_lr_groups(model, lr, decay=lr_decay) if lr_decay else None
+    desc = ("scratch" if from_scratch else f"freeze {frozen_stages}") + f", {labels_per_class}/class"
+    history = train(model, cross_entropy_loss, batches, epochs=math.ceil(steps / len(batches)),
+                    max_steps=steps, lr=lr, param_groups=groups, device=device,
+                    evaluate=evaluate, eval_every=max(1, steps // evals) if evals else None,
+                    log_every=max(1, steps // 20), progress=progress, desc=desc, hook=hook)
+    # Training time per pass over the training set: each step costs the same at a fixed batch
+    # size, so this is the time of ``steps`` steps scaled to one epoch's worth of steps.
+    train_s = history.seconds[-1] if history.seconds else float("nan")
+    epochs = history.steps_done / len(batches)
+    result = {
+        "labels_per_class": labels_per_class, "frozen_stages": frozen_stages, "bn": bn, "head": head,
+        "lr": lr, "lr_decay": lr_decay, "linear_probe_steps": linear_probe_steps, "seed": seed,
+        "from_scratch": from_scratch, "steps": history.steps_done, "batch_size": batch_size,
+        "test_acc": history.last_eval("test_acc"),
+        "trainable_params": trainable_params(model),
+        "total_params": sum(p.numel() for p in model.parameters()),
+        "train_s": train_s, "epochs": epochs, "sec_per_epoch": train_s / epochs,
+        "sec_per_step": train_s / max(1, history.steps_done),
+        "start_state_hash": start_state_hash,
+        "history": history, "linear_probe_history": lp_history,
+    }
+    if keep_model:
+        result["model"] = model
+    if log is not None:
+        log.add(**summary(result), **log_extra)
+    return result
+
+
+SUMMARY = ("labels_per_class", "frozen_stages", "bn", "head", "lr", "lr_decay", "linear_probe_steps",
+           "from_scratch", "seed", "trainable_params", "sec_per_epoch", "test_acc")
+
+
+def summary(result: dict, columns=SUMMARY) -> dict:
+    """The scalar settings and results of a run (for a RunLog row or a table)."""
+    return {k: result[k] for k in columns if k in result}
+
+
+def mean_and_spread(values):
+    """(mean, standard deviation) of a list of numbers (spread 0 for a single value)."""
+    t = torch.tensor([float(v) for v in values])
+    return t.mean().item(), (t.std().item() if len(t) > 1 else 0.0)

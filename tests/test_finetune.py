@@ -1,0 +1,75 @@
+"""The species task and one-call experiments: fresh models every run, honest counts."""
+import pytest
+import torch
+
+from helpers.finetune import (build_model, mean_and_spread, run_finetune, species_test_set,
+                              species_train_set, state_hash, summary)
+from helpers.models import pretrained_image_model
+from helpers.results import RunLog
+from helpers.surgery import stages
+
+
+def test_train_sets_are_balanced_and_repeatable():
+    x, y = species_train_set(3, seed=0)
+    assert torch.bincount(y).tolist() == [3] * 6
+    x2, y2 = species_train_set(3, seed=0)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    x3, _ = species_train_set(3, seed=1)
+    assert not torch.equal(x, x3)
+    xt, yt = species_test_set(60)
+    assert xt.shape[0] == 60 and xt.shape[-1] == x.shape[-1]
+    assert set(yt.tolist()) <= set(range(6))
+
+
+def test_reruns_start_from_identical_weights_and_leave_checkpoint_alone():
+    log = RunLog("test_rerun", persist=False)
+    first = run_finetune(2, frozen_stages=1, steps=3, evals=0, progress=False, log=log, keep_model=True)
+    second = run_finetune(2, frozen_stages=4, steps=3, evals=0, progress=False, log=log)
+    assert first["start_state_hash"] == second["start_state_hash"]
+    assert state_hash(first["model"]) != first["start_state_hash"], "training should change weights"
+    # the pretrained checkpoint itself is untouched by the runs
+    fresh, _ = pretrained_image_model(verbose=False)
+    backbone = {k: v for k, v in fresh.state_dict().items() if not k.startswith("fc.")}
+    rebuilt = {k: v for k, v in build_model(seed=0).state_dict().items() if not k.startswith("fc.")}
+    assert all(torch.equal(backbone[k], rebuilt[k]) for k in backbone)
+    table = log.table()
+    assert list(table["frozen_stages"]) == [1, 4]
+    assert table["trainable_params"].iloc[0] > table["trainable_params"].iloc[1]
+
+
+def test_result_fields_and_scratch_differs():
+    r = run_finetune(2, steps=2, progress=False)
+    for key in ("test_acc", "trainable_params", "sec_per_epoch", "history", "start_state_hash"):
+        assert key in r
+    assert 0 <= r["test_acc"] <= 1 and r["sec_per_epoch"] > 0 and r["steps"] == 2
+    scratch = run_finetune(2, steps=2, from_scratch=True, progress=False)
+    assert scratch["start_state_hash"] != r["start_state_hash"]
+    assert set(summary(r)) <= set(r)
+
+
+def test_linear_probe_trains_only_the_head():
+    model = build_model(seed=0)
+    n = len(stages(model))
+    r = run_finetune(2, frozen_stages=n, steps=2, progress=False)
+    assert r["trainable_params"] == sum(p.numel() for p in model.get_classifier().parameters())
+
+
+def test_heads_lp_ft_and_layerwise_rates_run():
+    mlp = run_finetune(2, head="mlp", hidden=8, steps=2, progress=False)
+    block = run_finetune(2, head="block", steps=2, progress=False)
+    assert block["total_params"] > mlp["total_params"] - 8 * 6 > 0
+    lpft = run_finetune(2, linear_probe_steps=2, steps=2, lr_decay=0.5, progress=False)
+    assert lpft["linear_probe_history"].steps_done == 2 and lpft["steps"] == 2
+
+
+def test_bad_settings_raise_with_choices():
+    with pytest.raises(ValueError, match="0 to"):
+        run_finetune(2, frozen_stages=99, steps=1, progress=False)
+    with pytest.raises(ValueError, match="head must be one of"):
+        run_finetune(2, head="tower", steps=1, progress=False)
+
+
+def test_mean_and_spread():
+    m, s = mean_and_spread([0.5, 0.7, 0.9])
+    assert m == pytest.approx(0.7) and s == pytest.approx(0.2)
+    assert mean_and_spread([0.4]) == (pytest.approx(0.4), 0.0)
