@@ -30,6 +30,8 @@ CLASSES = ("bird", "orca", "fish", "whale", "boat", "plane", "balloon",
 BIRD_SPECIES = ("robin", "bluejay", "cardinal", "goldfinch", "crow", "gull")
 BACKGROUNDS = ("sky", "sea", "grass", "clouds", "sunset", "noise")
 DISTRACTORS = ("plane", "kite", "balloon", "leaf")
+# Bump when the drawings change, so cached checkpoints trained on the old world are rebuilt.
+WORLD_VERSION = 2
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from .cache import cached_model
 from .device import resolve_device, seed_everything
-from .images import CLASSES, ImageWorld, WorldStream
+from .images import CLASSES, WORLD_VERSION, ImageWorld, WorldStream
 from .modes import sizes
 from .training import accuracy, cross_entropy_loss, train
 
@@ -34,6 +34,7 @@ class ImageModelConfig:
     batch_size: int = 64
     lr: float = 3e-3
     seed: int = 0
+    world_version: int = WORLD_VERSION
 
 
 def image_model_config(mode: str | None = None) -> ImageModelConfig:
@@ -47,7 +48,7 @@ def create_image_model(config: ImageModelConfig | None = None, num_classes: int 
                        seed: int = 0) -> nn.Module:
     """A fresh, randomly initialised course CNN (a narrow timm ResNet) for ``config``.
 
-    The stem keeps more resolution than ImageNet's (no max-pool), which suits 48-pixel scenes.
+    The stem is timm's ResNet stem (stride-2 convolution, then max-pool), at the course's width.
     """
     config = config or image_model_config()
     seed_everything(seed)

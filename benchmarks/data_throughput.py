@@ -1,0 +1,61 @@
+"""Can the procedural world keep the training device busy?
+
+Measures, on one device and interleaved round by round: images/s the image world renders
+(in the chunks `WorldStream` uses) and images/s lesson 01's model trains. Prints the ratio last:
+
+    python benchmarks/data_throughput.py [--device auto] [--rounds 5]
+
+    ratio X.X    (render images/s over training images/s; the goal is at least 10)
+"""
+import argparse
+import statistics
+import time
+
+import torch
+
+from helpers.device import resolve_device
+from helpers.images import ImageWorld
+from helpers.models import image_model_config, create_image_model
+from helpers.training import Batches, cross_entropy_loss, train
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--mode", default="class", help="sizes of which mode's lesson 01")
+    parser.add_argument("--chunk", type=int, default=1024, help="images per render call (WorldStream's)")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    config = image_model_config(args.mode)
+    world = ImageWorld(image_size=config.image_size)
+    steps = 20
+    x, y = world.render(config.batch_size * 4, seed=0, device=device)
+    batches = Batches(x, y, batch_size=config.batch_size, shuffle=False)
+    model = create_image_model(config)
+    render, training = [], []
+    for r in range(args.rounds + 1):
+        sync(device)
+        start = time.perf_counter()
+        world.render(args.chunk, seed=r, device=device)
+        sync(device)
+        render.append(args.chunk / (time.perf_counter() - start))
+        start = time.perf_counter()
+        train(model, cross_entropy_loss, batches, epochs=steps // len(batches), lr=1e-3,
+              device=device, progress=False)
+        sync(device)
+        training.append(steps * config.batch_size / (time.perf_counter() - start))
+    render, training = statistics.median(render[1:]), statistics.median(training[1:])
+    print(f"render:   {render:9.0f} images/s ({config.image_size} px, chunks of {args.chunk})")
+    print(f"training: {training:9.0f} images/s (lesson 01's model in {args.mode} mode, batch {config.batch_size})")
+    print(f"device {device.type}")
+    print(f"ratio {render / training:.1f}")
+
+
+if __name__ == "__main__":
+    main()

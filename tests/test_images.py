@@ -1,0 +1,95 @@
+"""The image world: deterministic, right shapes and ranges, labels exact by construction."""
+import pytest
+import torch
+
+from helpers.images import (BACKGROUNDS, BIRD_SPECIES, CLASSES, BirdSpecies, CountWorld, ImageWorld,
+                            WorldStream, render_class)
+
+
+def test_at_least_twelve_classes_and_four_species():
+    assert len(CLASSES) >= 12 and len(set(CLASSES)) == len(CLASSES)
+    assert len(BIRD_SPECIES) >= 4
+
+
+def test_render_shapes_ranges_and_labels():
+    x, y = ImageWorld(image_size=40).render(64, seed=0)
+    assert x.shape == (64, 3, 40, 40) and x.dtype == torch.float32
+    assert 0 <= x.min() and x.max() <= 1
+    assert y.dtype == torch.int64 and 0 <= y.min() and y.max() < len(CLASSES)
+
+
+def test_same_seed_same_scenes_other_seed_other_scenes():
+    world = ImageWorld(image_size=32)
+    a, ya = world.render(16, seed=3)
+    b, yb = world.render(16, seed=3)
+    c, _ = world.render(16, seed=4)
+    assert torch.equal(a, b) and torch.equal(ya, yb)
+    assert not torch.equal(a, c)
+
+
+def test_label_is_the_object_drawn():
+    """A world of one class labels everything with that class, and the object is really there:
+    the scene differs from the same scene rendered with another class."""
+    for name in ("orca", "bird", "house"):
+        world = ImageWorld(image_size=32, classes=(name,), clutter=0.0)
+        x, y = world.render(8, seed=1)
+        assert (y == 0).all()
+        other = ImageWorld(image_size=32, classes=("sun",), clutter=0.0).render(8, seed=1)[0]
+        assert (x - other).abs().mean() > 0.01
+
+
+def test_every_class_and_background_renders_visibly():
+    for name in CLASSES:
+        for bg in BACKGROUNDS:
+            world = ImageWorld(image_size=32, classes=(name,), backgrounds=(bg,), noise=0.0, clutter=0.0)
+            x, _ = world.render(2, seed=0)
+            empty = ImageWorld(image_size=32, classes=(name,), backgrounds=(bg,), noise=0.0,
+                               scale=(1e-3, 1e-3), clutter=0.0).render(2, seed=0)[0]
+            assert (x - empty).abs().sum(1).gt(0.1).float().mean() > 0.02, (name, bg)
+
+
+def test_bad_names_list_the_valid_choices():
+    with pytest.raises(ValueError, match="valid classes"):
+        ImageWorld(classes=("unicorn",))
+    with pytest.raises(ValueError, match="valid backgrounds"):
+        ImageWorld(backgrounds=("mars",))
+    with pytest.raises(ValueError, match="valid species"):
+        BirdSpecies(species=("dodo",))
+    with pytest.raises(ValueError, match="valid classes"):
+        render_class("dragon", 2, seed=0)
+
+
+def test_bird_species_balanced_sets():
+    task = BirdSpecies(image_size=32)
+    x, y = task.balanced(3, seed=0)
+    assert x.shape == (3 * len(BIRD_SPECIES), 3, 32, 32)
+    assert torch.bincount(y, minlength=len(BIRD_SPECIES)).tolist() == [3] * len(BIRD_SPECIES)
+
+
+def test_count_labels_equal_birds_drawn_and_birds_stay_visible():
+    world = CountWorld(image_size=48, max_birds=9)
+    x, counts, visible = world.render(48, seed=5, visibility=True)
+    assert x.shape == (48, 3, 48, 48)
+    assert [len(v) for v in visible] == counts.long().tolist()
+    assert counts.min() >= 0 and counts.max() <= 9
+    for shares in visible:
+        if len(shares):
+            assert shares.min() > 0.3, "a counted bird must not be hidden"
+
+
+def test_count_world_validates_its_layout():
+    with pytest.raises(ValueError, match="does not fit"):
+        CountWorld(max_birds=12, max_distractors=8, grid=4)
+
+
+def test_world_stream_is_repeatable_and_fresh():
+    world = ImageWorld(image_size=24)
+    s1 = list(WorldStream(world, batch_size=8, steps=3, seed=1, chunk=16))
+    s2 = list(WorldStream(world, batch_size=8, steps=3, seed=1, chunk=16))
+    assert len(s1) == 3 and all(torch.equal(a[0], b[0]) for a, b in zip(s1, s2))
+    assert not torch.equal(s1[0][0], s1[1][0])
+
+
+def test_render_on_test_device(device):
+    x, y = ImageWorld(image_size=24).render(4, seed=0, device=device)
+    assert x.device.type == device.type and y.device.type == device.type

