@@ -78,6 +78,17 @@ def pretrain_image_model(model: nn.Module, config: ImageModelConfig, *, device="
     return history, history.last_eval("val_acc")
 
 
+def pretrained_source() -> str:
+    """Where pre-trained image weights come from: ``$COURSE_PRETRAINED``, ``course`` (lesson 01's
+    model, the default, offline) or ``timm`` (timm's published ImageNet weights for the full-width
+    architecture; needs the network once)."""
+    import os
+    source = os.environ.get("COURSE_PRETRAINED", "course").strip().lower() or "course"
+    if source not in ("course", "timm"):
+        raise ValueError(f"COURSE_PRETRAINED={source!r}: choose 'course' or 'timm'")
+    return source
+
+
 def pretrained_image_model(config: ImageModelConfig | None = None, *, device="auto",
                            rebuild: bool = False, verbose: bool = True, hook=None):
     """A fresh copy of lesson 01's pre-trained model: from the cache, or trained now.
@@ -91,6 +102,13 @@ def pretrained_image_model(config: ImageModelConfig | None = None, *, device="au
     """
     config = config or image_model_config()
     device = resolve_device(device)
+    if pretrained_source() == "timm":
+        from .own_data import timm_pretrained
+        model = timm_pretrained(config.arch, config.num_classes).to(device)
+        if verbose:
+            print(f"Using timm's published ImageNet weights for {config.arch} (COURSE_PRETRAINED=timm).")
+        return model.train(), {"source": "timm", "val_acc": None, "images_per_s": None,
+                               "train_images": None, "history": None}
     val_images = sizes("pretrain_image").val_images
 
     def build(model):

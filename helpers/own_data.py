@@ -1,0 +1,117 @@
+"""Your own data and real pretrained weights, for learners going further.
+
+- ``load_image_folder(root, image_size)``: a folder with one sub-folder per class
+  (``root/robin/*.jpg``, ``root/crow/*.png``, ...), as tensors the lessons 02 to 04 train on.
+- ``load_cifar10(root, image_size)``: CIFAR-10 through torchvision, when its files are present
+  (nothing is downloaded).
+- ``timm_pretrained(arch, num_classes)``: timm's published ImageNet weights, when the machine is
+  online; a clear message, not a stack trace, when it is not.
+
+Every problem with your files raises ``DataError`` naming the file (and row, for CSVs) and what
+was expected. Lesson 05's photo loader for bird counts lives in ``helpers.counting``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+
+class DataError(ValueError):
+    """A user's data file or folder is unusable; the message says which one and why."""
+
+
+class PretrainedUnavailable(RuntimeError):
+    """Published pretrained weights could not be loaded (usually: the machine is offline)."""
+
+
+def load_image(path, image_size: int) -> torch.Tensor:
+    """One image file as a (3, S, S) float tensor in [0, 1], resized and centre-cropped."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms import functional as TF
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            t = TF.pil_to_tensor(im)
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataError(f"{path}: not a readable image ({err})") from err
+    t = TF.resize(t, image_size, antialias=True)
+    t = TF.center_crop(t, [image_size, image_size])
+    return t.float() / 255
+
+
+def load_image_folder(root, image_size: int, classes: tuple[str, ...] | None = None):
+    """Images from ``root/<class>/<file>``; returns (x (N, 3, S, S), y (N,), class names).
+
+    Args:
+        root: the folder; each sub-folder is one class (sorted by name unless ``classes`` given).
+        image_size: side of the square tensors (the lesson's resolution).
+        classes: the expected class names; a sub-folder not among them is an error.
+    Raises:
+        DataError: missing or empty folder, unknown class folder, unreadable image (named).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder (expected one sub-folder per class)")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DataError(f"{root}: no class sub-folders found (expected e.g. {root}/robin/001.jpg)")
+    names = tuple(classes) if classes is not None else tuple(p.name for p in folders)
+    unknown = [p.name for p in folders if p.name not in names]
+    if unknown:
+        raise DataError(f"{root}: unknown class folder(s) {unknown}; valid classes are {list(names)}")
+    xs, ys = [], []
+    for folder in folders:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        for f in files:
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DataError(f"{f}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
+            xs.append(load_image(f, image_size))
+            ys.append(names.index(folder.name))
+    if not xs:
+        raise DataError(f"{root}: the class folders hold no images")
+    return torch.stack(xs), torch.tensor(ys), names
+
+
+def load_cifar10(root, image_size: int = 32, train: bool = True, limit: int | None = None):
+    """CIFAR-10 from torchvision's files under ``root`` (never downloaded here).
+
+    Returns (x (N, 3, S, S) in [0, 1], y (N,), class names).
+    """
+    import torch.nn.functional as F
+    from torchvision.datasets import CIFAR10
+
+    try:
+        ds = CIFAR10(str(root), train=train, download=False)
+    except RuntimeError as err:
+        raise DataError(f"{root}: CIFAR-10 files not found ({err}). Put the extracted "
+                        f"'cifar-10-batches-py' folder there; the course never downloads it.") from err
+    data = torch.from_numpy(ds.data[:limit]).permute(0, 3, 1, 2).float() / 255
+    if image_size != data.shape[-1]:
+        data = F.interpolate(data, size=(image_size, image_size), mode="bilinear", antialias=True)
+    return data, torch.tensor(ds.targets[:limit]), tuple(ds.classes)
+
+
+def timm_pretrained(arch: str = "resnet18", num_classes: int = 14):
+    """timm's published ImageNet weights for ``arch``, with a new ``num_classes`` head.
+
+    Needs the network the first time (timm caches the weights). Offline, it raises
+    ``PretrainedUnavailable`` with what to do instead.
+    """
+    import timm
+
+    if arch not in timm.list_pretrained(f"{arch}*") and not any(
+            n.split(".")[0] == arch for n in timm.list_pretrained(f"{arch}*")):
+        raise PretrainedUnavailable(f"timm publishes no pretrained weights for {arch!r}; "
+                                    f"see timm.list_pretrained() for the ones it does")
+    try:
+        return timm.create_model(arch, pretrained=True, num_classes=num_classes)
+    except Exception as err:  # network errors come in many types (OSError, hub errors, timeouts)
+        raise PretrainedUnavailable(
+            f"could not load timm's pretrained {arch!r} weights ({type(err).__name__}). This needs "
+            f"an internet connection the first time. Offline, use the course's own pre-trained model "
+            f"(COURSE_PRETRAINED=course, the default).") from None

@@ -1,0 +1,66 @@
+"""Loaders for the learner's own data, and the switch to timm's published weights (offline here)."""
+import pytest
+import torch
+from PIL import Image
+
+from helpers.own_data import (DataError, PretrainedUnavailable, load_cifar10, load_image_folder,
+                              timm_pretrained)
+
+
+def make_folder(root, classes=("crow", "robin"), per_class=2, size=20):
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            colour = (40 * k, 100, 20 * i)
+            Image.new("RGB", (size + 7 * i, size), colour).save(root / name / f"{i}.png")
+    return root
+
+
+def test_image_folder_loads_in_the_real_format(tmp_path):
+    x, y, names = load_image_folder(make_folder(tmp_path / "birds"), image_size=16)
+    assert names == ("crow", "robin")
+    assert x.shape == (4, 3, 16, 16) and 0 <= x.min() and x.max() <= 1
+    assert y.tolist() == [0, 0, 1, 1]
+    assert x[2, 0].mean().item() == pytest.approx(40 / 255, abs=0.01)   # robin's red channel
+
+
+def test_unknown_class_folder_lists_the_valid_ones(tmp_path):
+    root = make_folder(tmp_path / "birds", classes=("crow", "dodo"))
+    with pytest.raises(DataError, match=r"unknown class folder\(s\) \['dodo'\]; valid classes are \['crow', 'robin'\]"):
+        load_image_folder(root, 16, classes=("crow", "robin"))
+
+
+def test_unreadable_image_is_named(tmp_path):
+    root = make_folder(tmp_path / "birds")
+    bad = root / "crow" / "broken.png"
+    bad.write_bytes(b"not a png at all")
+    with pytest.raises(DataError, match="broken.png: not a readable image"):
+        load_image_folder(root, 16)
+
+
+def test_missing_or_empty_folders(tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        load_image_folder(tmp_path / "nowhere", 16)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class sub-folders"):
+        load_image_folder(tmp_path / "empty", 16)
+
+
+def test_cifar10_without_its_files_says_where_to_put_them(tmp_path):
+    with pytest.raises(DataError, match="cifar-10-batches-py"):
+        load_cifar10(tmp_path)
+
+
+def test_timm_weights_offline_give_a_message_not_a_stack_trace(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(PretrainedUnavailable, match="internet connection"):
+        timm_pretrained("resnet18", num_classes=6)
+    with pytest.raises(PretrainedUnavailable, match="no pretrained weights"):
+        timm_pretrained("not_a_model_at_all")
+
+
+def test_pretrained_switch_rejects_unknown_sources(monkeypatch):
+    from helpers.models import pretrained_source
+    monkeypatch.setenv("COURSE_PRETRAINED", "imagenet")
+    with pytest.raises(ValueError, match="choose 'course' or 'timm'"):
+        pretrained_source()
