@@ -1,0 +1,449 @@
+"""Parameter-efficient fine-tuning: LoRA adapters and BitFit, for any timm model and the course's GPT.
+
+LoRA (low-rank adaptation) keeps a layer's weight ``W`` frozen and learns a low-rank change
+``ΔW = (alpha / rank) · B A``, with ``A`` of shape (rank, in) and ``B`` of shape (out, rank):
+
+    y = base(x) + (alpha / rank) · B (A x)
+
+``B`` starts at zero, so a freshly wrapped model computes exactly what the base model computed.
+For a convolution, ``A`` is a convolution with the base layer's kernel, stride and padding into
+``rank`` channels and ``B`` a 1x1 convolution back to the output channels.
+
+``LoRA`` wraps the base layer (it does not copy or subclass it) and can hold several named
+adapters; one of them (or none) is active. Merging adds the active adapter's ``ΔW`` into the base
+weight, so inference costs nothing extra; unmerging subtracts it again. A forward pass never
+merges or unmerges by itself.
+
+BitFit trains only the bias terms (and, usually, the new head).
+
+Example:
+    >>> model, _ = pretrained_image_model()
+    >>> add_lora(model, ["layer3.*.conv*", "layer4.*.conv*"], rank=4)   # names or glob patterns
+    >>> train_only_lora(model, also="fc")            # adapters + the new head train
+    >>> lora_report(model)                           # trainable share, optimiser memory
+    >>> save_adapter(model, "species.safetensors")   # a small file: the adapter alone
+    >>> merge_lora(model)                            # zero extra latency for inference
+"""
+from __future__ import annotations
+
+import contextlib
+import difflib
+import fnmatch
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from .surgery import unfreeze
+
+DEFAULT = "default"
+
+
+# ---------------------------------------------------------------------------------------------
+# The LoRA layer
+# ---------------------------------------------------------------------------------------------
+
+class LoRA(nn.Module):
+    """A frozen ``nn.Linear`` or ``nn.Conv2d`` plus named low-rank adapters.
+
+    Attributes:
+        base: the original layer (its weights stay where they were; ``add_lora`` freezes them).
+        lora_A, lora_B: ``ParameterDict``s keyed by adapter name; Linear: A (r, in), B (out, r);
+            Conv2d: A (r, in, kh, kw), B (out, r).
+        scaling: {adapter name: alpha / rank}.
+        active: the adapter used in forward, or None (the base layer alone).
+        merged: the adapter currently added into ``base.weight``, or None.
+    """
+
+    def __init__(self, base: nn.Module):
+        super().__init__()
+        if not isinstance(base, (nn.Linear, nn.Conv2d)):
+            raise TypeError(f"LoRA wraps nn.Linear or nn.Conv2d, not {type(base).__name__}")
+        if isinstance(base, nn.Conv2d) and base.groups != 1:
+            raise ValueError("LoRA here supports ordinary convolutions only (groups=1); "
+                             f"this one has groups={base.groups} (a depthwise or grouped conv)")
+        self.base = base
+        self.lora_A = nn.ParameterDict()
+        self.lora_B = nn.ParameterDict()
+        self.scaling: dict[str, float] = {}
+        self.active: str | None = None
+        self.merged: str | None = None
+
+    @property
+    def is_conv(self) -> bool:
+        return isinstance(self.base, nn.Conv2d)
+
+    def add_adapter(self, name: str, rank: int, alpha: float | None = None, seed: int | None = None):
+        """A new adapter: A random (Kaiming-uniform, as nn.Linear initialises), B zero."""
+        if rank < 1:
+            raise ValueError(f"rank must be at least 1, got {rank}")
+        w = self.base.weight
+        a_shape = (rank, *w.shape[1:])                     # (r, in) or (r, in, kh, kw)
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        A = torch.empty(a_shape)
+        bound = 1 / math.sqrt(math.prod(w.shape[1:]))      # fan-in of the base layer
+        A.uniform_(-bound, bound, generator=gen)
+        self.lora_A[name] = nn.Parameter(A.to(w.device, w.dtype))
+        self.lora_B[name] = nn.Parameter(torch.zeros(w.shape[0], rank, device=w.device, dtype=w.dtype))
+        self.scaling[name] = (alpha if alpha is not None else rank) / rank
+        if self.active is None and self.merged is None:
+            self.active = name
+        return self
+
+    def rank(self, name: str) -> int:
+        return self.lora_A[name].shape[0]
+
+    def delta_weight(self, name: str) -> torch.Tensor:
+        """ΔW = scaling · B A, in the base weight's shape."""
+        A, B = self.lora_A[name], self.lora_B[name]
+        delta = B @ A.flatten(1)                            # (out, r) @ (r, in·kh·kw)
+        return self.scaling[name] * delta.view_as(self.base.weight)
+
+    def forward(self, x):
+        y = self.base(x)
+        name = self.active
+        if name is None or name == self.merged:            # no adapter, or already in base.weight
+            return y
+        A, B, s = self.lora_A[name], self.lora_B[name], self.scaling[name]
+        if self.is_conv:
+            c = self.base
+            h = F.conv2d(x, A, None, c.stride, c.padding, c.dilation)     # (N, r, H', W')
+            return y + s * F.conv2d(h, B[:, :, None, None])               # (N, out, H', W')
+        return y + s * F.linear(F.linear(x, A), B)                        # (..., out)
+
+    @torch.no_grad()
+    def merge(self):
+        """Add the active adapter into the base weight (then forward skips the adapter)."""
+        if self.merged is not None or self.active is None:
+            return
+        self.base.weight += self.delta_weight(self.active)
+        self.merged = self.active
+
+    @torch.no_grad()
+    def unmerge(self):
+        """Subtract the merged adapter from the base weight again."""
+        if self.merged is None:
+            return
+        self.base.weight -= self.delta_weight(self.merged)
+        self.merged = None
+
+    def extra_repr(self):
+        ranks = {n: self.rank(n) for n in self.lora_A}
+        return f"adapters={ranks}, active={self.active!r}, merged={self.merged!r}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding target layers
+# ---------------------------------------------------------------------------------------------
+
+def _targetable(model: nn.Module) -> dict[str, nn.Module]:
+    """Every layer LoRA can wrap, by module path (LoRA wrappers stand for their base layer)."""
+    out, inside = {}, []
+    for name, m in model.named_modules():
+        if any(name.startswith(p + ".") for p in inside):
+            continue                                   # the base layer inside a wrapper
+        if isinstance(m, LoRA):
+            out[name] = m
+            inside.append(name)
+        elif isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1):
+            out[name] = m
+    return out
+
+
+def find_targets(model: nn.Module, targets) -> dict[str, nn.Module]:
+    """The layers that ``targets`` (names or glob patterns) select: {path: layer}.
+
+    A pattern may name a layer (``"fc"``, ``"layer4.1.conv2"``, ``"blocks.*.attn.qkv"``) or a
+    container (``"layer4"``): then every Linear and Conv2d inside it is selected.
+
+    Raises:
+        ValueError: a pattern selects nothing; the message lists the layers that can be targets.
+    """
+    if isinstance(targets, str):
+        targets = [targets]
+    layers = _targetable(model)
+    modules = [n for n, _ in model.named_modules() if n]
+    found = {}
+    for pattern in targets:
+        hits = {n for n in layers if fnmatch.fnmatchcase(n, pattern)}
+        containers = [n for n in modules if fnmatch.fnmatchcase(n, pattern) and n not in layers]
+        hits |= {n for n in layers for c in containers if n.startswith(c + ".")}
+        if not hits:
+            names = list(layers)
+            close = difflib.get_close_matches(pattern, names, n=5, cutoff=0.5)
+            shown = names if len(names) <= 40 else names[:20] + ["..."] + names[-10:]
+            raise ValueError(
+                f"no Linear or Conv2d layer matches {pattern!r}"
+                + (f"; close matches: {close}" if close else "")
+                + f". Layers LoRA can wrap ({len(names)}): {shown}. Use a path, a glob such as "
+                  f"'layer4.*.conv*', or a container such as 'layer4'.")
+        found.update({n: layers[n] for n in sorted(hits, key=list(layers).index)})
+    return found
+
+
+def _set_submodule(model, path, module):
+    parent_path, _, attr = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, attr, module)
+
+
+# ---------------------------------------------------------------------------------------------
+# Adding, switching, merging
+# ---------------------------------------------------------------------------------------------
+
+def add_lora(model: nn.Module, targets, rank: int = 4, alpha: float | None = None, *,
+             name: str = DEFAULT, seed: int = 0) -> nn.Module:
+    """Wrap the layers ``targets`` selects with LoRA and give them adapter ``name``; in place.
+
+    Applying it again does not stack: a layer is wrapped once, and an adapter ``name`` that
+    already exists with the same rank and alpha is kept as it is (a different rank or alpha
+    replaces it with a fresh one). A new name adds a second adapter beside the first. The base
+    layers' weights are frozen; the new adapter is trainable and becomes the active one.
+
+    Args:
+        targets: module paths or glob patterns (see ``find_targets``).
+        rank: r, the rank of ΔW = B A. alpha: scale, ΔW is multiplied by alpha / r (default r).
+        seed: initialises the A matrices (B starts at zero).
+    Returns:
+        the same model.
+    """
+    alpha = float(alpha if alpha is not None else rank)
+    gen_seed = seed
+    for path, layer in find_targets(model, targets).items():
+        if not isinstance(layer, LoRA):
+            layer.requires_grad_(False)
+            layer = LoRA(layer)
+            _set_submodule(model, path, layer)
+        if name in layer.lora_A and layer.rank(name) == rank and layer.scaling[name] == alpha / rank:
+            continue
+        if layer.merged == name:
+            layer.unmerge()
+        layer.add_adapter(name, rank, alpha, seed=gen_seed)
+        gen_seed += 1
+    set_adapter(model, name)
+    return model
+
+
+def lora_layers(model: nn.Module) -> dict[str, LoRA]:
+    """{module path: LoRA wrapper} in the model."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, LoRA)}
+
+
+def adapter_names(model: nn.Module) -> list[str]:
+    names = []
+    for layer in lora_layers(model).values():
+        names += [n for n in layer.lora_A if n not in names]
+    return names
+
+
+def lora_parameters(model: nn.Module, name: str | None = None) -> list[nn.Parameter]:
+    """The A and B matrices of adapter ``name`` (default: every adapter)."""
+    params = []
+    for layer in lora_layers(model).values():
+        for n in layer.lora_A:
+            if name is None or n == name:
+                params += [layer.lora_A[n], layer.lora_B[n]]
+    return params
+
+
+def set_adapter(model: nn.Module, name: str | None) -> nn.Module:
+    """Make adapter ``name`` the active one in every layer that has it (None: use no adapter).
+
+    Raises if an adapter is merged (unmerge it first: switching must not change weights silently)
+    or if no layer has ``name``.
+    """
+    layers = lora_layers(model)
+    if any(layer.merged is not None for layer in layers.values()):
+        raise RuntimeError("an adapter is merged into the base weights; call unmerge_lora(model) "
+                           "before switching adapters")
+    if name is not None and not any(name in layer.lora_A for layer in layers.values()):
+        raise ValueError(f"no adapter named {name!r}; the model has {adapter_names(model)}")
+    for layer in layers.values():
+        layer.active = name if name in layer.lora_A else None
+    return model
+
+
+def active_adapter(model: nn.Module) -> str | None:
+    actives = {layer.active for layer in lora_layers(model).values()} - {None}
+    return actives.pop() if len(actives) == 1 else (None if not actives else sorted(actives)[0])
+
+
+@contextlib.contextmanager
+def lora_disabled(model: nn.Module):
+    """Inside, the model computes with its base weights only; the active adapter is restored after."""
+    layers = lora_layers(model)
+    if any(layer.merged is not None for layer in layers.values()):
+        raise RuntimeError("an adapter is merged; unmerge_lora(model) first to compare with the base")
+    before = {p: layer.active for p, layer in layers.items()}
+    for layer in layers.values():
+        layer.active = None
+    try:
+        yield model
+    finally:
+        for p, layer in layers.items():
+            layer.active = before[p]
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Add the active adapter into the base weights (inference then costs what the base costs)."""
+    for layer in lora_layers(model).values():
+        layer.merge()
+    return model
+
+
+def unmerge_lora(model: nn.Module) -> nn.Module:
+    """Undo ``merge_lora``: the base weights are back (up to float rounding), the adapter separate."""
+    for layer in lora_layers(model).values():
+        layer.unmerge()
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# What trains: LoRA only, or BitFit
+# ---------------------------------------------------------------------------------------------
+
+def train_only_lora(model: nn.Module, name: str | None = None, also=None) -> nn.Module:
+    """Freeze everything except adapter ``name`` (default: the active one) and the modules
+    ``also`` names (e.g. ``"fc"``, a new head). Returns the model."""
+    name = name or active_adapter(model)
+    if name is None:
+        raise ValueError("the model has no LoRA adapter; call add_lora(model, targets) first")
+    model.requires_grad_(False)
+    for p in lora_parameters(model, name):
+        p.requires_grad_(True)
+    if also:
+        unfreeze(model, also)
+    return model
+
+
+def bitfit(model: nn.Module, also=None) -> nn.Module:
+    """BitFit: train only the bias terms (every parameter whose name ends in ``bias``) and the
+    modules ``also`` names (e.g. the new head ``"fc"``). In a ResNet the convolutions have no
+    bias, so the biases are the BatchNorm shifts. Returns the model."""
+    model.requires_grad_(False)
+    biases = [p for n, p in model.named_parameters() if n.rsplit(".", 1)[-1] == "bias"]
+    if not biases:
+        raise ValueError("the model has no bias parameters, so BitFit has nothing to train")
+    for p in biases:
+        p.requires_grad_(True)
+    if also:
+        unfreeze(model, also)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Accounting: trainable share and optimiser memory
+# ---------------------------------------------------------------------------------------------
+
+def trainable_share(model: nn.Module) -> float:
+    """Trainable parameters / all parameters (each shared tensor counted once)."""
+    params = {id(p): p for p in model.parameters()}.values()
+    total = sum(p.numel() for p in params)
+    return sum(p.numel() for p in params if p.requires_grad) / total
+
+
+def memory_report(model: nn.Module, *, optimizer: str = "adamw") -> dict:
+    """What training this model costs in memory besides activations, in bytes.
+
+    ``grad_bytes``: one gradient per trainable parameter. ``optimizer_bytes``: AdamW keeps two
+    running averages per trainable parameter (SGD with momentum one, plain SGD none), in the
+    parameter's dtype. ``weight_bytes``: all parameters, frozen ones included.
+    """
+    per_param = {"adamw": 2, "adam": 2, "sgd_momentum": 1, "sgd": 0}
+    if optimizer not in per_param:
+        raise ValueError(f"optimizer must be one of {sorted(per_param)}; got {optimizer!r}")
+    params = list({id(p): p for p in model.parameters()}.values())
+    trainable = [p for p in params if p.requires_grad]
+    n_train = sum(p.numel() for p in trainable)
+    n_total = sum(p.numel() for p in params)
+    train_bytes = sum(p.numel() * p.element_size() for p in trainable)
+    return {"total_params": n_total, "trainable_params": n_train, "trainable_frac": n_train / n_total,
+            "weight_bytes": sum(p.numel() * p.element_size() for p in params),
+            "grad_bytes": train_bytes, "optimizer_bytes": per_param[optimizer] * train_bytes}
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes the optimiser's state really holds (measure it after at least one step)."""
+    return sum(t.numel() * t.element_size() for state in optimizer.state.values()
+               for t in state.values() if torch.is_tensor(t) and t.dim() > 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving and loading an adapter alone
+# ---------------------------------------------------------------------------------------------
+
+def adapter_state(model: nn.Module, name: str | None = None, extra=None) -> dict[str, torch.Tensor]:
+    """The tensors of adapter ``name`` (default: active) keyed ``<layer path>.lora_A`` /
+    ``.lora_B``, plus the parameters of the modules ``extra`` names (e.g. a task's head), keyed
+    ``extra.<module path>.<parameter>``."""
+    name = name or active_adapter(model)
+    state = {}
+    for path, layer in lora_layers(model).items():
+        if name in layer.lora_A:
+            state[f"{path}.lora_A"] = layer.lora_A[name].detach()
+            state[f"{path}.lora_B"] = layer.lora_B[name].detach()
+    if not state:
+        raise ValueError(f"no adapter named {name!r}; the model has {adapter_names(model)}")
+    for pattern in ([extra] if isinstance(extra, str) else extra or []):
+        for mpath, module in model.named_modules():
+            if mpath and fnmatch.fnmatchcase(mpath, pattern):
+                for pname, p in module.named_parameters():
+                    if "lora_" not in pname:            # the adapter's own tensors are saved above
+                        state[f"extra.{mpath}.{pname}"] = p.detach()
+    return state
+
+
+def save_adapter(model: nn.Module, path, name: str | None = None, extra=None) -> Path:
+    """Save adapter ``name`` alone (and the modules ``extra`` names) as a safetensors file.
+
+    The file holds only A, B (and the extras): kilobytes, while the base model stays where it is.
+    Its metadata records each layer's rank and alpha so ``load_adapter`` can rebuild the adapter.
+    """
+    name = name or active_adapter(model)
+    state = {k: v.contiguous().cpu() for k, v in adapter_state(model, name, extra).items()}
+    layers = lora_layers(model)
+    meta = {p: {"rank": layers[p].rank(name), "alpha": layers[p].scaling[name] * layers[p].rank(name)}
+            for p in layers if name in layers[p].lora_A}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata={"adapter": name, "layers": json.dumps(meta)})
+    return path
+
+
+def load_adapter(model: nn.Module, path, name: str | None = None) -> nn.Module:
+    """Load an adapter saved by ``save_adapter`` into ``model`` as adapter ``name`` (default: the
+    saved name) and make it active. Layers not yet wrapped are wrapped; extras are copied into the
+    model's modules (their shapes must match). Returns the model."""
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    state = load_file(str(path))
+    name = name or meta["adapter"]
+    layers_meta = json.loads(meta["layers"])
+    targetable = _targetable(model)
+    missing = [p for p in layers_meta if p not in targetable]
+    if missing:
+        raise ValueError(f"the adapter targets layers this model lacks: {missing[:5]}; "
+                         f"it has {list(targetable)[:10]}...")
+    unmerge_lora(model)
+    for p, m in layers_meta.items():
+        add_lora(model, p, rank=m["rank"], alpha=m["alpha"], name=name)
+    layers = lora_layers(model)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for key, t in state.items():
+            if key.startswith("extra."):
+                target = params[key[len("extra."):]]
+            else:
+                lpath, _, which = key.rpartition(".")
+                target = getattr(layers[lpath], which)[name]
+            if target.shape != t.shape:
+                raise ValueError(f"{key}: the file holds shape {tuple(t.shape)}, the model "
+                                 f"{tuple(target.shape)}")
+            target.copy_(t)
+    set_adapter(model, name)
+    return model

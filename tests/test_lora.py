@@ -1,0 +1,192 @@
+"""LoRA and BitFit: wrapped models start identical, only adapters move, merge, save/load, errors."""
+import copy
+
+import pytest
+import timm
+import torch
+import torch.nn as nn
+
+from helpers.gpt import GPT, GPTConfig
+from helpers.lora import (LoRA, add_lora, adapter_names, bitfit, find_targets, load_adapter,
+                          lora_disabled, lora_layers, memory_report, merge_lora, optimizer_state_bytes,
+                          save_adapter, set_adapter, train_only_lora, trainable_share, unmerge_lora)
+
+# (timm name, create kwargs, input size, targets): tiny, random weights, fast on a CPU.
+ARCHS = {
+    "resnet": ("resnet18", dict(channels=(8, 16, 32, 64), stem_width=8), 32, ["layer3.*.conv*", "layer4", "fc"]),
+    "vit": ("test_vit", dict(img_size=32, patch_size=8), 32, ["blocks.*.attn.qkv", "blocks.*.mlp.fc*"]),
+}
+
+
+def make(arch, seed=0):
+    name, kwargs, size, targets = ARCHS[arch]
+    torch.manual_seed(seed)
+    model = timm.create_model(name, pretrained=False, num_classes=5, **kwargs).eval()
+    return model, torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(1)), targets
+
+
+def make_gpt():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, context=16, n_layer=2, n_head=2, d_model=16)).eval()
+    return model, torch.randint(0, 50, (3, 16), generator=torch.Generator().manual_seed(1))
+
+
+def out(model, x):
+    model.eval()
+    with torch.no_grad():
+        return model(x)
+
+
+def kick_b(model):
+    """B starts at zero; give it random values so an adapter actually changes the outputs."""
+    with torch.no_grad():
+        for layer in lora_layers(model).values():
+            for B in layer.lora_B.values():
+                B.normal_(0, 0.1)
+
+
+def snapshot(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def steps(model, x, n=3, lr=1e-2):
+    """A few AdamW steps on a made-up loss (only trainable parameters go to the optimiser)."""
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    for _ in range(n):
+        loss = model(x).float().square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return opt
+
+
+@pytest.fixture(params=list(ARCHS) + ["gpt"])
+def case(request):
+    if request.param == "gpt":
+        model, x = make_gpt()
+        return model, x, ["blocks.*.attn.qkv", "blocks.*.mlp.*"]
+    return make(request.param)
+
+
+def test_lora_at_init_changes_no_output(case):
+    model, x, targets = case
+    before = out(model, x)
+    add_lora(model, targets, rank=4)
+    assert lora_layers(model)
+    torch.testing.assert_close(out(model, x), before)
+
+
+def test_only_adapter_moves_after_steps(case):
+    """peft's test: copy the model, take optimiser steps, frozen weights stay, adapters move."""
+    model, x, targets = case
+    model = copy.deepcopy(model)
+    add_lora(model, targets, rank=4)
+    train_only_lora(model)
+    before = snapshot(model)
+    steps(model, x)
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved, "nothing trained"
+    assert all(".lora_A." in n or ".lora_B." in n for n in moved), moved
+    assert any(".lora_B." in n for n in moved)
+
+
+def test_bitfit_moves_biases_only(case):
+    model, x, _ = case
+    bitfit(model)
+    before = snapshot(model)
+    steps(model, x)
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and all(n.endswith("bias") for n in moved), moved
+
+
+def test_merge_and_unmerge_agree(case):
+    model, x, targets = case
+    base = out(model, x)
+    add_lora(model, targets, rank=4)
+    kick_b(model)
+    adapted = out(model, x)
+    assert not torch.allclose(adapted, base)
+    merge_lora(model)
+    assert all(layer.merged for layer in lora_layers(model).values())
+    torch.testing.assert_close(out(model, x), adapted, rtol=1e-4, atol=1e-4)
+    unmerge_lora(model)
+    torch.testing.assert_close(out(model, x), adapted, rtol=1e-4, atol=1e-4)
+    with lora_disabled(model):
+        torch.testing.assert_close(out(model, x), base, rtol=1e-4, atol=1e-4)
+
+
+def test_saved_adapter_reproduces_outputs(case, tmp_path):
+    model, x, targets = case
+    fresh = copy.deepcopy(model)
+    add_lora(model, targets, rank=3, alpha=6)
+    kick_b(model)
+    with torch.no_grad():                     # an adapter that also brings its own head bias
+        extra = [n for n, _ in model.named_modules() if n in ("fc", "head", "lm_head")]
+    adapted = out(model, x)
+    path = save_adapter(model, tmp_path / "a.safetensors", extra=extra)
+    assert path.stat().st_size < sum(p.numel() * 4 for p in model.parameters())
+    load_adapter(fresh, path)
+    torch.testing.assert_close(out(fresh, x), adapted)
+
+
+def test_applying_twice_does_not_stack(case):
+    model, x, targets = case
+    add_lora(model, targets, rank=4)
+    n_layers = len(lora_layers(model))
+    n_params = sum(p.numel() for p in model.parameters())
+    add_lora(model, targets, rank=4)
+    assert len(lora_layers(model)) == n_layers
+    assert sum(p.numel() for p in model.parameters()) == n_params
+    assert not any(isinstance(m.base, LoRA) for m in lora_layers(model).values())
+
+
+def test_named_adapters_switch_and_disable():
+    model, x, targets = make("resnet")
+    base = out(model, x)
+    add_lora(model, targets, rank=2, name="a")
+    kick_b(model)
+    out_a = out(model, x)
+    add_lora(model, targets, rank=2, name="b", seed=5)
+    assert adapter_names(model) == ["a", "b"]
+    torch.testing.assert_close(out(model, x), base)          # b is active and starts at zero
+    set_adapter(model, "a")
+    torch.testing.assert_close(out(model, x), out_a)
+    set_adapter(model, None)
+    torch.testing.assert_close(out(model, x), base)
+    set_adapter(model, "a")
+    merge_lora(model)
+    with pytest.raises(RuntimeError, match="unmerge"):
+        set_adapter(model, "b")
+    unmerge_lora(model)
+    with pytest.raises(ValueError, match="no adapter named"):
+        set_adapter(model, "c")
+
+
+def test_bad_target_lists_valid_ones():
+    model, _, _ = make("resnet")
+    with pytest.raises(ValueError) as err:
+        add_lora(model, "layer9.conv1")
+    assert "layer4.1.conv2" in str(err.value) and "fc" in str(err.value)
+    model, _ = make_gpt()
+    with pytest.raises(ValueError, match="blocks.0.attn.qkv"):
+        find_targets(model, "blocks.*.attention")
+
+
+def test_container_pattern_selects_its_layers():
+    model, _, _ = make("resnet")
+    names = list(find_targets(model, "layer4"))
+    assert names and all(n.startswith("layer4.") for n in names)
+    assert "layer4.0.downsample.0" in names
+
+
+def test_accounting():
+    model, x, targets = make("resnet")
+    add_lora(model, targets, rank=2)
+    train_only_lora(model)
+    report = memory_report(model)
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert report["trainable_params"] == n
+    assert report["trainable_frac"] == pytest.approx(trainable_share(model)) and report["trainable_frac"] < 0.2
+    opt = steps(model, x, n=1)
+    assert optimizer_state_bytes(opt) == report["optimizer_bytes"] == 2 * 4 * n
