@@ -143,8 +143,9 @@ def run_finetune(labels_per_class: int | None = None, *, frozen_stages: int = 0,
         keep_model: also return the trained model under "model".
     Returns:
         dict with test_acc, trainable_params, total_params, sec_per_epoch (training seconds per
-        pass over the training set), train_s, steps, epochs, start_state_hash (fingerprint of
-        the weights before training), history (a ``History``), and the settings.
+        pass over the training set), train_s, steps, epochs, backbone_change (how far the
+        backbone's weights moved: ||w - w0|| / ||w0||), start_state_hash (fingerprint of the
+        weights before training), history (a ``History``), and the settings.
     """
     S = sizes("finetune")
     device = resolve_device(device)
@@ -155,6 +156,7 @@ def run_finetune(labels_per_class: int | None = None, *, frozen_stages: int = 0,
 
     model = build_model(from_scratch=from_scratch, head=head, hidden=hidden, seed=seed, device=device)
     start_state_hash = state_hash(model)
+    start_backbone = [p.detach().clone() for _, st in stages(model) for p in st.parameters()]
     n_stages = len(stages(model))
     if not 0 <= frozen_stages <= n_stages:
         freeze_stages(model, frozen_stages, bn=bn)          # raises, listing the valid depths
@@ -177,16 +179,24 @@ def run_finetune(labels_per_class: int | None = None, *, frozen_stages: int = 0,
                            progress=progress, desc="linear probe", log_every=max(1, linear_probe_steps // 10))
         unfreeze(model)
     freeze_stages(model, frozen_stages, bn=bn)
+    if head == "block":
+        unfreeze(model, "*.extra")        # new layers always train, even inside a frozen stage
     groups = layerwise_lr_groups(model, lr, decay=lr_decay) if lr_decay else None
     desc = ("scratch" if from_scratch else f"freeze {frozen_stages}") + f", {labels_per_class}/class"
     history = train(model, cross_entropy_loss, batches, epochs=math.ceil(steps / len(batches)),
                     max_steps=steps, lr=lr, param_groups=groups, device=device,
                     evaluate=evaluate, eval_every=max(1, steps // evals) if evals else None,
                     log_every=max(1, steps // 20), progress=progress, desc=desc, hook=hook)
-    # Training time per pass over the training set: each step costs the same at a fixed batch
-    # size, so this is the time of ``steps`` steps scaled to one epoch's worth of steps.
     train_s = history.seconds[-1] if history.seconds else float("nan")
     epochs = history.steps_done / len(batches)
+    # Seconds per epoch from the fastest stretch of steps between progress refreshes: a shared
+    # CPU slows some stretches down at random, the fastest is the model's own cost.
+    t, k = [0.0] + history.seconds, [0] + history.step
+    per_step = [(t[i + 1] - t[i]) / (k[i + 1] - k[i]) for i in range(1, len(t) - 1) if k[i + 1] > k[i]]
+    sec_per_step = min(per_step) if per_step else train_s / max(1, history.steps_done)
+    moved = [(p.detach() - p0).norm() ** 2 for p0, p in
+             zip(start_backbone, (p for _, st in stages(model) for p in st.parameters()))]
+    backbone_change = (sum(moved) ** 0.5 / sum(p0.norm() ** 2 for p0 in start_backbone) ** 0.5).item()
     result = {
         "labels_per_class": labels_per_class, "frozen_stages": frozen_stages, "bn": bn, "head": head,
         "lr": lr, "lr_decay": lr_decay, "linear_probe_steps": linear_probe_steps, "seed": seed,
@@ -194,8 +204,9 @@ def run_finetune(labels_per_class: int | None = None, *, frozen_stages: int = 0,
         "test_acc": history.last_eval("test_acc"),
         "trainable_params": trainable_params(model),
         "total_params": sum(p.numel() for p in model.parameters()),
-        "train_s": train_s, "epochs": epochs, "sec_per_epoch": train_s / epochs,
-        "sec_per_step": train_s / max(1, history.steps_done),
+        "augment": augment, "train_s": train_s, "epochs": epochs,
+        "sec_per_epoch": sec_per_step * len(batches), "sec_per_step": sec_per_step,
+        "backbone_change": backbone_change,
         "start_state_hash": start_state_hash,
         "history": history, "linear_probe_history": lp_history,
     }

@@ -158,12 +158,12 @@ def stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """
     stage = _stage_of_tensor(model)
     count = 1 + max((s for s in stage.values() if s is not None), default=-1)
-    tensors = dict(model.named_parameters())
-    tensors.update(dict(model.named_buffers()))
-
-    def groups_below(prefix, module):
-        names = [f"{prefix}.{n}" if prefix else n for n in _tensor_names(module)]
-        return {stage.get(n, "?") for n in names}
+    # every module path -> the set of stages its tensors belong to (one pass over the names)
+    below = defaultdict(set)
+    for name, index in stage.items():
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            below[".".join(parts[:i])].add(index)
 
     out = []
     for index in range(count):
@@ -173,7 +173,7 @@ def stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
             # Take whole sub-modules that lie entirely in this stage; split the others.
             for child_name, child in module.named_children():
                 path = f"{prefix}.{child_name}" if prefix else child_name
-                groups = groups_below(path, child)
+                groups = below.get(path, set())
                 if groups == {index}:
                     parts[path] = child
                 elif index in groups:
