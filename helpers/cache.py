@@ -65,8 +65,13 @@ def atomic_write(path: Path, write) -> None:
 
 
 def save_checkpoint(path, model_or_state, config=None, extra: dict | None = None) -> Path:
-    """Save tensors (a model's state_dict, compiled or not) and JSON metadata atomically."""
+    """Save tensors (a model's state_dict, compiled or not) and JSON metadata atomically.
+
+    Under torchrun only rank 0 writes (every rank holds the same weights)."""
+    from .distributed import is_main_process
     from .training import unwrap
+    if not is_main_process():
+        return Path(path)
     state = unwrap(model_or_state).state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     meta = {"format": FORMAT, "extra": json.dumps(extra or {}, default=str)}

@@ -77,6 +77,26 @@ SIZES["finetune"] = {
 }
 
 
+@dataclass(frozen=True)
+class Scaling:
+    """Lesson 12: lesson 02's fine-tuning in one process and on ``ranks`` processes (DDP)."""
+    ranks: int              # processes of the distributed run
+    labels_per_class: int   # labelled images per species
+    steps: int              # optimiser steps of each run
+    batch_size: int         # GLOBAL batch: all ranks together (each gets batch_size / ranks)
+    lr: float               # peak AdamW rate, the same for one process with that batch
+    test_images: int        # test images, split between the ranks for evaluation
+    timeout_s: int          # seconds before the notebook stops a torchrun launch
+
+
+SIZES["scaling"] = {
+    "smoke": Scaling(ranks=2, labels_per_class=4, steps=4, batch_size=8, lr=1e-3, test_images=48, timeout_s=150),
+    "class": Scaling(ranks=2, labels_per_class=10, steps=30, batch_size=20, lr=1e-3, test_images=600,
+                     timeout_s=300),
+    "full": Scaling(ranks=2, labels_per_class=50, steps=400, batch_size=64, lr=1e-3, test_images=3000,
+                    timeout_s=600),
+}
+
 
 def sizes(name: str, mode: str | None = None):
     """The sizes of lesson part ``name`` in ``mode`` (default: the current mode)."""

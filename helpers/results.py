@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .cache import atomic_write, data_dir
 from .device import describe, resolve_device
+from .distributed import is_main_process
 from .modes import current_mode
 
 
@@ -58,6 +59,8 @@ def record_results(lesson: str, metrics: dict, *, wall_s: float, seed: int = 0, 
              "wall_s": round(float(wall_s), 1),
              "finished": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
              "metrics": _clean(metrics)}
+    if not is_main_process():          # under torchrun only rank 0 writes the file
+        return entry
     results = load_results(mode)
     results[lesson] = entry
     path = results_path(mode)

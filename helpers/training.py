@@ -11,6 +11,9 @@ top to bottom:
   progress-bar refresh (``log_every`` steps).
 - A non-finite loss stops training with a hint; the notebook's stop button (KeyboardInterrupt)
   ends training cleanly and leaves the model and the history so far usable.
+- Under torchrun with a DistributedDataParallel model (``helpers.distributed``) it runs unchanged:
+  only rank 0 shows the progress bar and calls the hook; the logged loss and the evaluation
+  metrics are averaged over the ranks at each refresh (still the only sync points).
 
 Example:
     >>> def loss_fn(model, batch):
@@ -32,6 +35,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .device import autocast, autocast_dtype, resolve_device
+from .distributed import is_main_process, mean_over_ranks, reduce_metrics, world_size
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -165,17 +169,18 @@ def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and autocast_dtype(device) == torch.float16)
     net = torch.compile(model) if compile else model
 
+    main, ranks = is_main_process(), world_size()  # under torchrun: rank 0 alone reports
     history = History()
     loss_sum = torch.zeros((), device=device)     # summed on the device: no sync per step
     seen, seen_at_log, step, start = 0, 0, 0, time.perf_counter()
-    bar = tqdm(total=total, desc=desc, disable=not progress, leave=True)
+    bar = tqdm(total=total, desc=desc, disable=not progress or not main, leave=True)
 
     def log():
         nonlocal loss_sum, seen_at_log
         n = step - (history.step[-1] if history.step else 0)
         if n == 0:
             return
-        mean_loss = (loss_sum / n).item()        # the one host sync per refresh
+        mean_loss = (mean_over_ranks(loss_sum) / n).item()  # the one host sync per refresh
         loss_sum = torch.zeros((), device=device)
         history.step.append(step)
         history.loss.append(mean_loss)
@@ -189,14 +194,15 @@ def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
                 f"{optimizer.param_groups[0]['lr']:.2g}). Try a lower learning rate, e.g. lr={lr / 10:.1g}, "
                 f"or clip the gradients (clip_grad=1.0).", history)
         bar.set_postfix(loss=f"{mean_loss:.4f}")
-        if hook is not None:
+        if hook is not None and main:
             hook(history)
 
     def run_eval():
         if evaluate is None:
             return
         with evaluating(model):
-            metrics = evaluate(net)
+            # under DDP the plain module evaluates: a DDP forward can start collectives
+            metrics = reduce_metrics(evaluate(unwrap(net) if ranks > 1 else net))
         history.evals.append({"step": step, **{k: float(v) for k, v in metrics.items()}})
         bar.set_postfix(loss=f"{history.loss[-1]:.4f}" if history.loss else "-",
                         **{k: f"{float(v):.4f}" for k, v in metrics.items()})
@@ -218,7 +224,7 @@ def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
                 scaler.update()
                 scheduler.step()
                 loss_sum += loss.detach().float()
-                seen += len(batch[0])
+                seen += len(batch[0]) * ranks      # samples of all ranks together
                 step += 1
                 bar.update(1)
                 if step % log_every == 0 or step == total:

@@ -1,0 +1,161 @@
+"""Lesson 02's fine-tuning on N processes with torchrun and DistributedDataParallel (lesson 12).
+
+The model is lesson 01's pre-trained network with a new species head, fine-tuned on the few-label
+bird-species task, exactly as in lesson 02. Every process (rank) holds the whole model and the
+whole (small) training set, walks through the same shuffled global batches, and trains on its
+own piece of each one; DDP averages the gradients, so all ranks take the same step.
+
+From a terminal, in the repository (CPU: gloo, one thread per process; GPUs: nccl, one per rank):
+
+    torchrun --standalone --nproc_per_node 2 -m helpers.ddp_finetune --out data/ddp.json
+    python -m helpers.ddp_finetune --out data/single.json           # the same run, one process
+
+``--batch-size`` is the GLOBAL batch (all ranks together), so the two commands above do the same
+optimisation and their losses agree to float precision. ``--bn``: "frozen" (BatchNorm uses its
+running statistics: exact equivalence), "local" (each rank's own batch statistics: PyTorch's
+default, slightly different) or "sync" (SyncBatchNorm, CUDA only). From Python, ``launch(...)``
+runs torchrun as a subprocess and returns its log and results.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .device import seed_everything
+from .distributed import (RankShard, cleanup, freeze_bn_statistics, is_main_process, main_process_first,
+                          setup, wrap_ddp)
+from .finetune import build_model, flip_and_shift, species_test_set, species_train_set
+from .modes import sizes
+from .surgery import freeze_stages, trainable_params
+from .training import Batches, accuracy, cross_entropy_loss, train
+
+BN_CHOICES = ("frozen", "local", "sync")
+
+
+def parse_args(argv=None):
+    S = sizes("scaling")
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--labels", type=int, default=S.labels_per_class, help="labels per species")
+    p.add_argument("--steps", type=int, default=S.steps, help="optimiser steps")
+    p.add_argument("--batch-size", type=int, default=S.batch_size, help="GLOBAL batch, all ranks together")
+    p.add_argument("--lr", type=float, default=S.lr, help="peak learning rate")
+    p.add_argument("--test-images", type=int, default=S.test_images)
+    p.add_argument("--bn", choices=BN_CHOICES, default="frozen", help="BatchNorm statistics (see above)")
+    p.add_argument("--frozen-stages", type=int, default=0, help="freeze the first k stages")
+    p.add_argument("--lora", type=int, default=0, help="LoRA rank on layer3/layer4 (0: no LoRA)")
+    p.add_argument("--no-augment", action="store_true", help="no flips and shifts")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--print-every", type=int, default=0, help="steps between log lines (0: ~10 lines)")
+    p.add_argument("--out", type=str, default=None, help="rank 0 writes the results here (JSON)")
+    return p.parse_args(argv)
+
+
+def finetune(args) -> dict:
+    """One fine-tuning run in this process (one rank of many under torchrun). Returns the results."""
+    rank, world, device = setup()
+    if args.batch_size % world:
+        raise ValueError(f"--batch-size {args.batch_size} does not split evenly over {world} ranks; "
+                         f"use a multiple of {world} so every rank gets an equal piece")
+    with main_process_first():      # rank 0 builds lesson 01's checkpoint if it is missing
+        model = build_model(head="linear", seed=args.seed, device=device)
+    # Surgery BEFORE wrapping in DDP: DDP registers the parameters that need gradients once.
+    freeze_stages(model, args.frozen_stages)
+    if args.lora:
+        from .lora import add_lora, train_only_lora
+        add_lora(model, ["layer3.*.conv*", "layer4.*.conv*"], rank=args.lora, seed=args.seed)
+        train_only_lora(model, also="fc")
+    if args.bn == "frozen":
+        freeze_bn_statistics(model)
+    elif args.bn == "sync":
+        if device.type != "cuda":
+            raise ValueError("--bn sync needs CUDA GPUs (PyTorch's SyncBatchNorm); on the CPU use "
+                             "--bn frozen (exact) or --bn local")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    n_trainable = trainable_params(model)
+    model = wrap_ddp(model, device)
+
+    x, y = species_train_set(args.labels, seed=args.seed, device=device)
+    batches = RankShard(Batches(x, y, batch_size=args.batch_size, seed=args.seed, drop_last=True,
+                                augment=None if args.no_augment else flip_and_shift))
+    # evaluation: each rank scores its own equal share of the test set; train() averages them
+    x_test, y_test = species_test_set(args.test_images - args.test_images % world, device=device)
+    x_test, y_test = x_test.tensor_split(world)[rank], y_test.tensor_split(world)[rank]
+
+    print_every = args.print_every or max(1, args.steps // 10)
+
+    def print_line(history):      # train() calls the hook on rank 0 only
+        step = history.step[-1]
+        if step % print_every == 0 or step == args.steps:
+            print(f"[rank 0 of {world}] step {step:4d}/{args.steps}  loss {history.loss[-1]:.6f}  "
+                  f"{history.seconds[-1]:6.1f} s", flush=True)
+
+    if is_main_process():
+        print(f"[rank 0 of {world}] device {device}, global batch {args.batch_size} = {world} x "
+              f"{args.batch_size // world}, {len(x)} training images, {n_trainable:,} trainable "
+              f"parameters, BatchNorm {args.bn}", flush=True)
+    seed_everything(args.seed)          # the same random augmentations on every rank
+    history = train(model, cross_entropy_loss, batches, epochs=math.ceil(args.steps / len(batches)),
+                    max_steps=args.steps, lr=args.lr, device=device,
+                    evaluate=lambda m: {"test_acc": accuracy(m, x_test, y_test)},
+                    log_every=1, progress=False, hook=print_line)
+    result = {"ranks": world, "batch_size": args.batch_size, "per_rank_batch": args.batch_size // world,
+              "bn": args.bn, "lora": args.lora, "frozen_stages": args.frozen_stages,
+              "steps": history.steps_done, "loss": history.loss, "test_acc": history.last_eval("test_acc"),
+              "train_s": history.seconds[-1], "samples_per_s": history.samples_per_s,
+              "trainable_params": n_trainable, "device": str(device)}
+    if is_main_process():
+        print(f"[rank 0 of {world}] done: final loss {history.loss[-1]:.6f}, test accuracy "
+              f"{result['test_acc']:.3f}, {result['train_s']:.1f} s", flush=True)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(result, indent=1))
+    cleanup()
+    return result
+
+
+def launch(nproc: int = 2, *, out, timeout_s: int = 300, extra_args=(), **options) -> tuple[dict | None, str]:
+    """Run this script under torchrun as a subprocess, the way you would from a terminal
+    (``nproc=1``: as one plain process, without torchrun).
+
+    ``options`` become command-line flags (``steps=10`` -> ``--steps 10``). Returns
+    (results dict written by rank 0, or None if the run failed, the combined log text).
+    The command is printed first so you can copy it into a terminal.
+    """
+    flags = [f for k, v in options.items() for f in (f"--{k.replace('_', '-')}", str(v))]
+    script = ["-m", "helpers.ddp_finetune", "--out", str(out), *flags, *extra_args]
+    if nproc == 1:      # one ordinary process: no torchrun, no process group, no DDP
+        cmd = [sys.executable, *script]
+        print("$ python " + " ".join(script), flush=True)
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               *script]
+        print("$ torchrun " + " ".join(cmd[3:]), flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc))}
+    Path(out).unlink(missing_ok=True)
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
+        log, ok = proc.stdout + proc.stderr, proc.returncode == 0
+    except subprocess.TimeoutExpired as err:
+        log = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+        log, ok = log + f"\n(stopped after {timeout_s} s: raise timeout_s or lower the steps)", False
+    log += f"\n(launch took {time.perf_counter() - start:.1f} s in all, start-up included)"
+    result = json.loads(Path(out).read_text()) if ok and Path(out).exists() else None
+    return result, log
+
+
+def main(argv=None):
+    finetune(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
