@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # (and training it if missing). Lessons add theirs here.
 PREPARE = [
     "helpers.models:pretrained_image_model",
+    "helpers.lm:pretrained_lm",                 # lessons 07-09: the LM pre-trained on the augmented encyclopedia
+    "helpers.lm:pretrained_lm_once_only",       # lesson 08's ablation: the once-only encyclopedia
 ]
 
 

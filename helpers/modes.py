@@ -41,11 +41,47 @@ class PretrainImage:
     val_images: int        # fixed validation set, rendered with its own seed
 
 
+
+@dataclass(frozen=True)
+class LMPretrain:
+    """Lesson 07: pre-training the word-level GPT on the text world's encyclopedia."""
+    context: int           # tokens per training window
+    n_layer: int
+    n_head: int
+    d_model: int           # channels
+    steps: int             # optimiser steps, each on batch_size random windows
+    batch_size: int
+    lr: float              # peak AdamW learning rate (warmup, then cosine decay)
+    diseases: int          # size of the world: diseases and people in the fact table
+    people: int
+
+
+@dataclass(frozen=True)
+class LMFinetune:
+    """Lesson 08: question-answer fine-tuning of the pre-trained LM."""
+    steps: int             # optimiser steps (early stopping picks the best dev step among them)
+    lr: float
+    batch_size: int
+    eval_every: int        # steps between exact-match evaluations
+
 SIZES: dict[str, dict[str, object]] = {
     "pretrain_image": {
         "smoke": PretrainImage(image_size=32, width=8, steps=30, batch_size=32, lr=3e-3, val_images=256),
         "class": PretrainImage(image_size=48, width=24, steps=1200, batch_size=64, lr=3e-3, val_images=2048),
         "full": PretrainImage(image_size=48, width=48, steps=6000, batch_size=256, lr=3e-3, val_images=8192),
+    },
+    "lm_pretrain": {
+        "smoke": LMPretrain(context=48, n_layer=2, n_head=2, d_model=32, steps=30, batch_size=16, lr=3e-3,
+                            diseases=20, people=20),
+        "class": LMPretrain(context=128, n_layer=4, n_head=4, d_model=128, steps=800, batch_size=32, lr=2e-3,
+                            diseases=100, people=120),
+        "full": LMPretrain(context=128, n_layer=6, n_head=4, d_model=192, steps=3000, batch_size=64, lr=2e-3,
+                           diseases=200, people=240),
+    },
+    "lm_finetune": {
+        "smoke": LMFinetune(steps=10, lr=3e-4, batch_size=16, eval_every=5),
+        "class": LMFinetune(steps=120, lr=3e-4, batch_size=32, eval_every=10),
+        "full": LMFinetune(steps=400, lr=3e-4, batch_size=32, eval_every=20),
     },
 }
 

@@ -1,0 +1,356 @@
+"""The language-model pieces of lessons 07 and 08 (and the ones after them).
+
+- ``world_tokenizer``, ``corpus_ids``: the text world as one long stream of token ids.
+- ``TokenWindows``: batches of random windows of that stream, for ``helpers.training.train``.
+- ``lm_loss``: next-token cross-entropy; positions labelled -100 are ignored, which is how
+  question-answer fine-tuning puts the loss on the answer tokens only (``qa_tensors``).
+- ``exact_match``: the share of questions whose greedy answer is exactly right.
+- ``pretrained_lm``: lesson 07's pre-trained model from the cache (a fresh copy each call), for
+  the augmented or the once-only encyclopedia.
+- ``finetune_qa``: question-answer fine-tuning with early stopping on the dev diseases.
+
+Example:
+    >>> model, tok, info = pretrained_lm()
+    >>> qa = TextWorld(lm_config().world).medical_qa()
+    >>> exact_match(model, tok, qa.test)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .cache import cached_model
+from .device import resolve_device, seed_everything
+from .gpt import GPT, GPTConfig, generate
+from .modes import sizes
+from .text_world import QA, TextWorld, TextWorldConfig
+from .tokenizer import WordTokenizer, tokenizer_from_json
+from .training import evaluating, train
+
+IGNORE = -100      # label of positions that carry no loss (F.cross_entropy's ignore_index)
+
+
+# -- data --------------------------------------------------------------------------------------
+
+def world_tokenizer(world: TextWorld) -> WordTokenizer:
+    """The word tokenizer of the whole world (both encyclopedia versions and every question)."""
+    return WordTokenizer.fit(world.all_text())
+
+
+def corpus_ids(articles: list[str], tok) -> torch.Tensor:
+    """Every article encoded and closed by <eos>, concatenated: a 1-D LongTensor."""
+    return torch.tensor([i for a in articles for i in tok.encode(a, eos=True)], dtype=torch.long)
+
+
+class TokenWindows:
+    """``steps`` batches of ``batch_size`` random windows of ``context + 1`` tokens, as
+    (inputs, targets) = (window[:-1], window[1:]), each (batch_size, context).
+
+    Re-iterable: each pass draws new windows from the seed and the pass number, so runs repeat.
+    """
+
+    def __init__(self, ids: torch.Tensor, context: int, batch_size: int, steps: int, seed: int = 0):
+        if len(ids) <= context + 1:
+            raise ValueError(f"the corpus has {len(ids)} tokens; it needs more than context + 1 = {context + 1}")
+        self.ids, self.context, self.batch_size, self.steps, self.seed = ids, context, batch_size, steps, seed
+        self.epoch = 0
+
+    def __len__(self):
+        return self.steps
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        self.epoch += 1
+        offsets = torch.arange(self.context + 1)
+        for _ in range(self.steps):
+            starts = torch.randint(0, len(self.ids) - self.context - 1, (self.batch_size, 1), generator=g)
+            window = self.ids[starts + offsets]                     # (B, T + 1)
+            yield window[:, :-1], window[:, 1:]
+
+
+def lm_loss(model, batch):
+    """Next-token cross-entropy over every position whose label is not ``IGNORE``."""
+    x, y = batch                                                    # (B, T), (B, T)
+    logits = model(x)                                               # (B, T, V)
+    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE)
+
+
+def qa_tensors(tok, pairs: list[QA], answer_only: bool = True, eos: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompt + answer + <eos> (if ``eos``) as (inputs, labels), right-padded to the longest.
+
+    Labels are ``IGNORE`` on the prompt (when ``answer_only``) and on padding, so the loss and
+    the exact-match check look at the answer tokens and the closing <eos> only.
+    """
+    rows = []
+    for q in pairs:
+        prompt, answer = tok.encode(q.prompt), tok.encode(" " + q.answer, eos=eos)
+        ids = prompt + answer
+        labels = ids[1:]
+        if answer_only:
+            labels = [IGNORE] * (len(prompt) - 1) + labels[len(prompt) - 1:]
+        rows.append((ids[:-1], labels))
+    T = max(len(r[0]) for r in rows)
+    x = torch.full((len(rows), T), tok.pad_id, dtype=torch.long)
+    y = torch.full((len(rows), T), IGNORE, dtype=torch.long)
+    for i, (ids, labels) in enumerate(rows):
+        x[i, :len(ids)], y[i, :len(labels)] = torch.tensor(ids), torch.tensor(labels)
+    return x, y
+
+
+# -- evaluation --------------------------------------------------------------------------------
+
+def answers_correct(model, tok, pairs: list[QA], batch_size: int = 512, eos: bool = True) -> torch.Tensor:
+    """For each question, whether greedy decoding after the prompt yields exactly the answer
+    and then <eos> (a bool tensor). With ``eos=False`` the answer need not end there (for
+    fill-in-the-sentence probes, where the sentence goes on).
+
+    Greedy decoding reproduces the answer exactly if and only if, at every answer position, the
+    most likely next token given the correct tokens so far is the correct one. So one forward
+    pass over prompt + answer (teacher forcing) gives the same verdict as generating token by
+    token, much faster.
+    """
+    if not pairs:
+        return torch.zeros(0, dtype=torch.bool)
+    device = next(model.parameters()).device
+    x, y = qa_tensors(tok, pairs, eos=eos)
+    out = []
+    with evaluating(model):
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+            pred = model(xb).argmax(-1)                             # (B, T)
+            ok = (pred == yb) | (yb == IGNORE)
+            out.append(ok.all(dim=1).cpu())
+    return torch.cat(out)
+
+
+def exact_match(model, tok, pairs: list[QA], eos: bool = True) -> float:
+    """Share of ``pairs`` (prompt, answer) the model answers exactly right, greedily."""
+    return answers_correct(model, tok, pairs, eos=eos).float().mean().item() if pairs else float("nan")
+
+
+def answer(model, tok, prompt: str, max_new_tokens: int = 6) -> str:
+    """The model's greedy answer to one prompt, up to <eos>."""
+    ids = torch.tensor(tok.encode(prompt))
+    out = generate(model, ids, max_new_tokens, temperature=0.0, stop_id=tok.eos_id)[len(ids):].tolist()
+    return tok.decode(out[:out.index(tok.eos_id)] if tok.eos_id in out else out)
+
+
+def corpus_loss(model, ids: torch.Tensor, context: int, max_windows: int = 256, batch_size: int = 64) -> float:
+    """Mean next-token loss over non-overlapping windows of ``ids`` (at most ``max_windows``)."""
+    device = next(model.parameters()).device
+    n = min(max_windows, (len(ids) - 1) // context)
+    x = ids[:n * context].view(n, context)
+    y = ids[1:n * context + 1].view(n, context)
+    total = 0.0
+    with evaluating(model):
+        for i in range(0, n, batch_size):
+            total += lm_loss(model, (x[i:i + batch_size].to(device), y[i:i + batch_size].to(device))).item() \
+                * len(x[i:i + batch_size])
+    return total / n
+
+
+def unigram_loss(train_ids: torch.Tensor, val_ids: torch.Tensor, vocab_size: int) -> float:
+    """The loss of a model that ignores context and predicts word frequencies (add-one smoothed):
+    the bar a language model must get under to have learned anything about order."""
+    counts = torch.bincount(train_ids, minlength=vocab_size).float() + 1
+    logp = (counts / counts.sum()).log()
+    return -logp[val_ids].mean().item()
+
+
+# -- pre-training ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LMConfig:
+    """Everything that determines a pre-trained LM checkpoint (its hash names the cache file)."""
+    augmented: bool = True            # the encyclopedia version (the ablation's switch)
+    context: int = 128
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 128
+    steps: int = 800
+    batch_size: int = 32
+    lr: float = 3e-3
+    seed: int = 0
+    world: TextWorldConfig = field(default_factory=TextWorldConfig)   # includes the world version
+
+
+def lm_config(augmented: bool = True, mode: str | None = None) -> LMConfig:
+    """Lesson 07's config for the current mode (sizes from ``helpers.modes``)."""
+    s = sizes("lm_pretrain", mode)
+    return LMConfig(augmented=augmented, context=s.context, n_layer=s.n_layer, n_head=s.n_head,
+                    d_model=s.d_model, steps=s.steps, batch_size=s.batch_size, lr=s.lr,
+                    world=TextWorldConfig(diseases=s.diseases, people=s.people))
+
+
+def gpt_config(config: LMConfig, vocab_size: int) -> GPTConfig:
+    return GPTConfig(vocab_size=vocab_size, context=config.context, n_layer=config.n_layer,
+                     n_head=config.n_head, d_model=config.d_model)
+
+
+def create_lm(config: LMConfig, tok, seed: int | None = None) -> GPT:
+    """A fresh, randomly initialised GPT for ``config`` (the from-scratch baseline)."""
+    seed_everything(config.seed if seed is None else seed)
+    return GPT(gpt_config(config, len(tok)))
+
+
+@dataclass
+class LMData:
+    """The world, its tokenizer, the training stream and the general validation stream."""
+    world: TextWorld
+    tok: WordTokenizer
+    train_ids: torch.Tensor
+    val_ids: torch.Tensor      # the augmented encyclopedia in other phrasings and order
+
+
+def lm_data(config: LMConfig) -> LMData:
+    world = TextWorld(config.world)
+    tok = world_tokenizer(world)
+    train_ids = corpus_ids(world.encyclopedia(config.augmented), tok)
+    val_ids = corpus_ids(world.encyclopedia(True, seed=config.world.seed + 1000), tok)
+    return LMData(world, tok, train_ids, val_ids)
+
+
+def pretrain_lm(model: GPT, config: LMConfig, data: LMData, *, device="auto", progress: bool = True,
+                hook=None, evaluate=None, eval_every: int | None = None):
+    """Train ``model`` on the encyclopedia (lesson 07); returns the History.
+
+    ``evaluate(model) -> dict`` adds metrics to the default ``val_loss`` (general corpus loss).
+    """
+    device = resolve_device(device)
+    stream = TokenWindows(data.train_ids, config.context, config.batch_size, config.steps, seed=config.seed)
+
+    def metrics(m):
+        out = {"val_loss": corpus_loss(m, data.val_ids, config.context, max_windows=64)}
+        return {**out, **(evaluate(m) if evaluate else {})}
+
+    seed_everything(config.seed)
+    return train(model, lm_loss, stream, lr=config.lr, weight_decay=0.1, warmup=0.05, lr_floor=0.1,
+                 device=device, evaluate=metrics, eval_every=eval_every or max(1, config.steps // 8),
+                 log_every=max(1, min(20, config.steps // 20)), progress=progress,
+                 desc="pre-training", hook=hook)
+
+
+def pretrained_lm(augmented: bool = True, config: LMConfig | None = None, *, device="auto",
+                  rebuild: bool = False, verbose: bool = True, hook=None, evaluate=None,
+                  progress_samples: bool = False):
+    """A fresh copy of lesson 07's pre-trained LM: from the cache, or trained now.
+
+    Args:
+        augmented: which encyclopedia it was pre-trained on (lesson 08's ablation uses False).
+        hook, evaluate: passed to ``train`` when the model is trained now (a live curve, metrics).
+        progress_samples: print a generated sample at every evaluation while training.
+    Returns:
+        (model, tok, info): the model on ``device`` (train mode), its tokenizer (stored with the
+        checkpoint), and what was stored: ``val_loss``, ``unigram_loss``, ``tokens``,
+        ``tokens_per_s``, ``seconds``, the training ``history``, ``samples`` generated during
+        training (a list of {"step", "text"}).
+    """
+    config = config or lm_config(augmented)
+    device = resolve_device(device)
+    data = lm_data(config)
+
+    samples, every = [], max(1, config.steps // 8)
+    prompt = data.world.diseases[0]["name"]
+
+    def evaluate_and_sample(m):
+        # a sample at every evaluation, so lesson 07 can show how the text improves
+        step = min(config.steps, (len(samples) + 1) * every)
+        ids = generate(m, torch.tensor(data.tok.encode(prompt)), 24, temperature=0.8, top_k=20, seed=0)
+        samples.append({"step": step, "text": data.tok.decode(ids)})
+        if progress_samples:
+            print(f"step {step:>5}: {samples[-1]['text']}")
+        return evaluate(m) if evaluate else {}
+
+    def build(model):
+        history = pretrain_lm(model, config, data, device=device, hook=hook, evaluate=evaluate_and_sample,
+                              eval_every=every)
+        tokens = history.samples[-1] * config.context if history.samples else 0
+        return {"val_loss": history.last_eval("val_loss"),
+                "unigram_loss": unigram_loss(data.train_ids, data.val_ids, len(data.tok)),
+                "tokens": tokens, "corpus_tokens": len(data.train_ids),
+                "tokens_per_s": tokens / history.seconds[-1] if history.seconds else float("nan"),
+                "seconds": history.seconds[-1] if history.seconds else 0.0,
+                "interrupted": history.interrupted, "history": history.as_dict(),
+                "samples": samples, "tokenizer": data.tok.to_json(), "config": asdict(config)}
+
+    name = "lm_pretrained" if config.augmented else "lm_pretrained_once_only"
+    model, info = cached_model(name, config, lambda: create_lm(config, data.tok), build,
+                               rebuild=rebuild, device=device, verbose=verbose)
+    tok = tokenizer_from_json(info["tokenizer"])
+    return model.train(), tok, info
+
+
+def pretrained_lm_once_only(**kwargs):
+    """Lesson 08's ablation model: pre-trained on the once-only encyclopedia (same budget)."""
+    return pretrained_lm(augmented=False, **kwargs)
+
+
+# -- fine-tuning -------------------------------------------------------------------------------
+
+class KeepBest:
+    """An ``evaluate`` function for ``train`` that also remembers the weights with the best
+    ``metric`` (early stopping: ``restore(model)`` puts them back after training)."""
+
+    def __init__(self, evaluate, metric: str):
+        self.evaluate, self.metric = evaluate, metric
+        self.best, self.best_call, self.state, self.calls = -math.inf, -1, None, 0
+
+    def __call__(self, model) -> dict:
+        metrics = self.evaluate(model)
+        if metrics[self.metric] > self.best:
+            self.best, self.best_call = metrics[self.metric], self.calls
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.calls += 1
+        return metrics
+
+    def restore(self, model: nn.Module) -> nn.Module:
+        if self.state is not None:
+            model.load_state_dict(self.state)
+        return model
+
+
+def finetune_qa(model: GPT, tok, qa, *, steps: int, lr: float, batch_size: int = 32,
+                eval_every: int = 10, early_stopping: bool = True, seed: int = 0,
+                device="auto", progress: bool = True, desc: str = "fine-tuning", hook=None,
+                extra_eval=None):
+    """Fine-tune ``model`` in place on ``qa.train`` with the loss on answer tokens only.
+
+    Every ``eval_every`` steps it measures exact match on the fine-tuned questions
+    (``seen_acc``), the dev diseases (``dev_acc``) and the test diseases (``heldout_acc``).
+    With ``early_stopping`` the weights of the best ``dev_acc`` are restored at the end: the
+    dev diseases are held out like the test ones, so they tell when more fine-tuning starts to
+    cost held-out answers, without looking at the test set.
+
+    Returns:
+        History; its ``evals`` list the curves, and ``history.best_step`` the restored step.
+    """
+    device = resolve_device(device)
+    x, y = qa_tensors(tok, qa.train)
+    seen_probe = qa.train[::3]
+
+    def metrics(m):
+        out = {"seen_acc": exact_match(m, tok, seen_probe), "dev_acc": exact_match(m, tok, qa.dev),
+               "heldout_acc": exact_match(m, tok, qa.test)}
+        return {**out, **(extra_eval(m) if extra_eval else {})}
+
+    keeper = KeepBest(metrics, "dev_acc")
+    from .training import Batches
+    batches = Batches(x.to(device), y.to(device), batch_size=batch_size, seed=seed, drop_last=True)
+    epochs = math.ceil(steps / len(batches))
+    seed_everything(seed)
+    model.to(device)
+    with evaluating(model):
+        first = keeper(model)            # step 0: the pre-trained model before any fine-tuning
+    history = train(model, lm_loss, batches, epochs=epochs, max_steps=steps, lr=lr, weight_decay=0.0,
+                    warmup=0.05, device=device, evaluate=keeper, eval_every=eval_every,
+                    log_every=max(1, min(10, eval_every)), progress=progress, desc=desc, hook=hook)
+    history.evals.insert(0, {"step": 0, **{k: float(v) for k, v in first.items()}})
+    history.best_step = history.steps_done
+    if early_stopping and keeper.state is not None:
+        history.best_step = history.evals[keeper.best_call]["step"]
+        keeper.restore(model)
+    return history

@@ -1,0 +1,101 @@
+"""The GPT model, its training through the shared loop, evaluation and generation."""
+import pytest
+import torch
+
+from helpers.cache import read_checkpoint, checkpoint_path
+from helpers.gpt import GPT, GPTConfig, count_params_by_part, generate
+from helpers.lm import (TokenWindows, answers_correct, corpus_ids, exact_match, finetune_qa, lm_config,
+                        lm_loss, pretrained_lm, qa_tensors)
+from helpers.text_world import QA, TextWorld
+from helpers.tokenizer import WordTokenizer
+from helpers.training import train
+
+TINY = GPTConfig(vocab_size=50, context=16, n_layer=2, n_head=2, d_model=32)
+
+
+def test_shapes_and_names():
+    model = GPT(TINY)
+    assert model(torch.zeros(3, 10, dtype=torch.long)).shape == (3, 10, 50)
+    names = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert {"blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.0.mlp.fc", "blocks.0.mlp.proj"} <= names
+    assert sum(count_params_by_part(model).values()) == sum(p.numel() for p in model.parameters())
+    with pytest.raises(ValueError):
+        model(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_causal_mask_later_tokens_never_change_earlier_outputs():
+    torch.manual_seed(0)
+    model = GPT(TINY).eval()
+    x = torch.randint(0, 50, (2, 12))
+    y = x.clone()
+    y[:, 7:] = torch.randint(0, 50, (2, 5))
+    with torch.no_grad():
+        a, b = model(x), model(y)
+    assert torch.allclose(a[:, :7], b[:, :7], atol=1e-5)
+    assert not torch.allclose(a[:, 7:], b[:, 7:])
+
+
+def test_loss_falls_on_a_tiny_corpus():
+    texts = ["the red fox eats mice .", "the grey owl eats mice .", "the red fox lives in the forest ."] * 20
+    tok = WordTokenizer.fit(texts)
+    ids = corpus_ids(texts, tok)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=len(tok), context=16, n_layer=2, n_head=2, d_model=32))
+    history = train(model, lm_loss, TokenWindows(ids, 16, 16, 80, seed=0), lr=3e-3, device="cpu",
+                    progress=False, log_every=10)
+    assert history.loss[-1] < 0.5 * history.loss[0]
+
+
+def test_generation_is_deterministic_for_a_seed():
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    prompt = torch.tensor([1, 2, 3])
+    a = generate(model, prompt, 8, temperature=1.0, top_k=10, seed=5)
+    b = generate(model, prompt, 8, temperature=1.0, top_k=10, seed=5)
+    c = generate(model, prompt, 8, temperature=1.0, top_k=10, seed=6)
+    assert torch.equal(a, b) and a.shape == (11,) and not torch.equal(a, c)
+    g1 = generate(model, prompt, 8, temperature=0.0)
+    assert torch.equal(g1, generate(model, prompt, 8, temperature=0.0, seed=99))
+    assert model.training   # generation restores the mode
+
+
+def test_teacher_forced_exact_match_equals_greedy_generation():
+    torch.manual_seed(0)
+    texts = ["question : a ? answer : x y", "question : b ? answer : z"]
+    tok = WordTokenizer.fit(texts)
+    model = GPT(GPTConfig(vocab_size=len(tok), context=16, n_layer=1, n_head=2, d_model=16))
+    pairs = [QA("question : a ? answer :", "x y", "a", "t"), QA("question : b ? answer :", "z", "b", "t")]
+    x, y = qa_tensors(tok, pairs)
+    train(model, lm_loss, [(x, y)] * 60, lr=1e-2, device="cpu", progress=False)
+    ok = answers_correct(model, tok, pairs)
+    for q, good in zip(pairs, ok):
+        ids = torch.tensor(tok.encode(q.prompt))
+        out = generate(model, ids, 3, temperature=0.0)[len(ids):].tolist()
+        greedy_right = out[:len(tok.encode(q.answer)) + 1] == tok.encode(q.answer) + [tok.eos_id]
+        assert bool(good) == greedy_right
+    assert exact_match(model, tok, pairs) == 1.0
+
+
+def test_pretrained_lm_is_cached_and_fresh_each_call(data_dir):
+    model, tok, info = pretrained_lm(device="cpu", verbose=False)
+    assert {"val_loss", "unigram_loss", "tokens", "tokens_per_s"} <= set(info)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    again, tok2, _ = pretrained_lm(device="cpu", verbose=False)
+    assert tok2.vocab == tok.vocab
+    assert not torch.equal(next(model.parameters()), next(again.parameters()))
+    config = lm_config(True)
+    _, meta = read_checkpoint(checkpoint_path("lm_pretrained", config), config)
+    assert meta["extra"]["tokenizer"] == tok.to_json()
+    assert checkpoint_path("lm_pretrained", config) != checkpoint_path("lm_pretrained_once_only", lm_config(False)) \
+        or config != lm_config(False)
+    assert config != lm_config(False)
+
+
+def test_finetuning_runs_and_restores_the_best_dev_step(data_dir):
+    model, tok, _ = pretrained_lm(device="cpu", verbose=False)
+    qa = TextWorld(lm_config().world).medical_qa()
+    history = finetune_qa(model, tok, qa, steps=6, lr=1e-3, batch_size=8, eval_every=3, progress=False)
+    assert [e["step"] for e in history.evals] == [0, 3, 6]
+    assert history.best_step in (0, 3, 6)
