@@ -29,7 +29,7 @@ from .gpt import GPT, GPTConfig, generate
 from .modes import sizes
 from .text_world import QA, TextWorld, TextWorldConfig
 from .tokenizer import WordTokenizer, tokenizer_from_json
-from .training import evaluating, train
+from .training import Batches, evaluating, train
 
 IGNORE = -100      # label of positions that carry no loss (F.cross_entropy's ignore_index)
 
@@ -338,7 +338,6 @@ def finetune_qa(model: GPT, tok, qa, *, steps: int, lr: float, batch_size: int =
         return {**out, **(extra_eval(m) if extra_eval else {})}
 
     keeper = KeepBest(metrics, "dev_acc")
-    from .training import Batches
     batches = Batches(x.to(device), y.to(device), batch_size=batch_size, seed=seed, drop_last=True)
     epochs = math.ceil(steps / len(batches))
     seed_everything(seed)
