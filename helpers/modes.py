@@ -134,6 +134,50 @@ SIZES["scaling"] = {
 }
 
 
+@dataclass(frozen=True)
+class Peft:
+    """Lesson 06: parameter-efficient tuning on the species task (data and budget: "finetune")."""
+    ranks: tuple           # LoRA ranks compared
+    headline_rank: int     # the rank of the headline LoRA number
+    lora_lr: float         # few new parameters want a larger rate than full fine-tuning
+    bitfit_lr: float
+    task_b_images: int     # labelled images of the second task (counting 0-5 birds)
+    latency_images: int    # images per inference-latency measurement
+
+
+SIZES["peft"] = {
+    "smoke": Peft(ranks=(1, 4), headline_rank=4, lora_lr=3e-3, bitfit_lr=3e-3, task_b_images=32,
+                  latency_images=32),
+    "class": Peft(ranks=(1, 4, 16), headline_rank=4, lora_lr=3e-3, bitfit_lr=3e-3, task_b_images=300,
+                  latency_images=256),
+    "full": Peft(ranks=(1, 2, 4, 8, 16, 32), headline_rank=4, lora_lr=3e-3, bitfit_lr=3e-3,
+                 task_b_images=2000, latency_images=1024),
+}
+
+
+@dataclass(frozen=True)
+class Distill:
+    """Lesson 10: a fine-tuned teacher distilled into a small student on the species task."""
+    student_width: int     # channels of the student's first stage (the teacher has lesson 01's)
+    unlabelled: int        # extra species images without labels, labelled by the teacher
+    steps: int             # optimiser steps of each student run
+    batch_size: int
+    lr: float              # students start from random weights
+    temperature: float     # softens both distributions in the distillation loss
+    soft_weight: float     # share of the soft-target term in the loss (the rest: labels)
+    seeds: int
+
+
+SIZES["distill"] = {
+    "smoke": Distill(student_width=4, unlabelled=64, steps=4, batch_size=16, lr=3e-3, temperature=4.0,
+                     soft_weight=0.9, seeds=1),
+    "class": Distill(student_width=8, unlabelled=1500, steps=300, batch_size=64, lr=3e-3, temperature=4.0,
+                     soft_weight=0.9, seeds=3),
+    "full": Distill(student_width=12, unlabelled=8000, steps=2000, batch_size=128, lr=3e-3, temperature=4.0,
+                    soft_weight=0.9, seeds=3),
+}
+
+
 def sizes(name: str, mode: str | None = None):
     """The sizes of lesson part ``name`` in ``mode`` (default: the current mode)."""
     if name not in SIZES:

@@ -190,3 +190,36 @@ def test_accounting():
     assert report["trainable_frac"] == pytest.approx(trainable_share(model)) and report["trainable_frac"] < 0.2
     opt = steps(model, x, n=1)
     assert optimizer_state_bytes(opt) == report["optimizer_bytes"] == 2 * 4 * n
+
+
+def notebook_lora_layer():
+    """The LoRALayer class written out in lesson 06, executed from the notebook's own cell."""
+    import math
+    from pathlib import Path
+
+    import nbformat
+    import torch.nn.functional as F
+    path = Path(__file__).parent.parent / "notebooks" / "06_parameter_efficient_tuning.ipynb"
+    cells = [c.source for c in nbformat.read(path, as_version=4).cells
+             if c.cell_type == "code" and "class LoRALayer" in c.source]
+    assert len(cells) == 1, "lesson 06 must write out the LoRA layer in exactly one cell"
+    namespace = {"torch": torch, "nn": nn, "F": F, "math": math}
+    exec(cells[0], namespace)
+    return namespace["LoRALayer"]
+
+
+@pytest.mark.parametrize("base", [nn.Linear(12, 7), nn.Conv2d(5, 6, 3, stride=2, padding=1)],
+                         ids=["linear", "conv"])
+def test_notebook_lora_layer_matches_helpers(base):
+    LoRALayer = notebook_lora_layer()
+    torch.manual_seed(0)
+    x = torch.randn(3, 12) if isinstance(base, nn.Linear) else torch.randn(3, 5, 9, 9)
+    mine = LoRALayer(copy.deepcopy(base), rank=3, alpha=6.0)
+    torch.testing.assert_close(mine(x), base(x))                       # B = 0: unchanged at start
+    theirs = add_lora(nn.Sequential(copy.deepcopy(base)), "0", rank=3, alpha=6.0)[0]
+    with torch.no_grad():
+        mine.B.normal_()
+        theirs.lora_A["default"].copy_(mine.A)
+        theirs.lora_B["default"].copy_(mine.B)
+    torch.testing.assert_close(mine(x), theirs(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mine.delta_weight(), theirs.delta_weight("default"))

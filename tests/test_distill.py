@@ -1,0 +1,86 @@
+"""Distillation: the loss's properties, the notebook's loss equals helpers', students are small."""
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers.distill import create_student, distillation_loss, run_student
+from helpers.models import count_params, create_image_model, image_model_config
+
+
+def logits(seed, n=8, k=6):
+    return torch.randn(n, k, generator=torch.Generator().manual_seed(seed)) * 3
+
+
+def test_soft_loss_is_zero_when_student_equals_teacher():
+    t = logits(0)
+    assert distillation_loss(t, t, temperature=4.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert distillation_loss(logits(1), t, temperature=4.0).item() > 0
+
+
+def test_soft_loss_pulls_student_towards_teacher():
+    s, t = logits(1).requires_grad_(), logits(0)
+    distillation_loss(s, t, temperature=2.0).backward()
+    with torch.no_grad():
+        moved = s - 0.5 * s.grad
+        assert distillation_loss(moved, t, temperature=2.0) < distillation_loss(s, t, temperature=2.0)
+
+
+def test_unlabelled_rows_only_get_the_soft_term():
+    s, t = logits(1), logits(0)
+    y = torch.tensor([0, 1, 2, 3, -1, -1, -1, -1])
+    soft_all = distillation_loss(s, t, temperature=3.0)
+    expected = 0.7 * soft_all + 0.3 * F.cross_entropy(s[:4], y[:4])
+    torch.testing.assert_close(distillation_loss(s, t, y, temperature=3.0, soft_weight=0.7), expected)
+    none = torch.full((8,), -1)
+    torch.testing.assert_close(distillation_loss(s, t, none, temperature=3.0, soft_weight=0.7), 0.7 * soft_all)
+
+
+def test_temperature_squared_keeps_gradient_scale():
+    """With T² the soft term's gradient keeps its size as T grows (without, it shrinks as 1/T²)."""
+    s, t = logits(1) * 0.1, logits(0) * 0.1
+    norms = []
+    for T in (4.0, 16.0):
+        x = s.clone().requires_grad_()
+        distillation_loss(x, t, temperature=T).backward()
+        norms.append(x.grad.norm().item())   # d/ds T²·KL = T·(p_s - p_t) ≈ (s - t)/classes for large T
+    assert norms[0] == pytest.approx(norms[1], rel=0.1)
+
+
+def test_notebook_loss_matches_helpers():
+    path = Path(__file__).parent.parent / "notebooks" / "10_distillation.ipynb"
+    cells = [c.source for c in nbformat.read(path, as_version=4).cells
+             if c.cell_type == "code" and "def kd_loss" in c.source]
+    assert len(cells) == 1, "lesson 10 must write out the distillation loss in exactly one cell"
+    ns = {"torch": torch, "F": F, "math": math}
+    exec(cells[0], ns)
+    s, t, y = logits(1), logits(0), torch.tensor([0, 1, 2, 3, 4, 5, 0, 1])
+    for T, w in [(1.0, 0.5), (4.0, 0.9), (2.0, 1.0)]:
+        torch.testing.assert_close(ns["kd_loss"](s, t, y, T, w), distillation_loss(s, t, y, T, w))
+
+
+def test_class_mode_student_is_at_most_a_quarter_of_the_teacher():
+    from helpers.modes import sizes
+    teacher = create_image_model(image_model_config("class"), num_classes=6)
+    student = create_image_model(replace(image_model_config("class"), width=sizes("distill", "class").student_width),
+                                 num_classes=6)
+    assert count_params(student) <= count_params(teacher) / 4
+
+
+def test_students_start_fresh_and_train():
+    x = torch.rand(24, 3, 32, 32)
+    y = torch.arange(24) % 6
+    y[12:] = -1                                             # half unlabelled
+    soft = torch.randn(24, 6)
+    a = run_student("kd", x, y, soft, steps=3, progress=False, keep_model=True)
+    b = run_student("labels", x, y, steps=3, progress=False)
+    assert a["images"] == 24 and b["images"] == 12
+    assert a["history"].steps_done == 3
+    fresh = create_student(seed=0)
+    assert count_params(fresh) == a["params"]
+    with pytest.raises(ValueError, match="teacher"):
+        run_student("kd", x, y, steps=1, progress=False)
