@@ -64,6 +64,25 @@ class LMFinetune:
     batch_size: int
     eval_every: int        # steps between exact-match evaluations
 
+@dataclass(frozen=True)
+class Generator:
+    """Lesson 11: the image generator, its judge, and fine-tuning on a few orcas."""
+    image_size: int        # pixels, square
+    width: int             # U-Net channels at full resolution
+    pretrain_steps: int    # pre-training steps on fresh batches of the general world
+    pretrain_batch: int
+    pretrain_lr: float
+    judge_steps: int       # training steps of the classifier that measures the orca rate
+    finetune_images: int   # orcas in the fine-tuning set
+    finetune_steps: int    # steps of fine-tuning, and of the from-scratch baseline
+    finetune_batch: int
+    finetune_lr: float
+    guidance: float        # weight of guidance by the pre-trained generator when sampling
+    eval_samples: int      # generated images per measurement
+    sample_steps: int      # Euler steps per sample
+    curve_points: int      # measurements along fine-tuning
+
+
 SIZES: dict[str, dict[str, object]] = {
     "pretrain_image": {
         "smoke": PretrainImage(image_size=32, width=8, steps=30, batch_size=32, lr=3e-3, val_images=256),
@@ -82,6 +101,17 @@ SIZES: dict[str, dict[str, object]] = {
         "smoke": LMFinetune(steps=10, lr=3e-4, batch_size=16, eval_every=5),
         "class": LMFinetune(steps=120, lr=3e-4, batch_size=32, eval_every=10),
         "full": LMFinetune(steps=400, lr=3e-4, batch_size=32, eval_every=20),
+    },
+    "generator": {
+        "smoke": Generator(image_size=16, width=8, pretrain_steps=20, pretrain_batch=32, pretrain_lr=2e-3,
+                           judge_steps=20, finetune_images=16, finetune_steps=10, finetune_batch=16,
+                           finetune_lr=2.5e-3, guidance=1.0, eval_samples=16, sample_steps=4, curve_points=1),
+        "class": Generator(image_size=32, width=32, pretrain_steps=2000, pretrain_batch=32, pretrain_lr=2e-3,
+                           judge_steps=600, finetune_images=32, finetune_steps=250, finetune_batch=32,
+                           finetune_lr=2.5e-3, guidance=1.0, eval_samples=256, sample_steps=24, curve_points=5),
+        "full": Generator(image_size=32, width=64, pretrain_steps=20000, pretrain_batch=128, pretrain_lr=2e-3,
+                          judge_steps=3000, finetune_images=32, finetune_steps=600, finetune_batch=32,
+                          finetune_lr=2.5e-3, guidance=1.0, eval_samples=1024, sample_steps=48, curve_points=8),
     },
 }
 

@@ -1,0 +1,303 @@
+"""Lesson 11's image generator: flow matching with a small U-Net.
+
+Why this design: a flow-matching model learns one thing, the velocity that carries a noise image
+to a data image along a straight line, so its loss is one line of mean squared error and its
+sampler is a plain loop of Euler steps. Sampling is deterministic once the starting noise is
+drawn (seeded), needs a few dozen steps rather than a diffusion model's hundreds, and the U-Net
+is the same kind of network diffusion models use. On a CPU at 32 pixels it learns the world's
+backgrounds and shapes in minutes.
+
+The training objective, for a data image ``x1`` and noise ``x0 ~ N(0, I)``:
+
+    t ~ U(0, 1);  xt = (1 - t) * x0 + t * x1;  loss = || model(xt, t) - (x1 - x0) ||^2
+
+The generator is unconditional: it draws whatever the images it was trained on look like. That
+makes the fine-tuning story plain: pre-trained on the general world it draws all 14 classes
+(orcas about 1 time in 14); fine-tuned on a few orcas it should draw orcas.
+
+Example:
+    >>> model, info = pretrained_generator()                   # cached, or trained now
+    >>> images = sample(model, 16, seed=0)                      # (16, 3, 32, 32) in [0, 1]
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .cache import cached_model
+from .device import resolve_device, seed_everything
+from .images import WORLD_VERSION, ImageWorld, WorldStream, render_class
+from .models import ImageModelConfig, create_image_model
+from .modes import sizes
+from .training import Batches, accuracy, cross_entropy_loss, evaluating, train
+
+# The world the generator learns: plain backgrounds and no clutter, so 32-pixel scenes hold one
+# object a small generator can learn to draw. Orcas for fine-tuning come from the same world.
+GENERATOR_BACKGROUNDS = ("sky", "sea", "grass", "sunset")
+
+
+def generator_world(image_size: int = 32) -> ImageWorld:
+    """The general image world as the generator sees it (no clutter, four backgrounds)."""
+    return ImageWorld(image_size=image_size, backgrounds=GENERATOR_BACKGROUNDS, clutter=0.0, noise=0.02)
+
+
+def orca_images(n: int, seed: int, image_size: int = 32, device="cpu") -> torch.Tensor:
+    """``n`` orca scenes (n, 3, S, S) in [0, 1] from the generator's world."""
+    return render_class("orca", n, seed, image_size, device=device, backgrounds=GENERATOR_BACKGROUNDS,
+                        clutter=0.0, noise=0.02)
+
+
+# ---------------------------------------------------------------------------------------------
+# The U-Net
+# ---------------------------------------------------------------------------------------------
+
+def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal features of the time ``t`` (B,) in [0, 1] -> (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device) / half)
+    angles = 1000.0 * t.float().view(-1, 1) * freqs.view(1, -1)                   # (B, half)
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 convolutions with GroupNorm and SiLU; the time embedding shifts the features."""
+
+    def __init__(self, c_in: int, c_out: int, t_dim: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(8, c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.time = nn.Linear(t_dim, c_out)
+        self.norm2 = nn.GroupNorm(8, c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x, t_emb):
+        h = self.conv1(F.silu(self.norm1(x)))                     # (B, C_out, H, W)
+        h = h + self.time(t_emb)[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        return h + self.skip(x)
+
+
+class UNet(nn.Module):
+    """A small U-Net on 2x2 patches: 32 pixels are folded into a 16x16 grid of patches, then
+    16 -> 8 -> 4 and back, with skip connections, then unfolded to 32 pixels.
+
+    Folding 2x2 pixels into channels first (``pixel_unshuffle``, as diffusion transformers do with
+    patches) cuts the work of the full-resolution layers by four, which is what makes CPU
+    training take minutes rather than hours.
+
+    ``forward(x, t)``: x (B, 3, S, S) the noisy image in data units ([-1, 1] for data, N(0, 1)
+    for noise), t (B,) in [0, 1]; returns the predicted velocity (B, 3, S, S).
+    """
+
+    def __init__(self, width: int = 32, image_size: int = 32):
+        super().__init__()
+        w, t_dim = width, 4 * width
+        self.t_dim, self.image_size = t_dim, image_size
+        self.time_mlp = nn.Sequential(nn.Linear(t_dim, t_dim), nn.SiLU(), nn.Linear(t_dim, t_dim))
+        self.stem = nn.Conv2d(12, w, 3, padding=1)                # 2x2 patches of 3 colours
+        self.down1 = ResBlock(w, w, t_dim)                        # S/2
+        self.down2 = ResBlock(w, 2 * w, t_dim)                    # S/4
+        self.down3 = ResBlock(2 * w, 2 * w, t_dim)                # S/8
+        self.mid = ResBlock(2 * w, 2 * w, t_dim)                  # S/8
+        self.up3 = ResBlock(4 * w, 2 * w, t_dim)                  # S/8, with the skip from down3
+        self.up2 = ResBlock(4 * w, w, t_dim)                      # S/4, with the skip from down2
+        self.up1 = ResBlock(2 * w, w, t_dim)                      # S/2, with the skip from down1
+        self.out = nn.Sequential(nn.GroupNorm(8, w), nn.SiLU(), nn.Conv2d(w, 12, 3, padding=1))
+
+    def forward(self, x, t):
+        e = self.time_mlp(time_embedding(t, self.t_dim))          # (B, t_dim)
+        p = F.pixel_unshuffle(x, 2)                               # (B, 12, S/2, S/2)
+        h1 = self.down1(self.stem(p), e)                          # (B, w, S/2, S/2)
+        h2 = self.down2(F.avg_pool2d(h1, 2), e)                   # (B, 2w, S/4, S/4)
+        h3 = self.down3(F.avg_pool2d(h2, 2), e)                   # (B, 2w, S/8, S/8)
+        h = self.mid(h3, e)
+        h = self.up3(torch.cat([h, h3], 1), e)                    # (B, 2w, S/8, S/8)
+        h = F.interpolate(h, scale_factor=2, mode="nearest")
+        h = self.up2(torch.cat([h, h2], 1), e)                    # (B, w, S/4, S/4)
+        h = F.interpolate(h, scale_factor=2, mode="nearest")
+        h = self.up1(torch.cat([h, h1], 1), e)                    # (B, w, S/2, S/2)
+        return F.pixel_shuffle(self.out(h), 2)                    # (B, 3, S, S)
+
+
+# ---------------------------------------------------------------------------------------------
+# Flow matching: the loss and the sampler
+# ---------------------------------------------------------------------------------------------
+
+def flow_matching_loss(model, batch):
+    """The training loss; ``batch = (images,)`` or ``(images, labels)``, images in [0, 1]."""
+    x1 = batch[0] * 2 - 1                                         # data in [-1, 1]
+    x0 = torch.randn_like(x1)                                     # noise
+    t = torch.rand(len(x1), device=x1.device)
+    tt = t.view(-1, 1, 1, 1)
+    xt = (1 - tt) * x0 + tt * x1                                  # a point on the straight path
+    return F.mse_loss(model(xt, t), x1 - x0)                      # its velocity is x1 - x0
+
+
+class Guided(nn.Module):
+    """Sample from ``model`` steered away from ``base``: ``v = v_model + weight * (v_model - v_base)``.
+
+    This is classifier-free guidance with the pre-trained generator in the role of the
+    "unconditional" model: the difference between the fine-tuned and the pre-trained velocity is
+    what fine-tuning added ("more orca"), and ``weight`` > 0 exaggerates it. ``weight=0`` is the
+    fine-tuned model alone. Neither model is changed; both are needed at every sampling step.
+    """
+
+    def __init__(self, model: nn.Module, base: nn.Module, weight: float = 1.0):
+        super().__init__()
+        self.model, self.base, self.weight = model, base, weight
+        self.image_size = model.image_size
+
+    def forward(self, x, t):
+        v = self.model(x, t)
+        if self.weight == 0:
+            return v
+        return v + self.weight * (v - self.base(x, t))
+
+
+@torch.no_grad()
+def sample(model: nn.Module, n: int, seed: int = 0, steps: int = 24, batch_size: int = 256,
+           progress: bool = True, device=None) -> torch.Tensor:
+    """``n`` images (n, 3, S, S) in [0, 1], from noise drawn with ``seed``, by ``steps`` Euler steps.
+
+    The same model, seed and step count give the same images (the noise comes from a CPU
+    generator, so also on a GPU up to float rounding).
+    """
+    device = resolve_device(device) if device is not None else next(model.parameters()).device
+    size = model.image_size
+    x = torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed)).to(device)
+    dt = 1.0 / steps
+    with evaluating(model):
+        for i in tqdm(range(steps), desc="sampling", disable=not progress, leave=False):
+            t = torch.full((n,), i * dt, device=device)
+            for b in range(0, n, batch_size):
+                x[b:b + batch_size] += dt * model(x[b:b + batch_size], t[b:b + batch_size]).float()
+    return ((x + 1) / 2).clamp(0, 1).cpu()
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs, building, pre-training (cached) and fine-tuning
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Everything that determines the pre-trained generator (its hash names the cache file)."""
+    image_size: int = 32
+    width: int = 32              # channels at full resolution; 2x at 16 and 8 pixels
+    steps: int = 3000            # pre-training steps, each on a fresh batch from the world
+    batch_size: int = 64
+    lr: float = 2e-3
+    seed: int = 0
+    backgrounds: tuple[str, ...] = GENERATOR_BACKGROUNDS
+    world_version: int = WORLD_VERSION
+
+
+def create_generator(config: GeneratorConfig | None = None, seed: int = 0) -> UNet:
+    """A fresh, randomly initialised U-Net for ``config`` (same ``seed``, same weights)."""
+    config = config or generator_config()
+    seed_everything(seed)
+    return UNet(config.width, config.image_size)
+
+
+def generator_config(mode: str | None = None) -> GeneratorConfig:
+    s = sizes("generator", mode)
+    return GeneratorConfig(image_size=s.image_size, width=s.width, steps=s.pretrain_steps,
+                           batch_size=s.pretrain_batch, lr=s.pretrain_lr)
+
+
+def pretrained_generator(config: GeneratorConfig | None = None, *, device="auto", rebuild: bool = False,
+                         verbose: bool = True):
+    """A fresh copy of the generator pre-trained on the general world: cached, or trained now.
+
+    Returns:
+        (model, info): the model on ``device`` and what was stored with it (``history``,
+        ``images_per_s``, ``train_images``, ``config``).
+    """
+    config = config or generator_config()
+    device = resolve_device(device)
+
+    def build(model):
+        world = ImageWorld(image_size=config.image_size, backgrounds=config.backgrounds, clutter=0.0, noise=0.02)
+        stream = WorldStream(world, config.batch_size, config.steps, seed=config.seed, device=device)
+        seed_everything(config.seed)
+        history = train(model, flow_matching_loss, stream, lr=config.lr, weight_decay=0.0, device=device,
+                        log_every=max(1, min(25, config.steps // 20)), desc="pre-training the generator")
+        return {"images_per_s": history.samples_per_s, "interrupted": history.interrupted,
+                "train_images": history.samples[-1] if history.samples else 0,
+                "history": history.as_dict(), "config": asdict(config)}
+
+    model, info = cached_model("generator_pretrained", config, lambda: create_generator(config),
+                               build, rebuild=rebuild, device=device, verbose=verbose)
+    return model.train(), info
+
+
+def finetune_generator(model: nn.Module, images: torch.Tensor, *, steps: int, batch_size: int = 32,
+                       lr: float = 1e-3, seed: int = 0, evaluate=None, eval_every: int | None = None,
+                       desc: str = "fine-tuning", progress: bool = True, device="auto"):
+    """Train ``model`` in place with the flow-matching loss on a few ``images`` for ``steps`` steps.
+
+    The same function serves fine-tuning (a pre-trained model) and the from-scratch baseline
+    (a fresh ``create_generator``), so both get the same budget. Returns the training History.
+    """
+    device = resolve_device(device)
+    batches = Batches(images.to(device), batch_size=min(batch_size, len(images)), seed=seed)
+    epochs = math.ceil(steps / len(batches))
+    seed_everything(seed)
+    return train(model, flow_matching_loss, batches, epochs=epochs, max_steps=steps, lr=lr,
+                 weight_decay=0.0, device=device, evaluate=evaluate, eval_every=eval_every,
+                 log_every=max(1, min(10, steps // 10)), desc=desc, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------
+# The judge: a classifier of the generator's world, to measure the orca rate
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """Everything that determines the judge classifier (a narrow timm ResNet, as in lesson 01)."""
+    image_size: int = 32
+    width: int = 16
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 3e-3
+    seed: int = 1
+    backgrounds: tuple[str, ...] = GENERATOR_BACKGROUNDS
+    world_version: int = WORLD_VERSION
+
+
+def judge_config(mode: str | None = None) -> JudgeConfig:
+    s = sizes("generator", mode)
+    return JudgeConfig(image_size=s.image_size, steps=s.judge_steps)
+
+
+def orca_judge(config: JudgeConfig | None = None, *, device="auto", rebuild: bool = False, verbose: bool = True):
+    """The classifier that names what a generated image shows: cached, or trained now (a minute).
+
+    It is trained on the generator's world at the generator's resolution, so it judges images
+    like the ones the generator is taught to draw. Returns (model in eval mode, info with
+    ``val_acc`` on fresh scenes).
+    """
+    config = config or judge_config()
+    device = resolve_device(device)
+    arch = ImageModelConfig(width=config.width, image_size=config.image_size)
+
+    def build(model):
+        world = ImageWorld(image_size=config.image_size, backgrounds=config.backgrounds, clutter=0.0, noise=0.02)
+        x_val, y_val = world.render(1024, seed=20_000 + config.seed, device=device)
+        stream = WorldStream(world, config.batch_size, config.steps, seed=config.seed + 7, device=device)
+        seed_everything(config.seed)
+        history = train(model, cross_entropy_loss, stream, lr=config.lr, weight_decay=0.05, device=device,
+                        evaluate=lambda m: {"val_acc": accuracy(m, x_val, y_val)},
+                        log_every=max(1, min(20, config.steps // 20)), desc="training the judge")
+        return {"val_acc": history.last_eval("val_acc"), "interrupted": history.interrupted,
+                "config": asdict(config)}
+
+    model, info = cached_model("generator_judge", config, lambda: create_image_model(arch, seed=config.seed),
+                               build, rebuild=rebuild, device=device, verbose=verbose)
+    model.image_size = config.image_size          # judge_labels resizes other images to this
+    return model.eval(), info
