@@ -26,6 +26,8 @@ PREPARE = [
     "helpers.models:pretrained_image_model",
     "helpers.lm:pretrained_lm",                 # lessons 07-09: the LM pre-trained on the augmented encyclopedia
     "helpers.lm:pretrained_lm_once_only",       # lesson 08's ablation: the once-only encyclopedia
+    "helpers.generator:orca_judge",             # lesson 11: the classifier that measures the orca rate
+    "helpers.generator:pretrained_generator",   # lesson 11: the generator pre-trained on the world
 ]
 
 
