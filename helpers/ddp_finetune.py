@@ -59,8 +59,11 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def finetune(args) -> dict:
-    """One fine-tuning run in this process (one rank of many under torchrun). Returns the results."""
+def finetune(args, loss_fn=cross_entropy_loss) -> dict:
+    """One fine-tuning run in this process (one rank of many under torchrun). Returns the results.
+
+    ``args`` from ``parse_args``; ``loss_fn(model, batch)`` as for ``train`` (default: cross-entropy).
+    """
     rank, world, device = setup()
     if args.batch_size % world:
         raise ValueError(f"--batch-size {args.batch_size} does not split evenly over {world} ranks; "
@@ -103,7 +106,7 @@ def finetune(args) -> dict:
               f"{args.batch_size // world}, {len(x)} training images, {n_trainable:,} trainable "
               f"parameters, BatchNorm {args.bn}", flush=True)
     seed_everything(args.seed)          # the same random augmentations on every rank
-    history = train(model, cross_entropy_loss, batches, epochs=math.ceil(args.steps / len(batches)),
+    history = train(model, loss_fn, batches, epochs=math.ceil(args.steps / len(batches)),
                     max_steps=args.steps, lr=args.lr, device=device,
                     evaluate=lambda m: {"test_acc": accuracy(m, x_test, y_test)},
                     log_every=1, progress=False, hook=print_line)

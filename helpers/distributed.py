@@ -70,6 +70,10 @@ def setup(backend: str | None = None, timeout_s: int = 300):
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     use_cuda = torch.cuda.is_available() and os.environ.get("TORCH_DEVICE", "cuda").startswith("cuda")
     if use_cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError(f"rank {local_rank} needs GPU {local_rank}, but this machine has "
+                               f"{torch.cuda.device_count()}: start at most that many processes per "
+                               f"machine, or run on the CPU with TORCH_DEVICE=cpu (gloo)")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     else:

@@ -159,7 +159,7 @@ SIZES["scaling"] = {
     "smoke": Scaling(ranks=2, labels_per_class=4, steps=4, batch_size=8, lr=1e-3, test_images=48, timeout_s=150),
     "class": Scaling(ranks=2, labels_per_class=10, steps=30, batch_size=20, lr=1e-3, test_images=600,
                      timeout_s=300),
-    "full": Scaling(ranks=2, labels_per_class=50, steps=400, batch_size=64, lr=1e-3, test_images=3000,
+    "full": Scaling(ranks=2, labels_per_class=20, steps=200, batch_size=64, lr=1e-3, test_images=1200,
                     timeout_s=600),
 }
 

@@ -35,7 +35,7 @@ def _clean(value):
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        return None if math.isnan(value) else round(value, 6)
+        return None if math.isnan(value) else float(f"{value:.6g}")   # 6 significant digits
     if isinstance(value, dict):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
