@@ -1,0 +1,479 @@
+"""The bird counter (lesson 05): an image classifier turned into a regressor of how many birds a
+scene holds.
+
+What is here, in the order the lesson uses it:
+
+- Data: ``count_world`` (the lesson's counting scenes), ``count_data`` (a training pool, a
+  standard test set and a shifted test set, rendered once), ``shifted_worlds`` (more birds than
+  training ever showed; an unseen sunset sky).
+- The model: ``count_model`` (the pre-trained backbone, or the same architecture from scratch,
+  with a one-output non-negative head from ``helpers.surgery.replace_head``) and ``predict_counts``.
+- Losses: ``mse_loss``, ``huber_loss``, ``poisson_loss`` (all ``loss_fn(model, batch)`` for
+  ``helpers.training.train``), collected in ``LOSSES``.
+- Metrics: ``count_metrics`` (MAE, RMSE, exact-count and within-one accuracy) and
+  ``mean_baseline``.
+- Training: ``fit_counter`` (one run, a fixed number of steps) and ``run_counter`` (build, train,
+  evaluate; returns a row for a results table).
+- Your own photos: ``load_photo_counts`` reads a folder of images plus ``counts.csv``
+  (``filename,count``) and names the file and row of every problem; ``write_example_photos``
+  makes a small example folder so the lesson always has one.
+- Looking inside: ``saliency`` (where the count comes from) and the lesson's figures
+  (``truth_plot``, ``residual_histogram``, ``saliency_grid``).
+
+Example:
+    >>> data = count_data(n_train=1000, n_test=300, n_shifted=200, image_size=64)
+    >>> model = count_model(pretrained=True, train_mean=data.y_train.mean().item())
+    >>> fit_counter(model, data.x_train, data.y_train, steps=200, batch_size=32, lr=2e-3)
+    >>> count_metrics(predict_counts(model, data.x_test), data.y_test)["mae"]
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .device import resolve_device, seed_everything
+from .images import BACKGROUNDS, CountWorld
+from .models import create_image_model, image_model_config, pretrained_image_model
+from .surgery import freeze_stages, replace_head
+from .training import Batches, predict, train
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+# The sunset sky is kept out of training so the shifted test set can show an unseen background.
+TRAIN_BACKGROUNDS = tuple(b for b in BACKGROUNDS if b != "sunset")
+UNSEEN_BACKGROUND = "sunset"
+
+
+def count_world(image_size: int = 64, max_birds: int = 9, **fields) -> CountWorld:
+    """The lesson's counting scenes: 0..``max_birds`` birds among up to 5 distractors.
+
+    Compared with ``CountWorld``'s defaults the birds are drawn larger (``scale`` (0.2, 0.28)
+    of the half-image: about 14 px long at 64 px, a third of the size the backbone learnt birds
+    at) and may move further from their grid cell's centre (``jitter`` 0.6), so neighbours
+    overlap in about one scene in eight while every bird stays mostly visible. The sunset
+    background is left out (it is the shifted test set's unseen background).
+    """
+    settings = dict(image_size=image_size, max_birds=max_birds, scale=(0.2, 0.28), jitter=0.6,
+                    backgrounds=TRAIN_BACKGROUNDS)
+    settings.update(fields)
+    return CountWorld(**settings)
+
+
+def shifted_worlds(world: CountWorld) -> dict[str, CountWorld]:
+    """Two shifts away from ``world``, each a ``CountWorld``:
+
+    - ``"more birds"``: ``world.max_birds + 1`` to ``+ 4`` birds, more than training ever showed
+      (fewer distractors, so they fit the grid).
+    - ``"sunset sky"``: the usual bird counts over a background the model never saw.
+    """
+    top = world.max_birds + 4
+    more = replace(world, min_birds=world.max_birds + 1, max_birds=top,
+                   max_distractors=min(world.max_distractors, world.grid ** 2 - top))
+    sunset = replace(world, backgrounds=(UNSEEN_BACKGROUND,))
+    return {"more birds": more, "sunset sky": sunset}
+
+
+@dataclass
+class CountData:
+    """Images (N, 3, S, S) in [0, 1] and counts (N,) float32 for one lesson.
+
+    ``x_train``/``y_train`` is the labelled pool; runs with fewer labels take a subset
+    (``train_subset``). ``shift_kind`` names, for each shifted scene, which shift it comes from.
+    """
+    world: CountWorld
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    x_shift: torch.Tensor
+    y_shift: torch.Tensor
+    shift_kind: list[str]
+
+    def train_subset(self, labels: int, seed: int = 0):
+        """``labels`` scenes from the pool, a different random choice for each seed."""
+        if not 0 < labels <= len(self.y_train):
+            raise ValueError(f"labels must be 1..{len(self.y_train)} (the pool's size); got {labels}")
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(self.y_train), generator=g)[:labels].to(self.y_train.device)
+        return self.x_train[idx], self.y_train[idx]
+
+
+def count_data(n_train: int, n_test: int, n_shifted: int, image_size: int = 64, seed: int = 0,
+               device="cpu", world: CountWorld | None = None) -> CountData:
+    """Render the training pool, the standard test set and the shifted test set.
+
+    Each set has its own seed, so the test scenes never appear in training. The shifted set is
+    half "more birds" and half "sunset sky" (see ``shifted_worlds``).
+    """
+    world = world or count_world(image_size)
+    x_train, y_train = world.render(n_train, seed=seed * 1000 + 1, device=device)
+    x_test, y_test = world.render(n_test, seed=seed * 1000 + 2, device=device)
+    xs, ys, kinds = [], [], []
+    for k, (kind, shifted) in enumerate(shifted_worlds(world).items()):
+        n = n_shifted // 2 if k == 0 else n_shifted - n_shifted // 2
+        x, y = shifted.render(n, seed=seed * 1000 + 3 + k, device=device)
+        xs.append(x), ys.append(y), kinds.extend([kind] * n)
+    return CountData(world, x_train, y_train, x_test, y_test, torch.cat(xs), torch.cat(ys), kinds)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------
+
+def _inverse_softplus(y: float) -> float:
+    return y + math.log(-math.expm1(-y)) if y > 0 else -20.0
+
+
+def start_at_mean(model: nn.Module, train_mean: float) -> nn.Module:
+    """Zero the count head's weights and set its bias so that it predicts ``train_mean``.
+
+    The new head then starts as the predict-the-mean baseline instead of at a random count
+    near 0.7, so the first steps learn birds rather than the average. (Zero weights still
+    learn: their gradient is the features times the error.) Returns the model.
+    """
+    fc = model.get_classifier()
+    fc = fc[0] if isinstance(fc, nn.Sequential) else fc          # Linear before the Softplus
+    with torch.no_grad():
+        fc.weight.zero_()
+        fc.bias.fill_(_inverse_softplus(train_mean))
+    return model
+
+
+def count_model(pretrained: bool = True, *, seed: int = 0, train_mean: float | None = None,
+                freeze: int = 0, device="auto") -> nn.Module:
+    """The counter: lesson 01's backbone (or the same architecture from scratch) with a new head.
+
+    The head is ``Linear(num_features, 1)`` followed by ``Softplus``, so the output is a
+    non-negative count: (B, 3, H, W) -> (B, 1). Any input size works (the network pools globally).
+
+    Args:
+        pretrained: start from lesson 01's checkpoint (a fresh copy); False: random weights.
+        seed: initialises the new head (and, from scratch, the whole network).
+        train_mean: if given, the head starts out predicting it (``start_at_mean``).
+        freeze: freeze this many stages from the input (``helpers.surgery.freeze_stages``).
+    """
+    device = resolve_device(device)
+    if pretrained:
+        model, _ = pretrained_image_model(device=device, verbose=False)
+    else:
+        model = create_image_model(image_model_config(), seed=seed).to(device)
+    replace_head(model, 1, activation="softplus", seed=seed)
+    if train_mean is not None:
+        start_at_mean(model, train_mean)
+    if freeze:
+        freeze_stages(model, freeze)
+    return model
+
+
+def predict_counts(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Predicted counts (N,) for images (N, 3, H, W), as unrounded non-negative numbers."""
+    return predict(model, x, batch_size).reshape(len(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses: loss_fn(model, batch) with batch = (images, counts)
+# ---------------------------------------------------------------------------------------------
+
+def mse_loss(model, batch):
+    """Mean squared error: assumes Gaussian noise of the same size at every count."""
+    x, y = batch
+    return F.mse_loss(model(x).reshape(-1).float(), y)
+
+
+def huber_loss(model, batch, delta: float = 1.0):
+    """Huber: squared error within ``delta`` of the truth, absolute error beyond it, so a few
+    badly wrong scenes pull less than under MSE."""
+    x, y = batch
+    return F.huber_loss(model(x).reshape(-1).float(), y, delta=delta)
+
+
+def poisson_loss(model, batch):
+    """Poisson negative log-likelihood: the output is the rate of a Poisson count, whose
+    variance grows with the count (an error of 1 matters less among 9 birds than among 1)."""
+    x, y = batch
+    rate = model(x).reshape(-1).float()
+    return F.poisson_nll_loss(rate, y, log_input=False, full=False, eps=1e-4)
+
+
+LOSSES = {"mse": mse_loss, "huber": huber_loss, "poisson": poisson_loss}
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------------
+
+def count_metrics(pred, true) -> dict[str, float]:
+    """MAE, RMSE, exact-count accuracy and within-one accuracy of predicted counts.
+
+    ``pred`` and ``true`` are (N,) tensors (or lists). MAE and RMSE use the unrounded
+    predictions; the accuracies round the prediction to the nearest count first.
+
+    Example:
+        >>> count_metrics([0.2, 2.6, 5.0], [0, 2, 7])
+        {'mae': 0.933.., 'rmse': 1.214.., 'exact_acc': 0.333.., 'within1_acc': 0.666..}
+    """
+    pred = torch.as_tensor(pred, dtype=torch.float32).flatten().cpu()
+    true = torch.as_tensor(true, dtype=torch.float32).flatten().cpu()
+    if pred.shape != true.shape or len(true) == 0:
+        raise ValueError(f"need two equally long, non-empty lists; got {tuple(pred.shape)} and {tuple(true.shape)}")
+    err = pred - true
+    off = (pred.round() - true).abs()
+    return {"mae": err.abs().mean().item(), "rmse": err.pow(2).mean().sqrt().item(),
+            "exact_acc": (off == 0).float().mean().item(), "within1_acc": (off <= 1).float().mean().item()}
+
+
+def mean_baseline(y_train, y_test) -> dict[str, float]:
+    """The metrics of always predicting the training set's mean count."""
+    y_test = torch.as_tensor(y_test, dtype=torch.float32)
+    guess = torch.full_like(y_test, float(torch.as_tensor(y_train, dtype=torch.float32).mean()))
+    return count_metrics(guess, y_test)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+def flip_augment(batch):
+    """Mirror a random half of the images left-right: the count does not change."""
+    x, y = batch
+    flip = torch.rand(len(x), device=x.device) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x), y
+
+
+def fit_counter(model, x, y, *, steps: int, batch_size: int, lr: float, loss: str = "mse",
+                seed: int = 0, weight_decay: float = 0.01, augment: bool = True, evaluate=None,
+                eval_every=None, hook=None, progress: bool = True, desc: str = "counting"):
+    """Train ``model`` in place for ``steps`` optimiser steps on (x, y); returns the History.
+
+    A fixed number of steps (not epochs) gives every run the same compute budget, whatever
+    the number of labels.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)}")
+    batches = Batches(x, y, batch_size=min(batch_size, len(x)), seed=seed,
+                      augment=flip_augment if augment else None)
+    seed_everything(seed)
+    epochs = math.ceil(steps / len(batches))
+    return train(model, LOSSES[loss], batches, epochs=epochs, max_steps=steps, lr=lr,
+                 weight_decay=weight_decay, device=next(model.parameters()).device,
+                 evaluate=evaluate, eval_every=eval_every, log_every=max(1, min(10, steps // 20)),
+                 progress=progress, desc=desc, hook=hook)
+
+
+def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: str = "mse",
+                seed: int = 0, steps: int, batch_size: int, lr: float, freeze: int = 0,
+                eval_every: int | None = None, hook=None, progress: bool = True,
+                return_model: bool = False):
+    """One experiment: a fresh model, ``labels`` training scenes, ``steps`` steps, test metrics.
+
+    With ``eval_every`` the test MAE is also measured during training (``test_mae`` in the
+    History's evals, e.g. for ``LiveCurve(metric="test_mae")``).
+
+    Returns a row ``{"labels", "start", "loss", "freeze", "seed", "trainable", "mae", "rmse",
+    "exact_acc", "within1_acc", "seconds"}`` (and the trained model and History if
+    ``return_model``).
+    """
+    x, y = data.train_subset(labels, seed)
+    model = count_model(pretrained, seed=seed, train_mean=y.mean().item(), freeze=freeze,
+                        device=data.x_train.device)
+    name = "fine-tuned" if pretrained else "scratch"
+    evaluate = None
+    if eval_every:
+        def evaluate(m):
+            return {"test_mae": count_metrics(predict_counts(m, data.x_test), data.y_test)["mae"]}
+    history = fit_counter(model, x, y, steps=steps, batch_size=batch_size, lr=lr, loss=loss,
+                          seed=seed, evaluate=evaluate, eval_every=eval_every, hook=hook,
+                          progress=progress, desc=f"{name}, {labels} labels, {loss}, seed {seed}")
+    metrics = count_metrics(predict_counts(model, data.x_test), data.y_test)
+    row = {"labels": labels, "start": name, "loss": loss, "freeze": freeze, "seed": seed,
+           "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+           **metrics, "seconds": history.seconds[-1] if history.seconds else 0.0}
+    return (row, model, history) if return_model else row
+
+
+# ---------------------------------------------------------------------------------------------
+# Your own photos: a folder of images and counts.csv with rows "filename,count"
+# ---------------------------------------------------------------------------------------------
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+class PhotoCountError(ValueError):
+    """A problem in a photo folder or its counts CSV; the message names the file and the row."""
+
+
+def photo_transform(image_size: int):
+    """torchvision transform: shorter side to ``image_size``, centre crop, tensor in [0, 1]."""
+    from torchvision import transforms
+    return transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size),
+                               transforms.ToTensor()])
+
+
+def load_photo_counts(folder, csv_name: str = "counts.csv", image_size: int = 64):
+    """Load your own photos and their bird counts.
+
+    ``folder`` holds the images and a CSV file with a header ``filename,count`` and one row per
+    image: the file name relative to the folder and a whole, non-negative number of birds.
+
+    Returns:
+        (images (N, 3, S, S) in [0, 1], counts (N,) float32, file names) with S = ``image_size``.
+    Raises:
+        PhotoCountError naming the CSV file and row (its line number, the header is line 1) for:
+        a missing CSV or header, a missing image file, an image that cannot be read, a count that
+        is negative or not a whole number, or a file listed twice.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(folder)
+    table = folder / csv_name
+    if not table.is_file():
+        raise PhotoCountError(f"{table}: no counts file; make one with a header 'filename,count' "
+                              f"and one row per image, e.g. 'garden.jpg,3'")
+    transform = photo_transform(image_size)
+    images, counts, names, first_row = [], [], [], {}
+    with open(table, newline="") as f:
+        rows = list(csv.reader(f))
+    header = [c.strip().lower() for c in rows[0]] if rows else []
+    if header[:2] != ["filename", "count"]:
+        raise PhotoCountError(f"{table}, row 1: the header must be 'filename,count'; found {rows[0] if rows else 'an empty file'}")
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or all(not c.strip() for c in row):
+            continue                                   # blank lines are harmless
+        where = f"{table}, row {line}"
+        if len(row) < 2:
+            raise PhotoCountError(f"{where}: expected 'filename,count', found {','.join(row)!r}")
+        name, raw = row[0].strip(), row[1].strip()
+        if name in first_row:
+            raise PhotoCountError(f"{where}: {name!r} is listed twice (first in row {first_row[name]})")
+        first_row[name] = line
+        try:
+            value = float(raw)
+        except ValueError:
+            raise PhotoCountError(f"{where}: the count of {name!r} is {raw!r}, not a number") from None
+        if not math.isfinite(value) or value != int(value):
+            raise PhotoCountError(f"{where}: the count of {name!r} is {raw!r}; counts are whole numbers")
+        if value < 0:
+            raise PhotoCountError(f"{where}: the count of {name!r} is {raw!r}; counts cannot be negative")
+        path = folder / name
+        if not path.is_file():
+            raise PhotoCountError(f"{where}: image file {path} does not exist")
+        try:
+            with Image.open(path) as img:
+                image = img.convert("RGB")
+        except (UnidentifiedImageError, OSError) as err:
+            raise PhotoCountError(f"{where}: cannot read image {path} ({type(err).__name__}: {err})") from None
+        images.append(transform(image))
+        counts.append(value)
+        names.append(name)
+    if not names:
+        raise PhotoCountError(f"{table}: no rows after the header; add one 'filename,count' row per image")
+    return torch.stack(images), torch.tensor(counts, dtype=torch.float32), names
+
+
+def write_example_photos(folder, n: int = 12, image_size: int = 160, seed: int = 7,
+                         world: CountWorld | None = None) -> Path:
+    """Write ``n`` rendered scenes as PNG "photos" (larger than the lesson's resolution, so
+    loading them resizes like real photos) and their ``counts.csv``. Returns the folder."""
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    world = replace(world or count_world(), image_size=image_size)
+    x, y = world.render(n, seed=seed)
+    rows = ["filename,count"]
+    for i in range(n):
+        name = f"scene_{i:02d}.png"
+        pixels = (x[i].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        Image.fromarray(pixels).save(folder / name)
+        rows.append(f"{name},{int(y[i])}")
+    (folder / "counts.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the model looks
+# ---------------------------------------------------------------------------------------------
+
+def saliency(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """How much each pixel moves the predicted count: |d count / d pixel|, max over colour.
+
+    Args:
+        x: (N, 3, H, W) images. Returns: (N, H, W), each map scaled to [0, 1].
+    The model is put in eval mode for the pass and restored after; its weights do not change.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        x = x.detach().clone().to(next(model.parameters()).device).requires_grad_(True)
+        model(x).sum().backward()
+        sal = x.grad.abs().amax(dim=1)                              # (N, H, W)
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    sal = sal / sal.flatten(1).amax(1).clamp(min=1e-12).view(-1, 1, 1)
+    return sal.detach().cpu()
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures (returned, never shown or saved)
+# ---------------------------------------------------------------------------------------------
+
+def truth_plot(pred, true, title: str = "predicted against true count", max_count: int | None = None):
+    """Predicted (y) against true count (x), jittered sideways, with the ideal diagonal and
+    the mean prediction at each true count."""
+    pred = torch.as_tensor(pred).float().cpu().numpy()
+    true = torch.as_tensor(true).float().cpu().numpy()
+    top = max_count if max_count is not None else int(max(true.max(), pred.max())) + 1
+    rng = np.random.default_rng(0)
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.scatter(true + rng.uniform(-0.2, 0.2, len(true)), pred, s=6, alpha=0.35, label="scenes")
+    ax.plot([0, top], [0, top], color="grey", ls="--", label="perfect")
+    ks = np.unique(true)
+    ax.plot(ks, [pred[true == k].mean() for k in ks], color="C3", marker="o", label="mean prediction")
+    ax.set_xlabel("true count"), ax.set_ylabel("predicted count")
+    ax.set_xlim(-0.5, top + 0.5), ax.set_ylim(-0.5, top + 0.5)
+    ax.grid(alpha=0.3), ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def residual_histogram(pred, true, title: str = "residuals (predicted - true)"):
+    """Histogram of predicted minus true count."""
+    res = (torch.as_tensor(pred).float() - torch.as_tensor(true).float()).cpu().numpy()
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    edge = max(1.0, float(np.abs(res).max()))
+    ax.hist(res, bins=np.linspace(-edge, edge, 41), color="C0")
+    ax.axvline(0, color="grey", ls="--")
+    ax.set_xlabel("predicted - true count"), ax.set_ylabel("scenes")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def saliency_grid(images, maps, titles=None, size: float = 1.8):
+    """Each scene (top row) above its saliency map drawn over a grey copy (bottom row)."""
+    n = len(images)
+    fig, axes = plt.subplots(2, n, figsize=(n * size, 2 * size + 0.4), squeeze=False)
+    for i in range(n):
+        img = images[i].detach().float().cpu().permute(1, 2, 0).clamp(0, 1).numpy()
+        axes[0, i].imshow(img, interpolation="nearest")
+        axes[1, i].imshow(img.mean(-1), cmap="gray", alpha=0.5, interpolation="nearest")
+        axes[1, i].imshow(maps[i].numpy(), cmap="inferno", alpha=0.7, interpolation="bilinear")
+        if titles is not None:
+            axes[0, i].set_title(str(titles[i]), fontsize=8)
+        for ax in axes[:, i]:
+            ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,185 @@
+"""The bird counter: labels, head, losses, metrics, the photo-folder loader and its errors."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from helpers.counting import (LOSSES, TRAIN_BACKGROUNDS, PhotoCountError, count_data, count_metrics,
+                              count_model, count_world, fit_counter, load_photo_counts, mean_baseline,
+                              poisson_loss, predict_counts, saliency, shifted_worlds, start_at_mean,
+                              write_example_photos)
+from helpers.surgery import replace_head
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+def test_counts_equal_birds_drawn_including_overlaps():
+    world = count_world(image_size=48)
+    x, counts, visible = world.render(300, seed=0, visibility=True)
+    assert x.shape == (300, 3, 48, 48) and counts.shape == (300,)
+    # one visible share per bird drawn: the label is exactly the number of birds in the scene
+    assert [len(v) for v in visible] == [int(c) for c in counts]
+    shares = torch.cat([v for v in visible if len(v)])
+    overlapped = [i for i, v in enumerate(visible) if len(v) and v.min() < 0.95]
+    assert len(overlapped) >= 10, "the lesson's scenes should include partly hidden birds"
+    assert shares.min() > 0.5, "every counted bird must stay mostly visible"
+    assert 0 <= counts.min() and counts.max() <= world.max_birds
+    assert set(range(world.max_birds + 1)) <= set(counts.int().tolist())
+
+
+def test_shifted_worlds_leave_the_training_range():
+    world = count_world(image_size=32)
+    shifted = shifted_worlds(world)
+    _, more = shifted["more birds"].render(40, seed=1)
+    assert more.min() > world.max_birds
+    assert shifted["sunset sky"].backgrounds == ("sunset",) and "sunset" not in TRAIN_BACKGROUNDS
+
+
+def test_count_data_sets_and_subsets():
+    data = count_data(n_train=40, n_test=10, n_shifted=9, image_size=32)
+    assert data.x_train.shape == (40, 3, 32, 32) and len(data.y_test) == 10
+    assert len(data.y_shift) == len(data.shift_kind) == 9
+    x, y = data.train_subset(25, seed=3)
+    assert x.shape[0] == y.shape[0] == 25
+    assert torch.equal(data.train_subset(25, seed=3)[0], x)                 # repeatable
+    assert not torch.equal(data.train_subset(25, seed=4)[0], x)             # another seed, other scenes
+    with pytest.raises(ValueError, match="labels must be"):
+        data.train_subset(41)
+
+
+# --- model --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("pretrained", [False, True])
+def test_head_gives_one_non_negative_count(pretrained):
+    model = count_model(pretrained, seed=0, device="cpu")
+    with torch.no_grad():            # push the head hard negative: softplus keeps counts >= 0
+        model.get_classifier()[0].bias.fill_(-50.0)
+    x = torch.rand(5, 3, 40, 40)
+    out = model(x)
+    assert out.shape == (5, 1) and (out >= 0).all()
+    assert predict_counts(model, torch.rand(3, 3, 64, 64)).shape == (3,)
+
+
+def test_notebook_head_swap_matches_count_model():
+    from helpers.models import create_image_model, image_model_config
+    model = create_image_model(image_model_config())
+    replace_head(model, 1, activation="softplus")                  # the notebook's visible cell
+    head = model.get_classifier()
+    ours = count_model(False, device="cpu").get_classifier()
+    assert [type(m) for m in head] == [type(m) for m in ours] == [nn.Linear, nn.Softplus]
+    assert head[0].out_features == ours[0].out_features == 1
+
+
+def test_head_starts_at_the_training_mean():
+    model = start_at_mean(count_model(False, device="cpu"), 4.25)
+    out = predict_counts(model, torch.rand(4, 3, 32, 32))
+    assert torch.allclose(out, torch.full((4,), 4.25), atol=1e-4)
+
+
+def test_fine_tuning_lowers_the_loss_and_saliency_leaves_weights_alone():
+    data = count_data(n_train=32, n_test=8, n_shifted=2, image_size=32)
+    model = count_model(False, seed=0, train_mean=data.y_train.mean().item(), device="cpu")
+    history = fit_counter(model, data.x_train, data.y_train, steps=25, batch_size=16, lr=3e-3,
+                          augment=False, progress=False)
+    assert history.loss[-1] < history.loss[0]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    maps = saliency(model, data.x_test[:3])
+    assert maps.shape == (3, 32, 32) and maps.min() >= 0 and math.isclose(maps.max().item(), 1.0, rel_tol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert model.training
+
+
+# --- losses and metrics ---------------------------------------------------------------------------
+
+class Constant(nn.Module):
+    def __init__(self, values):
+        super().__init__()
+        self.values = torch.tensor(values, dtype=torch.float32).view(-1, 1)
+
+    def forward(self, x):
+        return self.values
+
+
+def test_losses_on_known_inputs():
+    batch = (torch.zeros(3, 1), torch.tensor([0.0, 2.0, 5.0]))
+    model = Constant([1.0, 2.0, 2.0])                           # errors 1, 0, -3
+    assert math.isclose(LOSSES["mse"](model, batch).item(), (1 + 0 + 9) / 3, rel_tol=1e-6)
+    assert math.isclose(LOSSES["huber"](model, batch).item(), (0.5 + 0 + 2.5) / 3, rel_tol=1e-6)
+    # Poisson NLL (without the constant log y! term): rate - y log(rate)
+    expected = sum(r - y * math.log(r + 1e-4) for r, y in [(1, 0), (2, 2), (2, 5)]) / 3
+    assert math.isclose(poisson_loss(model, batch).item(), expected, rel_tol=1e-5)
+    # and its minimum over the rate sits at the true count
+    y = (torch.zeros(1, 1), torch.tensor([4.0]))
+    losses = [poisson_loss(Constant([r]), y).item() for r in (3.0, 4.0, 5.0)]
+    assert losses[1] < losses[0] and losses[1] < losses[2]
+
+
+def test_count_metrics_on_known_inputs():
+    m = count_metrics([0.2, 2.6, 5.0, 9.4], [0, 2, 7, 9])
+    assert math.isclose(m["mae"], (0.2 + 0.6 + 2.0 + 0.4) / 4, rel_tol=1e-6)
+    assert math.isclose(m["rmse"], math.sqrt((0.04 + 0.36 + 4 + 0.16) / 4), rel_tol=1e-6)
+    assert m["exact_acc"] == 0.5            # 0.2 -> 0 and 9.4 -> 9 right; 2.6 -> 3 and 5 wrong
+    assert m["within1_acc"] == 0.75         # 5 vs 7 is two off
+    perfect = count_metrics(torch.tensor([3.0, 1.0]), torch.tensor([3.0, 1.0]))
+    assert perfect == {"mae": 0.0, "rmse": 0.0, "exact_acc": 1.0, "within1_acc": 1.0}
+    base = mean_baseline([1.0, 3.0], [0.0, 4.0])                 # always predicts 2
+    assert base["mae"] == 2.0 and base["exact_acc"] == 0.0
+    with pytest.raises(ValueError):
+        count_metrics([1.0], [1.0, 2.0])
+
+
+# --- your own photos ------------------------------------------------------------------------------
+
+def _folder(tmp_path, rows, images=("a.png", "b.png")):
+    for name in images:
+        Image.new("RGB", (90, 60), (120, 200, 255)).save(tmp_path / name)
+    (tmp_path / "counts.csv").write_text("\n".join(["filename,count", *rows]) + "\n")
+    return tmp_path
+
+
+def test_photo_folder_loads_at_the_lessons_resolution(tmp_path):
+    folder = _folder(tmp_path, ["a.png,3", "", "b.png,0"])
+    x, y, names = load_photo_counts(folder, image_size=48)
+    assert x.shape == (2, 3, 48, 48) and 0 <= x.min() and x.max() <= 1
+    assert y.tolist() == [3.0, 0.0] and names == ["a.png", "b.png"]
+
+
+def test_example_photos_round_trip(tmp_path):
+    folder = write_example_photos(tmp_path / "photos", n=4, image_size=80)
+    x, y, names = load_photo_counts(folder, image_size=40)
+    assert x.shape == (4, 3, 40, 40) and len(names) == 4 and (y >= 0).all()
+
+
+@pytest.mark.parametrize("rows, message", [
+    (["a.png,2", "c.png,1"], r"row 3: image file .*c\.png does not exist"),
+    (["a.png,-1"], r"row 2: the count of 'a.png' is '-1'; counts cannot be negative"),
+    (["a.png,2.5"], r"row 2: the count of 'a.png' is '2.5'; counts are whole numbers"),
+    (["a.png,two"], r"row 2: the count of 'a.png' is 'two', not a number"),
+    (["a.png,2", "b.png,1", "a.png,2"], r"row 4: 'a.png' is listed twice \(first in row 2\)"),
+    (["a.png"], r"row 2: expected 'filename,count'"),
+])
+def test_photo_folder_errors_name_file_and_row(tmp_path, rows, message):
+    folder = _folder(tmp_path, rows)
+    with pytest.raises(PhotoCountError, match=message) as err:
+        load_photo_counts(folder)
+    assert "counts.csv" in str(err.value)
+
+
+def test_unreadable_image_is_named(tmp_path):
+    folder = _folder(tmp_path, ["a.png,1", "broken.jpg,2"])
+    (folder / "broken.jpg").write_bytes(b"this is not a picture")
+    with pytest.raises(PhotoCountError, match=r"counts\.csv, row 3: cannot read image .*broken\.jpg"):
+        load_photo_counts(folder)
+
+
+def test_missing_csv_or_header(tmp_path):
+    with pytest.raises(PhotoCountError, match="no counts file"):
+        load_photo_counts(tmp_path)
+    (tmp_path / "counts.csv").write_text("name,birds\na.png,1\n")
+    with pytest.raises(PhotoCountError, match="row 1: the header must be 'filename,count'"):
+        load_photo_counts(tmp_path)
+    (tmp_path / "counts.csv").write_text("filename,count\n")
+    with pytest.raises(PhotoCountError, match="no rows after the header"):
+        load_photo_counts(tmp_path)
