@@ -58,6 +58,7 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)              # mkstemp makes 0600; caches may be shared (JupyterHub)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
