@@ -1,0 +1,59 @@
+"""Prompting helpers: few-shot contexts fit and never leak the answer; soft prompts train alone."""
+import pytest
+import torch
+
+from helpers.gpt import GPT, GPTConfig
+from helpers.lm import answers_correct, qa_tensors
+from helpers.prompting import SoftPrompt, context_tokens, few_shot, train_soft_prompt
+from helpers.text_world import TextWorld, TextWorldConfig
+from helpers.tokenizer import WordTokenizer
+
+
+@pytest.fixture(scope="module")
+def world():
+    return TextWorld(TextWorldConfig(diseases=12, people=10))
+
+
+@pytest.fixture(scope="module")
+def tok(world):
+    return WordTokenizer.fit(world.all_text())
+
+
+def test_few_shot_examples_are_other_diseases_same_attribute(world, tok):
+    qa = world.medical_qa()
+    shots = few_shot(qa.test, qa.train, k=2, seed=0)
+    assert len(shots) == len(qa.test)
+    for q, s in zip(qa.test, shots):
+        assert s.prompt.endswith(q.prompt) and s.answer == q.answer
+        context = s.prompt[: -len(q.prompt)]
+        assert context.count("<eos>") == 2 and q.disease not in context
+        assert context_tokens(tok, [s]) > context_tokens(tok, [q])
+
+
+def test_few_shot_fits_the_context(world, tok):
+    qa = world.medical_qa()
+    shots = few_shot(qa.test[:20], qa.train, k=5, tok=tok, context=40)
+    assert all(len(tok.encode(f"{s.prompt} {s.answer}")) + 1 <= 40 or "<eos>" not in s.prompt for s in shots)
+    x, _ = qa_tensors(tok, shots)
+    assert x.shape[1] <= 40
+
+
+def test_soft_prompt_starts_as_a_prefix_and_only_it_trains(world, tok):
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=len(tok), context=48, n_layer=1, n_head=2, d_model=16))
+    before = {n: p.detach().clone() for n, p in gpt.named_parameters()}
+    soft = SoftPrompt(gpt, n_tokens=3)
+    ids = torch.tensor([tok.encode("kel vora attacks the")])
+    assert soft(ids).shape == (1, ids.shape[1], len(tok))
+    # the soft prompt is a prefix: with word vectors, it equals running the model on those words
+    words = torch.tensor([[5, 6, 7]])
+    with torch.no_grad():
+        soft.prompt.copy_(gpt.tok_emb.weight[words[0]])
+        torch.testing.assert_close(soft(ids), gpt(torch.cat([words, ids], 1))[:, 3:])
+    qa = world.medical_qa()
+    start = SoftPrompt(gpt, n_tokens=3, seed=0).prompt.detach().clone()     # what training starts from
+    trained, history = train_soft_prompt(gpt, tok, qa.train[:64], n_tokens=3, steps=4, batch_size=16, progress=False)
+    assert history.steps_done == 4
+    assert all(torch.equal(p, before[n]) for n, p in gpt.named_parameters())       # the model is frozen
+    assert not torch.equal(trained.prompt.detach(), start)
+    assert answers_correct(trained, tok, qa.test[:5]).shape == (5,)
