@@ -78,6 +78,8 @@ class Generator:
     finetune_batch: int
     finetune_lr: float
     guidance: float        # weight of guidance by the pre-trained generator when sampling
+    lora_rank: int         # rank of the LoRA adapters on every convolution of the U-Net
+    lora_lr: float         # LoRA's peak rate (adapters start at zero and want a larger one)
     eval_samples: int      # generated images per measurement
     sample_steps: int      # Euler steps per sample
     curve_points: int      # measurements along fine-tuning
@@ -105,13 +107,13 @@ SIZES: dict[str, dict[str, object]] = {
     "generator": {
         "smoke": Generator(image_size=16, width=8, pretrain_steps=20, pretrain_batch=32, pretrain_lr=2e-3,
                            judge_steps=20, finetune_images=16, finetune_steps=10, finetune_batch=16,
-                           finetune_lr=2.5e-3, guidance=1.0, eval_samples=16, sample_steps=4, curve_points=1),
+                           finetune_lr=2.5e-3, guidance=1.0, lora_rank=2, lora_lr=5e-3, eval_samples=16, sample_steps=4, curve_points=1),
         "class": Generator(image_size=32, width=32, pretrain_steps=2000, pretrain_batch=32, pretrain_lr=2e-3,
                            judge_steps=600, finetune_images=32, finetune_steps=250, finetune_batch=32,
-                           finetune_lr=2.5e-3, guidance=1.0, eval_samples=256, sample_steps=24, curve_points=5),
+                           finetune_lr=2.5e-3, guidance=1.0, lora_rank=8, lora_lr=5e-3, eval_samples=256, sample_steps=24, curve_points=5),
         "full": Generator(image_size=32, width=64, pretrain_steps=20000, pretrain_batch=128, pretrain_lr=2e-3,
                           judge_steps=3000, finetune_images=32, finetune_steps=600, finetune_batch=32,
-                          finetune_lr=2.5e-3, guidance=1.0, eval_samples=1024, sample_steps=48, curve_points=8),
+                          finetune_lr=2.5e-3, guidance=1.0, lora_rank=8, lora_lr=5e-3, eval_samples=1024, sample_steps=48, curve_points=8),
     },
 }
 
