@@ -114,3 +114,16 @@ def test_guidance_with_weight_zero_or_the_same_base_is_the_model_alone():
         assert torch.allclose(Guided(model, base, 0.0)(x, t), v)
         assert torch.allclose(Guided(model, model, 2.0)(x, t), v, atol=1e-6)
         assert torch.allclose(Guided(model, base, 1.0)(x, t), 2 * v - base(x, t), atol=1e-5)
+
+
+def test_lora_on_the_unet_starts_as_the_base_model():
+    from helpers.lora import add_lora, train_only_lora
+    model = create_generator(TINY, seed=0)
+    x, t = torch.randn(2, 3, 16, 16), torch.rand(2)
+    with torch.no_grad():
+        before = model(x, t)
+    add_lora(model, ["stem", "down1", "down2", "down3", "mid", "up3", "up2", "up1", "out"], rank=2)
+    train_only_lora(model)
+    with torch.no_grad():
+        assert torch.allclose(model(x, t), before, atol=1e-6)
+    assert all("lora" in n for n, p in model.named_parameters() if p.requires_grad)
