@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from helpers.finetune import (build_model, mean_and_spread, run_finetune, species_test_set,
+from helpers.finetune import (build_model, mean_and_spread, run_finetune, species_test_set, time_per_epoch,
                               species_train_set, state_hash, summary)
 from helpers.models import pretrained_image_model
 from helpers.results import RunLog
@@ -73,3 +73,9 @@ def test_mean_and_spread():
     m, s = mean_and_spread([0.5, 0.7, 0.9])
     assert m == pytest.approx(0.7) and s == pytest.approx(0.2)
     assert mean_and_spread([0.4]) == (pytest.approx(0.4), 0.0)
+
+
+def test_time_per_epoch_falls_when_everything_is_frozen():
+    timing = time_per_epoch([0, 5], 2, rounds=3, steps=1)
+    assert set(timing) == {0, 5} and all(t > 0 for t in timing.values())
+    assert timing[5] < timing[0]
