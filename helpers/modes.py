@@ -226,6 +226,53 @@ SIZES["prompting"] = {
 }
 
 
+@dataclass(frozen=True)
+class BirdCounter:
+    """Lesson 05: the bird counter (count scenes, fine-tuned vs from scratch, losses, freezing)."""
+    image_size: int        # count scenes, pixels square (the backbone pools globally: any size works)
+    pool: int              # labelled training scenes rendered; the largest point of the labels curve
+    test_scenes: int       # the standard test set
+    shifted_scenes: int    # the shifted test set: half more birds than training, half unseen sky
+    labels: int            # labelled scenes of the headline runs
+    seeds: int             # seeds of the headline runs (fine-tuned and from scratch each)
+    curve: tuple           # labelled scenes along the labels curve (the headline point included)
+    curve_seeds: int       # seeds of the other curve points
+    steps: int             # optimiser steps of every run: the same budget whatever the labels
+    batch_size: int
+    lr: float              # peak AdamW rate, fine-tuned and from scratch alike
+    freeze_depths: tuple   # stages frozen from the input, compared with full fine-tuning (0)
+    eval_every: int        # steps between test evaluations on the live curve
+
+
+SIZES["bird_counter"] = {
+    "smoke": BirdCounter(image_size=32, pool=64, test_scenes=32, shifted_scenes=16, labels=32, seeds=2,
+                         curve=(16, 32, 64), curve_seeds=1, steps=3, batch_size=16, lr=3e-3,
+                         freeze_depths=(2,), eval_every=2),
+    "class": BirdCounter(image_size=64, pool=2000, test_scenes=400, shifted_scenes=200, labels=1000, seeds=3,
+                         curve=(250, 500, 1000, 2000), curve_seeds=1, steps=200, batch_size=32, lr=5e-3,
+                         freeze_depths=(2, 4), eval_every=50),
+    "full": BirdCounter(image_size=96, pool=2000, test_scenes=2000, shifted_scenes=1000, labels=1000, seeds=3,
+                        curve=(250, 500, 1000, 2000), curve_seeds=3, steps=600, batch_size=64, lr=3e-3,
+                        freeze_depths=(1, 2, 3, 4, 5), eval_every=50),
+}
+
+
+@dataclass(frozen=True)
+class Prompting:
+    """Lesson 09: prompting and soft-prompt tuning of the pre-trained LM (fine-tuning: "lm_finetune")."""
+    shots: int             # solved examples before each few-shot question
+    soft_tokens: int       # trainable prompt vectors
+    soft_steps: int        # optimiser steps of soft-prompt tuning
+    soft_lr: float         # prompt vectors start from word embeddings and need large steps
+
+
+SIZES["prompting"] = {
+    "smoke": Prompting(shots=1, soft_tokens=4, soft_steps=5, soft_lr=3e-2),
+    "class": Prompting(shots=3, soft_tokens=8, soft_steps=150, soft_lr=3e-2),
+    "full": Prompting(shots=5, soft_tokens=16, soft_steps=600, soft_lr=3e-2),
+}
+
+
 def sizes(name: str, mode: str | None = None):
     """The sizes of lesson part ``name`` in ``mode`` (default: the current mode)."""
     if name not in SIZES:

@@ -29,8 +29,8 @@ def image_grid(images: torch.Tensor, titles=None, cols: int = 8, size: float = 1
         if i < n:
             ax.imshow(_to_image(images[i]), interpolation="nearest")
             if titles is not None:
-                ax.set_title(str(titles[i]), fontsize=8,
-                             color=None if title_colors is None else title_colors[i])
+                color = {} if title_colors is None else {"color": title_colors[i]}
+                ax.set_title(str(titles[i]), fontsize=8, **color)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
