@@ -268,8 +268,11 @@ def set_adapter(model: nn.Module, name: str | None) -> nn.Module:
 
 
 def active_adapter(model: nn.Module) -> str | None:
-    actives = {layer.active for layer in lora_layers(model).values()} - {None}
-    return actives.pop() if len(actives) == 1 else (None if not actives else sorted(actives)[0])
+    """The name of the active adapter (None if there is none; ``set_adapter`` keeps one for all)."""
+    for layer in lora_layers(model).values():
+        if layer.active is not None:
+            return layer.active
+    return None
 
 
 @contextlib.contextmanager
@@ -417,7 +420,8 @@ def save_adapter(model: nn.Module, path, name: str | None = None, extra=None) ->
 def load_adapter(model: nn.Module, path, name: str | None = None) -> nn.Module:
     """Load an adapter saved by ``save_adapter`` into ``model`` as adapter ``name`` (default: the
     saved name) and make it active. Layers not yet wrapped are wrapped; extras are copied into the
-    model's modules (their shapes must match). Returns the model."""
+    model's modules (their shapes must match). An adapter merged into the model is unmerged
+    first. Returns the model."""
     from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()

@@ -171,6 +171,7 @@ class Peft:
     """Lesson 06: parameter-efficient tuning on the species task (data and budget: "finetune")."""
     ranks: tuple           # LoRA ranks compared
     headline_rank: int     # the rank of the headline LoRA number
+    steps: int             # optimiser steps of every method (LoRA's B starts at zero: it needs some)
     lora_lr: float         # few new parameters want a larger rate than full fine-tuning
     bitfit_lr: float
     task_b_images: int     # labelled images of the second task (counting 0-5 birds)
@@ -178,11 +179,11 @@ class Peft:
 
 
 SIZES["peft"] = {
-    "smoke": Peft(ranks=(1, 4), headline_rank=4, lora_lr=3e-3, bitfit_lr=3e-3, task_b_images=32,
+    "smoke": Peft(ranks=(1, 4), headline_rank=4, steps=4, lora_lr=1e-2, bitfit_lr=1e-2, task_b_images=32,
                   latency_images=32),
-    "class": Peft(ranks=(1, 4, 16), headline_rank=4, lora_lr=3e-3, bitfit_lr=3e-3, task_b_images=300,
+    "class": Peft(ranks=(1, 4, 16), headline_rank=4, steps=120, lora_lr=1e-2, bitfit_lr=1e-2, task_b_images=300,
                   latency_images=256),
-    "full": Peft(ranks=(1, 2, 4, 8, 16, 32), headline_rank=4, lora_lr=3e-3, bitfit_lr=3e-3,
+    "full": Peft(ranks=(1, 2, 4, 8, 16, 32), headline_rank=4, steps=400, lora_lr=1e-2, bitfit_lr=1e-2,
                  task_b_images=2000, latency_images=1024),
 }
 
@@ -203,7 +204,7 @@ class Distill:
 SIZES["distill"] = {
     "smoke": Distill(student_width=4, unlabelled=64, steps=4, batch_size=16, lr=3e-3, temperature=4.0,
                      soft_weight=0.9, seeds=1),
-    "class": Distill(student_width=8, unlabelled=1500, steps=300, batch_size=64, lr=3e-3, temperature=4.0,
+    "class": Distill(student_width=8, unlabelled=1000, steps=150, batch_size=64, lr=3e-3, temperature=4.0,
                      soft_weight=0.9, seeds=3),
     "full": Distill(student_width=12, unlabelled=8000, steps=2000, batch_size=128, lr=3e-3, temperature=4.0,
                     soft_weight=0.9, seeds=3),

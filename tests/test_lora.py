@@ -223,3 +223,19 @@ def test_notebook_lora_layer_matches_helpers(base):
         theirs.lora_B["default"].copy_(mine.B)
     torch.testing.assert_close(mine(x), theirs(x), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(mine.delta_weight(), theirs.delta_weight("default"))
+
+
+@pytest.mark.parametrize("method", ["probe", "bitfit", "lora"])
+def test_peft_methods_leave_the_base_model_unchanged(method):
+    """Only the method's parameters move, and BatchNorm statistics stay: adapters can be swapped."""
+    from helpers.lora import prepare_peft
+    model, x, _ = make("resnet")
+    prepare_peft(model, method, rank=2, targets="layer4", head="fc")
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    before = snapshot(model)
+    steps(model, x, n=2)
+    assert all(torch.equal(b, buffers[n]) for n, b in model.named_buffers())
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    allowed = {"probe": lambda n: n.startswith("fc."), "bitfit": lambda n: n.startswith("fc.") or n.endswith("bias"),
+               "lora": lambda n: n.startswith("fc.") or ".lora_" in n}[method]
+    assert moved and all(allowed(n) for n in moved), moved
