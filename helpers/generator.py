@@ -12,8 +12,10 @@ The training objective, for a data image ``x1`` and noise ``x0 ~ N(0, I)``:
     t ~ U(0, 1);  xt = (1 - t) * x0 + t * x1;  loss = || model(xt, t) - (x1 - x0) ||^2
 
 The generator is unconditional: it draws whatever the images it was trained on look like. That
-makes the fine-tuning story plain: pre-trained on the general world it draws all 14 classes
-(orcas about 1 time in 14); fine-tuned on a few orcas it should draw orcas.
+makes the fine-tuning story plain: pre-trained on the general world it draws rough scenes of
+every kind (in class mode the judge finds hardly any orcas among them); fine-tuned on a few
+orcas it should draw orcas. ``Guided`` samples a fine-tuned model steered away from the
+pre-trained one (classifier-free guidance with the pre-trained model as the unprompted one).
 
 Example:
     >>> model, info = pretrained_generator()                   # cached, or trained now
