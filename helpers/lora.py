@@ -379,10 +379,12 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 # Saving and loading an adapter alone
 # ---------------------------------------------------------------------------------------------
 
-def adapter_state(model: nn.Module, name: str | None = None, extra=None) -> dict[str, torch.Tensor]:
+def adapter_state(model: nn.Module, name: str | None = None, extra=None,
+                  norm_stats: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of adapter ``name`` (default: active) keyed ``<layer path>.lora_A`` /
     ``.lora_B``, plus the parameters of the modules ``extra`` names (e.g. a task's head), keyed
-    ``extra.<module path>.<parameter>``."""
+    ``extra.<module path>.<parameter>``, plus with ``norm_stats`` every BatchNorm running
+    statistic, keyed ``norm.<buffer path>`` (a task's statistics, if they were updated)."""
     name = name or active_adapter(model)
     state = {}
     for path, layer in lora_layers(model).items():
@@ -397,17 +399,23 @@ def adapter_state(model: nn.Module, name: str | None = None, extra=None) -> dict
                 for pname, p in module.named_parameters():
                     if "lora_" not in pname:            # the adapter's own tensors are saved above
                         state[f"extra.{mpath}.{pname}"] = p.detach()
+    if norm_stats:
+        for mpath, module in model.named_modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                for bname, b in module.named_buffers():
+                    state[f"norm.{mpath}.{bname}"] = b.detach()
     return state
 
 
-def save_adapter(model: nn.Module, path, name: str | None = None, extra=None) -> Path:
-    """Save adapter ``name`` alone (and the modules ``extra`` names) as a safetensors file.
+def save_adapter(model: nn.Module, path, name: str | None = None, extra=None, norm_stats: bool = False) -> Path:
+    """Save adapter ``name`` alone (and the modules ``extra`` names, and with ``norm_stats`` the
+    BatchNorm statistics) as a safetensors file.
 
     The file holds only A, B (and the extras): kilobytes, while the base model stays where it is.
     Its metadata records each layer's rank and alpha so ``load_adapter`` can rebuild the adapter.
     """
     name = name or active_adapter(model)
-    state = {k: v.contiguous().cpu() for k, v in adapter_state(model, name, extra).items()}
+    state = {k: v.contiguous().cpu() for k, v in adapter_state(model, name, extra, norm_stats).items()}
     layers = lora_layers(model)
     meta = {p: {"rank": layers[p].rank(name), "alpha": layers[p].scaling[name] * layers[p].rank(name)}
             for p in layers if name in layers[p].lora_A}
@@ -438,10 +446,13 @@ def load_adapter(model: nn.Module, path, name: str | None = None) -> nn.Module:
         add_lora(model, p, rank=m["rank"], alpha=m["alpha"], name=name)
     layers = lora_layers(model)
     params = dict(model.named_parameters())
+    buffers = dict(model.named_buffers())
     with torch.no_grad():
         for key, t in state.items():
             if key.startswith("extra."):
                 target = params[key[len("extra."):]]
+            elif key.startswith("norm."):
+                target = buffers[key[len("norm."):]]
             else:
                 lpath, _, which = key.rpartition(".")
                 target = getattr(layers[lpath], which)[name]
@@ -463,15 +474,17 @@ RESNET_TARGETS = ("layer*.*.conv*",)          # every 3x3 convolution in the res
 
 def prepare_peft(model: nn.Module, method: str, *, rank: int = 4, alpha: float | None = None,
                  targets=RESNET_TARGETS, head: str = "fc", name: str = DEFAULT, seed: int = 0,
-                 bn: str = "frozen") -> nn.Module:
+                 bn: str = "update") -> nn.Module:
     """Set up ``model`` for one tuning method (in place); the new head ``head`` always trains.
 
     ``"full"``: everything trains; ``"probe"``: the head alone; ``"bitfit"``: biases and head;
     ``"lora"``: LoRA adapters of ``rank`` on ``targets``, plus the head.
 
-    ``bn="frozen"`` (default) keeps the BatchNorm running statistics of the base model fixed for
-    the parameter-efficient methods, so the base model stays exactly as it was and adapters
-    trained on different tasks can be swapped on it; ``"update"`` lets them adapt to the new data.
+    BatchNorm running statistics are buffers, not parameters: ``bn="update"`` (default) lets them
+    adapt to the new data, as in full fine-tuning (the frozen weights then see inputs normalised
+    for the new task); save them with the adapter (``save_adapter(..., norm_stats=True)``) to
+    swap tasks on one base model. ``bn="frozen"`` keeps the base model's statistics, so the base
+    model stays exactly as it was.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
@@ -489,8 +502,8 @@ def prepare_peft(model: nn.Module, method: str, *, rank: int = 4, alpha: float |
 
 def run_peft(method: str, *, rank: int = 4, alpha: float | None = None, targets=RESNET_TARGETS,
              labels_per_class: int | None = None, lr: float | None = None, steps: int | None = None,
-             seed: int = 0, name: str = DEFAULT, data=None, progress: bool = True, keep_model: bool = False,
-             log=None, device="auto") -> dict:
+             seed: int = 0, name: str = DEFAULT, data=None, bn: str = "update", progress: bool = True,
+             keep_model: bool = False, log=None, device="auto") -> dict:
     """Tune a FRESH copy of lesson 01's model on the species task with one method. Returns a dict.
 
     The data, the head, the budget (optimiser steps, batch size) and the test set are those of
@@ -515,7 +528,7 @@ def run_peft(method: str, *, rank: int = 4, alpha: float | None = None, targets=
     steps = steps or S.steps
     lr = lr or {"full": S.lr, "probe": S.probe_lr, "bitfit": P.bitfit_lr, "lora": P.lora_lr}[method]
     model = build_model(seed=seed, device=device)
-    prepare_peft(model, method, rank=rank, alpha=alpha, targets=targets, name=name, seed=seed)
+    prepare_peft(model, method, rank=rank, alpha=alpha, targets=targets, name=name, seed=seed, bn=bn)
     model.to(device)
     report = memory_report(model)
     if data is None:

@@ -172,6 +172,7 @@ class Peft:
     ranks: tuple           # LoRA ranks compared
     headline_rank: int     # the rank of the headline LoRA number
     steps: int             # optimiser steps of every method (LoRA's B starts at zero: it needs some)
+    seeds: int             # seeds of the headline methods (full, BitFit, LoRA at headline_rank)
     lora_lr: float         # few new parameters want a larger rate than full fine-tuning
     bitfit_lr: float
     task_b_images: int     # labelled images of the second task (counting 0-5 birds)
@@ -179,11 +180,11 @@ class Peft:
 
 
 SIZES["peft"] = {
-    "smoke": Peft(ranks=(1, 4), headline_rank=4, steps=4, lora_lr=1e-2, bitfit_lr=1e-2, task_b_images=32,
+    "smoke": Peft(ranks=(1, 4), headline_rank=4, steps=4, seeds=1, lora_lr=1e-2, bitfit_lr=1e-2, task_b_images=32,
                   latency_images=32),
-    "class": Peft(ranks=(1, 4, 16), headline_rank=4, steps=120, lora_lr=1e-2, bitfit_lr=1e-2, task_b_images=300,
+    "class": Peft(ranks=(1, 4, 16), headline_rank=4, steps=120, seeds=3, lora_lr=1e-2, bitfit_lr=1e-2, task_b_images=300,
                   latency_images=256),
-    "full": Peft(ranks=(1, 2, 4, 8, 16, 32), headline_rank=4, steps=400, lora_lr=1e-2, bitfit_lr=1e-2,
+    "full": Peft(ranks=(1, 2, 4, 8, 16, 32), headline_rank=4, steps=400, seeds=3, lora_lr=1e-2, bitfit_lr=1e-2,
                  task_b_images=2000, latency_images=1024),
 }
 

@@ -230,7 +230,7 @@ def test_peft_methods_leave_the_base_model_unchanged(method):
     """Only the method's parameters move, and BatchNorm statistics stay: adapters can be swapped."""
     from helpers.lora import prepare_peft
     model, x, _ = make("resnet")
-    prepare_peft(model, method, rank=2, targets="layer4", head="fc")
+    prepare_peft(model, method, rank=2, targets="layer4", head="fc", bn="frozen")
     buffers = {n: b.clone() for n, b in model.named_buffers()}
     before = snapshot(model)
     steps(model, x, n=2)
@@ -239,3 +239,16 @@ def test_peft_methods_leave_the_base_model_unchanged(method):
     allowed = {"probe": lambda n: n.startswith("fc."), "bitfit": lambda n: n.startswith("fc.") or n.endswith("bias"),
                "lora": lambda n: n.startswith("fc.") or ".lora_" in n}[method]
     assert moved and all(allowed(n) for n in moved), moved
+
+
+def test_adapter_with_norm_stats_restores_a_task_on_a_fresh_base(tmp_path):
+    """With BatchNorm statistics updating, the adapter file carries them: a fresh base + file
+    computes what the trained model computes."""
+    from helpers.lora import prepare_peft
+    model, x, _ = make("resnet")
+    fresh = copy.deepcopy(model)
+    prepare_peft(model, "lora", rank=2, targets="layer4", head="fc", bn="update")
+    steps(model, x, n=2)
+    expected = out(model, x)
+    load_adapter(fresh, save_adapter(model, tmp_path / "t.safetensors", extra="fc", norm_stats=True))
+    torch.testing.assert_close(out(fresh, x), expected)
