@@ -7,12 +7,15 @@
 - ``exact_match``: the share of questions whose greedy answer is exactly right.
 - ``pretrained_lm``: lesson 07's pre-trained model from the cache (a fresh copy each call), for
   the augmented or the once-only encyclopedia.
+- ``medical_qa``: the question splits; ``answer``: one greedy answer; ``generate`` (from
+  ``helpers.gpt``): free text.
 - ``finetune_qa``: question-answer fine-tuning with early stopping on the dev diseases.
 
 Example:
     >>> model, tok, info = pretrained_lm()
-    >>> qa = TextWorld(lm_config().world).medical_qa()
-    >>> exact_match(model, tok, qa.test)
+    >>> qa = medical_qa()                      # QASplits(train, dev, test)
+    >>> exact_match(model, tok, qa.test)       # 0.0: it has never seen a question
+    >>> answer(model, tok, qa.test[0].prompt)
 """
 from __future__ import annotations
 
@@ -282,6 +285,11 @@ def pretrained_lm(augmented: bool = True, config: LMConfig | None = None, *, dev
                                rebuild=rebuild, device=device, verbose=verbose)
     tok = tokenizer_from_json(info["tokenizer"])
     return model.train(), tok, info
+
+
+def medical_qa(config: LMConfig | None = None):
+    """The medical question splits (train / dev / test) of the world the LM was pre-trained on."""
+    return TextWorld((config or lm_config()).world).medical_qa()
 
 
 def pretrained_lm_once_only(**kwargs):
