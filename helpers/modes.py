@@ -136,7 +136,7 @@ class FineTune:
 SIZES["finetune"] = {
     "smoke": FineTune(labels_per_class=(2, 4), headline_labels=4, seeds=1, test_images=48, steps=4,
                       batch_size=16, lr=1e-3, scratch_lr=3e-3, probe_lr=1e-2, lr_sweep=(1e-3, 1e-1), evals=1),
-    "class": FineTune(labels_per_class=(5, 10, 20, 50), headline_labels=10, seeds=3, test_images=600,
+    "class": FineTune(labels_per_class=(5, 10, 50), headline_labels=10, seeds=3, test_images=600,
                       steps=30, batch_size=24, lr=1e-3, scratch_lr=1e-2, probe_lr=1e-2,
                       lr_sweep=(1e-4, 1e-3, 1e-2, 1e-1), evals=1),
     "full": FineTune(labels_per_class=(5, 10, 20, 50, 100), headline_labels=10, seeds=3, test_images=3000,
