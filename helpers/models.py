@@ -48,7 +48,9 @@ def create_image_model(config: ImageModelConfig | None = None, num_classes: int 
                        seed: int = 0) -> nn.Module:
     """A fresh, randomly initialised course CNN (a narrow timm ResNet) for ``config``.
 
-    The stem is timm's ResNet stem (stride-2 convolution, then max-pool), at the course's width.
+    The stem is timm's plain ResNet stem: a 7x7 stride-2 convolution with 64 channels (timm uses
+    ``stem_width`` only for deep stems) and a max-pool; the four stages have ``width`` x 1, 2, 4, 8
+    channels.
     """
     config = config or image_model_config()
     seed_everything(seed)
