@@ -242,6 +242,7 @@ class BirdCounter:
     steps: int             # optimiser steps of every run: the same budget whatever the labels
     batch_size: int
     lr: float              # peak AdamW rate, fine-tuned and from scratch alike
+    loss: str              # loss of the headline runs: "poisson", "mse" or "huber"
     freeze_depths: tuple   # stages frozen from the input, compared with full fine-tuning (0)
     eval_every: int        # steps between test evaluations on the live curve
 
@@ -249,13 +250,13 @@ class BirdCounter:
 SIZES["bird_counter"] = {
     "smoke": BirdCounter(image_size=32, pool=64, test_scenes=32, shifted_scenes=16, labels=32, seeds=2,
                          curve=(16, 32, 64), curve_seeds=1, steps=3, batch_size=16, lr=3e-3,
-                         freeze_depths=(2,), eval_every=2),
+                         loss="poisson", freeze_depths=(2,), eval_every=2),
     "class": BirdCounter(image_size=64, pool=2000, test_scenes=400, shifted_scenes=200, labels=1000, seeds=3,
-                         curve=(250, 500, 1000, 2000), curve_seeds=1, steps=200, batch_size=32, lr=5e-3,
-                         freeze_depths=(2, 4), eval_every=50),
+                         curve=(250, 1000, 2000), curve_seeds=1, steps=200, batch_size=32, lr=5e-3,
+                         loss="poisson", freeze_depths=(2, 4), eval_every=100),
     "full": BirdCounter(image_size=64, pool=2000, test_scenes=2000, shifted_scenes=1000, labels=1000, seeds=3,
                         curve=(250, 500, 1000, 2000), curve_seeds=3, steps=600, batch_size=64, lr=3e-3,
-                        freeze_depths=(1, 2, 3, 4, 5), eval_every=50),
+                        loss="poisson", freeze_depths=(1, 2, 3, 4, 5), eval_every=50),
 }
 
 
