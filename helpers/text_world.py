@@ -149,7 +149,7 @@ class TextWorldConfig:
     animals: int = 25
     plants: int = 25
     rivers: int = 10
-    name_parts: int = 20            # disease names combine two of these pools' words
+    name_parts: int = 100           # size of the two word pools disease names are drawn from
     articles_per_entity: int = 4    # augmented version: articles per entity
     dev_share: float = 0.2          # share of the held-out diseases used for early stopping
     version: int = WORLD_VERSION
@@ -217,8 +217,9 @@ class TextWorld:
         people = rng.sample([f"{f} {l}" for f in firsts for l in lasts], c.people)
         self.facts["person"] = [{"name": p, "pronoun": rng.choice(["he", "she"]), "town": rng.choice(towns),
                                  "trade": rng.choice(TRADES), "animal": rng.choice(animals)} for p in people]
-        # Disease names are two words drawn from two small pools, so every word is shared by
-        # several diseases: only the whole name says which disease is meant.
+        # Disease names are two words, one from each of two pools of ``name_parts`` words, so a
+        # name spans two tokens. Small pools share words between many diseases, which is harder:
+        # with pools of 20, the class budget stored only half of the facts (measured).
         heads, tails = [word(2) for _ in range(c.name_parts)], [word(1) for _ in range(c.name_parts)]
         names = rng.sample([f"{h} {t}" for h in heads for t in tails], c.diseases)
         self.facts["disease"] = [{"name": n, "symptom": rng.choice(SYMPTOMS), "organ": rng.choice(ORGANS),
