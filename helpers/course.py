@@ -36,14 +36,18 @@ def notebooks(pattern: str = "*.ipynb") -> list[Path]:
 
 
 def execute_notebook(path: Path, out_dir: Path | None = None, timeout: int = 1800,
-                     kernel_name: str = "python3", drop_solutions: bool = False):
-    """Run a notebook top to bottom in a fresh kernel (cwd: notebooks/); optionally save it."""
+                     kernel_name: str = "python3", transform=None):
+    """Run a notebook top to bottom in a fresh kernel (cwd: notebooks/); optionally save it.
+
+    ``transform(nb) -> nb`` may rearrange the cells first (the tests use it to run each exercise
+    check before its solution too).
+    """
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    if drop_solutions:
-        nb.cells = [c for c in nb.cells if "solution" not in c.get("metadata", {}).get("tags", [])]
+    if transform is not None:
+        nb = transform(nb)
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
                             resources={"metadata": {"path": str(path.parent)}})
     try:
