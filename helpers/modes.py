@@ -252,7 +252,7 @@ SIZES["bird_counter"] = {
                          curve=(16, 32, 64), curve_seeds=1, steps=3, batch_size=16, lr=3e-3,
                          loss="poisson", freeze_depths=(2,), eval_every=2),
     "class": BirdCounter(image_size=64, pool=2000, test_scenes=400, shifted_scenes=200, labels=1000, seeds=3,
-                         curve=(250, 1000, 2000), curve_seeds=1, steps=200, batch_size=32, lr=5e-3,
+                         curve=(250, 1000, 2000), curve_seeds=1, steps=300, batch_size=32, lr=5e-3,
                          loss="poisson", freeze_depths=(2, 4), eval_every=100),
     "full": BirdCounter(image_size=64, pool=2000, test_scenes=2000, shifted_scenes=1000, labels=1000, seeds=3,
                         curve=(250, 500, 1000, 2000), curve_seeds=3, steps=600, batch_size=64, lr=3e-3,
