@@ -260,22 +260,6 @@ SIZES["bird_counter"] = {
 }
 
 
-@dataclass(frozen=True)
-class Prompting:
-    """Lesson 09: prompting and soft-prompt tuning of the pre-trained LM (fine-tuning: "lm_finetune")."""
-    shots: int             # solved examples before each few-shot question
-    soft_tokens: int       # trainable prompt vectors
-    soft_steps: int        # optimiser steps of soft-prompt tuning
-    soft_lr: float         # prompt vectors start from word embeddings and need large steps
-
-
-SIZES["prompting"] = {
-    "smoke": Prompting(shots=1, soft_tokens=4, soft_steps=5, soft_lr=3e-2),
-    "class": Prompting(shots=3, soft_tokens=8, soft_steps=150, soft_lr=3e-2),
-    "full": Prompting(shots=5, soft_tokens=16, soft_steps=600, soft_lr=3e-2),
-}
-
-
 def sizes(name: str, mode: str | None = None):
     """The sizes of lesson part ``name`` in ``mode`` (default: the current mode)."""
     if name not in SIZES:
