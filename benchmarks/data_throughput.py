@@ -13,15 +13,10 @@ import time
 
 import torch
 
-from helpers.device import resolve_device
+from helpers.device import resolve_device, synchronize
 from helpers.images import ImageWorld
 from helpers.models import image_model_config, create_image_model
 from helpers.training import Batches, cross_entropy_loss, train
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main():
@@ -40,15 +35,15 @@ def main():
     model = create_image_model(config)
     render, training = [], []
     for r in range(args.rounds + 1):
-        sync(device)
+        synchronize(device)
         start = time.perf_counter()
         world.render(args.chunk, seed=r, device=device)
-        sync(device)
+        synchronize(device)
         render.append(args.chunk / (time.perf_counter() - start))
         start = time.perf_counter()
         train(model, cross_entropy_loss, batches, epochs=steps // len(batches), lr=1e-3,
               device=device, progress=False)
-        sync(device)
+        synchronize(device)
         training.append(steps * config.batch_size / (time.perf_counter() - start))
     render, training = statistics.median(render[1:]), statistics.median(training[1:])
     print(f"render:   {render:9.0f} images/s ({config.image_size} px, chunks of {args.chunk})")

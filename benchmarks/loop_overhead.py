@@ -15,7 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from helpers.device import autocast, autocast_dtype, resolve_device
+from helpers.device import autocast, autocast_dtype, resolve_device, synchronize
 from helpers.images import ImageWorld
 from helpers.models import ImageModelConfig, create_image_model
 from helpers.training import Batches, cross_entropy_loss, train
@@ -45,11 +45,6 @@ def raw_loop(model, batches, device, lr, steps):
                 break
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="auto")
@@ -72,14 +67,14 @@ def main():
             model = create_image_model(config, seed=0).to(device)
             if channels_last:
                 model = model.to(memory_format=torch.channels_last)
-            sync(device)
+            synchronize(device)
             start = time.perf_counter()
             if name == "raw":
                 raw_loop(model, batches, device, 1e-3, args.steps)
             else:
                 train(model, cross_entropy_loss, batches, epochs=args.steps // len(batches) + 1,
                       max_steps=args.steps, lr=1e-3, device=device, progress=False, log_every=10)
-            sync(device)
+            synchronize(device)
             if r > 0:
                 rates[name].append(samples / (time.perf_counter() - start))
     for name, values in rates.items():

@@ -48,6 +48,12 @@ def autocast(device, enabled: bool = True):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def synchronize(device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously); a no-op elsewhere. For timing."""
+    if resolve_device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
 def describe(device="auto") -> str:
     """One line naming the device, for the top of every lesson."""
     device = resolve_device(device)
