@@ -15,7 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from helpers.device import autocast, autocast_dtype, resolve_device, synchronize
+from helpers.device import autocast, autocast_dtype, prefers_channels_last, resolve_device, synchronize
 from helpers.images import ImageWorld
 from helpers.models import ImageModelConfig, create_image_model
 from helpers.training import Batches, cross_entropy_loss, train
@@ -57,7 +57,7 @@ def main():
     config = ImageModelConfig(width=args.width, image_size=48)
     x, y = ImageWorld(image_size=48).render(args.batch_size * 8, seed=0, device=device)
     batches = Batches(x, y, batch_size=args.batch_size, shuffle=False)
-    channels_last = device.type == "cuda"
+    channels_last = prefers_channels_last(create_image_model(config), device)   # the layout train() picks
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     samples = args.steps * args.batch_size

@@ -13,7 +13,8 @@ What is here, in the order the lesson uses it:
 - Metrics: ``count_metrics`` (MAE, RMSE, exact-count and within-one accuracy) and
   ``mean_baseline``.
 - Training: ``fit_counter`` (one run, a fixed number of steps) and ``run_counter`` (build, train,
-  evaluate; returns a row for a results table).
+  evaluate; returns a row for a results table). From-scratch baselines are cached by the exact
+  scenes and settings; ``prepare_scratch_counters`` trains the lesson's for ``make prepare``.
 - Your own photos: ``load_photo_counts`` reads a folder of images plus ``counts.csv``
   (``filename,count``) and names the file and row of every problem; ``write_example_photos``
   makes a small example folder so the lesson always has one.
@@ -29,8 +30,9 @@ Example:
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -39,11 +41,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .cache import cached_model, checkpoint_path
 from .device import resolve_device, seed_everything
 from .images import BACKGROUNDS, CountWorld
 from .models import create_image_model, image_model_config, pretrained_image_model
+from .modes import sizes
 from .surgery import freeze_stages, replace_head
-from .training import Batches, predict, train
+from .training import Batches, History, predict, train
 
 # ---------------------------------------------------------------------------------------------
 # Data
@@ -271,35 +275,114 @@ def fit_counter(model, x, y, *, steps: int, batch_size: int, lr: float, loss: st
                  progress=progress, desc=desc, hook=hook)
 
 
+@dataclass(frozen=True)
+class ScratchCounterConfig:
+    """Everything that determines one from-scratch counter (its hash names the cache file).
+
+    ``data`` is a fingerprint of the exact training scenes and counts, so a different world, pool
+    or subset is a different entry."""
+    arch: dict
+    data: str
+    labels: int
+    seed: int
+    loss: str
+    steps: int
+    batch_size: int
+    lr: float
+    freeze: int
+
+
+def data_fingerprint(*tensors: torch.Tensor) -> str:
+    """A short hash of the bytes of ``tensors`` (shape and dtype included)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{tuple(t.shape)} {t.dtype}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _train_counter(model, x, y, *, labels, loss, seed, steps, batch_size, lr, evaluate=None,
+                   eval_every=None, hook=None, progress=True, name="fine-tuned"):
+    return fit_counter(model, x, y, steps=steps, batch_size=batch_size, lr=lr, loss=loss, seed=seed,
+                       evaluate=evaluate, eval_every=eval_every, hook=hook, progress=progress,
+                       desc=f"{name}, {labels} labels, {loss}, seed {seed}")
+
+
 def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: str = "mse",
                 seed: int = 0, steps: int, batch_size: int, lr: float, freeze: int = 0,
                 eval_every: int | None = None, hook=None, progress: bool = True,
-                return_model: bool = False):
+                return_model: bool = False, cache: bool = True):
     """One experiment: a fresh model, ``labels`` training scenes, ``steps`` steps, test metrics.
 
     With ``eval_every`` the test MAE is also measured during training (``test_mae`` in the
     History's evals, e.g. for ``LiveCurve(metric="test_mae")``).
 
+    From-scratch runs are baselines that every class repeats identically, so (with ``cache``)
+    the trained counter is stored in the cache, keyed by the exact training scenes and every
+    setting (``ScratchCounterConfig``), and loaded the next time the same run is asked for;
+    ``make prepare`` trains lesson 05's in advance (``prepare_scratch_counters``). Fine-tuned
+    runs, the subject of the lesson, always train. A run with ``eval_every`` or a ``hook``
+    always trains too, since it needs the live curve.
+
     Returns a row ``{"labels", "start", "loss", "freeze", "seed", "trainable", "mae", "rmse",
-    "exact_acc", "within1_acc", "seconds"}`` (and the trained model and History if
-    ``return_model``).
+    "exact_acc", "within1_acc", "seconds", "cached"}`` (and the trained model and History if
+    ``return_model``). ``seconds`` is the training time, also for a counter loaded from the
+    cache (then ``cached`` is True and the History is the stored one).
     """
     x, y = data.train_subset(labels, seed)
-    model = count_model(pretrained, seed=seed, train_mean=y.mean().item(), freeze=freeze,
-                        device=data.x_train.device)
     name = "fine-tuned" if pretrained else "scratch"
+    device = data.x_train.device
+
+    def make():
+        return count_model(pretrained, seed=seed, train_mean=y.mean().item(), freeze=freeze, device=device)
+
     evaluate = None
     if eval_every:
         def evaluate(m):
             return {"test_mae": count_metrics(predict_counts(m, data.x_test), data.y_test)["mae"]}
-    history = fit_counter(model, x, y, steps=steps, batch_size=batch_size, lr=lr, loss=loss,
-                          seed=seed, evaluate=evaluate, eval_every=eval_every, hook=hook,
-                          progress=progress, desc=f"{name}, {labels} labels, {loss}, seed {seed}")
+    train_kw = dict(labels=labels, loss=loss, seed=seed, steps=steps, batch_size=batch_size, lr=lr,
+                    progress=progress, name=name)
+    cached = False
+    if pretrained or not cache or eval_every or hook is not None:
+        model = make()
+        history = _train_counter(model, x, y, evaluate=evaluate, eval_every=eval_every, hook=hook, **train_kw)
+    else:
+        config = ScratchCounterConfig(arch=asdict(image_model_config()), data=data_fingerprint(x, y),
+                                      labels=labels, seed=seed, loss=loss, steps=steps,
+                                      batch_size=batch_size, lr=lr, freeze=freeze)
+        cached = checkpoint_path("counter_scratch", config).exists()
+
+        def build(model):
+            h = _train_counter(model, x, y, **train_kw)
+            return {"history": h.as_dict(), "interrupted": h.interrupted}
+
+        model, info = cached_model("counter_scratch", config, make, build, device=device, verbose=False)
+        history = History.from_dict(info["history"])
+        if cached:
+            print(f"from scratch, {labels} labels, {loss}, seed {seed}: loaded from the cache "
+                  f"(trained earlier with these exact scenes and settings in {history.seconds[-1]:.0f} s)")
     metrics = count_metrics(predict_counts(model, data.x_test), data.y_test)
     row = {"labels": labels, "start": name, "loss": loss, "freeze": freeze, "seed": seed,
            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-           **metrics, "seconds": history.seconds[-1] if history.seconds else 0.0}
+           **metrics, "seconds": history.seconds[-1] if history.seconds else 0.0, "cached": cached}
     return (row, model, history) if return_model else row
+
+
+def prepare_scratch_counters(mode: str | None = None) -> list[dict]:
+    """Train (or find in the cache) every from-scratch counter lesson 05 runs in ``mode``.
+
+    The same runs as the lesson's sections 4 (``S.seeds`` seeds at ``S.labels`` labels) and the
+    labels curve (``S.curve_seeds`` seeds at each other point of ``S.curve``), on the same
+    scenes. Used by ``make prepare``; returns their rows.
+    """
+    S = sizes("bird_counter", mode)
+    data = count_data(n_train=S.pool, n_test=S.test_scenes, n_shifted=S.shifted_scenes, image_size=S.image_size,
+                      device=resolve_device("auto"))
+    runs = [(S.labels, seed) for seed in range(S.seeds)]
+    runs += [(labels, seed) for labels in S.curve if labels != S.labels for seed in range(S.curve_seeds)]
+    return [run_counter(data, labels=labels, pretrained=False, loss=S.loss, seed=seed, steps=S.steps,
+                        batch_size=S.batch_size, lr=S.lr) for labels, seed in runs]
 
 
 # ---------------------------------------------------------------------------------------------

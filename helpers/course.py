@@ -20,10 +20,11 @@ from .results import results_path, results_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# What `make prepare` builds: "module:function" entries, each returning a model from the cache
-# (and training it if missing). Lessons add theirs here.
+# What `make prepare` builds: "module:function" entries, each loading its models from the cache
+# and training the missing ones. Lessons add theirs here.
 PREPARE = [
     "helpers.models:pretrained_image_model",
+    "helpers.counting:prepare_scratch_counters", # lesson 05: its from-scratch baselines
     "helpers.lm:pretrained_lm",                 # lessons 07-09: the LM pre-trained on the augmented encyclopedia
     "helpers.lm:pretrained_lm_once_only",       # lesson 08's ablation: the once-only encyclopedia
     "helpers.generator:orca_judge",             # lesson 11: the classifier that measures the orca rate

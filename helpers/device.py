@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import random
 
 import torch
+import torch.nn as nn
 
 
 def resolve_device(device="auto") -> torch.device:
@@ -62,3 +64,19 @@ def describe(device="auto") -> str:
     if device.type == "cpu":
         return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
     return device.type
+
+
+def prefers_channels_last(model: nn.Module, device) -> bool:
+    """Whether ``train`` lays ``model`` out channels_last by default on ``device``.
+
+    Only convolutional networks benefit. On CUDA they do (tensor cores want NHWC). On an x86 CPU,
+    oneDNN's convolutions and pooling are faster in NHWC too: ``benchmarks/channels_last.py``
+    measures the ratio for each of the course's conv nets. Elsewhere (MPS, ARM CPUs) the layout
+    stays contiguous, the safe default.
+    """
+    device = torch.device(device)
+    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return False
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and platform.machine().lower() in ("x86_64", "amd64")

@@ -29,6 +29,8 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from .device import prefers_channels_last
+
 
 def is_distributed() -> bool:
     """True inside a process group (after ``setup()`` under torchrun)."""
@@ -144,12 +146,12 @@ def wrap_ddp(model: nn.Module, device=None, channels_last: bool | None = None) -
     parameters it averages gradients for (those with ``requires_grad``), and ignores the others.
     Freezing after wrapping makes DDP wait for gradients that never come.
 
-    ``channels_last`` (default: on for CUDA conv nets) is applied before wrapping, because DDP
-    must see the parameters in the layout they will keep.
+    ``channels_last`` (default: ``prefers_channels_last``, as in ``train``) is applied before
+    wrapping, because DDP must see the parameters in the layout they will keep.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if channels_last is None:
-        channels_last = device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+        channels_last = prefers_channels_last(model, device)
     model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
     if not is_distributed():
         return model

@@ -6,7 +6,8 @@ top to bottom:
 
 - AdamW with linear warmup then cosine decay; optional parameter groups (layer-wise rates).
 - On CUDA: autocast (bf16, or fp16 with a gradient scaler), channels_last for conv nets,
-  non_blocking host-to-device copies, optional ``torch.compile``.
+  non_blocking host-to-device copies, optional ``torch.compile``. On x86 CPUs conv nets train
+  channels_last too (``prefers_channels_last``).
 - No host synchronisation per step: losses are summed on the device and read once per
   progress-bar refresh (``log_every`` steps).
 - A non-finite loss stops training with a hint; the notebook's stop button (KeyboardInterrupt)
@@ -27,14 +28,14 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable, Iterable
 
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .device import autocast, autocast_dtype, resolve_device
+from .device import autocast, autocast_dtype, prefers_channels_last, resolve_device
 from .distributed import is_main_process, mean_over_ranks, reduce_metrics, world_size
 
 
@@ -70,7 +71,12 @@ class History:
         return values[-1] if values else None
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("step", "loss", "lr", "seconds", "samples", "evals", "interrupted")}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        """The History that ``as_dict`` wrote (e.g. stored beside a cached checkpoint)."""
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -111,10 +117,6 @@ def to_device(batch, device, channels_last=False):
     return tuple(out)
 
 
-def _has_conv(model):
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
-
-
 def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
           epochs: int = 1, max_steps: int | None = None,
           lr: float = 1e-3, weight_decay: float = 0.01, betas=(0.9, 0.999),
@@ -137,7 +139,8 @@ def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
         warmup: fraction of steps with a linear warmup; then cosine decay to ``lr_floor * lr``.
         clip_grad: clip the gradient norm to this (None: no clipping).
         amp: mixed precision on CUDA (bf16 where supported, else fp16 with a gradient scaler).
-        channels_last: memory layout for conv nets; default on for CUDA conv nets.
+        channels_last: memory layout for conv nets; default ``prefers_channels_last`` (CUDA and
+            x86 CPUs).
         compile: wrap the model with ``torch.compile`` for the run.
         evaluate: ``evaluate(model) -> {metric: value}``, run without gradients every
             ``eval_every`` steps and at the end; the model's mode is restored afterwards.
@@ -154,7 +157,7 @@ def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
     if total <= 0:
         raise ValueError(f"nothing to train: {len(data)} batches x {epochs} epochs, max_steps={max_steps}")
     if channels_last is None:
-        channels_last = device.type == "cuda" and _has_conv(model)
+        channels_last = prefers_channels_last(model, device)
     model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
     if param_groups is None:
         param_groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]

@@ -8,8 +8,8 @@ from PIL import Image
 
 from helpers.counting import (LOSSES, TRAIN_BACKGROUNDS, PhotoCountError, count_data, count_metrics,
                               count_model, count_world, fit_counter, load_photo_counts, mean_baseline,
-                              poisson_loss, predict_counts, saliency, shifted_worlds, start_at_mean,
-                              write_example_photos)
+                              poisson_loss, predict_counts, run_counter, saliency, shifted_worlds,
+                              start_at_mean, write_example_photos)
 from helpers.surgery import replace_head
 
 
@@ -89,6 +89,24 @@ def test_fine_tuning_lowers_the_loss_and_saliency_leaves_weights_alone():
     assert maps.shape == (3, 32, 32) and maps.min() >= 0 and math.isclose(maps.max().item(), 1.0, rel_tol=1e-5)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert model.training
+
+
+def test_scratch_runs_are_cached_by_scenes_and_settings(data_dir, capsys):
+    data = count_data(n_train=24, n_test=8, n_shifted=2, image_size=32)
+    kw = dict(labels=16, loss="poisson", steps=4, batch_size=8, lr=3e-3, progress=False)
+    first, model1, _ = run_counter(data, pretrained=False, seed=0, return_model=True, **kw)
+    assert not first["cached"] and len(list((data_dir / "cache").glob("counter_scratch-*"))) == 1
+    again, model2, history = run_counter(data, pretrained=False, seed=0, return_model=True, **kw)
+    assert again["cached"] and "loaded from the cache" in capsys.readouterr().out
+    assert all(torch.equal(a, b) for a, b in zip(model1.state_dict().values(), model2.state_dict().values()))
+    assert again["mae"] == pytest.approx(first["mae"], abs=1e-4) and again["seconds"] == first["seconds"]
+    assert history.steps_done == 4
+    # another seed (other scenes), another setting, or a fine-tuned run: trained, never loaded
+    assert not run_counter(data, pretrained=False, seed=1, **kw)["cached"]
+    assert not run_counter(data, pretrained=False, seed=0, **{**kw, "steps": 5})["cached"]
+    assert not run_counter(data, pretrained=True, seed=0, **kw)["cached"]
+    assert not run_counter(data, pretrained=False, seed=0, cache=False, **kw)["cached"]
+    assert len(list((data_dir / "cache").glob("counter_scratch-*"))) == 3
 
 
 # --- losses and metrics ---------------------------------------------------------------------------

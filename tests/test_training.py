@@ -133,6 +133,25 @@ def test_batches_reshuffle_each_epoch_repeatably():
     assert sorted(sum(e1, [])) == list(range(10))
 
 
+def test_channels_last_default_is_for_conv_nets_on_cuda_and_x86_cpus(monkeypatch):
+    import platform
+    from helpers.models import ImageModelConfig, create_image_model
+    from helpers.device import prefers_channels_last
+    cnn, mlp = create_image_model(ImageModelConfig(width=8, image_size=32)), nn.Linear(4, 2)
+    assert prefers_channels_last(cnn, "cuda") and not prefers_channels_last(mlp, "cuda")
+    assert not prefers_channels_last(cnn, "mps")
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    assert prefers_channels_last(cnn, "cpu") and not prefers_channels_last(mlp, "cpu")
+    monkeypatch.setattr(platform, "machine", lambda: "arm64")
+    assert not prefers_channels_last(cnn, "cpu")
+
+
+def test_history_round_trips_through_a_dict():
+    h = History(step=[10, 20], loss=[2.0, 1.5], lr=[1e-3, 5e-4], seconds=[0.5, 1.0], samples=[80, 160],
+                evals=[{"step": 20, "acc": 0.5}], interrupted=True)
+    assert History.from_dict(h.as_dict()) == h
+
+
 @pytest.mark.cuda
 def test_mixed_precision_and_channels_last_on_cuda():
     from helpers.models import ImageModelConfig, create_image_model
