@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .device import resolve_device, seed_everything
+from .device import prefers_channels_last, resolve_device, seed_everything, synchronize
 from .finetune import (flip_and_shift, run_finetune, species_task, species_test_set,
                        species_train_set)
 from .models import count_params, create_image_model, image_model_config
@@ -150,15 +150,20 @@ def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: tor
 
 def inference_seconds(model: nn.Module, x: torch.Tensor, repeats: int = 5) -> float:
     """Seconds to classify the images ``x`` (the fastest of ``repeats`` runs: on a shared machine
-    the fastest run is closest to the model's own cost)."""
+    the fastest run is closest to the model's own cost).
+
+    The model is first put in the memory layout that training uses on this device
+    (``prefers_channels_last``; only the layout changes, not the weights), so that a trained model
+    and a fresh one are timed alike."""
+    device = next(model.parameters()).device
+    layout = torch.channels_last if prefers_channels_last(model, device) else torch.contiguous_format
+    model.to(memory_format=layout)
     best = float("inf")
     predict(model, x[:8])                                 # warm up
     for _ in range(repeats):
-        if x.device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         start = time.perf_counter()
         predict(model, x)
-        if x.device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return best

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers.distill import create_student, distillation_loss, run_student
+from helpers.device import prefers_channels_last
+from helpers.distill import create_student, distillation_loss, inference_seconds, run_student
 from helpers.models import count_params, create_image_model, image_model_config
 
 
@@ -84,3 +85,14 @@ def test_students_start_fresh_and_train():
     assert count_params(fresh) == a["params"]
     with pytest.raises(ValueError, match="teacher"):
         run_student("kd", x, y, steps=1, progress=False)
+
+
+def test_inference_is_timed_in_the_training_layout_whatever_the_model_came_with():
+    x = torch.rand(4, 3, 32, 32)
+    for start in (torch.channels_last, torch.contiguous_format):
+        model = create_student(width=8).to(memory_format=start)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        assert inference_seconds(model, x, repeats=1) > 0
+        conv = model.conv1.weight
+        assert conv.is_contiguous(memory_format=torch.channels_last) == prefers_channels_last(model, "cpu")
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
