@@ -3,8 +3,9 @@
 For each model the course trains with convolutions (lesson 01's image model, lesson 05's
 counter, lesson 11's generator), the course's `train` loop runs the same steps on the same
 batches with `channels_last=True` and `channels_last=False`, interleaved round by round so a
-noisy shared machine slows both alike. It prints one ratio per model and the layout the course uses for it on this device
-(`helpers.training.prefers_channels_last`; the generator's own `training_layout`):
+noisy shared machine slows both alike. It prints one ratio per model and the layout the course
+uses for it on this device (`helpers.device.prefers_channels_last`; the generator's own
+`helpers.generator.training_layout`):
 
     python benchmarks/channels_last.py [--device auto] [--rounds 4] [--steps 20] [--mode class]
 
@@ -28,16 +29,15 @@ from helpers.training import Batches, cross_entropy_loss, train
 def cases(mode, device):
     """(name, make_model, loss_fn, batches, default layout) for each conv net the course trains."""
     image = image_model_config(mode)
+    resnet_layout = prefers_channels_last(create_image_model(image), device)   # lessons 01 and 05 alike
     x, y = ImageWorld(image_size=image.image_size).render(image.batch_size * 2, seed=0, device=device)
     yield ("image model (lesson 01)", lambda: create_image_model(image, seed=0), cross_entropy_loss,
-           Batches(x, y, batch_size=image.batch_size, shuffle=False),
-           prefers_channels_last(create_image_model(image), device))
+           Batches(x, y, batch_size=image.batch_size, shuffle=False), resnet_layout)
     counter = sizes("bird_counter", mode)
     x = torch.rand(counter.batch_size * 2, 3, counter.image_size, counter.image_size, device=device)
     y = torch.randint(0, 10, (len(x),), device=device).float()
     yield ("bird counter (lesson 05)", lambda: count_model(False, seed=0, train_mean=4.0, device=device),
-           poisson_loss, Batches(x, y, batch_size=counter.batch_size, shuffle=False),
-           prefers_channels_last(create_image_model(image), device))
+           poisson_loss, Batches(x, y, batch_size=counter.batch_size, shuffle=False), resnet_layout)
     gen = generator_config(mode)
     x = torch.rand(gen.batch_size * 2, 3, gen.image_size, gen.image_size, device=device) * 2 - 1
     yield ("generator (lesson 11)", lambda: create_generator(gen, seed=0), flow_matching_loss,

@@ -302,13 +302,6 @@ def data_fingerprint(*tensors: torch.Tensor) -> str:
     return h.hexdigest()[:16]
 
 
-def _train_counter(model, x, y, *, labels, loss, seed, steps, batch_size, lr, evaluate=None,
-                   eval_every=None, hook=None, progress=True, name="fine-tuned"):
-    return fit_counter(model, x, y, steps=steps, batch_size=batch_size, lr=lr, loss=loss, seed=seed,
-                       evaluate=evaluate, eval_every=eval_every, hook=hook, progress=progress,
-                       desc=f"{name}, {labels} labels, {loss}, seed {seed}")
-
-
 def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: str = "mse",
                 seed: int = 0, steps: int, batch_size: int, lr: float, freeze: int = 0,
                 eval_every: int | None = None, hook=None, progress: bool = True,
@@ -341,12 +334,12 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
     if eval_every:
         def evaluate(m):
             return {"test_mae": count_metrics(predict_counts(m, data.x_test), data.y_test)["mae"]}
-    train_kw = dict(labels=labels, loss=loss, seed=seed, steps=steps, batch_size=batch_size, lr=lr,
-                    progress=progress, name=name)
+    fit = dict(steps=steps, batch_size=batch_size, lr=lr, loss=loss, seed=seed, progress=progress,
+               desc=f"{name}, {labels} labels, {loss}, seed {seed}")
     cached = False
     if pretrained or not cache or eval_every or hook is not None:
         model = make()
-        history = _train_counter(model, x, y, evaluate=evaluate, eval_every=eval_every, hook=hook, **train_kw)
+        history = fit_counter(model, x, y, evaluate=evaluate, eval_every=eval_every, hook=hook, **fit)
     else:
         config = ScratchCounterConfig(arch=asdict(image_model_config()), data=data_fingerprint(x, y),
                                       labels=labels, seed=seed, loss=loss, steps=steps,
@@ -354,7 +347,7 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
         cached = checkpoint_path("counter_scratch", config).exists()
 
         def build(model):
-            h = _train_counter(model, x, y, **train_kw)
+            h = fit_counter(model, x, y, **fit)
             return {"history": h.as_dict(), "interrupted": h.interrupted}
 
         model, info = cached_model("counter_scratch", config, make, build, device=device, verbose=False)
