@@ -1,0 +1,174 @@
+# %% [markdown]
+# # 01 · Pre-training an image model
+#
+# Fine-tuning starts from a **pre-trained model**: one trained on a large, *general* data set. In
+# this lesson you make that model. A small convolutional network, built with
+# [timm](https://github.com/huggingface/pytorch-image-models), learns to name the main object in
+# scenes from the procedural image world. The lessons after this one fine-tune it.
+#
+# What you will see: the data, the model and its size, pre-training with a live curve, the
+# confusion matrix, and the filters the first layer learned. The trained model is saved in the
+# course's cache, so the later lessons load it in a second.
+
+# %%
+import torch
+
+from helpers.device import resolve_device
+from helpers.images import CLASSES, ImageWorld
+from helpers.models import (count_params, create_image_model, image_model_config,
+                            pretrained_image_model)
+from helpers.modes import sizes
+from helpers.plots import LiveCurve, confusion_matrix, conv_filters, image_grid, plot_history
+from helpers.results import Lesson
+from helpers.training import History, accuracy, predict
+
+lesson = Lesson("01")
+device = resolve_device("auto")
+S = sizes("pretrain_image")
+config = image_model_config()
+S
+
+# %% [markdown]
+# ## The general data set
+#
+# The world renders fresh scenes for every training batch, so the model never sees the same image
+# twice (`steps × batch_size` images in all). A fixed validation set, rendered from its own seed,
+# measures how well it generalises.
+
+# %%
+world = ImageWorld(image_size=S.image_size)
+x_val, y_val = world.render(S.val_images, seed=10_000 + config.seed, device=device)
+print(f"{len(CLASSES)} classes; validation set: {tuple(x_val.shape)}")
+print(f"training will see {S.steps * S.batch_size:,} fresh images")
+image_grid(x_val[:16], [CLASSES[i] for i in y_val[:16].tolist()], cols=8)
+
+# %% [markdown]
+# ## The model
+#
+# A ResNet-18 from timm at a fraction of its usual width: the same architecture as the
+# ImageNet models people fine-tune every day, small enough for a laptop. Because it is an ordinary
+# timm model, everything in the next lessons also works on any other timm architecture. A ResNet
+# is a **stem** (the first convolution) followed by four **stages** of residual blocks, each
+# halving the resolution and doubling the channels, then a **head**: global average pooling and a
+# linear classifier.
+
+# %%
+model = create_image_model(config)
+print(f"{config.arch} at width {config.width}: {count_params(model):,} parameters")
+for name, child in model.named_children():
+    n = count_params(child)
+    if n:
+        print(f"  {name:<8} {n:>10,}")
+print("classifier:", model.get_classifier())
+
+# %% [markdown]
+# ## Pre-training
+#
+# `pretrained_image_model()` is the one call every later lesson uses. If the cache holds a model
+# made with exactly this configuration it loads it; otherwise it trains one now, with the
+# course's training loop (AdamW, warmup then cosine decay, mixed precision on a GPU) and saves it.
+# Set `RETRAIN = True` to train again even when a cached model exists (about 2 minutes on a
+# 2-core laptop in class mode).
+
+# %%
+RETRAIN = False
+
+model, info = pretrained_image_model(config, device=device, rebuild=RETRAIN,
+                                     hook=LiveCurve(metric="val_acc", title="pre-training"))
+history = History(**info["history"])
+print(f"trained on {info['train_images']:,} images at {info['images_per_s']:.0f} images/s")
+plot_history(history, metric="val_acc", title="pre-training on the general world")
+
+# %% [markdown]
+# The loss falls fast at first, while the model learns colours and coarse shapes, then slowly as
+# it learns the details that separate similar classes (orca from whale, balloon from kite).
+#
+# ## How good is it?
+
+# %%
+val_acc = accuracy(model, x_val, y_val)
+pred = predict(model, x_val).argmax(1)
+print(f"validation accuracy: {val_acc:.3f} (chance: {1 / len(CLASSES):.3f})")
+confusion_matrix(y_val, pred, CLASSES, title="validation set, rows sum to 1")
+
+# %% [markdown]
+# Look at the off-diagonal cells: which classes does the model still mix up, and do they look
+# alike? The gallery below shows some of its mistakes.
+
+# %%
+wrong = (pred != y_val).nonzero().flatten()[:16]
+if len(wrong):
+    fig = image_grid(x_val[wrong], [f"{CLASSES[p]}?\n({CLASSES[t]})" for p, t in
+                                    zip(pred[wrong].tolist(), y_val[wrong].tolist())], cols=8,
+                     title="mistakes: predicted? (true)")
+else:
+    fig = None
+    print("no mistakes on the validation set")
+fig
+
+# %% [markdown]
+# ## What the first layer learned
+#
+# Each small image is one filter of the stem's convolution, the layer nearest the input. Filters
+# that respond to edges and colours are general: almost any image task can use them. That is
+# why, when fine-tuning, the layers nearest the input are the first candidates to keep frozen
+# (lesson 03).
+
+# %%
+conv_filters(model.conv1.weight, cols=8)
+
+# %% [markdown]
+# ## Exercises
+#
+# **1. Parameters by part.** How many parameters does the last stage, `model.layer4`, hold? Put
+# the number in `layer4_params`, computed from the model (not typed in).
+
+# %% tags=["exercise"]
+layer4_params = None
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+layer4_params = sum(p.numel() for p in model.layer4.parameters())
+
+# %% tags=["check"]
+from helpers.exercises import check
+
+check("parameters of layer4",
+      lambda: layer4_params == count_params(model.layer4),
+      hint="sum p.numel() over model.layer4.parameters()")
+print(f"layer4 holds {count_params(model.layer4) / count_params(model):.0%} of the model's parameters")
+
+# %% [markdown]
+# **2. A harder world.** The model never saw scenes with three times the sensor noise. Render 512
+# such scenes (hint: `dataclasses.replace(world, noise=...)`) and measure the model's accuracy on
+# them as `noisy_acc`. Does pre-training on clean scenes transfer to noisy ones?
+
+# %% tags=["exercise"]
+from dataclasses import replace
+
+noisy_acc = None
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+noisy_world = replace(world, noise=3 * world.noise)
+x_noisy, y_noisy = noisy_world.render(512, seed=777, device=device)
+noisy_acc = accuracy(model, x_noisy, y_noisy)
+print(f"accuracy with 3x noise: {noisy_acc:.3f} (clean: {val_acc:.3f})")
+
+
+# %% tags=["check"]
+def _reference_noisy_acc():
+    x, y = replace(world, noise=3 * world.noise).render(512, seed=12_345, device=device)
+    return accuracy(model, x, y)
+
+check("accuracy on a noisier world",
+      lambda: 0 <= noisy_acc <= 1 and abs(noisy_acc - _reference_noisy_acc()) < 0.08,
+      hint="render 512 scenes from replace(world, noise=3 * world.noise) and call accuracy(model, x, y)")
+
+# %% [markdown]
+# ## Record the results
+#
+# The lesson's headline numbers go into the course's results file (`data/results/<mode>.json`);
+# `make course` prints them for every lesson.
+
+# %%
+lesson.record({"val_acc": val_acc, "train_images": info["train_images"],
+               "params": count_params(model), "images_per_s": info["images_per_s"]})

@@ -1,0 +1,493 @@
+# %% [markdown]
+# # 05 · The bird counter
+#
+# The glossary's own example of fine-tuning with a **different loss and a different model type**:
+# *"fine-tune a pre-trained large image model to produce a regression model that returns the number
+# of birds in an input image"*.
+#
+# Lesson 01's network names the main object of a scene: it ends in 14 class scores. Here we keep
+# everything it learnt about edges, colours, wings and beaks, cut off those 14 scores, and put on a
+# **one-number head**: how many birds are in the picture. Classification becomes regression, so the
+# loss changes too (from cross-entropy to MSE, Huber or a Poisson likelihood) and so do the metrics
+# (from accuracy to mean absolute error and "got the count exactly right").
+#
+# What you will see:
+# 1. the counting scenes, and the laziest possible counter (always guess the average);
+# 2. the head swap, in one visible cell;
+# 3. fine-tuning with a live curve, then where the counter goes wrong and where it looks;
+# 4. fine-tuned against the same network trained from scratch, 3 seeds, and how that gap changes
+#    with the number of labelled scenes;
+# 5. three losses, and how many stages to freeze for counting;
+# 6. scenes unlike the training ones (more birds, an unseen sky), and your own photos.
+
+# %%
+from dataclasses import replace
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from IPython.display import display
+
+from helpers.counting import (count_data, count_metrics, load_photo_counts, mean_baseline, predict_counts,
+                              residual_histogram, run_counter, saliency, saliency_grid,
+                              start_at_mean, truth_plot, write_example_photos)
+from helpers.cache import data_dir
+from helpers.exercises import check
+from helpers.models import pretrained_image_model
+from helpers.modes import sizes
+from helpers.plots import LiveCurve, image_grid, line_plot
+from helpers.results import Lesson, load_results
+from helpers.surgery import replace_head, stage_table, stages
+
+lesson = Lesson("05")
+S = sizes("bird_counter")
+S
+
+# %% [markdown]
+# ## 1. The task: count the birds, not the kites
+#
+# Each scene holds 0 to 9 birds of all six species, in any pose, among up to five
+# **distractors** that a lazy counter would happily count: planes, kites, balloons and leaves.
+# Objects sit in the cells of a 4 x 4 grid with their positions jittered, so neighbours sometimes
+# **overlap**; every counted bird stays mostly visible. The label is exact: the renderer knows
+# how many birds it drew.
+#
+# We render everything once: a pool of labelled training scenes (runs with fewer labels take a
+# random subset of it), a standard test set, and a *shifted* test set we keep for section 6.
+
+# %%
+data = count_data(n_train=S.pool, n_test=S.test_scenes, n_shifted=S.shifted_scenes, image_size=S.image_size)
+print(f"training pool {tuple(data.x_train.shape)}, test {tuple(data.x_test.shape)}, "
+      f"shifted {tuple(data.x_shift.shape)}")
+fig = image_grid(data.x_train[:16], [f"{int(c)} birds" for c in data.y_train[:16]], cols=8, size=1.6)
+display(fig); plt.close(fig)
+
+# %% [markdown]
+# How often do birds overlap? `render(..., visibility=True)` also returns, for every bird, the
+# share of it that is still visible after everything drawn later is painted on top.
+
+# %%
+_, counts, visible = data.world.render(200, seed=99, visibility=True)
+shares = torch.cat([v for v in visible if len(v)])
+overlapping = sum(1 for v in visible if len(v) and v.min() < 0.95)
+print(f"scenes with a partly hidden bird: {overlapping} of 200; "
+      f"least visible bird: {shares.min():.0%} of it still shows")
+assert all(len(v) == int(c) for v, c in zip(visible, counts))    # one entry per bird drawn = the label
+
+# %% [markdown]
+# ### The baseline to beat: always guess the average
+#
+# A counter that ignores the image and always answers the training set's mean count. Any model
+# worth training must beat it by a wide margin. Two metrics we will use throughout:
+#
+# - **MAE**, mean absolute error: on average, how many birds off is the answer?
+# - **exact-count accuracy**: round the answer to a whole number; how often is it exactly right?
+#   (and **within-one accuracy**: how often is it at most one bird off?)
+
+# %%
+headline_train = data.train_subset(S.labels, seed=0)
+baseline = mean_baseline(data.y_train[:S.labels], data.y_test)
+print(f"predict-the-mean ({data.y_train.mean():.2f} birds): MAE {baseline['mae']:.2f}, "
+      f"exact {baseline['exact_acc']:.0%}, within one {baseline['within1_acc']:.0%}")
+
+# %% [markdown]
+# ## 2. The head swap
+#
+# Lesson 01's model ends in a linear layer with 14 outputs, one score per class. For counting
+# we replace it with a linear layer with **one** output followed by a **softplus**
+# (a smooth version of `max(0, x)`), because a count is never negative. Everything before the head,
+# the backbone, keeps its pre-trained weights. `replace_head` from `helpers.surgery` does the swap
+# through timm's own interface, so it works on any timm model.
+#
+# One more trick: `start_at_mean` zeros the new head's weights and sets its bias so that the
+# untrained counter answers the training mean. It starts *as* the baseline above, and every step
+# of training has to improve on it.
+
+# %%
+model, info = pretrained_image_model()
+print("before:", model.get_classifier())
+replace_head(model, 1, activation="softplus")          # 14 class scores -> one non-negative count
+start_at_mean(model, headline_train[1].mean().item())
+print("after: ", model.get_classifier())
+x = data.x_test[:4]
+print("input", tuple(x.shape), "-> output", tuple(model(x).shape), "->", model(x).flatten().tolist())
+stage_table(model)
+
+# %% [markdown]
+# The network pools its last feature map over the whole image, so it accepts any image size:
+# lesson 01 trained it on 48-pixel scenes with one large object, and here it reads
+# larger count scenes holding many smaller ones. (The scenes are 64 pixels in class mode, so that a
+# bird still covers a few positions of the feature map after the stem's stride-4 downsampling.)
+#
+# ## 3. Fine-tuning the counter
+#
+# The loss is `S.loss` (printed below): by default the **Poisson negative log-likelihood**, the
+# classic loss for counts: the output is read as the expected number of birds, and being one bird
+# off is judged relative to how many there are. Section 5 compares it with the mean squared error
+# and the Huber loss. `run_counter` builds
+# a fresh model exactly as in the cell above (`count_model`: same backbone, same head swap), trains
+# all of it for a fixed number of steps, and measures the test set. The right-hand plot is the test
+# MAE during training; the grey dashed line on the left is not drawn, but keep the baseline's MAE
+# in mind.
+
+# %%
+runs = []                                    # every run of this lesson, one row each
+row, counter, history = run_counter(data, labels=S.labels, pretrained=True, loss=S.loss, seed=0, steps=S.steps,
+                                    batch_size=S.batch_size, lr=S.lr, eval_every=S.eval_every,
+                                    hook=LiveCurve(metric="test_mae", title="fine-tuning the counter"),
+                                    return_model=True)
+runs.append(row)
+print(f"fine-tuned with the {S.loss} loss: test MAE {row['mae']:.2f} (baseline {baseline['mae']:.2f}), exact {row['exact_acc']:.0%}, "
+      f"within one {row['within1_acc']:.0%}, {row['seconds']:.0f} s")
+
+# %% [markdown]
+# ### Predictions against the truth
+#
+# Each dot is a test scene (moved a little sideways so they do not pile up). A perfect counter
+# puts every dot on the dashed diagonal; the red line is the mean answer at each true count.
+
+# %%
+pred = predict_counts(counter, data.x_test)
+fig = truth_plot(pred, data.y_test, max_count=data.world.max_birds + 1)
+display(fig); plt.close(fig)
+
+# %% [markdown]
+# The **residuals** (answer minus truth): centred on zero means no systematic over- or
+# under-counting; their spread is the typical error.
+
+# %%
+fig = residual_histogram(pred, data.y_test)
+display(fig); plt.close(fig)
+
+# %% [markdown]
+# ### The worst mistakes
+#
+# The scenes the counter got most wrong. Look for a pattern: overlapping birds, birds cut by the
+# border, small birds, a leaf or kite that looks bird-like, a busy background?
+
+# %%
+worst = (pred - data.y_test).abs().argsort(descending=True)[:8]
+fig = image_grid(data.x_test[worst], [f"true {int(data.y_test[i])}, said {pred[i]:.1f}" for i in worst],
+                 cols=8, size=1.6)
+display(fig); plt.close(fig)
+
+# %% [markdown]
+# ### Where does the model look?
+#
+# A **saliency map** shows how much each pixel moves the predicted count (the size of the
+# gradient of the output with respect to the input). Bright spots should sit on the birds, and
+# the distractors should stay dark.
+
+# %%
+few = data.x_test[:6]
+fig = saliency_grid(few, saliency(counter, few),
+                    [f"true {int(t)}, said {p:.1f}" for t, p in zip(data.y_test[:6], predict_counts(counter, few))])
+display(fig); plt.close(fig)
+
+# %% [markdown]
+# ## 4. Does pre-training help? Fine-tuned against from scratch
+#
+# The claim of the course: starting from pre-trained weights beats starting from random ones
+# **with the same labels and the same budget**. We run the same architecture, the same head,
+# the same number of steps, the same learning rate, from random weights. Seed noise matters at
+# this size, so each side gets several seeds (a different random subset of labelled scenes, a
+# different order, a different head); the run above is fine-tuned seed 0.
+#
+# The from-scratch runs are the same in every class, so they are **cached**: `run_counter` stores
+# each trained from-scratch counter under a key made of its exact training scenes and every
+# setting, and an identical run later loads it instead of training again (it says so, its
+# `seconds` are the original training time, and the `cached` column of the run table marks it).
+# `make prepare` trains them in advance. Change any setting (`S.steps`, the labels, the loss) and
+# the baseline trains again, so both sides always get the same budget. Fine-tuned runs, the subject
+# of this lesson, always train.
+
+# %%
+finetuned_models = {0: counter}
+for seed in range(S.seeds):
+    if seed > 0:
+        row, m, _ = run_counter(data, labels=S.labels, pretrained=True, loss=S.loss, seed=seed, steps=S.steps,
+                                batch_size=S.batch_size, lr=S.lr, return_model=True)
+        runs.append(row)
+        finetuned_models[seed] = m
+    runs.append(run_counter(data, labels=S.labels, pretrained=False, loss=S.loss, seed=seed, steps=S.steps,
+                            batch_size=S.batch_size, lr=S.lr))
+table = pd.DataFrame(runs)
+headline = table[(table.labels == S.labels) & (table.loss == S.loss) & (table.freeze == 0)]
+summary = headline.groupby("start")[["mae", "rmse", "exact_acc", "within1_acc", "seconds"]].agg(["mean", "std"])
+summary.loc["predict the mean", ("mae", "mean")] = baseline["mae"]
+summary.loc["predict the mean", ("exact_acc", "mean")] = baseline["exact_acc"]
+summary.loc["predict the mean", ("within1_acc", "mean")] = baseline["within1_acc"]
+summary.round(3)
+
+# %%
+mae_ft = headline[headline.start == "fine-tuned"].mae.mean()
+mae_scratch = headline[headline.start == "scratch"].mae.mean()
+print(f"{S.labels} labelled scenes, {S.steps} steps, mean of {S.seeds} seeds:")
+print(f"  fine-tuned MAE {mae_ft:.2f} | from scratch {mae_scratch:.2f} | predict-the-mean {baseline['mae']:.2f}")
+print(f"  fine-tuned / scratch = {mae_ft / mae_scratch:.2f}, fine-tuned / mean = {mae_ft / baseline['mae']:.2f}")
+
+# %% [markdown]
+# The budget is deliberately small, `S.steps` steps per run, so that the whole lesson fits a few
+# minutes on a laptop CPU; the fine-tuned counter is still improving when it stops. Give it more
+# (for example `S = replace(S, steps=450)` in the first cell: each run takes half as long again,
+# and the from-scratch baselines, cached only for the prepared settings, train again too) and its
+# error keeps falling.
+#
+# ### How many labels is pre-training worth?
+#
+# The same comparison at several numbers of labelled scenes, each run with the same number of
+# steps (so fewer labels means more passes over them). The headline point reuses the runs above
+# (mean and spread over their seeds); the other points (`S.curve`) use `S.curve_seeds` seed(s)
+# each, and class mode skips 500 labels, to fit the lesson's time budget (full mode runs 250, 500,
+# 1000 and 2000 labels with 3 seeds each). Read small differences between neighbouring points
+# with care.
+
+# %%
+for labels in S.curve:
+    if labels == S.labels:
+        continue
+    for seed in range(S.curve_seeds):
+        for pretrained in (True, False):
+            runs.append(run_counter(data, labels=labels, pretrained=pretrained, loss=S.loss, seed=seed, steps=S.steps,
+                                    batch_size=S.batch_size, lr=S.lr))
+table = pd.DataFrame(runs)
+curve = (table[(table.loss == S.loss) & (table.freeze == 0)]
+         .groupby(["labels", "start"]).mae.agg(["mean", "std"]).unstack("start"))
+fig = line_plot(list(curve.index), {"fine-tuned": curve["mean"]["fine-tuned"], "from scratch": curve["mean"]["scratch"],
+                                    "predict the mean": [baseline["mae"]] * len(curve)},
+                xlabel="labelled training scenes", ylabel="test MAE (birds)", logx=True,
+                errors={"fine-tuned": curve["std"]["fine-tuned"].fillna(0),
+                        "from scratch": curve["std"]["scratch"].fillna(0)},
+                title="error against labels, same budget")
+display(fig); plt.close(fig)
+
+# %% [markdown]
+# ## 5. Which loss? Which layers?
+#
+# ### Three losses, three assumptions
+#
+# - **MSE** (mean squared error) is the negative log-likelihood of Gaussian noise **of the same size
+#   at every count**. It punishes a 3-bird miss nine times as hard as a 1-bird miss, so a few
+#   hard scenes can dominate it.
+# - **Huber** is squared near the truth and absolute (linear) beyond one bird: big misses pull
+#   less, so it is robust to a few confusing scenes or wrong labels.
+# - **Poisson negative log-likelihood** treats the output as the rate of a Poisson count: the
+#   natural model for counts of independent things, whose spread **grows with the count** (being one
+#   off among 9 birds is less surprising than being one off among 1). The softplus head keeps the
+#   rate positive, as this loss needs.
+#
+# Same labels, same budget, seed 0; the row of the headline loss is the run from section 3.
+
+# %%
+for loss in [name for name in ("mse", "huber", "poisson") if name != S.loss]:
+    runs.append(run_counter(data, labels=S.labels, pretrained=True, loss=loss, seed=0, steps=S.steps,
+                            batch_size=S.batch_size, lr=S.lr))
+table = pd.DataFrame(runs)
+loss_rows = table[(table.labels == S.labels) & (table.start == "fine-tuned") & (table.seed == 0) & (table.freeze == 0)]
+loss_rows[["loss", "mae", "rmse", "exact_acc", "within1_acc", "seconds"]].set_index("loss").round(3)
+
+# %% [markdown]
+# ### Partial freezing revisited
+#
+# In lesson 03 we froze the stages nearest the input and tuned the rest, for *classifying*
+# species. Does counting want the same depth? Counting needs the same low-level parts (edges,
+# colours, wing and beak shapes) as naming an object, but the last stages were trained to find
+# *the one main object* and ignore small clutter: exactly what a counter must not do. Frozen
+# stages also skip their backward pass, so runs are cheaper.
+
+# %%
+print("stages:", [name for name, _ in stages(counter)])
+for depth in S.freeze_depths:
+    runs.append(run_counter(data, labels=S.labels, pretrained=True, loss=S.loss, seed=0, freeze=depth, steps=S.steps,
+                            batch_size=S.batch_size, lr=S.lr))
+table = pd.DataFrame(runs)
+freeze_rows = table[(table.labels == S.labels) & (table.start == "fine-tuned") & (table.seed == 0) & (table.loss == S.loss)]
+freeze_rows = freeze_rows[["freeze", "trainable", "mae", "exact_acc", "seconds"]].set_index("freeze").sort_index()
+freeze_rows.round(3)
+
+# %%
+best_depth = int(freeze_rows.mae.idxmin())
+print(f"Best depth for counting here: {best_depth} stage(s) frozen (MAE {freeze_rows.mae.min():.2f}).")
+lesson03 = load_results().get("03", {}).get("metrics", {})
+if "freeze_table" in lesson03:
+    rows03 = pd.DataFrame(lesson03["freeze_table"])
+    acc = [c for c in rows03.columns if "acc" in c]
+    if acc:
+        best03 = rows03.loc[rows03[acc[0]].idxmax()]
+        print(f"Lesson 03 (species classification) did best with {int(best03['frozen_stages'])} stage(s) frozen "
+              f"({acc[0]} {best03[acc[0]]:.3f}).")
+else:
+    print("Run lesson 03 to compare with its answer for classification.")
+
+# %% [markdown]
+# ## 6. Outside the training range
+#
+# A regressor learns a function on the inputs it saw. Two shifts, half of the shifted test set each:
+#
+# - **more birds**: 10 to 13 birds, when training never showed more than 9;
+# - **sunset sky**: the usual counts over a background kept out of training.
+#
+# We measure the fine-tuned models of section 4 (all seeds) on both.
+
+# %%
+shift_kind = pd.Series(data.shift_kind)
+shift_rows, shift_mae = [], []
+for seed, m in finetuned_models.items():
+    p = predict_counts(m, data.x_shift)
+    shift_mae.append(count_metrics(p, data.y_shift)["mae"])
+    for kind in shift_kind.unique():
+        idx = torch.tensor((shift_kind == kind).values)
+        shift_rows.append({"seed": seed, "shift": kind, **count_metrics(p[idx], data.y_shift[idx])})
+mae_shifted = sum(shift_mae) / len(shift_mae)
+print(f"standard test MAE {mae_ft:.2f}; shifted test MAE {mae_shifted:.2f} (mean of {len(shift_mae)} seeds)")
+pd.DataFrame(shift_rows).groupby("shift")[["mae", "exact_acc", "within1_acc"]].mean().round(3)
+
+# %%
+p0 = predict_counts(counter, data.x_shift)
+more = torch.tensor((shift_kind == "more birds").values)
+fig = truth_plot(torch.cat([pred, p0[more]]), torch.cat([data.y_test, data.y_shift[more]]),
+                 title="standard test set and 'more birds'", max_count=int(data.y_shift.max()) + 1)
+display(fig); plt.close(fig)
+
+# %% [markdown]
+# Look at the red line past 9: a regressor trained on 0 to 9 birds rarely answers far beyond what
+# it has seen, because nothing in training rewarded larger outputs. It **under-counts crowded
+# scenes** even though it can still see every bird. If you need larger counts, put larger counts
+# in the training data; for an unseen background, add varied backgrounds (or that one).
+#
+# ## 7. Your own photos
+#
+# Put your photos in a folder with a file `counts.csv`:
+#
+# ```
+# filename,count
+# garden.jpg,3
+# feeder.png,0
+# ```
+#
+# `load_photo_counts` resizes each image (shorter side, then a centre crop) to the lesson's
+# resolution with torchvision transforms, and stops with a message naming the file and row of
+# any problem: a missing file, an unreadable image, a count that is negative or not whole, a file
+# listed twice. So that this section always runs, the lesson writes a small example folder of
+# rendered "photos" (larger than the lesson's scenes, so they are resized like real ones).
+# To use yours, set `PHOTOS` to your folder.
+
+# %%
+PHOTOS = write_example_photos(data_dir() / "example_photos", n=8, world=data.world)
+x_photos, y_photos, names = load_photo_counts(PHOTOS, image_size=S.image_size)
+said = predict_counts(counter, x_photos)
+print(count_metrics(said, y_photos))
+pd.DataFrame({"file": names, "true": y_photos.int().tolist(), "predicted": said.round(decimals=2).tolist()})
+
+# %%
+fig = image_grid(x_photos, [f"{n}: true {int(t)}, said {p:.1f}" for n, t, p in zip(names, y_photos, said)],
+                 cols=4, size=2.0)
+display(fig); plt.close(fig)
+
+# %% [markdown]
+# Real photos differ from these scenes in every way (light, size, species, backgrounds), so expect
+# the counter to do badly on them: section 6 in miniature. Fine-tuning on a few dozen of your own
+# labelled photos is how you would fix it: `run_counter` takes any `CountData`.
+#
+# ## Exercises
+
+# %% [markdown]
+# ### Exercise 1: the metrics by hand
+#
+# Compute the exact-count accuracy of the seed-0 counter on the test set yourself from `pred` and
+# `data.y_test`: round each prediction to the nearest whole number and count how often it equals
+# the truth.
+
+# %% tags=["exercise"]
+exact_by_hand = None     # your answer: a number between 0 and 1
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+exact_by_hand = (pred.round() == data.y_test).float().mean().item()
+
+# %% tags=["check"]
+_ = check("exact-count accuracy by hand",
+          lambda: abs(exact_by_hand - count_metrics(pred, data.y_test)["exact_acc"]) < 1e-6,
+          hint="(pred.round() == data.y_test).float().mean().item()")
+
+# %% [markdown]
+# ### Exercise 2: a better lazy baseline
+#
+# The mean minimises the *squared* error of a constant guess. Which constant minimises the
+# *absolute* error? Compute the test MAE of always predicting the **median** of the 1000
+# training counts (`headline_train[1]`) and store it in `median_mae`. Is it better than the mean?
+
+# %% tags=["exercise"]
+median_mae = None
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+median_guess = headline_train[1].median()
+median_mae = (data.y_test - median_guess).abs().mean().item()
+print(f"median {median_guess:.0f}: MAE {median_mae:.3f}; mean: MAE {baseline['mae']:.3f}")
+
+# %% tags=["check"]
+_ = check("median baseline",
+          lambda: abs(median_mae - (data.y_test - headline_train[1].median()).abs().mean().item()) < 1e-6,
+          hint="(data.y_test - headline_train[1].median()).abs().mean().item()")
+
+# %% [markdown]
+# ### Exercise 3: where does the counter struggle?
+#
+# Compute the seed-0 counter's MAE separately for each true count 0..9 on the standard test set,
+# and store in `hardest_count` the true count with the largest MAE. Does the error grow with the
+# number of birds, as the Poisson loss assumes?
+
+# %% tags=["exercise"]
+hardest_count = None
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+per_count = {k: (pred[data.y_test == k] - k).abs().mean().item() for k in data.y_test.unique().int().tolist()}
+hardest_count = max(per_count, key=per_count.get)
+print({k: round(v, 2) for k, v in per_count.items()})
+
+# %% tags=["check"]
+_ = check("hardest count",
+          lambda: hardest_count == max(data.y_test.unique().int().tolist(),
+                                       key=lambda k: (pred[data.y_test == k] - k).abs().mean().item()),
+          hint="group the absolute errors by data.y_test and take the count with the largest mean")
+
+# %% [markdown]
+# ### Exercise 4: test-time augmentation
+#
+# A mirrored scene holds the same number of birds. Average the counter's prediction on each
+# test scene and on its mirror image (`data.x_test.flip(-1)`), and store the resulting test MAE in
+# `tta_mae`. Does averaging help?
+
+# %% tags=["exercise"]
+tta_mae = None
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+tta_pred = (predict_counts(counter, data.x_test) + predict_counts(counter, data.x_test.flip(-1))) / 2
+tta_mae = count_metrics(tta_pred, data.y_test)["mae"]
+print(f"plain MAE {count_metrics(pred, data.y_test)['mae']:.3f}, with the mirror {tta_mae:.3f}")
+
+# %% tags=["check"]
+_ = check("test-time augmentation",
+          lambda: abs(tta_mae - count_metrics((predict_counts(counter, data.x_test)
+                                               + predict_counts(counter, data.x_test.flip(-1))) / 2,
+                                              data.y_test)["mae"]) < 1e-4,
+          hint="average predict_counts on data.x_test and on data.x_test.flip(-1), then count_metrics")
+
+# %% [markdown]
+# ## Results
+#
+# The numbers this lesson records (standard test set, means over the seeds of section 4).
+
+# %%
+ft_rows = headline[headline.start == "fine-tuned"]
+lesson.record({
+    "mae_finetuned": mae_ft,
+    "mae_scratch": mae_scratch,
+    "mae_mean_baseline": baseline["mae"],
+    "exact_acc_finetuned": ft_rows.exact_acc.mean(),
+    "within1_acc_finetuned": ft_rows.within1_acc.mean(),
+    "loss_table": [{"loss": r.loss, "mae": r.mae} for r in loss_rows.itertuples()],
+    "labels_curve": [{"labels": int(n), "mae_finetuned": float(curve["mean"]["fine-tuned"][n]),
+                      "mae_scratch": float(curve["mean"]["scratch"][n])} for n in curve.index],
+    "mae_shifted": mae_shifted,
+})
+pd.DataFrame(runs).round(3)

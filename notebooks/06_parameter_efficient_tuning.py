@@ -1,0 +1,300 @@
+# %% [markdown]
+# # 06 · Parameter-efficient tuning
+#
+# Full fine-tuning (lesson 02) changes every weight: each new task costs a whole copy of the
+# model, plus gradients and optimiser state for all of it while training. **Parameter-efficient
+# tuning** keeps the pre-trained weights frozen and trains a small number of new or selected
+# parameters instead:
+#
+# - **Linear probe**: only the new head trains (lesson 04).
+# - **BitFit**: only the *bias* terms train (in our ResNet, the BatchNorm shifts), plus the head.
+# - **LoRA** (low-rank adaptation): each chosen layer's weight `W` stays frozen and the model
+#   learns a low-rank change `ΔW = (α/r)·B·A`, with `A` of shape (r, in) and `B` of shape (out, r).
+#   With a small rank `r` this is a tiny fraction of `W`'s size.
+#
+# We compare them on lesson 02's task (six bird species, few labels, the same budget of
+# optimiser steps): trainable share, optimiser memory, time and accuracy. Then we **merge** LoRA
+# into the weights for inference at no extra cost, and serve **two tasks from one base model**
+# with two swappable adapters of a few kilobytes each.
+
+# %%
+import copy
+import math
+import time
+
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from helpers.exercises import check
+from helpers.finetune import build_model, species_task, species_test_set
+from helpers.images import CountWorld
+from helpers.lora import (add_lora, find_targets, load_adapter, memory_report, merge_lora, prepare_peft,
+                          run_peft, save_adapter, unmerge_lora)
+from helpers.cache import data_dir
+from helpers.distill import inference_seconds
+from helpers.modes import sizes
+from helpers.plots import line_plot
+from helpers.results import Lesson, RunLog
+from helpers.training import accuracy
+
+lesson = Lesson("06")
+S, P = sizes("finetune"), sizes("peft")
+P
+
+
+# %% [markdown]
+# ## The LoRA layer, written out
+#
+# This is the whole idea. The wrapper keeps the base layer (a `nn.Linear` or `nn.Conv2d`) and
+# its weight untouched, and adds `scale · B·A` to it. `B` starts at **zero**, so at first the
+# wrapped layer computes exactly what the base layer computed: training starts from the
+# pre-trained model, not from a perturbed one. For a convolution, `A` has the base kernel's
+# shape with `r` output channels, so `B·A` has exactly the base weight's shape.
+
+# %%
+# The LoRA layer (a test checks that it computes what helpers.lora.LoRA computes)
+class LoRALayer(nn.Module):
+    def __init__(self, base: nn.Module, rank: int = 4, alpha: float = 4.0):
+        super().__init__()
+        self.base = base.requires_grad_(False)                 # the pre-trained layer, frozen
+        shape = base.weight.shape                              # Linear (out, in); Conv2d (out, in, kh, kw)
+        fan_in = math.prod(shape[1:])
+        self.A = nn.Parameter(torch.empty(rank, *shape[1:]).uniform_(-1, 1) / math.sqrt(fan_in))
+        self.B = nn.Parameter(torch.zeros(shape[0], rank))     # zero: starts as the base layer
+        self.scale = alpha / rank
+
+    def delta_weight(self):                                    # ΔW = scale · B A, shaped like W
+        return self.scale * (self.B @ self.A.flatten(1)).view_as(self.base.weight)
+
+    def forward(self, x):
+        if isinstance(self.base, nn.Conv2d):
+            b = self.base
+            return b(x) + F.conv2d(x, self.delta_weight(), None, b.stride, b.padding, b.dilation)
+        return self.base(x) + F.linear(x, self.delta_weight())
+
+
+# %% [markdown]
+# Wrap one convolution of the pre-trained model and check: same output at the start, and how
+# many parameters the adapter adds compared with the layer it adapts.
+
+# %%
+model = build_model(seed=0)                 # lesson 01's model with a new 6-way head (fresh copy)
+conv = model.layer4[1].conv2
+wrapped = LoRALayer(conv, rank=4)
+x_test, y_test = species_test_set()
+with torch.no_grad():
+    h = torch.randn(2, conv.in_channels, 6, 6)
+    same = torch.allclose(wrapped(h), conv(h))
+print(f"layer4.1.conv2: weight {tuple(conv.weight.shape)} = {conv.weight.numel():,} parameters; "
+      f"LoRA rank 4 adds A {tuple(wrapped.A.shape)} + B {tuple(wrapped.B.shape)} = "
+      f"{wrapped.A.numel() + wrapped.B.numel():,} ({(wrapped.A.numel() + wrapped.B.numel()) / conv.weight.numel():.1%}); "
+      f"output unchanged at start: {same}")
+
+# %% [markdown]
+# `helpers.lora` does the same, for any timm model (and the course's language model), by module
+# name or glob pattern, with several named adapters per layer, merging, and saving. It computes
+# `B(A x)` instead of `(B A) x`, which is cheaper when the rank is small; the result is the same.
+# Here we target every 3x3 convolution inside the residual blocks (`"layer*.*.conv*"`):
+
+# %%
+targets = find_targets(build_model(seed=0), "layer*.*.conv*")
+print(f"{len(targets)} layers: {list(targets)[:4]} ...")
+rows = []
+for method, rank in [("full", None), ("probe", None), ("bitfit", None)] + [("lora", r) for r in P.ranks]:
+    m = prepare_peft(build_model(seed=0), method, rank=rank or 4)
+    rep = memory_report(m)
+    rows.append({"method": method, "rank": rank, "trainable_params": rep["trainable_params"],
+                 "trainable_frac": rep["trainable_frac"],
+                 "optimizer_kib": rep["optimizer_bytes"] / 1024, "grad_kib": rep["grad_bytes"] / 1024})
+pd.DataFrame(rows).round(4)
+
+# %% [markdown]
+# AdamW keeps two running averages for every trainable parameter, so the optimiser's memory is
+# twice the trainable parameters' size (and the gradients once more). For a large model this,
+# not the weights, is what stops full fine-tuning from fitting on a GPU; here the numbers are
+# small, but the ratios are those of any model.
+#
+# ## Same task, same budget: full, probe, BitFit, LoRA
+#
+# Each run builds a fresh model from lesson 01's checkpoint and trains `P.steps` optimiser steps
+# on `S.headline_labels` labelled images per species (the data of lesson 02; a budget a little
+# larger than lesson 02's, because LoRA's adapters start at zero and need some steps to grow). The parameter-efficient methods use a
+# larger learning rate (a few new parameters, starting at zero, need bigger steps). BatchNorm
+# running statistics are not parameters: as in full fine-tuning they follow the new data (they
+# are a few numbers per channel, and we store them with each adapter below).
+
+# %%
+log = RunLog("06_peft")
+log.clear()
+runs = [run_peft(method, steps=P.steps, log=log) for method in ("full", "probe", "bitfit")]
+runs += [run_peft("lora", rank=r, steps=P.steps, log=log, keep_model=r == P.headline_rank) for r in P.ranks]
+table = pd.DataFrame([{k: r[k] for k in ("method", "rank", "trainable_params", "trainable_frac",
+                                          "optimizer_bytes", "sec_per_epoch", "test_acc")} for r in runs])
+if torch.cuda.is_available():
+    print(f"peak CUDA memory so far: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+table.round(4)
+
+# %% [markdown]
+# One seed is one draw of the head's initialisation and the batch order; differences of a few
+# points between two single runs can be chance. For the headline methods we add more seeds and
+# compare means.
+
+# %%
+more = [run_peft(method, rank=P.headline_rank, steps=P.steps, seed=seed, log=log, progress=False)
+        for seed in range(1, P.seeds) for method in ("full", "bitfit", "lora")]
+headline_runs = [r for r in runs if r["method"] in ("full", "bitfit") or r["rank"] == P.headline_rank] + more
+seeds_table = (pd.DataFrame([{"method": r["method"], "seed": r["seed"], "test_acc": r["test_acc"]} for r in headline_runs])
+               .groupby("method").test_acc.agg(["mean", "std", "count"]))
+seeds_table.round(4)
+
+# %%
+lora_runs = [r for r in runs if r["method"] == "lora"]
+fig = line_plot([r["trainable_frac"] * 100 for r in lora_runs], {"LoRA": [r["test_acc"] for r in lora_runs]},
+                xlabel="trainable parameters (% of the model)", ylabel="test accuracy", logx=True,
+                title=f"{S.headline_labels} labels per species, {P.steps} steps")
+ax = fig.axes[0]
+for r, style in zip(runs[:3], ["k--", "k:", "k-."]):
+    ax.axhline(r["test_acc"], ls=style[1:], color="k", alpha=0.6, label=f"{r['method']} ({r['trainable_frac']:.2%})")
+ax.legend(fontsize=8)
+fig
+
+# %%
+full = runs[0]
+headline = next(r for r in lora_runs if r["rank"] == P.headline_rank)
+bitfit_run = runs[2]
+full_acc, bitfit_acc, lora_acc = (seeds_table.loc[m, "mean"] for m in ("full", "bitfit", "lora"))
+print(f"mean of {P.seeds} seeds: full fine-tuning {full_acc:.3f} training {full['trainable_frac']:.0%} of the parameters")
+print(f"LoRA rank {P.headline_rank}: {lora_acc:.3f} training {headline['trainable_frac']:.2%} "
+      f"({100 * (lora_acc - full_acc):+.1f} points); optimiser state "
+      f"{headline['optimizer_bytes'] / full['optimizer_bytes']:.1%} of full fine-tuning's")
+print(f"BitFit: {bitfit_acc:.3f} training {bitfit_run['trainable_frac']:.2%}")
+
+# %% [markdown]
+# What to read in the table: the linear probe trains the fewest parameters but cannot change
+# any feature; BitFit can shift every feature map a little; LoRA can rotate and mix features in
+# each adapted layer, with a knob (the rank) between "almost nothing" and "almost everything".
+# The time per epoch drops much less than the trainable share: for BitFit and LoRA the forward
+# pass and the backward pass through every layer above the first adapted one still run; only
+# the weight gradients and the optimiser's work shrink. (The linear probe is cheaper: no
+# gradient flows into the backbone at all.) The big savings are memory and storage.
+#
+# ## Merging: zero extra latency
+#
+# During training the adapter is a side path. For inference, `merge_lora` adds `ΔW` into each
+# base weight, after which the model is exactly the base architecture again: same speed, same
+# outputs. `unmerge_lora` takes it out again (to switch adapters or keep training).
+
+# %%
+lora_model = headline["model"].eval()        # the trained rank-{P.headline_rank} model from the table
+x_lat = x_test[:P.latency_images]
+t_side = inference_seconds(lora_model, x_lat)
+before = lora_model(x_lat[:16]).detach()
+merge_lora(lora_model)
+t_merged = inference_seconds(lora_model, x_lat)
+max_diff = (lora_model(x_lat[:16]).detach() - before).abs().max().item()
+t_base = inference_seconds(build_model(seed=0).eval(), x_lat)
+print(f"{len(x_lat)} images: base model {t_base * 1000:.0f} ms, LoRA as a side path {t_side * 1000:.0f} ms, "
+      f"merged {t_merged * 1000:.0f} ms; largest output change from merging: {max_diff:.1e}")
+unmerge_lora(lora_model)
+print(f"unmerged again: largest change {(lora_model(x_lat[:16]).detach() - before).abs().max().item():.1e}")
+
+# %% [markdown]
+# ## One base model, two tasks, two small adapters
+#
+# A second task on the same images: **how many birds** (0 to 5) are in a scene, as a 6-way
+# classification. We train a second LoRA adapter (and its own head) for it on the same frozen
+# base model, and save each adapter, with its head, as its own small file. Serving a task is
+# then loading its adapter onto the one base model.
+
+# %%
+count_world = CountWorld(image_size=species_task().image_size, max_birds=5, max_distractors=3)
+xb, yb = count_world.render(P.task_b_images, seed=1)
+xb_test, yb_test = count_world.render(len(x_test), seed=2)
+count_run = run_peft("lora", rank=P.headline_rank, name="count", steps=P.steps, keep_model=True,
+                     data=(xb, yb.long(), xb_test, yb_test.long()))
+adapters = data_dir() / "adapters"
+files = {"species": save_adapter(headline["model"], adapters / "species.safetensors", extra="fc", norm_stats=True),
+         "count": save_adapter(count_run["model"], adapters / "count.safetensors", extra="fc", norm_stats=True)}
+base_bytes = sum(p.numel() * 4 for p in build_model(seed=0).parameters())
+for task, f in files.items():
+    print(f"{task}: {f.stat().st_size / 1024:.0f} KiB on disk (the base model: {base_bytes / 1024:.0f} KiB)")
+
+# %%
+server = build_model(seed=0).eval()        # ONE base model
+serving = []
+for task, (xt, yt) in [("species", (x_test, y_test)), ("count", (xb_test, yb_test.long())),
+                       ("species", (x_test, y_test))]:
+    load_adapter(server, files[task], name=task)     # kilobytes: the adapter and its head
+    serving.append({"task": task, "active adapter": task, "test_acc": accuracy(server, xt, yt)})
+print(f"chance on each task: {1 / 6:.3f}; accuracy of the trained models before saving: "
+      f"species {headline['test_acc']:.3f}, count {count_run['test_acc']:.3f}")
+pd.DataFrame(serving)
+
+
+# %% [markdown]
+# The same frozen base weights serve both tasks; switching costs reading a small file (the
+# adapter, its head and its BatchNorm statistics), and switching back gives the first task's
+# accuracy again exactly.
+#
+# ## Exercises
+#
+# **Exercise 1.** How many parameters does a rank-`r` LoRA adapter add to a `nn.Conv2d` with
+# `c_in` input channels, `c_out` output channels and a `k x k` kernel? Write the formula as a
+# function `lora_params(c_in, c_out, k, r)`.
+
+# %% tags=["exercise"]
+def lora_params(c_in, c_out, k, r):
+    return None   # your formula here
+
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+def lora_params(c_in, c_out, k, r):
+    return r * c_in * k * k + c_out * r      # A: (r, c_in, k, k); B: (c_out, r)
+
+
+# %% tags=["check"]
+def _count(c_in, c_out, k, r):
+    layer = add_lora(nn.Sequential(nn.Conv2d(c_in, c_out, k)), "0", rank=r)[0]
+    return sum(p.numel() for p in layer.lora_A.parameters()) + sum(p.numel() for p in layer.lora_B.parameters())
+check("LoRA parameter count", lambda: all(lora_params(*a) == _count(*a) for a in [(8, 16, 3, 2), (32, 8, 1, 4), (5, 7, 5, 1)]),
+      hint="A has the kernel's shape with r output channels, B is (c_out, r)");
+
+# %% [markdown]
+# **Exercise 2.** Merge by hand. Take the `wrapped` layer from the top of the lesson, give its
+# `B` some non-zero values (done below), and build `merged_conv`: a plain `nn.Conv2d` like the
+# base one whose weight is `W + ΔW`. It must compute what `wrapped` computes.
+
+# %% tags=["exercise"]
+with torch.no_grad():
+    wrapped.B.normal_(0, 0.1)
+merged_conv = None   # your plain nn.Conv2d here
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+merged_conv = copy.deepcopy(wrapped.base)
+with torch.no_grad():
+    merged_conv.weight += wrapped.delta_weight()
+
+# %% tags=["check"]
+check("merged by hand", lambda: isinstance(merged_conv, nn.Conv2d)
+      and torch.allclose(merged_conv(h), wrapped(h), atol=1e-5) and not torch.allclose(wrapped(h), conv(h)),
+      hint="copy.deepcopy(wrapped.base), then add wrapped.delta_weight() to its weight under torch.no_grad()");
+
+# %% [markdown]
+# **Exercise 3 (open).** LoRA on the last stage only: run `run_peft("lora", rank=4,
+# targets="layer4")` and compare its trainable share and accuracy with the table above. Which
+# layers matter most for telling species apart?
+#
+# ## Results
+
+# %%
+lesson.record({
+    "full_ft_acc": full_acc,             # means over P.seeds seeds
+    "bitfit_acc": bitfit_acc,
+    "lora_acc": lora_acc,
+    "lora_trainable_frac": headline["trainable_frac"],
+    "lora_table": [{"rank": r["rank"], "trainable_frac": r["trainable_frac"], "acc": r["test_acc"]}
+                   for r in lora_runs],
+})
+table.round(4)

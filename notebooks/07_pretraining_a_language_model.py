@@ -1,0 +1,240 @@
+# %% [markdown]
+# # 07 · Pre-training a language model
+#
+# The glossary's first example of fine-tuning is a language model pre-trained on a vast general
+# corpus and then fine-tuned to answer medical questions. In this lesson we do the first half at
+# laptop size: a tiny GPT-style model learns to predict the next word of an **encyclopedia of a
+# made-up world**. Because the world is generated from a fact table, we know exactly which facts
+# the corpus contains, and in lesson 08 we can test whether the model learned them.
+#
+# You will see: the corpus and its vocabulary, why we split text into words, the model and where
+# its parameters sit, pre-training with a loss curve against a simple baseline, samples of text
+# at several points of training, and what the model "knows" after pre-training.
+
+# %%
+import dataclasses
+
+import pandas as pd
+import torch
+from IPython.display import display
+
+from helpers.exercises import check
+from helpers.gpt import GPT, count_params_by_part, generate
+from helpers.lm import (corpus_ids, gpt_config, lm_config, lm_data, pretrained_lm,
+                        answers_correct)
+from helpers.modes import sizes
+from helpers.plots import LiveCurve, plot_history
+from helpers.results import Lesson
+from helpers.text_world import DISEASE_ATTRIBUTES
+from helpers.tokenizer import CharTokenizer
+from helpers.training import History
+
+lesson = Lesson("07")
+S = sizes("lm_pretrain")
+config = lm_config(augmented=True)
+data = lm_data(config)          # the world, its tokenizer, the training and validation streams
+world, tok = data.world, data.tok
+S
+
+# %% [markdown]
+# ## The world and its encyclopedia
+#
+# A seeded fact table describes people, towns, animals, plants, rivers, trades and **diseases**.
+# Every name is made up, so whatever the model knows about them it can only have learned here.
+# The diseases are the topic of lesson 08; here they are one topic among many.
+
+# %%
+pd.DataFrame(world.diseases[:6])
+
+# %%
+print({kind: len(entities) for kind, entities in world.facts.items()})
+pd.DataFrame(world.facts["person"][:4])
+
+# %% [markdown]
+# The encyclopedia states every fact **several times, in different phrasings and orders**,
+# spread over several articles per entity, each sentence naming the entity in full. Lesson 08
+# compares this *augmented* version with one that states each fact once (the switch is
+# `augmented=False`). Here are two articles about the same disease:
+
+# %%
+name = world.diseases[0]["name"]
+for article in [a for a in world.encyclopedia(augmented=True) if a.startswith(name)][:2]:
+    print(article, "\n")
+print("once-only version:\n" + [a for a in world.encyclopedia(augmented=False) if a.startswith(name)][0])
+
+# %% [markdown]
+# ## Tokens: words, not characters
+#
+# A model reads integer ids, so text is cut into tokens. We measured two choices: with
+# **characters**, a model must first learn to spell every made-up name before it can attach a
+# single fact to it, and at this budget it could not yet do so; with **words**, each fact is one or
+# two predictions. The numbers below show why: the same text is several times longer in characters,
+# so a 128-token window holds several times fewer facts. (Byte-pair encoding lies between the two; for
+# a closed, generated world it buys nothing over words.)
+
+# %%
+articles = world.encyclopedia(augmented=True)
+chars = CharTokenizer.fit(articles)
+word_ids, char_ids = corpus_ids(articles, tok), corpus_ids(articles, chars)
+pd.DataFrame({"vocabulary": [len(tok), len(chars)],
+              "corpus tokens": [len(word_ids), len(char_ids)],
+              "tokens per article": [len(word_ids) / len(articles), len(char_ids) / len(articles)]},
+             index=["word", "character"]).round(1)
+
+# %%
+sentence = articles[0].split(" . ")[0] + " ."
+print(sentence)
+print(tok.encode(sentence))
+print([tok.vocab[i] for i in tok.encode(sentence)])
+
+# %% [markdown]
+# ## The model
+#
+# A GPT-style decoder (`helpers/gpt.py`, about a hundred lines): token and position embeddings,
+# a few blocks of causal self-attention and an MLP, and an output layer that reuses the token
+# embedding (tied weights). "Causal" means position *t* only sees positions up to *t*, so the
+# model can be trained to predict every next token of a window at once.
+
+# %%
+model = GPT(gpt_config(config, len(tok)))
+parts = count_params_by_part(model)
+params = sum(parts.values())
+print(model.config, f"\n{params:,} parameters")
+pd.Series(parts, name="parameters").to_frame()
+
+# %% [markdown]
+# ## Pre-training
+#
+# Each step reads a batch of random windows of the corpus and is trained to predict every next
+# token (cross-entropy). The shared `train` loop does the work; the curve shows the training loss
+# and the **validation loss** on the same encyclopedia written with other phrasings and order.
+#
+# The grey line is the **unigram baseline**: the loss of a model that ignores context and always
+# predicts how frequent each word is. Getting below it means the model uses context.
+#
+# The first run trains and caches the model (`make prepare` does it ahead of a class); later runs
+# load it. Training is counted in **steps**, not seconds: when we halved the steps, knowledge of the
+# facts fell off a cliff.
+
+# %%
+model, tok, info = pretrained_lm(hook=LiveCurve(metric="val_loss", title="pre-training"),
+                                 progress_samples=False)
+history = History(**info["history"])
+fig = plot_history(history, metric="val_loss", baseline=info["unigram_loss"],
+                   baseline_label="unigram baseline", title="pre-training")
+display(fig)
+import matplotlib.pyplot as plt
+plt.close(fig)
+print(f"validation loss {info['val_loss']:.3f} vs unigram baseline {info['unigram_loss']:.3f}; "
+      f"{info['tokens']:,} training tokens ({info['tokens'] / info['corpus_tokens']:.0f} passes over the "
+      f"{info['corpus_tokens']:,}-token corpus) at {info['tokens_per_s']:,.0f} tokens/s")
+
+# %% [markdown]
+# ## Samples during training
+#
+# At each evaluation the model continued the name of a disease (sampling with temperature 0.8
+# among the 20 most likely words). Early samples are word salad; later ones are sentences of the
+# encyclopedia, with facts.
+
+# %%
+if info.get("samples"):
+    for s in info["samples"]:
+        print(f"step {s['step']:>5}: {s['text']}")
+else:   # a checkpoint cached before samples were stored: compare untrained and trained instead
+    prompt = torch.tensor(tok.encode(name))
+    fresh = GPT(model.config)
+    for label, m in [("untrained", fresh), ("pre-trained", model)]:
+        print(f"{label:>12}: {tok.decode(generate(m, prompt, 24, temperature=0.8, top_k=20, seed=0))}")
+
+# %% [markdown]
+# Generation settings change the text: **greedy** (temperature 0) always takes the most likely word,
+# higher temperatures sample more freely, and top-k only samples among the k most likely words.
+
+# %%
+prompt = torch.tensor(tok.encode(world.facts["person"][0]["name"]))
+for temperature, top_k in [(0.0, None), (0.8, 20), (1.5, None)]:
+    text = tok.decode(generate(model, prompt, 20, temperature=temperature, top_k=top_k, seed=1))
+    print(f"T={temperature}, top-k={top_k}: {text}")
+
+# %% [markdown]
+# ## What does the model know?
+#
+# We probe it with the beginnings of sentences in the corpus's own wording, e.g. *"⟨disease⟩
+# attacks the"*, and check whether its most likely continuation is the fact from the table. This
+# is exactly how lesson 08 scores answers: greedy decoding, exact match.
+
+# %%
+probes = world.fill_in_probes()
+correct = answers_correct(model, tok, probes, eos=False)
+by_attribute = pd.Series(correct.float().numpy(), index=[p.attribute for p in probes]).groupby(level=0).mean()
+probe_acc = correct.float().mean().item()
+print(f"fill-in probes answered: {probe_acc:.1%} of {len(probes)}")
+by_attribute.rename("share correct").to_frame()
+
+# %%
+for p, ok in list(zip(probes, correct))[:5]:
+    print(f"{'✓' if ok else '✗'} {p.prompt} … {p.answer}")
+
+# %% [markdown]
+# ## Exercises
+#
+# **Exercise 1.** Compute the unigram baseline yourself: count how often each token id occurs in
+# `data.train_ids` (add one to every count so no word has probability zero), turn the counts into
+# probabilities, and take the mean of −log p over the tokens of `data.val_ids`.
+
+# %% tags=["exercise"]
+my_unigram = None   # your number here
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+counts = torch.bincount(data.train_ids, minlength=len(tok)).float() + 1
+my_unigram = -(counts / counts.sum()).log()[data.val_ids].mean().item()
+
+# %% tags=["check"]
+check("unigram baseline", lambda: abs(my_unigram - info["unigram_loss"]) < 1e-3,
+      hint="torch.bincount(..., minlength=len(tok)) + 1, normalise, then -log p of val_ids, mean")
+
+# %% [markdown]
+# **Exercise 2.** Greedy generation is deterministic; sampling is deterministic *for a seed*.
+# Generate 15 tokens after `prompt` twice with `temperature=1.0` and the same `seed`, and store
+# both results in `a` and `b`.
+
+# %% tags=["exercise"]
+a = b = None
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+a = generate(model, prompt, 15, temperature=1.0, seed=3)
+b = generate(model, prompt, 15, temperature=1.0, seed=3)
+
+# %% tags=["check"]
+check("sampling repeats for a seed", lambda: a is not None and torch.equal(a, b) and len(a) == len(prompt) + 15,
+      hint="generate(model, prompt, 15, temperature=1.0, seed=3), twice")
+
+# %% [markdown]
+# **Exercise 3.** How many characters long is the average article, compared with its length in
+# words? Store `chars_per_word` = character tokens / word tokens over the whole corpus (the two
+# counts are above). By this factor a character model needs longer windows and more steps.
+
+# %% tags=["exercise"]
+chars_per_word = None
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+chars_per_word = len(char_ids) / len(word_ids)
+
+# %% tags=["check"]
+check("characters per word", lambda: 2 < chars_per_word < 10,
+      hint="len(char_ids) / len(word_ids)")
+
+# %% [markdown]
+# ## Results
+#
+# The validation loss should sit well below the unigram baseline, and the probes show how many
+# facts about the diseases the model has stored: lesson 08's fine-tuning can only bring out what
+# is stored here. At the class budget pre-training does not store every fact yet; more steps
+# (`dataclasses.replace(lm_config(), steps=...)` passed as `pretrained_lm(config=...)`) store more.
+
+# %%
+lesson.record({"val_loss": info["val_loss"], "unigram_loss": info["unigram_loss"],
+               "tokens": info["tokens"], "params": params, "tokens_per_s": info["tokens_per_s"]})
+pd.Series({"val_loss": info["val_loss"], "unigram_loss": info["unigram_loss"], "tokens": info["tokens"],
+           "params": params, "tokens_per_s": info["tokens_per_s"], "fill-in probes": probe_acc,
+           "pre-training seconds": info["seconds"]}, name=lesson.mode).map("{:,.4g}".format).to_frame()

@@ -1,0 +1,362 @@
+# %% [markdown]
+# # 12 · Scaling out: the same fine-tuning on several processes
+#
+# Every lesson so far trained on one device. When one GPU is too slow, the usual next step is
+# **data parallelism**: start N copies of the same training script, one per GPU, give each copy a
+# different piece of every batch, and average their gradients before each optimiser step. PyTorch
+# ships the whole machinery: **`torchrun`** starts the processes and tells each who it is, and
+# **`DistributedDataParallel`** (DDP) averages the gradients during `backward()`.
+#
+# This lesson runs lesson 02's fine-tuning (lesson 01's network with a new species head, on the
+# few-label bird task) twice: once in one ordinary process, and once on two processes with
+# `torchrun`. On a laptop the two "devices" are two CPU processes talking through the `gloo`
+# backend; on a GPU machine the same script uses one GPU per process and `nccl`. We then check the
+# claim that matters: **the two runs follow the same loss trajectory**, step by step.
+#
+# Two processes on a two-core laptop are no faster than one (they share the same cores and spend
+# time talking, and each process starts Python and PyTorch); the point here is that the *method*
+# is exactly the one you use on 8 GPUs.
+
+# %%
+import os
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+
+from helpers.cache import data_dir
+from helpers.ddp_finetune import finetune, launch, parse_args
+from helpers.distributed import freeze_bn_statistics
+from helpers.exercises import check
+from helpers.finetune import build_model, species_train_set
+from helpers.models import pretrained_image_model
+from helpers.modes import sizes
+from helpers.plots import line_plot
+from helpers.results import Lesson
+from helpers.training import cross_entropy_loss
+
+lesson = Lesson("12")
+S = sizes("scaling")
+_ = pretrained_image_model()      # lesson 01's checkpoint: loaded (or built once) before the ranks need it
+if torch.cuda.is_available() and torch.cuda.device_count() < S.ranks:
+    # nccl needs one GPU per process: with fewer GPUs, both runs of this lesson use the CPU (gloo)
+    os.environ["TORCH_DEVICE"] = "cpu"
+    print(f"{torch.cuda.device_count()} GPU(s) for {S.ranks} processes: both runs use the CPU")
+S
+
+# %% [markdown]
+# ## Data parallelism in one picture
+#
+# ```
+#             global batch of B images (the same on every rank: same data, same seed)
+#            ┌───────────────┬───────────────┐
+#  rank 0:   │  B/2 images   │               │  forward, backward -> gradient g0
+#  rank 1:   │               │  B/2 images   │  forward, backward -> gradient g1
+#            └───────────────┴───────────────┘
+#  all-reduce during backward():  g = (g0 + g1) / 2   on BOTH ranks
+#  optimiser step on both ranks with the same g  ->  the two copies stay identical
+# ```
+#
+# Each rank holds a full copy of the model and of the optimiser state. Because the loss is a
+# *mean* over the batch, the mean of the two half-batch gradients **is** the gradient of the whole
+# batch. So two ranks with B/2 images each take exactly the step that one process takes with B
+# images, only each rank does half the arithmetic.
+#
+# The mechanism in a few lines, without any processes: split a batch in two, compute each half's
+# gradient, average, and compare with the gradient of the whole batch. (BatchNorm statistics are
+# frozen here; why that matters comes below.)
+
+# %%
+model = freeze_bn_statistics(build_model(seed=0))     # a fresh lesson-02 model, BN in eval mode
+x, y = species_train_set(S.labels_per_class, seed=0)
+xb, yb = x[:S.batch_size], y[:S.batch_size]           # one global batch
+
+
+def gradient(images, labels):
+    model.zero_grad()
+    cross_entropy_loss(model, (images, labels)).backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+whole = gradient(xb, yb)
+pieces = [gradient(xs, ys) for xs, ys in zip(xb.tensor_split(2), yb.tensor_split(2))]
+averaged = (pieces[0] + pieces[1]) / 2                # what DDP's all-reduce computes
+print(f"{whole.numel():,} gradient entries; largest |whole - average of halves| = "
+      f"{(whole - averaged).abs().max().item():.2e}")
+
+# %% [markdown]
+# The difference is at the level of float32 rounding: it is the same gradient.
+#
+# ## The script, and how to launch it from a terminal
+#
+# `helpers/ddp_finetune.py` is an ordinary training script. The lines that make it distributed:
+#
+# ```python
+# rank, world, device = setup()          # reads RANK, WORLD_SIZE, ... set by torchrun; gloo or nccl
+# with main_process_first():             # rank 0 builds a missing checkpoint, the others then load it
+#     model = build_model(...)           # lesson 01's weights + a new species head (lesson 02)
+# freeze_stages(model, k)                # surgery (freezing, LoRA) BEFORE wrapping: DDP registers
+# model = wrap_ddp(model, device)        #   the parameters that need gradients once, here
+# batches = RankShard(Batches(x, y, batch_size=GLOBAL_BATCH, seed=0))   # this rank's piece
+# history = train(model, cross_entropy_loss, batches, ...)  # the course's train(), unchanged
+# ```
+#
+# `train()` notices the process group: only rank 0 shows progress and calls the hook, the logged
+# loss is averaged over the ranks at each refresh (the only place the host waits, as on one
+# device), evaluation metrics are averaged over the ranks, and only rank 0 writes checkpoints and
+# results. From a terminal, in the repository:
+#
+# ```bash
+# # two processes on this machine (CPU: gloo; with 2+ GPUs: nccl, one GPU per process)
+# torchrun --standalone --nproc_per_node 2 -m helpers.ddp_finetune --out data/ddp.json
+# # the same fine-tuning in one plain process, for comparison
+# python -m helpers.ddp_finetune --out data/single.json
+# # several machines: the same command on each, with --nnodes, --node_rank and a rendezvous address
+# torchrun --nnodes 2 --node_rank 0 --nproc_per_node 8 --rdzv_endpoint host0:29500 -m helpers.ddp_finetune
+# ```
+#
+# `--batch-size` is the **global** batch: each of N ranks gets `batch_size / N` images per step.
+# `python -m helpers.ddp_finetune --help` lists the other options (`--bn`, `--frozen-stages`,
+# `--lora`, `--steps`, ...).
+#
+# ## Run 1: one process
+#
+# The same function the ranks run, called here in the notebook's own process (no torchrun, so no
+# process group and no DDP wrapper: `wrap_ddp` leaves the model as it is).
+
+# %%
+single = finetune(parse_args(["--steps", str(S.steps)]))
+
+# %% [markdown]
+# ## Run 2: two processes with torchrun
+#
+# The notebook starts `torchrun` as a subprocess, exactly as you would in a terminal (the command
+# is printed), waits for it (with a time limit) and shows its log. Only rank 0 prints.
+
+# %%
+ddp_out = data_dir() / "runs" / "12_ddp.json"
+ddp, log = launch(S.ranks, out=ddp_out, timeout_s=S.timeout_s, steps=S.steps)
+print(log)
+if ddp is None:
+    raise RuntimeError("the torchrun launch failed: its log is printed above")
+
+# %% [markdown]
+# ## Did two processes do what one did?
+#
+# Both runs start from the same weights, see the same global batches in the same order with the
+# same random flips and shifts, and take the same number of steps at the same learning rate. If
+# DDP averages the gradients as promised, the losses match step by step.
+
+# %%
+steps = list(range(1, len(single["loss"]) + 1))
+compare = pd.DataFrame({"step": steps, "one process": single["loss"],
+                        f"{ddp['ranks']} processes (DDP)": ddp["loss"]}).set_index("step")
+compare["abs diff"] = (compare.iloc[:, 0] - compare.iloc[:, 1]).abs()
+max_abs_diff = float(compare["abs diff"].max())
+first = min(5, len(steps))
+print(f"largest |loss difference|: {compare['abs diff'].iloc[:first].max():.1e} over the first {first} "
+      f"steps, {max_abs_diff:.1e} over all {len(steps)}; test accuracy: one process "
+      f"{single['test_acc']:.3f}, DDP {ddp['test_acc']:.3f}")
+fig = line_plot(steps, {"one process": single["loss"], f"{ddp['ranks']} processes (DDP)": ddp["loss"]},
+                xlabel="optimiser step", ylabel="training loss (global batch)",
+                title="the same trajectory, one or two processes")
+display(fig)
+plt.close(fig)
+compare.style.format("{:.6f}")
+
+
+# %% [markdown]
+# The curves lie on top of each other. In a longer run the table may show the first steps agreeing
+# to float32 rounding (about 1e-7 of a value near 1) and later steps differing a little more.
+# That is not DDP being inexact: summing a gradient in two halves rounds differently from summing
+# it at once (the mechanism cell above printed that difference), and training amplifies tiny
+# differences over the steps (AdamW, in particular, turns a parameter's tiny, noisy gradient
+# into a full-size step). The fair yardstick is one process that does DDP's arithmetic without
+# any processes: a loss that averages the two halves of every batch, each half through the model
+# separately. Mathematically it is the same run as the other two.
+
+# %%
+def two_halves_loss(model, batch):
+    """The batch's loss as the mean of its two halves' losses: DDP's arithmetic in one process."""
+    x, y = batch
+    return sum(cross_entropy_loss(model, (xs, ys)) for xs, ys in zip(x.tensor_split(2), y.tensor_split(2))) / 2
+
+
+halves = finetune(parse_args(["--steps", str(S.steps), "--print-every", str(S.steps)]), loss_fn=two_halves_loss)
+compare["one process, two halves"] = halves["loss"]
+floor = float((compare["one process"] - compare["one process, two halves"]).abs().max())
+ddp_vs_halves = float((compare[f"{ddp['ranks']} processes (DDP)"] - compare["one process, two halves"]).abs().max())
+print(f"largest |loss difference| from the one-process run: DDP {max_abs_diff:.1e}, "
+      f"the same process with the batch in two halves {floor:.1e}\n"
+      f"largest |loss difference| between DDP and the two-halves process: {ddp_vs_halves:.1e}")
+fig = line_plot(steps, {"DDP": (compare["abs diff"] + 1e-9).tolist(),
+                        "one process, two halves": ((compare["one process"] - compare["one process, two halves"]).abs() + 1e-9).tolist()},
+                xlabel="optimiser step", ylabel="|loss - one-process loss| (+1e-9)",
+                title="DDP differs from one process as much as rounding does")
+fig.axes[0].set_yscale("log")
+display(fig)
+plt.close(fig)
+
+# %% [markdown]
+# The last printed line is the real test of DDP: two processes that each compute half of every
+# batch, exchange gradients through `gloo` and step separately, against one process that computes
+# both halves itself. If that difference is at rounding level (or zero), DDP did exactly the
+# arithmetic it promises; the drift from the whole-batch run is the ordinary sensitivity of
+# training to rounding, which you would also see after changing the batch split, the number of
+# threads or the GPU model.
+
+# %% [markdown]
+# ## BatchNorm: the one layer that notices
+#
+# In train mode, BatchNorm normalises with the mean and variance of *the batch it sees*. Under DDP
+# each rank sees only its piece, so each normalises with slightly different statistics than one
+# process would with the whole batch: the runs are close, not identical. Three ways to deal with it:
+#
+# - **Freeze the statistics** (`--bn frozen`, used above; `freeze_bn_statistics(model)`): BatchNorm
+#   normalises with the running statistics from pre-training while its weights still train. Exact,
+#   and common when fine-tuning with small per-device batches.
+# - **`SyncBatchNorm`** (`--bn sync`, `nn.SyncBatchNorm.convert_sync_batchnorm(model)`): the ranks
+#   exchange their statistics, so BatchNorm sees the whole global batch. Exact too, costs a
+#   communication per BatchNorm layer, and PyTorch supports it on GPUs only.
+# - **Local statistics** (`--bn local`, PyTorch's default): each rank's own. Fine when each rank
+#   has dozens of images; a small per-rank batch gives noisy statistics.
+#
+# Models without BatchNorm (transformers use LayerNorm, which works per example) need none of this:
+# the language models of lessons 07-09 are exact under DDP as they are.
+#
+# ## Effective batch size and the learning rate
+#
+# Above, the global batch was fixed and split, so nothing about the optimisation changed. In
+# practice people usually keep the **per-device batch** (what fits in one GPU's memory) and add
+# devices, so the **effective batch** grows:
+#
+# effective batch = per-device batch × number of processes × gradient-accumulation steps
+#
+# A larger batch gives a less noisy gradient but N times fewer steps per epoch. To keep training
+# about as fast per epoch, the learning rate usually goes up:
+#
+# - **Linear scaling** (Goyal et al., 2017, for SGD): N times the batch, N times the rate, with a
+#   warmup (our `train` warms up for the first 5 % of the steps by default).
+# - For Adam and AdamW, scaling the rate by **√N** is the common starting point; either way, large
+#   jumps in batch size need a short rate sweep like lesson 02's.
+# - Or keep the effective batch fixed: fewer images per device as you add devices (what this
+#   lesson did), and the original hyperparameters stay valid.
+
+# %% tags=["exercise"]
+# **Exercise 1.** Lesson 02 fine-tunes with `lr = 1e-3` at a batch of 32 on one device. You move
+# to 4 GPUs and keep 32 images per GPU. What is the effective batch, and what learning rate does
+# the linear scaling rule suggest? Store them in `effective_batch` and `scaled_lr`.
+effective_batch = None
+scaled_lr = None
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+effective_batch = 32 * 4          # per-device batch x processes (no gradient accumulation)
+scaled_lr = 1e-3 * effective_batch / 32
+print(f"effective batch {effective_batch}, linear-scaled rate {scaled_lr:.0e} "
+      f"(the square-root rule for AdamW would say {1e-3 * 2:.0e})")
+
+# %% tags=["check"]
+check("effective batch and scaled rate",
+      lambda: effective_batch == 128 and abs(scaled_lr - 4e-3) < 1e-9,
+      hint="4 GPUs x 32 images; the rate grows by the same factor as the batch (128 / 32)")
+
+# %% [markdown]
+# ## What DDP sends: gradients of the trainable parameters
+#
+# Every step, DDP all-reduces one gradient per *trainable* parameter (in buckets, overlapping
+# with the rest of `backward()`). Frozen parameters have no gradient, and DDP skips them; that is
+# also why freezing and LoRA must happen **before** `wrap_ddp`: DDP fixes its list of parameters
+# once, when it wraps the model. Lesson 06's LoRA therefore shrinks not only optimiser memory but
+# also the traffic between GPUs.
+
+# %% tags=["exercise"]
+# **Exercise 2.** How many bytes of gradients does DDP all-reduce per step for lesson 02's full
+# fine-tuning, and how many with a rank-4 LoRA on `layer3` and `layer4` plus the new head? The
+# gradients are float32 (4 bytes each). Build the models with `build_model(seed=0)`; for LoRA use
+# `add_lora(model, ["layer3.*.conv*", "layer4.*.conv*"], rank=4)` then
+# `train_only_lora(model, also="fc")` from `helpers.lora`. Store `full_bytes` and `lora_bytes`.
+full_bytes = None
+lora_bytes = None
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+from helpers.lora import add_lora, train_only_lora
+
+
+def gradient_bytes(model):
+    return 4 * sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+full_bytes = gradient_bytes(build_model(seed=0))
+lora_model = train_only_lora(add_lora(build_model(seed=0), ["layer3.*.conv*", "layer4.*.conv*"], rank=4),
+                             also="fc")
+lora_bytes = gradient_bytes(lora_model)
+print(f"full fine-tuning: {full_bytes / 1e6:.2f} MB per step; LoRA: {lora_bytes / 1e6:.3f} MB "
+      f"({full_bytes / lora_bytes:.0f} times less)")
+
+# %% tags=["check"]
+check("gradient bytes per step",
+      lambda: full_bytes == 4 * sum(p.numel() for p in build_model(seed=0).parameters())
+      and 0 < lora_bytes < full_bytes / 5,
+      hint="4 bytes x the number of parameters with requires_grad, for each model")
+
+# %% [markdown]
+# ## When to reach for FSDP
+#
+# DDP keeps a **full copy** of the weights, the gradients and the optimiser state on every device.
+# Full fine-tuning with AdamW in float32 needs about 16 bytes per parameter for those (weights 4,
+# gradients 4, Adam's two moments 8), before activations:
+
+# %%
+n_params = sum(p.numel() for p in build_model(seed=0).parameters())
+memory = pd.DataFrame([{"model": "this lesson's CNN", "parameters (millions)": n_params / 1e6},
+                       {"model": "a 1-billion-parameter model", "parameters (millions)": 1e3},
+                       {"model": "a 7-billion-parameter model", "parameters (millions)": 7e3}]).set_index("model")
+memory["DDP: GB per device"] = memory["parameters (millions)"] * 1e6 * 16 / 1e9
+memory["FSDP on 8 devices: GB per device"] = memory["DDP: GB per device"] / 8
+memory.round(4)
+
+# %% [markdown]
+# When that no longer fits in one device's memory, **Fully Sharded Data Parallel** (FSDP,
+# PyTorch's own; `torch.distributed.fsdp.fully_shard`) is the next step: it is still data
+# parallelism (each rank its own piece of the batch), but each rank *stores* only 1/N of the
+# weights, gradients and optimiser state, gathers a layer's full weights just before using it and
+# frees them after, and reduce-scatters the gradients so each rank updates only its own shard.
+# Memory per device falls about N-fold; communication rises (about 1.5 times DDP's). Rules of thumb:
+#
+# - Model, gradients and optimiser state fit on one device with room for activations: **DDP**
+#   (simplest, fastest).
+# - They do not fit, or barely: **FSDP** (or first try the cheaper tricks of earlier lessons:
+#   LoRA, frozen layers, bf16 mixed precision, activation checkpointing, a smaller batch with
+#   gradient accumulation).
+# - A single layer's weights do not fit on one device: tensor or pipeline parallelism, beyond this
+#   course.
+#
+# ## How the course's lessons map onto this
+#
+# | lessons | what changes under DDP |
+# |---|---|
+# | 01 pre-training on the image world | no data to split: each rank renders its own fresh batches with its own seed (`seed + rank`); the global batch is N × the per-rank batch |
+# | 02-05 fine-tuning (full, partial, new heads, the counter) | `RankShard` over the few labelled images, as here; freeze stages and add heads **before** `wrap_ddp`; BatchNorm statistics frozen (or SyncBatchNorm on GPUs) |
+# | 06 LoRA and BitFit | add adapters, then wrap: DDP all-reduces only the adapters' gradients (exercise 2); save the adapter on rank 0 |
+# | 07-09 language models | per-rank seeds for the random text windows; LayerNorm, so exact as it is; the first lesson where FSDP pays off once the model grows |
+# | 10 distillation | the teacher is frozen and only evaluated: each rank keeps a plain copy, only the student is wrapped |
+# | 11 the generator | training as in 01; sampling and the memorisation check on rank 0 only |
+#
+# `train()`, the checkpoint cache and the results file behave the same in every lesson, so the
+# only new lines are the five above.
+
+# %% [markdown]
+# ## Results
+#
+# The lesson records the number of processes, the final training loss of each run and the largest
+# difference between the two loss trajectories over all steps.
+
+# %%
+lesson.record({"ranks": ddp["ranks"], "loss_single": single["loss"][-1], "loss_ddp": ddp["loss"][-1],
+               "max_abs_diff": max_abs_diff})
+pd.DataFrame([{"run": "one process", "processes": 1, "global batch": single["batch_size"],
+               "per-process batch": single["per_rank_batch"], "final loss": single["loss"][-1],
+               "test acc": single["test_acc"], "train s": single["train_s"]},
+              {"run": "DDP", "processes": ddp["ranks"], "global batch": ddp["batch_size"],
+               "per-process batch": ddp["per_rank_batch"], "final loss": ddp["loss"][-1],
+               "test acc": ddp["test_acc"], "train s": ddp["train_s"]}]).set_index("run").round(6)
