@@ -16,8 +16,36 @@ class CheckFailed(AssertionError):
     pass
 
 
-def check(name: str, condition: Callable[[], bool], hint: str = "", strict: bool = False) -> bool:
-    """Print whether exercise ``name`` is solved; return True or False.
+class Verdict:
+    """The outcome of a ``check``: true when the exercise is solved, false when not yet.
+
+    It behaves like a bool (``if check(...)``, ``check(...) == True``), but as a cell's last value
+    it displays nothing: the printed line is the verdict, shown once (no ``Out: True`` under it).
+    """
+
+    __slots__ = ("name", "ok")
+
+    def __init__(self, name: str, ok: bool):
+        self.name, self.ok = name, bool(ok)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __eq__(self, other) -> bool:
+        return self.ok == bool(other) if isinstance(other, (bool, Verdict)) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.ok)
+
+    def __repr__(self) -> str:
+        return f"Verdict({self.name!r}, ok={self.ok})"
+
+    def _ipython_display_(self):
+        """IPython shows nothing for this value: the check already printed its verdict."""
+
+
+def check(name: str, condition: Callable[[], bool], hint: str = "", strict: bool = False) -> Verdict:
+    """Print whether exercise ``name`` is solved; return a ``Verdict`` (true or false like a bool).
 
     ``condition`` is a function so that an unfinished answer (``None``, a missing variable)
     counts as "not yet" instead of crashing the notebook. With ``strict=True`` a failed check
@@ -34,4 +62,4 @@ def check(name: str, condition: Callable[[], bool], hint: str = "", strict: bool
         print(f"❌ {name}: not yet{why}." + (f" Hint: {hint}" if hint else ""))
         if strict:
             raise CheckFailed(name)
-    return ok
+    return Verdict(name, ok)

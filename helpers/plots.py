@@ -1,14 +1,25 @@
 """Plots. Every function returns a matplotlib Figure; none saves files or calls ``plt.show()``.
 
-In a notebook a returned figure displays itself when it is the cell's last value.
+In a notebook a returned figure displays itself when it is the cell's last value, or with
+``display(fig)``, and only once: each figure is closed in pyplot before it is returned
+(``_detached``), so the inline backend does not show it a second time at the end of the cell.
+A closed figure can still be changed (``fig.axes[0].axhline(...)``), displayed and saved.
 """
 from __future__ import annotations
 
+import io
 import math
+import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+
+
+def _detached(fig):
+    """``fig`` closed in pyplot (so it displays once), returned for the caller to show."""
+    plt.close(fig)
+    return fig
 
 
 def _to_image(t: torch.Tensor) -> np.ndarray:
@@ -34,7 +45,7 @@ def image_grid(images: torch.Tensor, titles=None, cols: int = 8, size: float = 1
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return fig
+    return _detached(fig)
 
 
 def plot_history(*histories, labels=None, metric: str | None = None, baseline: float | None = None,
@@ -69,7 +80,7 @@ def plot_history(*histories, labels=None, metric: str | None = None, baseline: f
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return fig
+    return _detached(fig)
 
 
 def confusion_matrix(y_true, y_pred, class_names, normalize: bool = True, title: str | None = None):
@@ -96,7 +107,7 @@ def confusion_matrix(y_true, y_pred, class_names, normalize: bool = True, title:
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    return fig
+    return _detached(fig)
 
 
 def conv_filters(weight: torch.Tensor, cols: int = 8, title: str = "first-layer filters"):
@@ -121,32 +132,92 @@ def line_plot(x, ys: dict, xlabel: str, ylabel: str, title: str | None = None, l
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    return fig
+    return _detached(fig)
 
 
 class LiveCurve:
     """A training curve that redraws in place while ``train`` runs (pass it as ``hook=``).
 
-    Outside Jupyter it does nothing, so the same code runs headless.
+    ``train`` calls it after each progress refresh. It redraws at most every ``every`` seconds,
+    except that a new evaluation is always drawn, and it draws the final state once training is
+    over: ``finish(history)`` does that, and in a notebook cell it also happens by itself when the
+    cell finishes (the last evaluation comes after the last refresh, so a plain hook never sees it).
+
+    By default it updates one display in the running cell; given ``target`` (an
+    ``ipywidgets.Image``) it draws into that widget instead (the widget's own ``Output`` area
+    would drop in-place display updates). Outside Jupyter and without a target it does nothing,
+    so the same code runs headless.
+
+    Example:
+        >>> history = train(model, loss_fn, batches, hook=LiveCurve(metric="val_acc"))
     """
 
-    def __init__(self, metric: str | None = None, title: str = "training", every: float = 2.0):
+    def __init__(self, metric: str | None = None, title: str = "training", every: float = 2.0,
+                 target=None, dpi: int = 72):
         self.metric, self.title, self.every = metric, title, every
-        self.handle, self.last = None, -1e9
+        self.target, self.dpi = target, dpi
+        self.handle, self.last = None, -math.inf
+        self.history = None          # the History being trained (train fills it in place)
+        self.drawn = None            # (refreshes, evaluations) in the last frame drawn
+        self.frames = 0              # frames drawn so far
+        self._shell = None           # the IPython shell whose post_execute hook we hold
+
+    @staticmethod
+    def _state(history) -> tuple[int, int]:
+        return len(history.step), len(history.evals)
 
     def __call__(self, history):
-        import time
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-        except ImportError:
+        self.history = history
+        self._draw_at_cell_end()
+        state = self._state(history)
+        if state == self.drawn:
             return
-        if get_ipython() is None or time.perf_counter() - self.last < self.every:
+        new_eval = self.drawn is None or state[1] > self.drawn[1]
+        if new_eval or time.perf_counter() - self.last >= self.every:
+            self.draw(history)
+
+    def finish(self, history=None):
+        """Draw the final state (the last refresh and the final evaluation) if not drawn yet."""
+        history = self.history if history is None else history
+        if history is not None and self._state(history) != self.drawn:
+            self.draw(history)
+
+    def draw(self, history):
+        """Draw ``history`` now (into the target, or the cell's display)."""
+        if self.target is None and _shell() is None:
             return
-        self.last = time.perf_counter()
         fig = plot_history(history, metric=self.metric, title=self.title)
-        if self.handle is None:
-            self.handle = display(fig, display_id=True)
+        if self.target is not None:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=self.dpi, bbox_inches="tight")
+            self.target.value = buf.getvalue()
         else:
-            self.handle.update(fig)
-        plt.close(fig)
+            from IPython.display import display
+            if self.handle is None:
+                self.handle = display(fig, display_id=True)
+            else:
+                self.handle.update(fig)
+        self.last, self.drawn = time.perf_counter(), self._state(history)
+        self.frames += 1
+
+    def _draw_at_cell_end(self):
+        """In a notebook cell, call ``finish`` once when the cell has run (IPython's post_execute)."""
+        shell = _shell()
+        if self.target is not None or shell is None or self._shell is not None:
+            return
+        self._shell = shell
+
+        def at_cell_end():
+            shell.events.unregister("post_execute", at_cell_end)
+            self.finish()
+
+        shell.events.register("post_execute", at_cell_end)
+
+
+def _shell():
+    """The running IPython shell, or None outside IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()

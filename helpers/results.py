@@ -150,8 +150,67 @@ class RunLog:
             self.path.unlink(missing_ok=True)
 
     def table(self):
-        import pandas as pd
-        return pd.DataFrame(self.rows).set_index("run") if self.rows else pd.DataFrame()
+        """The runs as a DataFrame, one row per run, shown compactly in a notebook (``table_html``)."""
+        table = _run_table_class()
+        return table(self.rows).set_index("run") if self.rows else table()
 
     def __len__(self):
         return len(self.rows)
+
+
+def table_html(df, digits: int = 3) -> str:
+    """A DataFrame as a compact HTML table that fits beside JupyterLab's file browser.
+
+    Display only, the data are unchanged: numbers to ``digits`` significant digits, headers that
+    wrap at their underscores, columns that are empty in every row left out, a smaller font.
+    """
+    import html
+    import numbers
+
+    shown = df.dropna(axis=1, how="all") if len(df) else df
+
+    def cell(v):
+        if isinstance(v, float):
+            return "" if math.isnan(v) else f"{v:.{digits}g}"
+        if isinstance(v, numbers.Integral) and not isinstance(v, bool) and abs(v) >= 10_000:
+            return f"{v:,}"
+        return "" if v is None else str(v)
+
+    def head(name):
+        return html.escape(str(name)).replace("_", "_<wbr>")
+
+    index = shown.index.name or ""
+    rows = ["<tr>" + f"<th>{head(index)}</th>" + "".join(f"<th>{head(c)}</th>" for c in shown.columns)
+            + "</tr>"]
+    for key, row in zip(shown.index, shown.itertuples(index=False)):
+        rows.append(f"<tr><th>{html.escape(cell(key))}</th>"
+                    + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>")
+    style = ("<style>.course-table table{border-collapse:collapse;font-size:12px;margin:0}"
+             ".course-table th,.course-table td{padding:2px 6px;text-align:right;"
+             "white-space:nowrap;border-bottom:1px solid #ddd}"
+             ".course-table tr:first-child th{white-space:normal;vertical-align:bottom;"
+             "max-width:7em}</style>")
+    return (f'{style}<div class="course-table" style="max-width:100%;overflow-x:auto">'
+            f"<table>{''.join(rows)}</table></div>")
+
+
+_RunTable = None
+
+
+def _run_table_class():
+    """A DataFrame whose notebook display is ``table_html`` (made on first use: pandas loads late)."""
+    global _RunTable
+    if _RunTable is None:
+        import pandas as pd
+
+        class RunTable(pd.DataFrame):
+            @property
+            def _constructor(self):
+                return RunTable
+
+            def _repr_html_(self):
+                return table_html(self)
+
+        RunTable.__qualname__ = "RunTable"
+        _RunTable = RunTable
+    return _RunTable
