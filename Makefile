@@ -22,6 +22,7 @@ lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider
 
 course: setup

@@ -17,13 +17,14 @@ import time
 
 import torch
 
-from helpers.counting import count_model, poisson_loss
 from helpers.device import prefers_channels_last, resolve_device, synchronize
 from helpers.generator import create_generator, flow_matching_loss, generator_config, training_layout
 from helpers.images import ImageWorld
-from helpers.modes import sizes
+from helpers.lessons.bird_counter import count_model
+from helpers.losses import cross_entropy_loss, poisson_loss
 from helpers.models import create_image_model, image_model_config
-from helpers.training import Batches, cross_entropy_loss, train
+from helpers.modes import sizes
+from helpers.training import Batches, train
 
 
 def cases(mode, device):

@@ -11,12 +11,11 @@ import argparse
 import statistics
 import time
 
-import torch
-
 from helpers.device import resolve_device, synchronize
 from helpers.images import ImageWorld
-from helpers.models import image_model_config, create_image_model
-from helpers.training import Batches, cross_entropy_loss, train
+from helpers.losses import cross_entropy_loss
+from helpers.models import create_image_model, image_model_config
+from helpers.training import Batches, train
 
 
 def main():

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 
 from helpers.device import autocast, autocast_dtype, prefers_channels_last, resolve_device, synchronize
 from helpers.images import ImageWorld
+from helpers.losses import cross_entropy_loss
 from helpers.models import ImageModelConfig, create_image_model
-from helpers.training import Batches, cross_entropy_loss, train
+from helpers.training import Batches, train
 
 
 def raw_loop(model, batches, device, lr, steps):

@@ -18,7 +18,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file

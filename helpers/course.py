@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # and training the missing ones. Lessons add theirs here.
 PREPARE = [
     "helpers.models:pretrained_image_model",
-    "helpers.counting:prepare_scratch_counters", # lesson 05: its from-scratch baselines
+    "helpers.lessons.bird_counter:prepare_scratch_counters",  # lesson 05: its from-scratch baselines
     "helpers.lm:pretrained_lm",                 # lessons 07-09: the LM pre-trained on the augmented encyclopedia
     "helpers.lm:pretrained_lm_once_only",       # lesson 08's ablation: the once-only encyclopedia
-    "helpers.generator:orca_judge",             # lesson 11: the classifier that measures the orca rate
+    "helpers.lessons.image_generator:orca_judge",            # lesson 11: the classifier that measures the orca rate
     "helpers.generator:pretrained_generator",   # lesson 11: the generator pre-trained on the world
 ]
 

@@ -195,6 +195,6 @@ def freeze_bn_statistics(model: nn.Module) -> nn.Module:
     ``nn.SyncBatchNorm.convert_sync_batchnorm(model)`` (statistics over the whole global batch;
     PyTorch supports it on GPUs only).
     """
-    from .surgery import _set_bn          # the same mechanism as freeze(..., bn="frozen")
+    from .surgery import _set_bn  # the same mechanism as freeze(..., bn="frozen")
     _set_bn(model, frozen_stats=True)
     return model

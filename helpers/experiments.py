@@ -20,67 +20,30 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
-from dataclasses import replace
 
 import torch
 import torch.nn as nn
 
+from .augment import flip_and_shift
 from .device import resolve_device, seed_everything
-from .images import BirdSpecies
-from .models import create_image_model, image_model_config, pretrained_image_model
+from .losses import cross_entropy_loss
+from .models import create_image_model, pretrained_image_model
 from .modes import sizes
-from .surgery import (add_block, freeze_stages, layerwise_lr_groups, replace_head, stages,
-                      trainable_params, unfreeze)
-from .training import Batches, accuracy, cross_entropy_loss, train
+from .surgery import add_block, freeze_stages, layerwise_lr_groups, replace_head, stages, trainable_params, unfreeze
+from .tasks import species_task, species_test_set, species_train_set
+from .training import Batches, accuracy, train
 
-TEST_SEED = 990_001          # the test set's seed: no training set uses it
 HEADS = ("linear", "mlp", "block")
 
 
-def species_task() -> BirdSpecies:
-    """The fine-grained task, at the image size of lesson 01's model."""
-    return BirdSpecies(image_size=image_model_config().image_size)
 
 
-_test_sets: dict = {}
 
 
-def species_test_set(n: int | None = None, device="auto"):
-    """The fixed test set: ``n`` images (default from the lesson sizes) and species labels.
-
-    Rendered once per process and kept (it never changes: its seed is ``TEST_SEED``).
-    """
-    n = n or sizes("finetune").test_images
-    device = resolve_device(device)
-    task = species_task()
-    key = (n, task, str(device))
-    if key not in _test_sets:
-        _test_sets[key] = task.render(n, seed=TEST_SEED, device=device)
-    return _test_sets[key]
 
 
-def species_train_set(labels_per_class: int, seed: int = 0, device="auto"):
-    """A training set with exactly ``labels_per_class`` images of each species.
-
-    Different seeds give different images; the same seed gives the same images, and a set with
-    more labels per class is drawn independently of a smaller one.
-    """
-    return species_task().balanced(labels_per_class, seed=1 + seed, device=resolve_device(device))
 
 
-def flip_and_shift(batch):
-    """Augmentation for few-label training: random horizontal flips and shifts of up to 3 pixels.
-
-    The species do not depend on direction or position, so these make new examples for free.
-    """
-    x, y = batch
-    n = len(x)
-    flip = torch.rand(n, device=x.device) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    dx, dy = (int(v) for v in torch.randint(-3, 4, (2,)))
-    x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
-    return x, y
 
 
 def state_hash(model: nn.Module) -> str:
@@ -232,46 +195,3 @@ def mean_and_spread(values):
     return t.mean().item(), (t.std().item() if len(t) > 1 else 0.0)
 
 
-def time_per_epoch(depths, labels_per_class: int | None = None, *, rounds: int = 5, steps: int = 2,
-                   bn: str = "frozen", seed: int = 0, device="auto") -> dict:
-    """Seconds per training epoch at each freeze depth, measured fairly on a busy machine.
-
-    Other programs slow a shared CPU down at random moments, so timing one run after another
-    compares moments more than depths. Here every depth gets a fresh model; the depths take
-    turns (``rounds`` rounds of ``steps`` training steps each), and each keeps its fastest round.
-
-    Returns:
-        {depth: seconds per epoch} for the training set of ``labels_per_class`` per species.
-    """
-    S = sizes("finetune")
-    device = resolve_device(device)
-    labels_per_class = labels_per_class or S.headline_labels
-    x, y = species_train_set(labels_per_class, seed=seed, device=device)
-    batch_size = min(S.batch_size, len(x))
-    xb, yb = x[:batch_size], y[:batch_size]
-    setups = {}
-    for k in depths:
-        model = freeze_stages(build_model(seed=seed, device=device), k, bn=bn).train()
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=S.lr)
-        setups[k] = (model, opt)
-
-    def step(model, opt):
-        loss = cross_entropy_loss(model, (xb, yb))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for model, opt in setups.values():      # warm-up: first steps allocate memory
-        step(model, opt)
-    best = {k: float("inf") for k in setups}
-    for _ in range(rounds):
-        for k, (model, opt) in setups.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            for _ in range(steps):
-                step(model, opt)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            best[k] = min(best[k], (time.perf_counter() - start) / steps)
-    return {k: best[k] * math.ceil(len(x) / batch_size) for k in setups}

@@ -13,14 +13,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import timm
-import torch
 import torch.nn as nn
 
 from .cache import cached_model
 from .device import resolve_device, seed_everything
 from .images import CLASSES, WORLD_VERSION, ImageWorld, WorldStream
+from .losses import cross_entropy_loss
 from .modes import sizes
-from .training import accuracy, cross_entropy_loss, train
+from .training import accuracy, train
 
 
 @dataclass(frozen=True)

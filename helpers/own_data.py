@@ -8,15 +8,20 @@
   online; a clear message, not a stack trace, when it is not.
 
 Every problem with your files raises ``DataError`` naming the file (and row, for CSVs) and what
-was expected. Lesson 05's photo loader for bird counts lives in ``helpers.counting``.
+was expected.
+
+- ``load_photo_counts(folder)``: your own photos and how many birds each shows, from a
+  ``counts.csv`` of ``filename,count`` rows (lesson 05's bird counter).
 """
 from __future__ import annotations
 
+import csv
+import math
 from pathlib import Path
 
 import torch
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 class DataError(ValueError):
@@ -75,6 +80,62 @@ def load_image_folder(root, image_size: int, classes: tuple[str, ...] | None = N
     if not xs:
         raise DataError(f"{root}: the class folders hold no images")
     return torch.stack(xs), torch.tensor(ys), names
+
+
+def load_photo_counts(folder, csv_name: str = "counts.csv", image_size: int = 64):
+    """Load your own photos and their bird counts.
+
+    ``folder`` holds the images and a CSV file with a header ``filename,count`` and one row per
+    image: the file name relative to the folder and a whole, non-negative number of birds.
+
+    Returns:
+        (images (N, 3, S, S) in [0, 1], counts (N,) float32, file names) with S = ``image_size``.
+    Raises:
+        DataError naming the CSV file and row (its line number, the header is line 1) for:
+        a missing CSV or header, a missing image file, an image that cannot be read, a count that
+        is negative or not a whole number, or a file listed twice.
+    """
+    folder = Path(folder)
+    table = folder / csv_name
+    if not table.is_file():
+        raise DataError(f"{table}: no counts file; make one with a header 'filename,count' "
+                              f"and one row per image, e.g. 'garden.jpg,3'")
+    images, counts, names, first_row = [], [], [], {}
+    with open(table, newline="") as f:
+        rows = list(csv.reader(f))
+    header = [c.strip().lower() for c in rows[0]] if rows else []
+    if header[:2] != ["filename", "count"]:
+        raise DataError(f"{table}, row 1: the header must be 'filename,count'; found {rows[0] if rows else 'an empty file'}")
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or all(not c.strip() for c in row):
+            continue                                   # blank lines are harmless
+        where = f"{table}, row {line}"
+        if len(row) < 2:
+            raise DataError(f"{where}: expected 'filename,count', found {','.join(row)!r}")
+        name, raw = row[0].strip(), row[1].strip()
+        if name in first_row:
+            raise DataError(f"{where}: {name!r} is listed twice (first in row {first_row[name]})")
+        first_row[name] = line
+        try:
+            value = float(raw)
+        except ValueError:
+            raise DataError(f"{where}: the count of {name!r} is {raw!r}, not a number") from None
+        if not math.isfinite(value) or value != int(value):
+            raise DataError(f"{where}: the count of {name!r} is {raw!r}; counts are whole numbers")
+        if value < 0:
+            raise DataError(f"{where}: the count of {name!r} is {raw!r}; counts cannot be negative")
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"{where}: image file {path} does not exist")
+        try:
+            images.append(load_image(path, image_size))
+        except DataError as err:
+            raise DataError(f"{where}: cannot read image {path} ({err.__cause__})") from None
+        counts.append(value)
+        names.append(name)
+    if not names:
+        raise DataError(f"{table}: no rows after the header; add one 'filename,count' row per image")
+    return torch.stack(images), torch.tensor(counts, dtype=torch.float32), names
 
 
 def load_cifar10(root, image_size: int = 32, train: bool = True, limit: int | None = None):

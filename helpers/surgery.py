@@ -118,7 +118,7 @@ def _stage_of_tensor(model):
         keys = {n: (None if in_head(n) else ordinal(n)) for n in names}
         # timm's MATCH_PREV_GROUP suffix (99999,) joins a layer (e.g. a final norm) to the stage before
         ordered = sorted({k for k in keys.values() if k is not None})
-        index, stage_of_key, i = {}, {}, -1
+        stage_of_key, i = {}, -1
         for k in ordered:
             if i < 0 or k[-1] != 99999:
                 i += 1

@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .device import autocast, autocast_dtype, prefers_channels_last, resolve_device
+from .device import autocast, autocast_dtype, prefers_channels_last, resolve_device, synchronize
 from .distributed import is_main_process, mean_over_ranks, reduce_metrics, world_size
 
 
@@ -268,10 +268,6 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return (pred == y.to(pred.device)).float().mean().item()
 
 
-def cross_entropy_loss(model, batch):
-    """The classification loss: ``batch = (images, labels)``."""
-    x, y = batch
-    return nn.functional.cross_entropy(model(x), y)
 
 
 class Batches:
@@ -307,3 +303,24 @@ class Batches:
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             batch = tuple(t[idx] for t in self.tensors)
             yield self.augment(batch) if self.augment else batch
+
+
+def inference_seconds(model: nn.Module, x: torch.Tensor, repeats: int = 5) -> float:
+    """Seconds to classify the images ``x`` (the fastest of ``repeats`` runs: on a shared machine
+    the fastest run is closest to the model's own cost).
+
+    The model is first put in the memory layout that training uses on this device
+    (``prefers_channels_last``; only the layout changes, not the weights), so that a trained model
+    and a fresh one are timed alike."""
+    device = next(model.parameters()).device
+    layout = torch.channels_last if prefers_channels_last(model, device) else torch.contiguous_format
+    model.to(memory_format=layout)
+    best = float("inf")
+    predict(model, x[:8])                                 # warm up
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        predict(model, x)
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best

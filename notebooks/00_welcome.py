@@ -9,10 +9,8 @@
 # picture tour of the worlds the lessons draw their data from.
 
 # %%
-import matplotlib.pyplot as plt
 import torch
 
-import helpers
 from helpers.device import describe, resolve_device
 from helpers.images import BACKGROUNDS, BIRD_SPECIES, CLASSES, BirdSpecies, CountWorld, ImageWorld, render_class
 from helpers.modes import MODES, current_mode, sizes

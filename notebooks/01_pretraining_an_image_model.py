@@ -11,12 +11,10 @@
 # course's cache, so the later lessons load it in a second.
 
 # %%
-import torch
 
 from helpers.device import resolve_device
 from helpers.images import CLASSES, ImageWorld
-from helpers.models import (count_params, create_image_model, image_model_config,
-                            pretrained_image_model)
+from helpers.models import count_params, create_image_model, image_model_config, pretrained_image_model
 from helpers.modes import sizes
 from helpers.plots import LiveCurve, confusion_matrix, conv_filters, image_grid, plot_history
 from helpers.results import Lesson

@@ -12,18 +12,18 @@
 # a too-high learning rate does to the pre-trained features.
 
 # %%
-import matplotlib.pyplot as plt
 import pandas as pd
+from IPython.display import display
 from tqdm.auto import tqdm
 
 from helpers.exercises import check
-from helpers.finetune import (build_model, mean_and_spread, run_finetune, species_task,
-                              species_test_set, species_train_set, summary)
+from helpers.experiments import mean_and_spread, run_finetune
 from helpers.models import pretrained_image_model
 from helpers.modes import sizes
 from helpers.plots import image_grid, line_plot, plot_history
 from helpers.results import Lesson, RunLog
 from helpers.surgery import stage_table, trainable_params
+from helpers.tasks import species_task, species_test_set, species_train_set
 
 lesson = Lesson("02")
 S = sizes("finetune")

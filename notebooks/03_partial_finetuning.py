@@ -18,13 +18,21 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.exercises import check
-from helpers.finetune import (build_model, mean_and_spread, run_finetune, species_train_set, summary,
-                              time_per_epoch)
+from helpers.experiments import build_model, mean_and_spread, run_finetune
+from helpers.lessons.partial import time_per_epoch
 from helpers.modes import sizes
 from helpers.plots import LiveCurve, line_plot
 from helpers.results import Lesson, RunLog
-from helpers.surgery import (freeze, freeze_stages, frozen_params, layerwise_lr_groups, stage_table,
-                             stages, trainable_params)
+from helpers.surgery import (
+    freeze,
+    freeze_stages,
+    frozen_params,
+    layerwise_lr_groups,
+    stage_table,
+    stages,
+    trainable_params,
+)
+from helpers.tasks import species_train_set
 from helpers.widgets import depth_picker
 
 lesson = Lesson("03")

@@ -23,12 +23,13 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.exercises import check
-from helpers.finetune import build_model, mean_and_spread, run_finetune, species_test_set
+from helpers.experiments import build_model, mean_and_spread, run_finetune
 from helpers.models import pretrained_image_model
 from helpers.modes import sizes
 from helpers.plots import plot_history
 from helpers.results import Lesson, RunLog
 from helpers.surgery import add_block, freeze_stages, replace_head, stage_table, stages, trainable_params
+from helpers.tasks import species_test_set
 
 lesson = Lesson("04")
 S = sizes("finetune")

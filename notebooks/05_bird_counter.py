@@ -21,20 +21,30 @@
 # 6. scenes unlike the training ones (more birds, an unseen sky), and your own photos.
 
 # %%
-from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from IPython.display import display
 
-from helpers.counting import (count_data, count_metrics, load_photo_counts, mean_baseline, predict_counts,
-                              residual_histogram, run_counter, saliency, saliency_grid,
-                              start_at_mean, truth_plot, write_example_photos)
 from helpers.cache import data_dir
 from helpers.exercises import check
+from helpers.lessons.bird_counter import (
+    count_data,
+    count_metrics,
+    mean_baseline,
+    predict_counts,
+    residual_histogram,
+    run_counter,
+    saliency,
+    saliency_grid,
+    start_at_mean,
+    truth_plot,
+    write_example_photos,
+)
 from helpers.models import pretrained_image_model
 from helpers.modes import sizes
+from helpers.own_data import load_photo_counts
 from helpers.plots import LiveCurve, image_grid, line_plot
 from helpers.results import Lesson, load_results
 from helpers.surgery import replace_head, stage_table, stages

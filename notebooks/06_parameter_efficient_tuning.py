@@ -20,24 +20,32 @@
 # %%
 import copy
 import math
-import time
 
 import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from helpers.exercises import check
-from helpers.finetune import build_model, species_task, species_test_set
-from helpers.images import CountWorld
-from helpers.lora import (add_lora, find_targets, load_adapter, memory_report, merge_lora, prepare_peft,
-                          run_peft, save_adapter, unmerge_lora)
 from helpers.cache import data_dir
-from helpers.distill import inference_seconds
+from helpers.exercises import check
+from helpers.experiments import build_model
+from helpers.images import CountWorld
+from helpers.lessons.peft import run_peft
+from helpers.lora import (
+    add_lora,
+    find_targets,
+    load_adapter,
+    memory_report,
+    merge_lora,
+    prepare_peft,
+    save_adapter,
+    unmerge_lora,
+)
 from helpers.modes import sizes
 from helpers.plots import line_plot
 from helpers.results import Lesson, RunLog
-from helpers.training import accuracy
+from helpers.tasks import species_task, species_test_set
+from helpers.training import accuracy, inference_seconds
 
 lesson = Lesson("06")
 S, P = sizes("finetune"), sizes("peft")

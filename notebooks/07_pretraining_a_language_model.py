@@ -12,7 +12,6 @@
 # at several points of training, and what the model "knows" after pre-training.
 
 # %%
-import dataclasses
 
 import pandas as pd
 import torch
@@ -20,12 +19,10 @@ from IPython.display import display
 
 from helpers.exercises import check
 from helpers.gpt import GPT, count_params_by_part, generate
-from helpers.lm import (corpus_ids, gpt_config, lm_config, lm_data, pretrained_lm,
-                        answers_correct)
+from helpers.lm import answers_correct, corpus_ids, gpt_config, lm_config, lm_data, pretrained_lm
 from helpers.modes import sizes
 from helpers.plots import LiveCurve, plot_history
 from helpers.results import Lesson
-from helpers.text_world import DISEASE_ATTRIBUTES
 from helpers.tokenizer import CharTokenizer
 from helpers.training import History
 
@@ -124,6 +121,7 @@ fig = plot_history(history, metric="val_loss", baseline=info["unigram_loss"],
                    baseline_label="unigram baseline", title="pre-training")
 display(fig)
 import matplotlib.pyplot as plt
+
 plt.close(fig)
 print(f"validation loss {info['val_loss']:.3f} vs unigram baseline {info['unigram_loss']:.3f}; "
       f"{info['tokens']:,} training tokens ({info['tokens'] / info['corpus_tokens']:.0f} passes over the "

@@ -18,13 +18,24 @@
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 from IPython.display import display
 
 from helpers.exercises import check
+from helpers.lm import (
+    IGNORE,
+    answer,
+    answers_correct,
+    corpus_loss,
+    create_lm,
+    exact_match,
+    finetune_qa,
+    lm_config,
+    lm_data,
+    pretrained_lm,
+    pretrained_lm_once_only,
+    qa_tensors,
+)
 from helpers.lora import add_lora, train_only_lora, trainable_share
-from helpers.lm import (IGNORE, answer, answers_correct, corpus_loss, create_lm, exact_match, finetune_qa,
-                        lm_config, lm_data, lm_loss, pretrained_lm, pretrained_lm_once_only, qa_tensors)
 from helpers.modes import sizes
 from helpers.plots import LiveCurve, line_plot
 from helpers.results import Lesson, RunLog

@@ -20,17 +20,13 @@
 
 # %%
 import pandas as pd
-import torch
-from IPython.display import display
 
 from helpers.exercises import check
 from helpers.lm import answer, exact_match, finetune_qa, lm_config, lm_data, pretrained_lm
 from helpers.lora import add_lora, train_only_lora
 from helpers.modes import sizes
-from helpers.plots import line_plot
-from helpers.prompting import SoftPrompt, context_tokens, few_shot, train_soft_prompt
+from helpers.prompting import context_tokens, few_shot, train_soft_prompt
 from helpers.results import Lesson
-from helpers.text_world import QA
 
 lesson = Lesson("09")
 S, P = sizes("lm_finetune"), sizes("prompting")

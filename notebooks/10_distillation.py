@@ -17,7 +17,6 @@
 # extra unlabelled images. Size, inference speed and accuracy, mean of several seeds.
 
 # %%
-import math
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -26,15 +25,15 @@ import torch.nn.functional as F
 from IPython.display import display
 from tqdm.auto import tqdm
 
-from helpers.distill import (UNLABELLED_SEED, create_student, finetune_teacher, inference_seconds,
-                             run_student, transfer_set)
 from helpers.exercises import check
-from helpers.finetune import mean_and_spread, species_task, species_test_set
+from helpers.experiments import mean_and_spread
+from helpers.lessons.distillation import UNLABELLED_SEED, create_student, finetune_teacher, run_student, transfer_set
 from helpers.models import count_params
 from helpers.modes import sizes
 from helpers.plots import image_grid
 from helpers.results import Lesson
-from helpers.training import accuracy, predict
+from helpers.tasks import species_task, species_test_set
+from helpers.training import accuracy, inference_seconds, predict
 
 lesson = Lesson("10")
 S, D = sizes("finetune"), sizes("distill")
@@ -52,7 +51,7 @@ D
 # can also contribute the usual cross-entropy, with weight `1 - w`.
 
 # %%
-# The distillation loss (a test checks that it equals helpers.distill.distillation_loss)
+# The distillation loss (a test checks that it equals helpers.losses.distillation_loss)
 def kd_loss(student_logits, teacher_logits, labels, T=4.0, w=0.9):
     log_p_student = F.log_softmax(student_logits / T, dim=1)             # (B, classes)
     log_p_teacher = F.log_softmax(teacher_logits / T, dim=1)

@@ -30,11 +30,19 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from helpers.generation_metrics import (class_rate, class_shares, diversity, memorisation_ratio, nearest,
-                                        pixel_distances)
-from helpers.generator import (Guided, create_generator, finetune_generator, flow_matching_loss, generator_config,
-                               generator_world, orca_images, orca_judge, pretrained_generator, sample)
+from helpers.generation_metrics import class_rate, class_shares, diversity, memorisation_ratio, nearest, pixel_distances
+from helpers.generator import (
+    Guided,
+    create_generator,
+    flow_matching_loss,
+    generator_config,
+    generator_world,
+    orca_images,
+    pretrained_generator,
+    sample,
+)
 from helpers.images import CLASSES
+from helpers.lessons.image_generator import finetune_generator, orca_judge
 from helpers.lora import add_lora, train_only_lora, trainable_share
 from helpers.models import count_params
 from helpers.modes import sizes

@@ -23,17 +23,19 @@ import os
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from IPython.display import display
 
 from helpers.cache import data_dir
-from helpers.ddp_finetune import finetune, launch, parse_args
 from helpers.distributed import freeze_bn_statistics
 from helpers.exercises import check
-from helpers.finetune import build_model, species_train_set
+from helpers.experiments import build_model
+from helpers.lessons.scaling import finetune, launch, parse_args
+from helpers.losses import cross_entropy_loss
 from helpers.models import pretrained_image_model
 from helpers.modes import sizes
 from helpers.plots import line_plot
 from helpers.results import Lesson
-from helpers.training import cross_entropy_loss
+from helpers.tasks import species_train_set
 
 lesson = Lesson("12")
 S = sizes("scaling")
@@ -108,15 +110,15 @@ print(f"{whole.numel():,} gradient entries; largest |whole - average of halves| 
 #
 # ```bash
 # # two processes on this machine (CPU: gloo; with 2+ GPUs: nccl, one GPU per process)
-# torchrun --standalone --nproc_per_node 2 -m helpers.ddp_finetune --out data/ddp.json
+# torchrun --standalone --nproc_per_node 2 -m helpers.lessons.scaling --out data/ddp.json
 # # the same fine-tuning in one plain process, for comparison
-# python -m helpers.ddp_finetune --out data/single.json
+# python -m helpers.lessons.scaling --out data/single.json
 # # several machines: the same command on each, with --nnodes, --node_rank and a rendezvous address
-# torchrun --nnodes 2 --node_rank 0 --nproc_per_node 8 --rdzv_endpoint host0:29500 -m helpers.ddp_finetune
+# torchrun --nnodes 2 --node_rank 0 --nproc_per_node 8 --rdzv_endpoint host0:29500 -m helpers.lessons.scaling
 # ```
 #
 # `--batch-size` is the **global** batch: each of N ranks gets `batch_size / N` images per step.
-# `python -m helpers.ddp_finetune --help` lists the other options (`--bn`, `--frozen-stages`,
+# `python -m helpers.lessons.scaling --help` lists the other options (`--bn`, `--frozen-stages`,
 # `--lora`, `--steps`, ...).
 #
 # ## Run 1: one process

@@ -6,9 +6,23 @@ import pytest
 import torch
 import torch.nn as nn
 
-from helpers.cache import (CheckpointError, cached_model, checkpoint_path, config_key, load_into,
-                           read_checkpoint, save_checkpoint)
-from helpers.results import Lesson, RunLog, load_results, record_results, results_path, results_table
+from helpers.cache import (
+    CheckpointError,
+    cached_model,
+    checkpoint_path,
+    config_key,
+    load_into,
+    read_checkpoint,
+    save_checkpoint,
+)
+from helpers.results import (
+    Lesson,
+    RunLog,
+    load_results,
+    record_results,
+    results_path,
+    results_table,
+)
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,24 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from helpers.counting import (LOSSES, TRAIN_BACKGROUNDS, PhotoCountError, count_data, count_metrics,
-                              count_model, count_world, fit_counter, load_photo_counts, mean_baseline,
-                              poisson_loss, predict_counts, run_counter, saliency, shifted_worlds,
-                              start_at_mean, write_example_photos)
+from helpers.lessons.bird_counter import (
+    TRAIN_BACKGROUNDS,
+    count_data,
+    count_metrics,
+    count_model,
+    count_world,
+    fit_counter,
+    mean_baseline,
+    predict_counts,
+    run_counter,
+    saliency,
+    shifted_worlds,
+    start_at_mean,
+    write_example_photos,
+)
+from helpers.losses import COUNT_LOSSES, poisson_loss
+from helpers.own_data import DataError, load_photo_counts
 from helpers.surgery import replace_head
-
 
 # --- data ---------------------------------------------------------------------------------------
 
@@ -123,8 +135,8 @@ class Constant(nn.Module):
 def test_losses_on_known_inputs():
     batch = (torch.zeros(3, 1), torch.tensor([0.0, 2.0, 5.0]))
     model = Constant([1.0, 2.0, 2.0])                           # errors 1, 0, -3
-    assert math.isclose(LOSSES["mse"](model, batch).item(), (1 + 0 + 9) / 3, rel_tol=1e-6)
-    assert math.isclose(LOSSES["huber"](model, batch).item(), (0.5 + 0 + 2.5) / 3, rel_tol=1e-6)
+    assert math.isclose(COUNT_LOSSES["mse"](model, batch).item(), (1 + 0 + 9) / 3, rel_tol=1e-6)
+    assert math.isclose(COUNT_LOSSES["huber"](model, batch).item(), (0.5 + 0 + 2.5) / 3, rel_tol=1e-6)
     # Poisson NLL (without the constant log y! term): rate - y log(rate)
     expected = sum(r - y * math.log(r + 1e-4) for r, y in [(1, 0), (2, 2), (2, 5)]) / 3
     assert math.isclose(poisson_loss(model, batch).item(), expected, rel_tol=1e-5)
@@ -180,7 +192,7 @@ def test_example_photos_round_trip(tmp_path):
 ])
 def test_photo_folder_errors_name_file_and_row(tmp_path, rows, message):
     folder = _folder(tmp_path, rows)
-    with pytest.raises(PhotoCountError, match=message) as err:
+    with pytest.raises(DataError, match=message) as err:
         load_photo_counts(folder)
     assert "counts.csv" in str(err.value)
 
@@ -188,16 +200,16 @@ def test_photo_folder_errors_name_file_and_row(tmp_path, rows, message):
 def test_unreadable_image_is_named(tmp_path):
     folder = _folder(tmp_path, ["a.png,1", "broken.jpg,2"])
     (folder / "broken.jpg").write_bytes(b"this is not a picture")
-    with pytest.raises(PhotoCountError, match=r"counts\.csv, row 3: cannot read image .*broken\.jpg"):
+    with pytest.raises(DataError, match=r"counts\.csv, row 3: cannot read image .*broken\.jpg"):
         load_photo_counts(folder)
 
 
 def test_missing_csv_or_header(tmp_path):
-    with pytest.raises(PhotoCountError, match="no counts file"):
+    with pytest.raises(DataError, match="no counts file"):
         load_photo_counts(tmp_path)
     (tmp_path / "counts.csv").write_text("name,birds\na.png,1\n")
-    with pytest.raises(PhotoCountError, match="row 1: the header must be 'filename,count'"):
+    with pytest.raises(DataError, match="row 1: the header must be 'filename,count'"):
         load_photo_counts(tmp_path)
     (tmp_path / "counts.csv").write_text("filename,count\n")
-    with pytest.raises(PhotoCountError, match="no rows after the header"):
+    with pytest.raises(DataError, match="no rows after the header"):
         load_photo_counts(tmp_path)

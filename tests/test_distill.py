@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from helpers.device import prefers_channels_last
-from helpers.distill import create_student, distillation_loss, inference_seconds, run_student
+from helpers.lessons.distillation import create_student, run_student
+from helpers.losses import distillation_loss
 from helpers.models import count_params, create_image_model, image_model_config
+from helpers.training import inference_seconds
 
 
 def logits(seed, n=8, k=6):

@@ -2,11 +2,12 @@
 import pytest
 import torch
 
-from helpers.finetune import (build_model, mean_and_spread, run_finetune, species_test_set, time_per_epoch,
-                              species_train_set, state_hash, summary)
+from helpers.experiments import build_model, mean_and_spread, run_finetune, state_hash, summary
+from helpers.lessons.partial import time_per_epoch
 from helpers.models import pretrained_image_model
 from helpers.results import RunLog
 from helpers.surgery import stages
+from helpers.tasks import species_test_set, species_train_set
 
 
 def test_train_sets_are_balanced_and_repeatable():

@@ -2,11 +2,19 @@
 import pytest
 import torch
 
-from helpers.generation_metrics import (class_rate, class_shares, diversity, memorisation_ratio, nearest,
-                                        pixel_distances)
-from helpers.generator import (GeneratorConfig, Guided, UNet, create_generator, finetune_generator, flow_matching_loss,
-                               generator_world, orca_images, sample)
+from helpers.generation_metrics import class_rate, class_shares, diversity, memorisation_ratio, nearest, pixel_distances
+from helpers.generator import (
+    GeneratorConfig,
+    Guided,
+    UNet,
+    create_generator,
+    flow_matching_loss,
+    generator_world,
+    orca_images,
+    sample,
+)
 from helpers.images import CLASSES
+from helpers.lessons.image_generator import finetune_generator
 
 TINY = GeneratorConfig(image_size=16, width=8)
 

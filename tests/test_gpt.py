@@ -2,10 +2,19 @@
 import pytest
 import torch
 
-from helpers.cache import read_checkpoint, checkpoint_path
+from helpers.cache import checkpoint_path, read_checkpoint
 from helpers.gpt import GPT, GPTConfig, count_params_by_part, generate
-from helpers.lm import (TokenWindows, answers_correct, corpus_ids, exact_match, finetune_qa, lm_config,
-                        lm_loss, pretrained_lm, qa_tensors)
+from helpers.lm import (
+    TokenWindows,
+    answers_correct,
+    corpus_ids,
+    exact_match,
+    finetune_qa,
+    lm_config,
+    lm_loss,
+    pretrained_lm,
+    qa_tensors,
+)
 from helpers.text_world import QA, TextWorld
 from helpers.tokenizer import WordTokenizer
 from helpers.training import train

@@ -2,8 +2,16 @@
 import pytest
 import torch
 
-from helpers.images import (BACKGROUNDS, BIRD_SPECIES, CLASSES, BirdSpecies, CountWorld, ImageWorld,
-                            WorldStream, render_class)
+from helpers.images import (
+    BACKGROUNDS,
+    BIRD_SPECIES,
+    CLASSES,
+    BirdSpecies,
+    CountWorld,
+    ImageWorld,
+    WorldStream,
+    render_class,
+)
 
 
 def test_at_least_twelve_classes_and_four_species():

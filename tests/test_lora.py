@@ -7,9 +7,24 @@ import torch
 import torch.nn as nn
 
 from helpers.gpt import GPT, GPTConfig
-from helpers.lora import (LoRA, add_lora, adapter_names, bitfit, find_targets, load_adapter,
-                          lora_disabled, lora_layers, memory_report, merge_lora, optimizer_state_bytes,
-                          save_adapter, set_adapter, train_only_lora, trainable_share, unmerge_lora)
+from helpers.lora import (
+    LoRA,
+    adapter_names,
+    add_lora,
+    bitfit,
+    find_targets,
+    load_adapter,
+    lora_disabled,
+    lora_layers,
+    memory_report,
+    merge_lora,
+    optimizer_state_bytes,
+    save_adapter,
+    set_adapter,
+    train_only_lora,
+    trainable_share,
+    unmerge_lora,
+)
 
 # (timm name, create kwargs, input size, targets): tiny, random weights, fast on a CPU.
 ARCHS = {

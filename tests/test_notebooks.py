@@ -5,7 +5,6 @@ lesson finds the checkpoints an earlier one cached, as in a real class.
 """
 import json
 import os
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -31,7 +30,7 @@ def _text(cell):
 def with_checks_before_solutions(nb):
     """A copy of each exercise's check cell, run before its folded solution: on the unsolved
     starter it must say "not yet" (❌); the original, after the solution, must say ✅."""
-    cells, pending = [], None
+    cells = []
     for i, cell in enumerate(nb.cells):
         if "solution" in _tags(cell):
             later = next((c for c in nb.cells[i + 1:] if "check" in _tags(c) or "solution" in _tags(c)), None)

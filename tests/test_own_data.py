@@ -1,10 +1,8 @@
 """Loaders for the learner's own data, and the switch to timm's published weights (offline here)."""
 import pytest
-import torch
 from PIL import Image
 
-from helpers.own_data import (DataError, PretrainedUnavailable, load_cifar10, load_image_folder,
-                              timm_pretrained)
+from helpers.own_data import DataError, PretrainedUnavailable, load_cifar10, load_image_folder, timm_pretrained
 
 
 def make_folder(root, classes=("crow", "robin"), per_class=2, size=20):

@@ -1,7 +1,8 @@
 """The pip and conda dependency lists agree; the sizes table covers every mode."""
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from helpers.modes import MODES, SIZES
 

@@ -6,9 +6,19 @@ import timm
 import torch
 import torch.nn as nn
 
-from helpers.surgery import (add_block, bn_stats_frozen, freeze, freeze_stages, frozen_params,
-                             layerwise_lr_groups, replace_head, stage_table, stages, trainable_params,
-                             unfreeze)
+from helpers.surgery import (
+    add_block,
+    bn_stats_frozen,
+    freeze,
+    freeze_stages,
+    frozen_params,
+    layerwise_lr_groups,
+    replace_head,
+    stage_table,
+    stages,
+    trainable_params,
+    unfreeze,
+)
 
 # (timm name, extra create kwargs, input size): tiny, random weights, fast on a CPU.
 ARCHS = {

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from helpers.lm import TokenWindows, corpus_ids, qa_tensors, world_tokenizer, IGNORE
-from helpers.text_world import (DISEASE_ATTRIBUTES, TextWorld, TextWorldConfig, load_text_files)
+from helpers.lm import IGNORE, TokenWindows, corpus_ids, qa_tensors, world_tokenizer
+from helpers.text_world import DISEASE_ATTRIBUTES, TextWorld, TextWorldConfig, load_text_files
 from helpers.tokenizer import CharTokenizer, WordTokenizer, tokenizer_from_json
 
 SMALL = TextWorldConfig(diseases=20, people=20, towns=10, animals=8, plants=8, rivers=4, name_parts=6)

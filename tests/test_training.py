@@ -1,13 +1,11 @@
 """The training loop: learns, overfits a batch, stops cleanly, refuses NaN, honours frozen params."""
-import math
 
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from helpers.training import (Batches, History, NonFiniteLossError, accuracy, cross_entropy_loss,
-                              evaluating, predict, train, warmup_cosine)
+from helpers.losses import cross_entropy_loss
+from helpers.training import Batches, History, NonFiniteLossError, accuracy, evaluating, predict, train, warmup_cosine
 
 
 def blobs(n=256, seed=0):
@@ -135,8 +133,9 @@ def test_batches_reshuffle_each_epoch_repeatably():
 
 def test_channels_last_default_is_for_conv_nets_on_cuda_and_x86_cpus(monkeypatch):
     import platform
-    from helpers.models import ImageModelConfig, create_image_model
+
     from helpers.device import prefers_channels_last
+    from helpers.models import ImageModelConfig, create_image_model
     cnn, mlp = create_image_model(ImageModelConfig(width=8, image_size=32)), nn.Linear(4, 2)
     assert prefers_channels_last(cnn, "cuda") and not prefers_channels_last(mlp, "cuda")
     assert not prefers_channels_last(cnn, "mps")
@@ -154,8 +153,8 @@ def test_history_round_trips_through_a_dict():
 
 @pytest.mark.cuda
 def test_mixed_precision_and_channels_last_on_cuda():
-    from helpers.models import ImageModelConfig, create_image_model
     from helpers.images import ImageWorld
+    from helpers.models import ImageModelConfig, create_image_model
     model = create_image_model(ImageModelConfig(width=8, image_size=32))
     x, y = ImageWorld(image_size=32).render(64, seed=0, device="cuda")
     hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=16), epochs=3, device="cuda",

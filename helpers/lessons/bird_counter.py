@@ -9,7 +9,7 @@ What is here, in the order the lesson uses it:
 - The model: ``count_model`` (the pre-trained backbone, or the same architecture from scratch,
   with a one-output non-negative head from ``helpers.surgery.replace_head``) and ``predict_counts``.
 - Losses: ``mse_loss``, ``huber_loss``, ``poisson_loss`` (all ``loss_fn(model, batch)`` for
-  ``helpers.training.train``), collected in ``LOSSES``.
+  ``helpers.training.train``), collected in ``COUNT_LOSSES``.
 - Metrics: ``count_metrics`` (MAE, RMSE, exact-count and within-one accuracy) and
   ``mean_baseline``.
 - Training: ``fit_counter`` (one run, a fixed number of steps) and ``run_counter`` (build, train,
@@ -29,7 +29,6 @@ Example:
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
 from dataclasses import asdict, dataclass, replace
@@ -39,15 +38,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .cache import cached_model, checkpoint_path
-from .device import resolve_device, seed_everything
-from .images import BACKGROUNDS, CountWorld
-from .models import create_image_model, image_model_config, pretrained_image_model
-from .modes import sizes
-from .surgery import freeze_stages, replace_head
-from .training import Batches, History, predict, train
+from ..augment import flip
+from ..cache import cached_model, checkpoint_path
+from ..device import resolve_device, seed_everything
+from ..images import BACKGROUNDS, CountWorld
+from ..losses import COUNT_LOSSES
+from ..models import create_image_model, image_model_config, pretrained_image_model
+from ..modes import sizes
+from ..surgery import freeze_stages, replace_head
+from ..training import Batches, History, predict, train
 
 # ---------------------------------------------------------------------------------------------
 # Data
@@ -189,28 +189,12 @@ def predict_counts(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> 
 # Losses: loss_fn(model, batch) with batch = (images, counts)
 # ---------------------------------------------------------------------------------------------
 
-def mse_loss(model, batch):
-    """Mean squared error: assumes Gaussian noise of the same size at every count."""
-    x, y = batch
-    return F.mse_loss(model(x).reshape(-1).float(), y)
 
 
-def huber_loss(model, batch, delta: float = 1.0):
-    """Huber: squared error within ``delta`` of the truth, absolute error beyond it, so a few
-    badly wrong scenes pull less than under MSE."""
-    x, y = batch
-    return F.huber_loss(model(x).reshape(-1).float(), y, delta=delta)
 
 
-def poisson_loss(model, batch):
-    """Poisson negative log-likelihood: the output is the rate of a Poisson count, whose
-    variance grows with the count (an error of 1 matters less among 9 birds than among 1)."""
-    x, y = batch
-    rate = model(x).reshape(-1).float()
-    return F.poisson_nll_loss(rate, y, log_input=False, full=False, eps=1e-4)
 
 
-LOSSES = {"mse": mse_loss, "huber": huber_loss, "poisson": poisson_loss}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,11 +232,6 @@ def mean_baseline(y_train, y_test) -> dict[str, float]:
 # Training
 # ---------------------------------------------------------------------------------------------
 
-def flip_augment(batch):
-    """Mirror a random half of the images left-right: the count does not change."""
-    x, y = batch
-    flip = torch.rand(len(x), device=x.device) < 0.5
-    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x), y
 
 
 def fit_counter(model, x, y, *, steps: int, batch_size: int, lr: float, loss: str = "mse",
@@ -263,13 +242,13 @@ def fit_counter(model, x, y, *, steps: int, batch_size: int, lr: float, loss: st
     A fixed number of steps (not epochs) gives every run the same compute budget, whatever
     the number of labels.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)}")
+    if loss not in COUNT_LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(COUNT_LOSSES)}")
     batches = Batches(x, y, batch_size=min(batch_size, len(x)), seed=seed,
-                      augment=flip_augment if augment else None)
+                      augment=flip if augment else None)
     seed_everything(seed)
     epochs = math.ceil(steps / len(batches))
-    return train(model, LOSSES[loss], batches, epochs=epochs, max_steps=steps, lr=lr,
+    return train(model, COUNT_LOSSES[loss], batches, epochs=epochs, max_steps=steps, lr=lr,
                  weight_decay=weight_decay, device=next(model.parameters()).device,
                  evaluate=evaluate, eval_every=eval_every, log_every=max(1, min(10, steps // 20)),
                  progress=progress, desc=desc, hook=hook)
@@ -382,79 +361,12 @@ def prepare_scratch_counters(mode: str | None = None) -> list[dict]:
 # Your own photos: a folder of images and counts.csv with rows "filename,count"
 # ---------------------------------------------------------------------------------------------
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-class PhotoCountError(ValueError):
-    """A problem in a photo folder or its counts CSV; the message names the file and the row."""
 
 
-def photo_transform(image_size: int):
-    """torchvision transform: shorter side to ``image_size``, centre crop, tensor in [0, 1]."""
-    from torchvision import transforms
-    return transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size),
-                               transforms.ToTensor()])
 
 
-def load_photo_counts(folder, csv_name: str = "counts.csv", image_size: int = 64):
-    """Load your own photos and their bird counts.
-
-    ``folder`` holds the images and a CSV file with a header ``filename,count`` and one row per
-    image: the file name relative to the folder and a whole, non-negative number of birds.
-
-    Returns:
-        (images (N, 3, S, S) in [0, 1], counts (N,) float32, file names) with S = ``image_size``.
-    Raises:
-        PhotoCountError naming the CSV file and row (its line number, the header is line 1) for:
-        a missing CSV or header, a missing image file, an image that cannot be read, a count that
-        is negative or not a whole number, or a file listed twice.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    folder = Path(folder)
-    table = folder / csv_name
-    if not table.is_file():
-        raise PhotoCountError(f"{table}: no counts file; make one with a header 'filename,count' "
-                              f"and one row per image, e.g. 'garden.jpg,3'")
-    transform = photo_transform(image_size)
-    images, counts, names, first_row = [], [], [], {}
-    with open(table, newline="") as f:
-        rows = list(csv.reader(f))
-    header = [c.strip().lower() for c in rows[0]] if rows else []
-    if header[:2] != ["filename", "count"]:
-        raise PhotoCountError(f"{table}, row 1: the header must be 'filename,count'; found {rows[0] if rows else 'an empty file'}")
-    for line, row in enumerate(rows[1:], start=2):
-        if not row or all(not c.strip() for c in row):
-            continue                                   # blank lines are harmless
-        where = f"{table}, row {line}"
-        if len(row) < 2:
-            raise PhotoCountError(f"{where}: expected 'filename,count', found {','.join(row)!r}")
-        name, raw = row[0].strip(), row[1].strip()
-        if name in first_row:
-            raise PhotoCountError(f"{where}: {name!r} is listed twice (first in row {first_row[name]})")
-        first_row[name] = line
-        try:
-            value = float(raw)
-        except ValueError:
-            raise PhotoCountError(f"{where}: the count of {name!r} is {raw!r}, not a number") from None
-        if not math.isfinite(value) or value != int(value):
-            raise PhotoCountError(f"{where}: the count of {name!r} is {raw!r}; counts are whole numbers")
-        if value < 0:
-            raise PhotoCountError(f"{where}: the count of {name!r} is {raw!r}; counts cannot be negative")
-        path = folder / name
-        if not path.is_file():
-            raise PhotoCountError(f"{where}: image file {path} does not exist")
-        try:
-            with Image.open(path) as img:
-                image = img.convert("RGB")
-        except (UnidentifiedImageError, OSError) as err:
-            raise PhotoCountError(f"{where}: cannot read image {path} ({type(err).__name__}: {err})") from None
-        images.append(transform(image))
-        counts.append(value)
-        names.append(name)
-    if not names:
-        raise PhotoCountError(f"{table}: no rows after the header; add one 'filename,count' row per image")
-    return torch.stack(images), torch.tensor(counts, dtype=torch.float32), names
 
 
 def write_example_photos(folder, n: int = 12, image_size: int = 160, seed: int = 7,

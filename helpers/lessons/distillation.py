@@ -1,6 +1,6 @@
 """Knowledge distillation on the species task (lesson 10): a big fine-tuned teacher, a small student.
 
-The teacher is lesson 01's model fine-tuned on the few species labels (``helpers.finetune``).
+The teacher is lesson 01's model fine-tuned on the few species labels (``helpers.experiments.run_finetune``).
 The student is the same kind of timm ResNet at a fraction of the width, from random weights.
 It learns from the teacher's *soft targets*: the teacher's class probabilities softened by a
 temperature T, which say not only "robin" but "robin, a bit like a cardinal, nothing like a gull".
@@ -21,45 +21,25 @@ Example:
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import replace
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .device import prefers_channels_last, resolve_device, seed_everything, synchronize
-from .finetune import (flip_and_shift, run_finetune, species_task, species_test_set,
-                       species_train_set)
-from .models import count_params, create_image_model, image_model_config
-from .modes import sizes
-from .training import Batches, accuracy, predict, train
+from ..augment import flip_and_shift
+from ..device import resolve_device, seed_everything
+from ..experiments import run_finetune
+from ..losses import distillation_loss
+from ..models import count_params, create_image_model, image_model_config
+from ..modes import sizes
+from ..tasks import species_task, species_test_set, species_train_set
+from ..training import Batches, accuracy, predict, train
 
 UNLABELLED_SEED = 770_001     # the unlabelled images' seed: no labelled set or test set uses it
 KINDS = ("labels", "kd")
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                      labels: torch.Tensor | None = None, temperature: float = 4.0,
-                      soft_weight: float = 0.9) -> torch.Tensor:
-    """Soft-target loss at ``temperature`` plus (optionally) the ordinary label loss.
-
-    Args:
-        student_logits, teacher_logits: (B, classes).
-        labels: (B,) class indices, or -1 where an image has no label; None: soft term only.
-        soft_weight: w, the soft term's share; the labelled images' cross-entropy gets 1 - w.
-    Returns:
-        a scalar.
-    """
-    T = temperature
-    soft = F.kl_div(F.log_softmax(student_logits / T, dim=1), F.log_softmax(teacher_logits / T, dim=1),
-                    log_target=True, reduction="batchmean") * T * T
-    if labels is None or soft_weight >= 1:
-        return soft
-    has_label = labels >= 0
-    hard = (F.cross_entropy(student_logits[has_label], labels[has_label])
-            if has_label.any() else student_logits.sum() * 0)
-    return soft_weight * soft + (1 - soft_weight) * hard
 
 
 def create_student(width: int | None = None, seed: int = 0) -> nn.Module:
@@ -98,10 +78,6 @@ def transfer_set(teacher: nn.Module, labels_per_class: int | None = None, unlabe
     return x, predict(teacher, x), y
 
 
-def _augment_images(batch):
-    """Flip and shift the images of (x, labels, ...); the species does not change, so neither do
-    the targets."""
-    return (flip_and_shift(batch[:2])[0], *batch[1:])
 
 
 def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tensor | None = None,
@@ -135,7 +111,7 @@ def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: tor
             images, labels, soft = batch
             return distillation_loss(model(images), soft, labels, T, w)
     batches = Batches(*tensors, batch_size=min(D.batch_size, len(tensors[0])), seed=seed,
-                      augment=_augment_images)
+                      augment=flip_and_shift)
     x_test, y_test = species_test_set(device=device)
     seed_everything(seed)
     history = train(student, loss_fn, batches, epochs=math.ceil(steps / len(batches)), max_steps=steps,
@@ -148,22 +124,3 @@ def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: tor
     return result
 
 
-def inference_seconds(model: nn.Module, x: torch.Tensor, repeats: int = 5) -> float:
-    """Seconds to classify the images ``x`` (the fastest of ``repeats`` runs: on a shared machine
-    the fastest run is closest to the model's own cost).
-
-    The model is first put in the memory layout that training uses on this device
-    (``prefers_channels_last``; only the layout changes, not the weights), so that a trained model
-    and a fresh one are timed alike."""
-    device = next(model.parameters()).device
-    layout = torch.channels_last if prefers_channels_last(model, device) else torch.contiguous_format
-    model.to(memory_format=layout)
-    best = float("inf")
-    predict(model, x[:8])                                 # warm up
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        predict(model, x)
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best

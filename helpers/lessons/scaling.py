@@ -7,8 +7,8 @@ own piece of each one; DDP averages the gradients, so all ranks take the same st
 
 From a terminal, in the repository (CPU: gloo, one thread per process; GPUs: nccl, one per rank):
 
-    torchrun --standalone --nproc_per_node 2 -m helpers.ddp_finetune --out data/ddp.json
-    python -m helpers.ddp_finetune --out data/single.json           # the same run, one process
+    torchrun --standalone --nproc_per_node 2 -m helpers.lessons.scaling --out data/ddp.json
+    python -m helpers.lessons.scaling --out data/single.json           # the same run, one process
 
 ``--batch-size`` is the GLOBAL batch (all ranks together), so the two commands above do the same
 optimisation and their losses agree to float precision. ``--bn``: "frozen" (BatchNorm uses its
@@ -27,16 +27,17 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 
-from .device import seed_everything
-from .distributed import (RankShard, cleanup, freeze_bn_statistics, is_main_process, main_process_first,
-                          setup, wrap_ddp)
-from .finetune import build_model, flip_and_shift, species_test_set, species_train_set
-from .modes import sizes
-from .surgery import freeze_stages, trainable_params
-from .training import Batches, accuracy, cross_entropy_loss, train
+from ..augment import flip_and_shift
+from ..device import seed_everything
+from ..distributed import RankShard, cleanup, freeze_bn_statistics, is_main_process, main_process_first, setup, wrap_ddp
+from ..experiments import build_model
+from ..losses import cross_entropy_loss
+from ..modes import sizes
+from ..surgery import freeze_stages, trainable_params
+from ..tasks import species_test_set, species_train_set
+from ..training import Batches, accuracy, train
 
 BN_CHOICES = ("frozen", "local", "sync")
 
@@ -73,7 +74,7 @@ def finetune(args, loss_fn=cross_entropy_loss) -> dict:
     # Surgery BEFORE wrapping in DDP: DDP registers the parameters that need gradients once.
     freeze_stages(model, args.frozen_stages)
     if args.lora:
-        from .lora import add_lora, train_only_lora
+        from ..lora import add_lora, train_only_lora
         add_lora(model, ["layer3.*.conv*", "layer4.*.conv*"], rank=args.lora, seed=args.seed)
         train_only_lora(model, also="fc")
     if args.bn == "frozen":
@@ -134,7 +135,7 @@ def launch(nproc: int = 2, *, out, timeout_s: int = 300, extra_args=(), **option
     The command is printed first so you can copy it into a terminal.
     """
     flags = [f for k, v in options.items() for f in (f"--{k.replace('_', '-')}", str(v))]
-    script = ["-m", "helpers.ddp_finetune", "--out", str(out), *flags, *extra_args]
+    script = ["-m", "helpers.lessons.scaling", "--out", str(out), *flags, *extra_args]
     if nproc == 1:      # one ordinary process: no torchrun, no process group, no DDP
         cmd = [sys.executable, *script]
         print("$ python " + " ".join(script), flush=True)

@@ -1,0 +1,82 @@
+"""The package is split by role: mechanisms in helpers/, lesson harnesses in helpers/lessons/.
+
+A mechanism (a loop, a surgery, a data world) knows nothing of any lesson, so it never imports a
+harness; a harness composes mechanisms and never imports another lesson's harness. The command
+line that runs the whole course (``helpers.course``) is the one module allowed to know them all.
+"""
+import ast
+from pathlib import Path
+
+import pytest
+
+HELPERS = Path(__file__).resolve().parent.parent / "helpers"
+ENTRY_POINTS = {"helpers.course"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(HELPERS.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, text: str | None = None) -> set[str]:
+    """Every helpers module that ``path`` (with source ``text``, default its file) imports,
+    absolutely or relatively, at any depth."""
+    tree = ast.parse(path.read_text() if text is None else text)
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            found.add(mod)
+            found |= {f"{mod}.{a.name}" for a in node.names}     # "from .lessons import peft"
+    # strings in PREPARE-style tables ("helpers.lessons.x:function") count as imports too
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("helpers."):
+            found.add(node.value.split(":")[0])
+    return {m for m in found if m == "helpers" or m.startswith("helpers.")}
+
+
+MODULES = sorted(p for p in HELPERS.rglob("*.py"))
+
+
+def is_harness(name: str) -> bool:
+    return name.startswith("helpers.lessons.")
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[module_name(p) for p in MODULES])
+def test_imports_follow_the_roles(path):
+    name = module_name(path)
+    if name in ENTRY_POINTS:
+        return
+    harnesses = {m for m in imported_modules(path) if is_harness(m)}
+    if is_harness(name):
+        others = {m for m in harnesses if not (m == name or m.startswith(name + "."))}
+        assert not others, f"the harness {name} imports another lesson's harness: {sorted(others)}"
+    else:
+        assert not harnesses, f"the mechanism {name} imports lesson harnesses: {sorted(harnesses)}"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[module_name(p) for p in MODULES])
+def test_every_module_says_what_it_is_for(path):
+    if path.name == "__init__.py" and not path.read_text().strip():
+        return
+    doc = ast.get_docstring(ast.parse(path.read_text()))
+    assert doc and len(doc.split()) >= 5, f"{module_name(path)} has no docstring saying what it is for"
+
+
+def test_the_checker_sees_a_wrong_direction():
+    """The checks above would catch a mechanism importing a harness, relatively or absolutely,
+    and a harness importing another lesson's."""
+    mechanism, harness = HELPERS / "training.py", HELPERS / "lessons" / "peft.py"
+    text = "from .lessons.peft import run_peft\nimport helpers.lessons.partial\n"
+    assert {"helpers.lessons.peft", "helpers.lessons.partial"} <= imported_modules(mechanism, text)
+    assert "helpers.lessons.partial" in imported_modules(harness, "from .partial import time_per_epoch\n")
+    assert "helpers.training" in imported_modules(harness, "from ..training import train\n")
