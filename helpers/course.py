@@ -3,6 +3,7 @@
     python -m helpers.course run        # execute notebooks/*.ipynb into build/<mode>/, print results
     python -m helpers.course prepare    # build every cached checkpoint the lessons load
     python -m helpers.course results    # print the results table of the current mode
+    python -m helpers.course claims     # check every registered claim against the results file
 
 ``COURSE_MODE`` is honoured by both (``smoke``, ``class`` or ``full``).
 """
@@ -11,12 +12,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import pkgutil
 import sys
 import time
 from pathlib import Path
 
+from .claims import check_claims
 from .modes import current_mode
-from .results import results_path, results_table
+from .results import load_results, results_path, results_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,7 +81,38 @@ def run_course(pattern: str = "*.ipynb") -> int:
     print(results_table(mode))
     if failed:
         print(f"\n{len(failed)} notebook(s) failed: {', '.join(failed)}")
-    return 1 if failed else 0
+    broken = report_claims(mode)
+    return 1 if failed or broken else 0
+
+
+def registered_claims() -> list:
+    """Every lesson harness's ``CLAIMS`` (helpers/lessons/*.py), in lesson order."""
+    from . import lessons
+    claims = []
+    for info in pkgutil.iter_modules(lessons.__path__):
+        module = importlib.import_module(f"{lessons.__name__}.{info.name}")
+        claims += getattr(module, "CLAIMS", [])
+    return sorted(claims, key=lambda c: c.lesson)
+
+
+def report_claims(mode: str) -> int:
+    """Print every registered claim's verdict on the results file; return how many fail.
+
+    In smoke mode the numbers mean nothing, so failures are reported and not counted."""
+    verdicts = check_claims(registered_claims(), load_results(mode))
+    if not verdicts:
+        return 0
+    print(f"\nRegistered claims ({mode} mode):")
+    for claim, ok in verdicts:
+        mark = "holds" if ok else "DOES NOT HOLD" if ok is False else "not measured"
+        print(f"  {claim.lesson}  {mark:<13} {claim.text}")
+    broken = sum(ok is not True for _, ok in verdicts)
+    if broken and mode == "smoke":
+        print(f"({broken} not holding or not measured: smoke-mode numbers are meaningless, so this is not a failure)")
+        return 0
+    if broken:
+        print(f"{broken} registered claim(s) do not hold or were not measured in {mode} mode.")
+    return broken
 
 
 def prepare() -> int:
@@ -96,7 +130,7 @@ def prepare() -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.course", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["run", "prepare", "results"])
+    parser.add_argument("command", choices=["run", "prepare", "results", "claims"])
     parser.add_argument("--only", default="*.ipynb", help="glob of notebooks to run, e.g. '0[0-3]*'")
     args = parser.parse_args(argv)
     os.environ.setdefault("COURSE_MODE", current_mode())
@@ -104,6 +138,8 @@ def main(argv=None) -> int:
         return run_course(args.only)
     if args.command == "prepare":
         return prepare()
+    if args.command == "claims":
+        return 1 if report_claims(current_mode()) else 0
     print(results_table())
     return 0
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import math
 
-import torch
 import torch.nn as nn
 
 from .augment import flip_and_shift
@@ -187,11 +186,3 @@ SUMMARY = ("labels_per_class", "frozen_stages", "bn", "head", "lr", "lr_decay", 
 def summary(result: dict, columns=SUMMARY) -> dict:
     """The scalar settings and results of a run (for a RunLog row or a table)."""
     return {k: result[k] for k in columns if k in result}
-
-
-def mean_and_spread(values):
-    """(mean, standard deviation) of a list of numbers (spread 0 for a single value)."""
-    t = torch.tensor([float(v) for v in values])
-    return t.mean().item(), (t.std().item() if len(t) > 1 else 0.0)
-
-

@@ -17,11 +17,12 @@ from IPython.display import display
 from tqdm.auto import tqdm
 
 from helpers.exercises import check
-from helpers.experiments import mean_and_spread, run_finetune
+from helpers.experiments import run_finetune
 from helpers.models import pretrained_image_model
 from helpers.modes import sizes
 from helpers.plots import image_grid, line_plot, plot_history
 from helpers.results import Lesson, RunLog
+from helpers.stats import mean_and_spread
 from helpers.surgery import stage_table, trainable_params
 from helpers.tasks import species_task, species_test_set, species_train_set
 

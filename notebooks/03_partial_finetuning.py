@@ -18,11 +18,12 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.exercises import check
-from helpers.experiments import build_model, mean_and_spread, run_finetune
+from helpers.experiments import build_model, run_finetune
 from helpers.lessons.partial import time_per_epoch
 from helpers.modes import sizes
 from helpers.plots import LiveCurve, line_plot
 from helpers.results import Lesson, RunLog
+from helpers.stats import mean_and_spread
 from helpers.surgery import (
     freeze,
     freeze_stages,

@@ -23,11 +23,12 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.exercises import check
-from helpers.experiments import build_model, mean_and_spread, run_finetune
+from helpers.experiments import build_model, run_finetune
 from helpers.models import pretrained_image_model
 from helpers.modes import sizes
 from helpers.plots import plot_history
 from helpers.results import Lesson, RunLog
+from helpers.stats import mean_and_spread
 from helpers.surgery import add_block, freeze_stages, replace_head, stage_table, stages, trainable_params
 from helpers.tasks import species_test_set
 

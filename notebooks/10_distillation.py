@@ -26,12 +26,12 @@ from IPython.display import display
 from tqdm.auto import tqdm
 
 from helpers.exercises import check
-from helpers.experiments import mean_and_spread
 from helpers.lessons.distillation import UNLABELLED_SEED, create_student, finetune_teacher, run_student, transfer_set
 from helpers.models import count_params
 from helpers.modes import sizes
 from helpers.plots import image_grid
 from helpers.results import Lesson
+from helpers.stats import mean_and_spread
 from helpers.tasks import species_task, species_test_set
 from helpers.training import accuracy, inference_seconds, predict
 

@@ -2,10 +2,11 @@
 import pytest
 import torch
 
-from helpers.experiments import build_model, mean_and_spread, run_finetune, state_hash, summary
+from helpers.experiments import build_model, run_finetune, state_hash, summary
 from helpers.lessons.partial import time_per_epoch
 from helpers.models import pretrained_image_model
 from helpers.results import RunLog
+from helpers.stats import mean_and_spread
 from helpers.surgery import stages
 from helpers.tasks import species_test_set, species_train_set
 
