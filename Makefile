@@ -6,24 +6,31 @@ STAMP := $(VENV)/.installed
 COURSE_MODE ?=
 export COURSE_MODE
 
-.PHONY: setup lab test course prepare clean-cache
+.PHONY: setup lab test test-browser course prepare clean-cache
 
 setup: $(STAMP)
 
 # Re-installs only when pyproject.toml changes, so a second `make setup` takes a second.
+# One course kernel: the notebooks ask for "python3", which `make lab` (this venv's JupyterLab,
+# preferring the venv's kernelspecs to the user's) runs with the venv's python; the second
+# kernelspec older setups installed is removed.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
-	$(PY) -m ipykernel install --sys-prefix --name fine-tuning-course --display-name "Fine-tuning course" >/dev/null
+	$(VENV)/bin/jupyter kernelspec remove -y fine-tuning-course >/dev/null 2>&1 || true
 	touch $(STAMP)
 
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	JUPYTER_PREFER_ENV_PATH=1 $(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The browser suite: every lesson in JupyterLab in headless Chromium (tests/browser/conftest.py).
+test-browser: setup
+	COURSE_BROWSER_TESTS=1 $(PY) -m pytest -q -p no:cacheprovider tests/browser
 
 course: setup
 	$(PY) -m helpers.course run
