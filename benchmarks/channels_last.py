@@ -61,7 +61,7 @@ def main():
                 model = make().to(device)
                 synchronize(device)
                 start = time.perf_counter()
-                train(model, loss_fn, batches, epochs=args.steps // len(batches) + 1, max_steps=args.steps,
+                train(model, loss_fn, batches, steps=args.steps,
                       lr=1e-3, device=device, channels_last=layout, progress=False, log_every=10)
                 synchronize(device)
                 if r > 0:

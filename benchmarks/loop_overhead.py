@@ -73,8 +73,7 @@ def main():
             if name == "raw":
                 raw_loop(model, batches, device, 1e-3, args.steps)
             else:
-                train(model, cross_entropy_loss, batches, epochs=args.steps // len(batches) + 1,
-                      max_steps=args.steps, lr=1e-3, device=device, progress=False, log_every=10)
+                train(model, cross_entropy_loss, batches, steps=args.steps, lr=1e-3, device=device, progress=False, log_every=10)
             synchronize(device)
             if r > 0:
                 rates[name].append(samples / (time.perf_counter() - start))

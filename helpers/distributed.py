@@ -165,7 +165,7 @@ class RankShard:
     the same global batch at each step) and keeps piece ``rank`` of ``world_size`` near-equal
     pieces. Together the ranks see exactly the global batch of one process, so DDP's averaged
     gradient equals the one-process gradient (exactly when the pieces are equal in size and the
-    model has no batch statistics: see ``freeze_bn_statistics``).
+    model has no batch statistics: see ``helpers.surgery.freeze_bn_statistics``).
 
     For procedural worlds that render fresh batches, the other way is one stream per rank with
     its own seed (``seed + rank``): different data per rank, no need to cut.
@@ -183,18 +183,3 @@ class RankShard:
         for batch in self.batches:
             yield tuple(torch.tensor_split(t, self.world)[self.rank] if torch.is_tensor(t) else t
                         for t in batch)
-
-
-def freeze_bn_statistics(model: nn.Module) -> nn.Module:
-    """Keep every BatchNorm layer normalising with its running statistics (as in eval mode) while
-    its weights still train. Returns the model.
-
-    Train-mode BatchNorm normalises with the statistics of the batch it sees; under DDP each rank
-    sees only its piece, so the result differs a little from one process with the whole batch.
-    With frozen statistics, DDP gives the one-process result. On CUDA, the other exact choice is
-    ``nn.SyncBatchNorm.convert_sync_batchnorm(model)`` (statistics over the whole global batch;
-    PyTorch supports it on GPUs only).
-    """
-    from .surgery import _set_bn  # the same mechanism as freeze(..., bn="frozen")
-    _set_bn(model, frozen_stats=True)
-    return model

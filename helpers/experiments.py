@@ -1,48 +1,110 @@
-"""The bird-species task of lessons 02-04, and one-call fine-tuning experiments.
-
-The task: tell the six bird species of the image world apart (``BirdSpecies``) from a few
-labelled images per species; a fixed, larger test set (its own seed) measures every run.
+"""One-call fine-tuning experiments on an image classification task, and their one result type.
 
 ``run_finetune(labels_per_class, frozen_stages=..., head=..., lr=..., seed=...)`` is one whole
 experiment: it builds its model FRESH inside the call (lesson 01's checkpoint via
 ``pretrained_image_model()``, or a random initialisation with ``from_scratch=True``), does the
-surgery, trains a fixed number of optimiser steps and measures the test accuracy. Re-running a
-cell that calls it never continues from weights another run changed; ``start_state_hash`` in the
-result proves it (two runs with the same seed start from identical weights).
+surgery, trains a stated budget of optimiser steps, and measures validation and test accuracy.
+The task is the bird-species task (``helpers.tasks.species_data``) unless ``task=`` gives another
+``ClassificationTask``. Re-running a cell that calls it never continues from weights another run
+changed; ``start_state_hash`` proves it (two runs with the same seed start from equal weights).
+
+Every experiment runner in the course (this one, lesson 05's counter, lesson 06's PEFT methods,
+lesson 10's students) returns a ``RunResult``: the settings, the metrics (``val_...`` for
+selection, ``test_...`` for reporting), the cost (trainable parameters, steps, seconds), the
+History, and the model when asked for (``keep_model=True``).
 
 Example:
     >>> log = RunLog("03_freeze")
     >>> r = run_finetune(10, frozen_stages=2, log=log)      # 10 labels per species
-    >>> r["test_acc"], r["trainable_params"], r["sec_per_epoch"]
+    >>> r.val_acc, r.test_acc, r.trainable_params, r.sec_per_epoch
     >>> log.table()
 """
 from __future__ import annotations
 
 import hashlib
-import math
+from dataclasses import dataclass, field
 
 import torch.nn as nn
 
 from .augment import flip_and_shift
+from .checks import keywords_checked, one_of, whole_number
 from .device import resolve_device, seed_everything
 from .losses import cross_entropy_loss
 from .models import create_image_model, pretrained_image_model
 from .modes import sizes
-from .surgery import add_block, freeze_stages, layerwise_lr_groups, replace_head, stages, trainable_params, unfreeze
-from .tasks import species_task, species_test_set, species_train_set
-from .training import Batches, accuracy, train
+from .surgery import (
+    BN_CHOICES,
+    BN_DEFAULT,
+    add_block,
+    freeze_stages,
+    layerwise_lr_groups,
+    replace_head,
+    stages,
+    trainable_params,
+    unfreeze,
+)
+from .tasks import ClassificationTask, species_data, species_task
+from .training import Batches, History, accuracy, train
 
 HEADS = ("linear", "mlp", "block")
 
 
+@dataclass
+class RunResult:
+    """What one experiment run did and measured; the same fields for every runner.
+
+    Attributes:
+        settings: every setting that made the run (method, labels, depth, rate, seed, ...).
+        metrics: the measured numbers: ``val_*`` (for every choice) and ``test_*`` (to report).
+        trainable_params, total_params: parameters the optimiser changed, and all of them.
+        steps: optimiser steps done (the budget); train_s: training seconds.
+        history: the training History; model: the trained model if ``keep_model=True``.
+        cached: the run was loaded from the cache (a baseline every class repeats identically).
+        extra: runner-specific numbers (``sec_per_epoch``, ``backbone_change``, ...).
+
+    ``r.test_acc`` reads ``r.metrics["test_acc"]`` (then settings, then extra), so a result reads
+    like the table row it becomes (``r.row()``).
+    """
+    settings: dict
+    metrics: dict
+    trainable_params: int
+    total_params: int
+    steps: int
+    train_s: float
+    history: History | None = None
+    model: nn.Module | None = None
+    cached: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def __getattr__(self, name):
+        for part in ("metrics", "settings", "extra"):
+            values = self.__dict__.get(part, {})
+            if name in values:
+                return values[name]
+        known = [k for part in ("metrics", "settings", "extra") for k in self.__dict__.get(part, {})]
+        raise AttributeError(f"RunResult has no {name!r}; it has {sorted(known)} and the fields "
+                             f"trainable_params, total_params, steps, train_s, history, model, cached")
+
+    @property
+    def interrupted(self) -> bool:
+        return bool(self.history is not None and self.history.interrupted)
+
+    def row(self) -> dict:
+        """The run as one flat table row: settings, metrics, cost (scalars only)."""
+        scalars = {k: v for k, v in self.extra.items() if isinstance(v, (int, float, str, bool)) or v is None}
+        return {**self.settings, **self.metrics, "trainable_params": self.trainable_params,
+                "steps": self.steps, "train_s": self.train_s, **scalars, "cached": self.cached,
+                "interrupted": self.interrupted}
 
 
-
-
-
-
-
-
+def fastest_seconds_per_step(history: History) -> float:
+    """Seconds per step from the fastest stretch between progress refreshes: a shared CPU slows
+    some stretches at random; the fastest is closest to the model's own cost."""
+    t, k = [0.0] + history.seconds, [0] + history.step
+    per_step = [(t[i + 1] - t[i]) / (k[i + 1] - k[i]) for i in range(1, len(t) - 1) if k[i + 1] > k[i]]
+    if per_step:
+        return min(per_step)
+    return (history.seconds[-1] if history.seconds else float("nan")) / max(1, history.steps_done)
 
 
 def state_hash(model: nn.Module) -> str:
@@ -55,134 +117,152 @@ def state_hash(model: nn.Module) -> str:
 
 
 def build_model(*, from_scratch: bool = False, head: str = "linear", hidden: int = 64, seed: int = 0,
-                device="auto") -> nn.Module:
+                num_classes: int | None = None, device="auto") -> nn.Module:
     """A fresh model for the species task: lesson 01's weights (or random ones) and a new head.
 
     ``head``: "linear" (one new linear layer), "mlp" (a hidden layer of ``hidden`` units) or
     "block" (an extra residual block after the last stage, then a linear head).
+    ``num_classes``: the head's outputs (default: the six species).
     """
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {HEADS}; got {head!r}")
+    one_of("head", head, HEADS)
     device = resolve_device(device)
-    task = species_task()
+    num_classes = num_classes or species_task().num_classes
     if from_scratch:
-        model = create_image_model(num_classes=task.num_classes, seed=seed).to(device)
+        model = create_image_model(num_classes=num_classes, seed=seed).to(device)
     else:
         model, _ = pretrained_image_model(device=device, verbose=False)
     seed_everything(seed)
     if head == "block":
         add_block(model, seed=seed)
-    replace_head(model, task.num_classes, hidden=hidden if head == "mlp" else None, seed=seed)
+    replace_head(model, num_classes, hidden=hidden if head == "mlp" else None, seed=seed)
     return model.to(device)
 
 
-def run_finetune(labels_per_class: int | None = None, *, frozen_stages: int = 0, bn: str = "frozen",
-                 head: str = "linear", hidden: int = 64, lr: float | None = None,
-                 lr_decay: float | None = None, linear_probe_steps: int = 0, seed: int = 0,
-                 from_scratch: bool = False, steps: int | None = None, batch_size: int | None = None,
-                 augment: bool = True, evals: int | None = None, log=None, hook=None,
-                 progress: bool = True, keep_model: bool = False, device="auto", **log_extra) -> dict:
-    """One fine-tuning experiment on the species task, from a fresh model. Returns a dict.
+@keywords_checked
+def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTask | None = None,
+                 frozen_stages: int = 0, bn: str = BN_DEFAULT, head: str = "linear", hidden: int = 64,
+                 lr: float | None = None, lr_decay: float | None = None, linear_probe_steps: int = 0,
+                 seed: int = 0, from_scratch: bool = False, steps: int | None = None,
+                 batch_size: int | None = None, augment: bool = True, evals: int | None = None,
+                 log=None, note: str | None = None, hook=None, progress: bool = True,
+                 keep_model: bool = False, device="auto") -> RunResult:
+    """One fine-tuning experiment from a fresh model. Returns a ``RunResult``.
 
     Args:
-        labels_per_class: labelled training images per species (default: the lesson's headline).
+        labels_per_class: labelled training images per species (default: the lesson's headline);
+            ignored when ``task`` is given.
+        task: another ``ClassificationTask`` (e.g. your own images); default the species task.
         frozen_stages: freeze the first k stages nearest the input (0 = tune everything,
             ``len(stages(model))`` = only the head trains: a linear probe with ``head="linear"``).
-        bn: BatchNorm statistics in frozen stages: "frozen" (kept) or "update" (adapt to the data).
+        bn: BatchNorm statistics in frozen stages (``helpers.surgery.BN_CHOICES``): "update"
+            (the default: they adapt to the data) or "frozen" (kept).
         head: "linear", "mlp" (``hidden`` units) or "block" (extra residual block + linear).
         lr: peak learning rate (default from the sizes: fine-tuning or from-scratch rate).
         lr_decay: layer-wise learning rates: the head gets ``lr``, each stage nearer the input
             ``lr_decay`` times the rate of the stage after it (None: one rate for all).
         linear_probe_steps: LP-FT: first train only the head this many steps (backbone frozen),
-            then fine-tune with ``frozen_stages`` for ``steps`` more steps.
+            then fine-tune with ``frozen_stages`` for the rest of the budget: the probe's steps
+            count in ``steps``, so LP-FT and full fine-tuning get the same budget.
         seed: chooses the training images, the head's initialisation and the batch order.
         from_scratch: start from random weights instead of lesson 01's checkpoint.
-        steps, batch_size: optimiser steps and batch size (default from the sizes); the number of
-            steps is fixed whatever the training-set size, so every run gets the same budget.
-        log: a ``RunLog``; the run's settings and results are appended to it. Extra keyword
-            arguments (``**log_extra``) are added to that row (e.g. ``note="my idea"``).
-        hook: ``hook(history)`` during training, e.g. a ``LiveCurve``.
-        keep_model: also return the trained model under "model".
+        steps, batch_size: the budget in optimiser steps, and the batch size (default from the
+            sizes); fixed whatever the training-set size, so compared runs get the same budget.
+        evals: validation evaluations along the run (for curves; the last is at the end).
+        log: a ``RunLog``; the run's row is appended to it (``note`` adds a column).
+        hook: ``hook(history)`` during training, e.g. a ``LiveCurve`` (metric ``val_acc``).
+        keep_model: also return the trained model (``result.model``).
     Returns:
-        dict with test_acc, trainable_params, total_params, sec_per_epoch (training seconds per
-        pass over the training set), train_s, steps, epochs, backbone_change (how far the
+        RunResult with metrics val_acc and test_acc; extra: sec_per_epoch (training seconds per
+        pass over the training set), sec_per_step, epochs, backbone_change (how far the
         backbone's weights moved: ||w - w0|| / ||w0||), start_state_hash (fingerprint of the
-        weights before training), history (a ``History``), and the settings.
+        weights before training), linear_probe_history.
     """
     S = sizes("finetune")
     device = resolve_device(device)
-    labels_per_class = labels_per_class or S.headline_labels
-    steps = steps or S.steps
+    steps = whole_number("steps", steps, allow_none=True) or S.steps
+    whole_number("labels_per_class", labels_per_class, allow_none=True)
+    whole_number("linear_probe_steps", linear_probe_steps, minimum=0)
+    whole_number("frozen_stages", frozen_stages, minimum=0)
+    whole_number("batch_size", batch_size, allow_none=True)
+    one_of("bn", bn, BN_CHOICES)
+    one_of("head", head, HEADS)
+    if linear_probe_steps >= steps:
+        raise ValueError(f"linear_probe_steps={linear_probe_steps} leaves nothing of the budget steps={steps} for "
+                         f"fine-tuning: the probe's steps count in the budget")
+    if lr is not None and not lr > 0:
+        raise ValueError(f"lr must be a positive number; got {lr!r}")
     lr = lr or (S.scratch_lr if from_scratch else S.lr)
-    evals = S.evals if evals is None else evals
+    evals = S.evals if evals is None else whole_number("evals", evals, minimum=0)
+    if task is None:
+        labels_per_class = labels_per_class or S.headline_labels
+        task = species_data(labels_per_class, seed=seed, device=device)
+    else:
+        task = task.to(device)
+        labels_per_class = None
 
-    model = build_model(from_scratch=from_scratch, head=head, hidden=hidden, seed=seed, device=device)
+    model = build_model(from_scratch=from_scratch, head=head, hidden=hidden, seed=seed,
+                        num_classes=task.num_classes, device=device)
+    n_stages = len(stages(model))
+    if frozen_stages > n_stages:
+        freeze_stages(model, frozen_stages, bn=bn)          # raises, listing the valid depths
     start_state_hash = state_hash(model)
     start_backbone = [p.detach().clone() for _, st in stages(model) for p in st.parameters()]
-    n_stages = len(stages(model))
-    if not 0 <= frozen_stages <= n_stages:
-        freeze_stages(model, frozen_stages, bn=bn)          # raises, listing the valid depths
 
-    x_train, y_train = species_train_set(labels_per_class, seed=seed, device=device)
-    x_test, y_test = species_test_set(device=device)
-    batch_size = min(batch_size or S.batch_size, len(x_train))
-    batches = Batches(x_train, y_train, batch_size=batch_size, seed=seed,
+    batch_size = min(batch_size or S.batch_size, len(task.x_train))
+    batches = Batches(task.x_train, task.y_train, batch_size=batch_size, seed=seed,
                       augment=flip_and_shift if augment else None)
 
     def evaluate(m):
-        return {"test_acc": accuracy(m, x_test, y_test)}
+        return {"val_acc": accuracy(m, task.x_val, task.y_val)}
 
     seed_everything(seed)
     lp_history = None
     if linear_probe_steps:
-        freeze_stages(model, n_stages, bn="frozen")           # stage 1 of LP-FT: the head alone
-        lp_history = train(model, cross_entropy_loss, batches, epochs=math.ceil(linear_probe_steps / len(batches)),
-                           max_steps=linear_probe_steps, lr=S.probe_lr, device=device,
-                           progress=progress, desc="linear probe", log_every=max(1, linear_probe_steps // 10))
+        freeze_stages(model, n_stages, bn=bn)                 # stage 1 of LP-FT: the head alone
+        lp_history = train(model, cross_entropy_loss, batches, steps=linear_probe_steps, lr=S.probe_lr,
+                           device=device, progress=progress, desc="linear probe")
         unfreeze(model)
     freeze_stages(model, frozen_stages, bn=bn)
     if head == "block":
         unfreeze(model, "*.extra")        # new layers always train, even inside a frozen stage
     groups = layerwise_lr_groups(model, lr, decay=lr_decay) if lr_decay else None
-    desc = ("scratch" if from_scratch else f"freeze {frozen_stages}") + f", {labels_per_class}/class"
-    history = train(model, cross_entropy_loss, batches, epochs=math.ceil(steps / len(batches)),
-                    max_steps=steps, lr=lr, param_groups=groups, device=device,
-                    evaluate=evaluate, eval_every=max(1, steps // evals) if evals else None,
-                    log_every=max(1, steps // 20), progress=progress, desc=desc, hook=hook)
-    train_s = history.seconds[-1] if history.seconds else float("nan")
-    epochs = history.steps_done / len(batches)
-    # Seconds per epoch from the fastest stretch of steps between progress refreshes: a shared
-    # CPU slows some stretches down at random, the fastest is the model's own cost.
-    t, k = [0.0] + history.seconds, [0] + history.step
-    per_step = [(t[i + 1] - t[i]) / (k[i + 1] - k[i]) for i in range(1, len(t) - 1) if k[i + 1] > k[i]]
-    sec_per_step = min(per_step) if per_step else train_s / max(1, history.steps_done)
+    desc = ("scratch" if from_scratch else f"freeze {frozen_stages}") + \
+        (f", {labels_per_class}/class" if labels_per_class else f", {task.name}")
+    tune_steps = steps - linear_probe_steps
+    history = train(model, cross_entropy_loss, batches, steps=tune_steps, lr=lr, param_groups=groups, device=device,
+                    evaluate=evaluate, eval_every=max(1, tune_steps // evals) if evals else None,
+                    progress=progress, desc=desc, hook=hook)
+    sec_per_step = fastest_seconds_per_step(history)
     moved = [(p.detach() - p0).norm() ** 2 for p0, p in
              zip(start_backbone, (p for _, st in stages(model) for p in st.parameters()))]
     backbone_change = (sum(moved) ** 0.5 / sum(p0.norm() ** 2 for p0 in start_backbone) ** 0.5).item()
-    result = {
-        "labels_per_class": labels_per_class, "frozen_stages": frozen_stages, "bn": bn, "head": head,
-        "lr": lr, "lr_decay": lr_decay, "linear_probe_steps": linear_probe_steps, "seed": seed,
-        "from_scratch": from_scratch, "steps": history.steps_done, "batch_size": batch_size,
-        "test_acc": history.last_eval("test_acc"),
-        "trainable_params": trainable_params(model),
-        "total_params": sum(p.numel() for p in model.parameters()),
-        "augment": augment, "train_s": train_s, "epochs": epochs,
-        "sec_per_epoch": sec_per_step * len(batches), "sec_per_step": sec_per_step,
-        "backbone_change": backbone_change,
-        "start_state_hash": start_state_hash,
-        "history": history, "linear_probe_history": lp_history,
-    }
-    if keep_model:
-        result["model"] = model
+    settings = {"task": task.name, "labels_per_class": labels_per_class, "frozen_stages": frozen_stages, "bn": bn,
+                "head": head, "lr": lr, "lr_decay": lr_decay, "linear_probe_steps": linear_probe_steps,
+                "from_scratch": from_scratch, "seed": seed, "batch_size": batch_size, "augment": augment}
+    if note is not None:
+        settings["note"] = note
+    result = RunResult(
+        settings=settings,
+        metrics={"val_acc": history.last_eval("val_acc"), "test_acc": accuracy(model, task.x_test, task.y_test)},
+        trainable_params=trainable_params(model), total_params=sum(p.numel() for p in model.parameters()),
+        steps=history.steps_done + (lp_history.steps_done if lp_history else 0),
+        train_s=(history.seconds[-1] if history.seconds else 0.0) +
+                (lp_history.seconds[-1] if lp_history and lp_history.seconds else 0.0),
+        history=history, model=model if keep_model else None,
+        extra={"epochs": history.steps_done / len(batches), "sec_per_step": sec_per_step,
+               "sec_per_epoch": sec_per_step * len(batches), "backbone_change": backbone_change,
+               "start_state_hash": start_state_hash, "linear_probe_history": lp_history})
     if log is not None:
-        log.add(**summary(result), **log_extra)
+        log.add(**summary(result))
     return result
 
 
 SUMMARY = ("labels_per_class", "frozen_stages", "bn", "head", "lr", "lr_decay", "linear_probe_steps",
-           "from_scratch", "seed", "trainable_params", "sec_per_epoch", "test_acc")
+           "from_scratch", "seed", "note", "trainable_params", "steps", "sec_per_epoch", "val_acc", "test_acc",
+           "interrupted")
 
 
-def summary(result: dict, columns=SUMMARY) -> dict:
+def summary(result: RunResult, columns=SUMMARY) -> dict:
     """The scalar settings and results of a run (for a RunLog row or a table)."""
-    return {k: result[k] for k in columns if k in result}
+    row = result.row()
+    return {k: row[k] for k in columns if k in row}

@@ -233,7 +233,7 @@ def pretrained_generator(config: GeneratorConfig | None = None, *, device="auto"
         stream = WorldStream(world, config.batch_size, config.steps, seed=config.seed, device=device)
         seed_everything(config.seed)
         history = train(model, flow_matching_loss, stream, lr=config.lr, weight_decay=0.0, device=device,
-                        channels_last=training_layout(device), log_every=max(1, min(25, config.steps // 20)),
+                        channels_last=training_layout(device),
                         desc="pre-training the generator")
         return {"images_per_s": history.samples_per_s, "interrupted": history.interrupted,
                 "train_images": history.samples[-1] if history.samples else 0,

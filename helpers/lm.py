@@ -232,8 +232,7 @@ def pretrain_lm(model: GPT, config: LMConfig, data: LMData, *, device="auto", pr
 
     seed_everything(config.seed)
     return train(model, lm_loss, stream, lr=config.lr, weight_decay=0.1, warmup=0.05, lr_floor=0.1,
-                 device=device, evaluate=metrics, eval_every=eval_every or max(1, config.steps // 8),
-                 log_every=max(1, min(20, config.steps // 20)), progress=progress,
+                 device=device, evaluate=metrics, eval_every=eval_every or max(1, config.steps // 8), progress=progress,
                  desc="pre-training", hook=hook)
 
 
@@ -347,14 +346,13 @@ def finetune_qa(model: GPT, tok, qa, *, steps: int, lr: float, batch_size: int =
 
     keeper = KeepBest(metrics, "dev_acc")
     batches = Batches(x.to(device), y.to(device), batch_size=batch_size, seed=seed, drop_last=True)
-    epochs = math.ceil(steps / len(batches))
     seed_everything(seed)
     model.to(device)
     with evaluating(model):
         first = keeper(model)            # step 0: the pre-trained model before any fine-tuning
-    history = train(model, lm_loss, batches, epochs=epochs, max_steps=steps, lr=lr, weight_decay=0.0,
+    history = train(model, lm_loss, batches, steps=steps, lr=lr, weight_decay=0.0,
                     warmup=0.05, device=device, evaluate=keeper, eval_every=eval_every,
-                    log_every=max(1, min(10, eval_every)), progress=progress, desc=desc, hook=hook)
+                    progress=progress, desc=desc, hook=hook)
     history.evals.insert(0, {"step": 0, **{k: float(v) for k, v in first.items()}})
     history.best_step = history.steps_done
     if early_stopping and keeper.state is not None:

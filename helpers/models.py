@@ -75,7 +75,7 @@ def pretrain_image_model(model: nn.Module, config: ImageModelConfig, *, device="
     seed_everything(config.seed)
     history = train(model, cross_entropy_loss, stream, lr=config.lr, weight_decay=0.05,
                     device=device, evaluate=lambda m: {"val_acc": accuracy(m, x_val, y_val)},
-                    eval_every=max(1, config.steps // 6), log_every=max(1, min(20, config.steps // 20)),
+                    eval_every=max(1, config.steps // 6),
                     progress=progress, desc="pre-training", hook=hook)
     return history, history.last_eval("val_acc")
 

@@ -124,6 +124,7 @@ class FineTune:
     headline_labels: int     # labels per species of the headline comparisons
     seeds: int               # seeds per setting where mean and spread are shown
     test_images: int         # fixed test set (its own seed)
+    val_images: int          # fixed validation set (its own seed): every selection is made on it
     steps: int               # optimiser steps per run, whatever the training-set size
     batch_size: int
     lr: float                # peak rate for fine-tuning a pre-trained model
@@ -134,13 +135,13 @@ class FineTune:
 
 
 SIZES["finetune"] = {
-    "smoke": FineTune(labels_per_class=(2, 4), headline_labels=4, seeds=1, test_images=48, steps=4,
+    "smoke": FineTune(labels_per_class=(2, 4), headline_labels=4, seeds=1, test_images=48, val_images=48, steps=4,
                       batch_size=16, lr=1e-3, scratch_lr=3e-3, probe_lr=1e-2, lr_sweep=(1e-3, 1e-1), evals=1),
     "class": FineTune(labels_per_class=(5, 10, 50), headline_labels=10, seeds=3, test_images=600,
-                      steps=30, batch_size=24, lr=1e-3, scratch_lr=1e-2, probe_lr=1e-2,
+                      val_images=600, steps=30, batch_size=24, lr=1e-3, scratch_lr=1e-2, probe_lr=1e-2,
                       lr_sweep=(1e-4, 1e-3, 1e-2, 1e-1), evals=1),
     "full": FineTune(labels_per_class=(5, 10, 20, 50, 100), headline_labels=10, seeds=3, test_images=3000,
-                     steps=400, batch_size=64, lr=1e-3, scratch_lr=3e-3, probe_lr=1e-2,
+                     val_images=3000, steps=400, batch_size=64, lr=1e-3, scratch_lr=3e-3, probe_lr=1e-2,
                      lr_sweep=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), evals=8),
 }
 

@@ -21,7 +21,6 @@ Example:
 """
 from __future__ import annotations
 
-import math
 import random
 
 import torch
@@ -104,7 +103,6 @@ def train_soft_prompt(model: nn.Module, tok, train_pairs: list[QA], *, n_tokens:
     soft = SoftPrompt(model.to(device), n_tokens, seed=seed).to(device)
     x, y = qa_tensors(tok, train_pairs)
     batches = Batches(x.to(device), y.to(device), batch_size=min(batch_size, len(x)), seed=seed, drop_last=True)
-    history = train(soft, lm_loss, batches, epochs=math.ceil(steps / len(batches)), max_steps=steps, lr=lr,
-                    weight_decay=0.0, device=device, evaluate=evaluate, eval_every=eval_every,
-                    log_every=max(1, steps // 10), progress=progress, desc=f"soft prompt ({n_tokens} vectors)")
+    history = train(soft, lm_loss, batches, steps=steps, lr=lr,
+                    weight_decay=0.0, device=device, evaluate=evaluate, eval_every=eval_every, progress=progress, desc=f"soft prompt ({n_tokens} vectors)")
     return soft, history

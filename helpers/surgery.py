@@ -15,8 +15,10 @@ because it asks the model about itself instead of using per-architecture tables:
 BatchNorm and freezing: ``requires_grad = False`` stops the *weights* of a BatchNorm layer, but
 not its running mean and variance, which are buffers that every forward pass in train mode
 updates (and train-mode BatchNorm normalises with the batch's own statistics). So a "frozen"
-stage still changes unless its BatchNorm layers stay in eval mode. ``bn="frozen"`` (the default)
-keeps them in eval mode, even after ``model.train()``; ``bn="update"`` freezes the weights only.
+stage still changes unless its BatchNorm layers stay in eval mode. ``bn="update"`` (the default,
+``BN_DEFAULT``) freezes the weights only; ``bn="frozen"`` also freezes the statistics: the layers
+become ``FrozenStats`` layers that stay in eval mode, even after ``model.train()``, and show so in
+``print(model)``.
 
 Every function changes the model in place and returns it; calling one twice is harmless.
 
@@ -32,16 +34,14 @@ from __future__ import annotations
 import copy
 import difflib
 import fnmatch
+import math
+import numbers
 import re
-import types
 from collections import OrderedDict, defaultdict
 
 import pandas as pd
 import torch
 import torch.nn as nn
-
-BN_CHOICES = ("frozen", "update")
-
 
 # ---------------------------------------------------------------------------------------------
 # Stages: what "depth" means for any model
@@ -201,38 +201,112 @@ def _is_bn(module):
     return isinstance(module, nn.modules.batchnorm._BatchNorm)
 
 
-def _stay_in_eval(self, mode: bool = True):
-    """``train`` for a BatchNorm whose statistics are frozen: it stays in eval mode."""
-    nn.Module.train(self, False)
-    return self
+class FrozenStats:
+    """Mixin for a BatchNorm layer whose running statistics are frozen: it stays in eval mode
+    (normalising with its stored mean and variance, updating neither) even inside a model in
+    train mode. Its weights train or not by ``requires_grad``, as any layer's.
+
+    ``freeze_bn_statistics`` turns a layer into one by switching its class to the matching
+    ``FrozenStats*`` class below, so it shows in ``print(model)`` (``FrozenStatsBatchNorm2d``),
+    survives ``copy.deepcopy`` and ``torch.save(model)``, and keeps its state_dict keys: a
+    checkpoint loads into the model with or without frozen statistics. timm's
+    ``FrozenBatchNorm2d`` does the same job with buffers instead of parameters; this keeps the
+    weights trainable, which ``bn="frozen"`` with partly trained stages needs.
+    """
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ", statistics frozen"
 
 
-def _set_bn(module: nn.Module, frozen_stats: bool):
-    """Freeze (eval mode that survives ``model.train()``) or release BatchNorm statistics."""
-    for m in module.modules():
-        if not _is_bn(m):
-            continue
-        if frozen_stats:
-            m.train = types.MethodType(_stay_in_eval, m)   # an instance override; deepcopy-safe
-            nn.Module.train(m, False)
-        elif "train" in m.__dict__:
-            del m.train
-            # back to the mode of its parent model: BN modules follow model.train()/eval() again
-            nn.Module.train(m, module.training)
+class FrozenStatsBatchNorm1d(FrozenStats, nn.BatchNorm1d):
+    pass
+
+
+class FrozenStatsBatchNorm2d(FrozenStats, nn.BatchNorm2d):
+    pass
+
+
+class FrozenStatsBatchNorm3d(FrozenStats, nn.BatchNorm3d):
+    pass
+
+
+class FrozenStatsSyncBatchNorm(FrozenStats, nn.SyncBatchNorm):
+    pass
+
+
+try:
+    from timm.layers import BatchNormAct2d as _BatchNormAct2d
+
+    class FrozenStatsBatchNormAct2d(FrozenStats, _BatchNormAct2d):
+        pass
+except ImportError:             # an older timm without BatchNormAct2d: nothing to support
+    FrozenStatsBatchNormAct2d = None
+
+
+def _frozen_classes() -> dict:
+    """{BatchNorm class: its FrozenStats class}, timm's BatchNorm-with-activation included."""
+    classes = {nn.BatchNorm1d: FrozenStatsBatchNorm1d, nn.BatchNorm2d: FrozenStatsBatchNorm2d,
+               nn.BatchNorm3d: FrozenStatsBatchNorm3d, nn.SyncBatchNorm: FrozenStatsSyncBatchNorm}
+    if FrozenStatsBatchNormAct2d is not None:
+        classes[_BatchNormAct2d] = FrozenStatsBatchNormAct2d
+    return classes
 
 
 def bn_stats_frozen(module: nn.Module) -> bool:
     """True if ``module`` is a BatchNorm layer whose running statistics are frozen."""
-    return _is_bn(module) and "train" in module.__dict__
+    return isinstance(module, FrozenStats)
+
+
+def _set_bn(module: nn.Module, frozen_stats: bool):
+    """Freeze (a ``FrozenStats`` class) or release (the plain class) every BatchNorm under
+    ``module``; checked before anything changes, so an unsupported layer changes nothing."""
+    classes = _frozen_classes()
+    bns = [m for m in module.modules() if _is_bn(m)]
+    if frozen_stats:
+        unknown = sorted({type(m).__name__ for m in bns if not bn_stats_frozen(m) and type(m) not in classes})
+        if unknown:
+            raise TypeError(f"cannot freeze the statistics of {unknown}: supported BatchNorm classes are "
+                            f"{sorted(c.__name__ for c in classes)}; use bn='update'")
+    for m in bns:
+        if frozen_stats and not bn_stats_frozen(m):
+            m.__class__ = classes[type(m)]
+            nn.Module.train(m, False)
+        elif not frozen_stats and bn_stats_frozen(m):
+            m.__class__ = type(m).__bases__[-1]            # FrozenStatsBatchNorm2d -> BatchNorm2d
+            # back to the mode of its parent: the layer follows model.train()/eval() again
+            nn.Module.train(m, module.training)
+
+
+def freeze_bn_statistics(model: nn.Module) -> nn.Module:
+    """Keep every BatchNorm layer in ``model`` normalising with its running statistics (as in
+    eval mode), while its weights still train if they require gradients. Returns the model.
+
+    The same mechanism as ``freeze(..., bn="frozen")``; ``unfreeze`` releases them. Lesson 12 uses
+    it so that DDP gives exactly the one-process result (train-mode BatchNorm would normalise
+    with each rank's piece of the batch).
+    """
+    _set_bn(model, frozen_stats=True)
+    return model
+
+
+BN_CHOICES = ("update", "frozen")
+BN_DEFAULT = "update"
+"""The course's one BatchNorm choice for frozen layers, and its default. ``"update"``: frozen
+weights, running statistics still adapting to the new data (measured better on the course's
+species task: the fine-tuning images differ from the pre-training world). ``"frozen"``: the
+statistics are frozen too (``FrozenStats``), so a frozen stage computes exactly what it did."""
 
 
 def _check_bn(bn):
     if bn not in BN_CHOICES:
-        raise ValueError(f"bn must be one of {BN_CHOICES}: 'frozen' keeps BatchNorm running "
-                         f"statistics fixed too, 'update' freezes the weights only; got {bn!r}")
+        raise ValueError(f"bn must be one of {BN_CHOICES}: 'update' freezes the weights only and lets "
+                         f"BatchNorm running statistics adapt, 'frozen' keeps the statistics fixed too; got {bn!r}")
 
 
-def freeze_stages(model: nn.Module, k: int, bn: str = "frozen") -> nn.Module:
+def freeze_stages(model: nn.Module, k: int, bn: str = BN_DEFAULT) -> nn.Module:
     """Freeze the first ``k`` stages nearest the input; the later stages and the head train.
 
     ``k`` sets the depth (it is not added to an earlier call): ``freeze_stages(model, 2)`` after
@@ -240,9 +314,9 @@ def freeze_stages(model: nn.Module, k: int, bn: str = "frozen") -> nn.Module:
 
     Args:
         k: 0 (nothing frozen) to ``len(stages(model))`` (the whole backbone; only the head trains).
-        bn: "frozen": BatchNorm layers in frozen stages also keep their running statistics (they
-            stay in eval mode even after ``model.train()``); "update": only weights are frozen and
-            the statistics keep adapting to the new data.
+        bn: "update" (default, ``BN_DEFAULT``): only weights are frozen and BatchNorm running
+            statistics keep adapting to the new data; "frozen": BatchNorm layers in frozen stages
+            also keep their statistics (``FrozenStats``: eval mode even after ``model.train()``).
     Returns:
         the same model.
     Raises:
@@ -291,11 +365,15 @@ def _resolve(model, patterns):
     return found_modules, found_params
 
 
-def freeze(model: nn.Module, patterns, bn: str = "frozen") -> nn.Module:
+def freeze(model: nn.Module, patterns, bn: str = BN_DEFAULT) -> nn.Module:
     """Freeze modules (or parameters) by name or glob pattern, e.g. ``"layer1"`` or ``"blocks.*"``.
 
     ``bn`` as in ``freeze_stages``. Unknown names raise ValueError listing valid module names.
     """
+    if not patterns:                    # [] or "" would freeze nothing, without a word
+        raise ValueError(f"freeze(model, {patterns!r}) names nothing to freeze; give a module path or "
+                         f"glob such as 'layer1' or ['conv1', 'layer1.*'], or use freeze_stages(model, k) "
+                         f"to freeze the k stages nearest the input")
     _check_bn(bn)
     modules, params = _resolve(model, patterns)
     for m in modules.values():
@@ -397,6 +475,17 @@ def _classifier_path(model):
     return linears[-1]
 
 
+def _check_whole(value, what: str, meaning: str) -> None:
+    """A whole number >= 1 (not a bool, not a float), or a ValueError naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{what} must be a whole number >= 1 ({meaning}), got {value!r}")
+
+
+def _check_seed_arg(seed) -> None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(f"seed must be None or a whole number, got {seed!r}")
+
+
 def replace_head(model: nn.Module, num_outputs: int, hidden: int | None = None, dropout: float = 0.0,
                  activation=None, seed: int | None = None) -> nn.Module:
     """Give the model a new, trainable head with ``num_outputs`` outputs.
@@ -407,8 +496,15 @@ def replace_head(model: nn.Module, num_outputs: int, hidden: int | None = None, 
     softplus keeps a count non-negative. ``dropout`` applies before each linear layer.
 
     Shapes: the model then maps (B, 3, H, W) images to (B, num_outputs).
-    Returns the same model.
+    Returns the same model. Bad arguments raise before the model changes.
     """
+    _check_whole(num_outputs, "num_outputs", "the head's outputs: classes, or 1 for a count")
+    if hidden is not None:
+        _check_whole(hidden, "hidden", "the MLP head's hidden width, or None for a linear head")
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be a probability in [0, 1), e.g. 0.1, got {dropout!r}")
+    _activation(activation)             # raises now for an unknown activation, not half-way
+    _check_seed_arg(seed)
     if seed is not None:
         torch.manual_seed(seed)
     if hasattr(model, "reset_classifier"):
@@ -513,8 +609,14 @@ def add_block(model: nn.Module, expansion: float | None = None, seed: int | None
     (``ConvBlock`` for feature maps, ``TokenBlock`` for transformer tokens) starts as the
     identity, so the model's outputs are unchanged until it trains.
 
-    Returns the same model. The new block's parameters are trainable.
+    Returns the same model. The new block's parameters are trainable. Bad arguments raise
+    before the model changes.
     """
+    if expansion is not None and (isinstance(expansion, bool) or not isinstance(expansion, numbers.Real)
+                                  or not math.isfinite(expansion) or expansion <= 0):
+        raise ValueError(f"expansion must be None (the default width) or a number > 0, the block's "
+                         f"hidden width as a multiple of its channels (e.g. 1.0 or 2.0), got {expansion!r}")
+    _check_seed_arg(seed)
     if seed is not None:
         torch.manual_seed(seed)
     name, last = stages(model)[-1]

@@ -1,10 +1,23 @@
-"""The specific tasks the image lessons fine-tune on, drawn from the image world.
+"""The specific tasks the image lessons fine-tune on: train, validation and test tensors.
+
+``ClassificationTask`` holds one image-classification task split three ways. Every choice a
+lesson makes (a learning rate, a depth, a head, a BatchNorm mode, an exercise's best answer) is
+made on the validation set; the test set is read once per reported configuration.
 
 The bird-species task (lessons 02-04, 06, 10, 12): tell the six bird species of the image world
-apart (``BirdSpecies``) from a few labelled images per species. A fixed test set, rendered with
-its own seed (``TEST_SEED``), measures every run.
+apart (``BirdSpecies``) from a few labelled images per species. Its validation and test sets are
+fixed and rendered with seeds no training set uses (``VAL_SEED``, ``TEST_SEED``).
+
+Example:
+    >>> task = species_data(labels_per_class=10, seed=0)
+    >>> task.x_train.shape, task.x_val.shape, task.x_test.shape
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
 
 from .device import resolve_device
 from .images import BirdSpecies
@@ -12,28 +25,70 @@ from .models import image_model_config
 from .modes import sizes
 
 TEST_SEED = 990_001          # the test set's seed: no training set uses it
+VAL_SEED = 990_002           # the validation set's seed: neither training nor test sets use it
+
+
+@dataclass
+class ClassificationTask:
+    """An image classification task: train / validation / test images (N, 3, S, S) in [0, 1]
+    and labels (N,) int64, with the class names the labels index."""
+    classes: tuple[str, ...]
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    name: str = "task"
+
+    def __post_init__(self):
+        for split in ("train", "val", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            if x.ndim != 4 or x.shape[1] != 3:
+                raise ValueError(f"x_{split} must be images of shape (N, 3, H, W); got {tuple(x.shape)}")
+            if len(x) != len(y) or len(x) == 0:
+                raise ValueError(f"x_{split} and y_{split} must be equally long and non-empty; "
+                                 f"got {len(x)} images and {len(y)} labels")
+            if y.dtype != torch.int64 or int(y.min()) < 0 or int(y.max()) >= len(self.classes):
+                raise ValueError(f"y_{split} must hold int64 class indices from 0 to {len(self.classes) - 1}; "
+                                 f"got {y.dtype} from {int(y.min())} to {int(y.max())}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_size(self) -> int:
+        return self.x_train.shape[-1]
+
+    def to(self, device) -> "ClassificationTask":
+        device = resolve_device(device)
+        moved = {f: getattr(self, f).to(device) for f in
+                 ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
+        return ClassificationTask(self.classes, name=self.name, **moved)
 
 
 def species_task() -> BirdSpecies:
-    """The fine-grained task, at the image size of lesson 01's model."""
+    """The fine-grained species world, at the image size of lesson 01's model."""
     return BirdSpecies(image_size=image_model_config().image_size)
 
 
-_test_sets: dict = {}
+@lru_cache(maxsize=8)
+def _rendered(n: int, seed: int, image_size: int, device: str):
+    """A fixed evaluation set, rendered once per process for each (size, seed, resolution, device)."""
+    return BirdSpecies(image_size=image_size).render(n, seed=seed, device=device)
 
 
 def species_test_set(n: int | None = None, device="auto"):
-    """The fixed test set: ``n`` images (default from the lesson sizes) and species labels.
-
-    Rendered once per process and kept (it never changes: its seed is ``TEST_SEED``).
-    """
+    """The fixed test set: ``n`` images (default from the lesson sizes) and species labels."""
     n = n or sizes("finetune").test_images
-    device = resolve_device(device)
-    task = species_task()
-    key = (n, task, str(device))
-    if key not in _test_sets:
-        _test_sets[key] = task.render(n, seed=TEST_SEED, device=device)
-    return _test_sets[key]
+    return _rendered(n, TEST_SEED, species_task().image_size, str(resolve_device(device)))
+
+
+def species_val_set(n: int | None = None, device="auto"):
+    """The fixed validation set (its own seed): every selection is made on it, never on test."""
+    n = n or sizes("finetune").val_images
+    return _rendered(n, VAL_SEED, species_task().image_size, str(resolve_device(device)))
 
 
 def species_train_set(labels_per_class: int, seed: int = 0, device="auto"):
@@ -42,4 +97,15 @@ def species_train_set(labels_per_class: int, seed: int = 0, device="auto"):
     Different seeds give different images; the same seed gives the same images, and a set with
     more labels per class is drawn independently of a smaller one.
     """
+    if isinstance(labels_per_class, bool) or not isinstance(labels_per_class, int) or labels_per_class < 1:
+        raise ValueError(f"labels_per_class must be a whole number of at least 1; got {labels_per_class!r}")
     return species_task().balanced(labels_per_class, seed=1 + seed, device=resolve_device(device))
+
+
+def species_data(labels_per_class: int | None = None, seed: int = 0, device="auto") -> ClassificationTask:
+    """The species task with ``labels_per_class`` training images per species (seed ``seed``) and
+    the fixed validation and test sets."""
+    labels_per_class = labels_per_class or sizes("finetune").headline_labels
+    x, y = species_train_set(labels_per_class, seed=seed, device=device)
+    return ClassificationTask(species_task().species, x, y, *species_val_set(device=device),
+                              *species_test_set(device=device), name="bird species")

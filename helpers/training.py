@@ -4,7 +4,9 @@ What changes between lessons is the model, the data and the loss, so the loss is
 ``loss_fn(model, batch) -> scalar tensor``. Everything else is here, in one function you can read
 top to bottom:
 
-- AdamW with linear warmup then cosine decay; optional parameter groups (layer-wise rates).
+- AdamW with linear warmup then cosine decay, for a budget of ``steps`` optimiser steps (or
+  ``epochs``); weight decay on weights only (not biases, norms, embeddings); optional parameter
+  groups (layer-wise rates), checked: every trainable parameter in exactly one group.
 - On CUDA: autocast (bf16, or fp16 with a gradient scaler), channels_last for conv nets,
   non_blocking host-to-device copies, optional ``torch.compile``. On x86 CPUs conv nets train
   channels_last too (``prefers_channels_last``).
@@ -20,7 +22,7 @@ Example:
     >>> def loss_fn(model, batch):
     ...     x, y = batch
     ...     return F.cross_entropy(model(x), y)
-    >>> history = train(model, loss_fn, batches, epochs=3, lr=1e-3)
+    >>> history = train(model, loss_fn, batches, steps=300, lr=1e-3)
     >>> history.loss[-1]
 """
 from __future__ import annotations
@@ -117,25 +119,113 @@ def to_device(batch, device, channels_last=False):
     return tuple(out)
 
 
+def _no_decay_ids(model: nn.Module) -> set[int]:
+    """Parameters that weight decay leaves alone: biases, norm scales and shifts (anything with
+    fewer than 2 dimensions) and embedding tables. Decaying them pulls a norm's scale or a bias
+    towards zero for no benefit (and BitFit would decay the only parameters it trains)."""
+    ids = {id(p) for p in model.parameters() if p.ndim < 2}
+    ids |= {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    return ids
+
+
+def optimizer_groups(model: nn.Module, param_groups=None, weight_decay: float = 0.01) -> list[dict]:
+    """The AdamW parameter groups ``train`` uses: the caller's groups (or one group of every
+    trainable parameter), each split into a part with ``weight_decay`` (weights of linear and
+    convolution layers) and a part without (biases, norms, embeddings).
+
+    ``param_groups`` is a list of dicts as for ``torch.optim`` (``{"params": ..., "lr": ...}``);
+    ``params`` may be any iterable, generators included: each is read once, here.
+
+    Raises:
+        ValueError: a parameter in two groups, a trainable parameter in no group, or nothing
+            trainable at all; the message names the parameters.
+    """
+    names = {id(p): n for n, p in model.named_parameters()}
+    if param_groups is None:
+        param_groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    if isinstance(param_groups, dict) or not hasattr(param_groups, "__iter__"):
+        raise TypeError(f"param_groups must be a list of dicts like [{{'params': [...], 'lr': 1e-3}}]; "
+                        f"got {type(param_groups).__name__}")
+    groups, group_of = [], {}
+    for i, group in enumerate(param_groups):
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError(f"param_groups[{i}] must be a dict with a 'params' entry; got {group!r:.80}")
+        params = [group["params"]] if isinstance(group["params"], torch.Tensor) else list(group["params"])
+        for p in params:
+            if id(p) in group_of:
+                raise ValueError(f"parameter {names.get(id(p), tuple(p.shape))!r} is in param_groups[{group_of[id(p)]}] "
+                                 f"and param_groups[{i}]; give each parameter one group")
+            group_of[id(p)] = i
+        groups.append({**group, "params": params})
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in group_of]
+    if missing:
+        raise ValueError(f"{len(missing)} trainable parameter(s) are in no group, e.g. {missing[:4]}: add them to a "
+                         f"group, or freeze them (requires_grad_(False)) if they should not train")
+    if not any(p.requires_grad for g in groups for p in g["params"]):
+        raise ValueError("the model has no trainable parameters: everything is frozen")
+    no_decay, out = _no_decay_ids(model), []
+    for group in groups:
+        decay = [p for p in group["params"] if id(p) not in no_decay]
+        rest = [p for p in group["params"] if id(p) in no_decay]
+        if decay:
+            out.append({**group, "params": decay, "weight_decay": group.get("weight_decay", weight_decay)})
+        if rest:
+            out.append({**group, "params": rest, "weight_decay": 0.0})
+    return out
+
+
+def _check_loss(loss, loss_fn) -> None:
+    """The first loss must be a scalar tensor: a vector would be summed silently by backward's
+    caller code, a Python float has no gradient."""
+    name = getattr(loss_fn, "__name__", repr(loss_fn))
+    if not torch.is_tensor(loss):
+        raise TypeError(f"loss_fn {name} returned {type(loss).__name__} {loss!r:.40}; it must return a scalar "
+                        f"tensor computed from the model's output (e.g. F.cross_entropy(model(x), y))")
+    if loss.ndim != 0:
+        raise ValueError(f"loss_fn {name} returned a tensor of shape {tuple(loss.shape)}; it must return a scalar: "
+                         f"average it (loss.mean()) or use reduction='mean'")
+    if not loss.requires_grad:
+        raise ValueError(f"loss_fn {name} returned a loss with no gradient: compute it from the model's "
+                         f"output, outside torch.no_grad()")
+
+
+def _non_finite_inputs(batch, data) -> str:
+    """Where NaN or infinity sits in the training inputs, if anywhere ('' if nowhere)."""
+    found = []
+    for label, tensors in (("the last batch", batch), ("the training data", getattr(data, "tensors", ()))):
+        for i, t in enumerate(tensors or ()):
+            if torch.is_tensor(t) and t.is_floating_point():
+                bad = int((~torch.isfinite(t)).sum())
+                if bad:
+                    found.append(f"{label}, tensor {i} {tuple(t.shape)}: {bad} NaN or infinite value(s)")
+    return "; ".join(found)
+
+
 def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
-          epochs: int = 1, max_steps: int | None = None,
+          steps: int | None = None, epochs: int | None = None,
           lr: float = 1e-3, weight_decay: float = 0.01, betas=(0.9, 0.999),
           param_groups: list[dict] | None = None,
           warmup: float = 0.05, lr_floor: float = 0.0, clip_grad: float | None = 1.0,
           device="auto", amp: bool = True, channels_last: bool | None = None, compile: bool = False,
           evaluate: Callable[[nn.Module], dict] | None = None, eval_every: int | None = None,
-          log_every: int = 10, progress: bool = True, desc: str = "training",
+          log_every: int | None = None, progress: bool = True, desc: str = "training",
           hook: Callable[[History], None] | None = None) -> History:
     """Train ``model`` in place on ``data`` with ``loss_fn`` and return the History.
 
     Args:
         model: any ``nn.Module``; it is moved to ``device``. Only parameters with
             ``requires_grad`` are optimised, so frozen layers stay frozen.
-        loss_fn: ``loss_fn(model, batch) -> scalar loss``; batch is a tuple of tensors already on
-            the device.
-        data: re-iterable of batches (tuples of tensors), one pass per epoch, with ``len()``.
-        epochs, max_steps: train for ``epochs`` passes, or stop early after ``max_steps`` steps.
-        lr: peak learning rate; per group via ``param_groups`` ([{"params": [...], "lr": ...}]).
+        loss_fn: ``loss_fn(model, batch) -> scalar loss tensor``; batch is a tuple of tensors
+            already on the device.
+        data: re-iterable of batches (tuples of tensors), e.g. ``Batches`` or a ``WorldStream``.
+        steps: optimiser steps; ``data`` is iterated again as often as needed (the budget every
+            comparison in the course states). Or ``epochs``: passes over ``data`` (needs
+            ``len(data)``). Neither: one pass.
+        lr: peak learning rate; per group via ``param_groups`` ([{"params": [...], "lr": ...}]);
+            every trainable parameter must be in exactly one group (``optimizer_groups``).
+        weight_decay: AdamW's decoupled weight decay, applied to the weights of linear and
+            convolution layers only; biases, norm layers and embeddings are not decayed (as in
+            nanoGPT's ``configure_optimizers``).
         warmup: fraction of steps with a linear warmup; then cosine decay to ``lr_floor * lr``.
         clip_grad: clip the gradient norm to this (None: no clipping).
         amp: mixed precision on CUDA (bf16 where supported, else fp16 with a gradient scaler).
@@ -144,27 +234,36 @@ def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
         compile: wrap the model with ``torch.compile`` for the run.
         evaluate: ``evaluate(model) -> {metric: value}``, run without gradients every
             ``eval_every`` steps and at the end; the model's mode is restored afterwards.
-        log_every: steps between progress refreshes (the only host synchronisations).
+        log_every: steps between progress refreshes, the only host synchronisations (default:
+            about 20 refreshes per run, at least every 50 steps).
         hook: ``hook(history)`` after each refresh, e.g. a live plot.
     Returns:
         History with per-refresh loss, lr, time, samples, evals; ``interrupted`` if stopped.
     Raises:
-        NonFiniteLossError: the loss became NaN or infinite (try a lower learning rate).
+        NonFiniteLossError: the loss became NaN or infinite (the message says whether the inputs
+            hold NaN or infinity, or suggests a lower learning rate).
     """
     device = resolve_device(device)
-    steps_per_epoch = len(data)
-    total = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
-    if total <= 0:
-        raise ValueError(f"nothing to train: {len(data)} batches x {epochs} epochs, max_steps={max_steps}")
+    if steps is not None and epochs is not None:
+        raise TypeError(f"give steps or epochs, not both (got steps={steps}, epochs={epochs})")
+    for name, value in (("steps", steps), ("epochs", epochs), ("log_every", log_every), ("eval_every", eval_every)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a whole number of at least 1; got {value!r}")
+    if steps is None:
+        if not hasattr(data, "__len__"):
+            raise TypeError(f"data of type {type(data).__name__} has no len(): pass steps=N")
+        steps = len(data) * (epochs or 1)
+        if steps <= 0:
+            raise ValueError(f"nothing to train: data has {len(data)} batches")
+    total = steps
+    log_every = log_every or max(1, min(50, total // 20))
+    groups = optimizer_groups(model, param_groups, weight_decay)       # validates before anything moves
     if channels_last is None:
         channels_last = prefers_channels_last(model, device)
     model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
-    if param_groups is None:
-        param_groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    if not any(p.requires_grad for g in param_groups for p in g["params"]):
-        raise ValueError("the model has no trainable parameters: everything is frozen")
-    optimizer = torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay, betas=betas,
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=betas,
                                   fused=device.type == "cuda")
+    trained = [p for g in groups for p in g["params"]]
     warmup_steps = max(1, int(warmup * total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, total, warmup_steps, lr_floor))
@@ -175,11 +274,11 @@ def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
     main, ranks = is_main_process(), world_size()  # under torchrun: rank 0 alone reports
     history = History()
     loss_sum = torch.zeros((), device=device)     # summed on the device: no sync per step
-    seen, seen_at_log, step, start = 0, 0, 0, time.perf_counter()
+    seen, step, start, batch = 0, 0, time.perf_counter(), None
     bar = tqdm(total=total, desc=desc, disable=not progress or not main, leave=True)
 
     def log():
-        nonlocal loss_sum, seen_at_log
+        nonlocal loss_sum
         n = step - (history.step[-1] if history.step else 0)
         if n == 0:
             return
@@ -192,10 +291,15 @@ def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
         history.samples.append(seen)
         if not math.isfinite(mean_loss):
             bar.close()
+            where = _non_finite_inputs(batch, data)
+            advice = (f"The inputs themselves hold NaN or infinity ({where}): clean the data first "
+                      f"(drop those rows, or torch.nan_to_num)." if where else
+                      f"Try a lower learning rate, e.g. lr={lr / 10:.1g}" +
+                      (", or clip the gradients (clip_grad=1.0)." if clip_grad is None else
+                       f" (gradients are already clipped to {clip_grad})."))
             raise NonFiniteLossError(
                 f"the training loss became {mean_loss} by step {step} (learning rate "
-                f"{optimizer.param_groups[0]['lr']:.2g}). Try a lower learning rate, e.g. lr={lr / 10:.1g}, "
-                f"or clip the gradients (clip_grad=1.0).", history)
+                f"{optimizer.param_groups[0]['lr']:.2g}). {advice}", history)
         bar.set_postfix(loss=f"{mean_loss:.4f}")
         if hook is not None and main:
             hook(history)
@@ -213,16 +317,18 @@ def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
     model.train()
     try:
         while step < total:
+            passed = step
             for batch in data:
                 batch = to_device(batch, device, channels_last)
                 with autocast(device, enabled=use_amp):
                     loss = loss_fn(net, batch)
+                if step == 0:
+                    _check_loss(loss, loss_fn)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if clip_grad is not None:
                     scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(
-                        [p for g in param_groups for p in g["params"]], clip_grad)
+                    torch.nn.utils.clip_grad_norm_(trained, clip_grad)
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
@@ -236,6 +342,8 @@ def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
                     run_eval()
                 if step >= total:
                     break
+            if step == passed:
+                raise ValueError(f"data of type {type(data).__name__} yielded no batches")
         run_eval()
     except KeyboardInterrupt:
         history.interrupted = True

@@ -70,9 +70,9 @@ stage_table(model)
 
 # %%
 one = run_finetune(S.headline_labels, seed=0, evals=5)
-print(f"{S.headline_labels} labels per species: test accuracy {one['test_acc']:.3f} after "
-      f"{one['steps']} steps ({one['train_s']:.1f} s)")
-fig = plot_history(one["history"], metric="test_acc", title="full fine-tuning")
+print(f"{S.headline_labels} labels per species: test accuracy {one.test_acc:.3f} after "
+      f"{one.steps} steps ({one.train_s:.1f} s)")
+fig = plot_history(one.history, metric="val_acc", title="full fine-tuning")
 fig
 
 # %% [markdown]
@@ -93,8 +93,8 @@ log.table()
 # %%
 curve, ft_mean, ft_err, sc_mean, sc_err = [], [], [], [], []
 for n in S.labels_per_class:
-    ft = mean_and_spread([r["test_acc"] for r in runs if r["labels_per_class"] == n and not r["from_scratch"]])
-    sc = mean_and_spread([r["test_acc"] for r in runs if r["labels_per_class"] == n and r["from_scratch"]])
+    ft = mean_and_spread([r.test_acc for r in runs if r.labels_per_class == n and not r.from_scratch])
+    sc = mean_and_spread([r.test_acc for r in runs if r.labels_per_class == n and r.from_scratch])
     curve.append({"labels_per_class": n, "scratch_acc": sc[0], "finetuned_acc": ft[0],
                   "scratch_spread": sc[1], "finetuned_spread": ft[1]})
 curve_table = pd.DataFrame(curve).set_index("labels_per_class")
@@ -136,7 +136,7 @@ print(f"At {S.headline_labels} labels per species (mean of {S.seeds} seeds): fin
 sweep = []
 for lr in tqdm(S.lr_sweep, desc="learning rates"):
     r = run_finetune(S.headline_labels, lr=lr, seed=0, log=log, progress=False)
-    sweep.append({"lr": lr, "test_acc": r["test_acc"], "backbone_change": r["backbone_change"]})
+    sweep.append({"lr": lr, "test_acc": r.test_acc, "backbone_change": r.backbone_change})
 sweep_table = pd.DataFrame(sweep).set_index("lr")
 display(sweep_table.round(4))
 fig = line_plot(list(S.lr_sweep), {"fine-tuned": sweep_table["test_acc"].tolist()},
@@ -188,12 +188,12 @@ no_aug = None     # run_finetune(...)
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
 no_aug = run_finetune(S.headline_labels, seed=0, augment=False, log=log)
-print(f"without augmentation {no_aug['test_acc']:.3f}, with {one['test_acc']:.3f}")
+print(f"without augmentation {no_aug.test_acc:.3f}, with {one.test_acc:.3f}")
 
 # %% tags=["check"]
 check("a run without augmentation",
-      lambda: no_aug["augment"] is False and no_aug["labels_per_class"] == S.headline_labels
-      and 0 <= no_aug["test_acc"] <= 1,
+      lambda: no_aug.augment is False and no_aug.labels_per_class == S.headline_labels
+      and 0 <= no_aug.test_acc <= 1,
       hint="run_finetune(S.headline_labels, seed=0, augment=False)")
 
 # %% [markdown]

@@ -92,9 +92,9 @@ except ValueError as err:
 FROZEN_STAGES = 2
 
 result = run_finetune(S.headline_labels, frozen_stages=FROZEN_STAGES, log=log, evals=5,
-                      hook=LiveCurve(metric="test_acc", title=f"freeze {FROZEN_STAGES}"))
-print(f"frozen stages {FROZEN_STAGES}: test accuracy {result['test_acc']:.3f}, "
-      f"{result['trainable_params']:,} trainable parameters, {result['sec_per_epoch']:.3f} s per epoch")
+                      hook=LiveCurve(metric="val_acc", title=f"freeze {FROZEN_STAGES}"))
+print(f"frozen stages {FROZEN_STAGES}: test accuracy {result.test_acc:.3f}, "
+      f"{result.trainable_params:,} trainable parameters, {result.sec_per_epoch:.3f} s per epoch")
 
 # %% [markdown]
 # The same with a widget: move the slider, click **Train**, watch the curve. (The widget calls
@@ -102,7 +102,7 @@ print(f"frozen stages {FROZEN_STAGES}: test accuracy {result['test_acc']:.3f}, "
 
 # %%
 depth_picker(partial(run_finetune, S.headline_labels, log=log, evals=5), stage_names,
-             value=FROZEN_STAGES)
+             value=FROZEN_STAGES, metric="val_acc")
 
 # %% [markdown]
 # ## Every depth, one table
@@ -121,19 +121,19 @@ depth_runs = [run_finetune(S.headline_labels, frozen_stages=k, log=log, progress
               for k in tqdm(depths, desc="depths")]
 scratch = run_finetune(S.headline_labels, from_scratch=True, log=log, progress=False)
 timing = time_per_epoch(depths, S.headline_labels)
-freeze_table = pd.DataFrame([{"frozen_stages": r["frozen_stages"], "trainable_params": r["trainable_params"],
-                              "sec_per_epoch": timing[r["frozen_stages"]], "test_acc": r["test_acc"]}
+freeze_table = pd.DataFrame([{"frozen_stages": r.frozen_stages, "trainable_params": r.trainable_params,
+                              "sec_per_epoch": timing[r.frozen_stages], "test_acc": r.test_acc}
                              for r in depth_runs]).set_index("frozen_stages")
 freeze_table["frozen"] = ["nothing"] + [" to ".join(dict.fromkeys([stage_names[0], stage_names[k - 1]]))
                                          for k in range(1, len(stage_names) + 1)]
-print(f"from scratch (same budget): test accuracy {scratch['test_acc']:.3f}")
+print(f"from scratch (same budget): test accuracy {scratch.test_acc:.3f}")
 freeze_table.round(4)
 
 # %%
 fig = line_plot(list(freeze_table.index), {"fine-tuned": freeze_table["test_acc"].tolist()},
                 xlabel="frozen stages (from the input)", ylabel="test accuracy",
                 title=f"{S.headline_labels} labels per species")
-fig.axes[0].axhline(scratch["test_acc"], color="tab:orange", ls="--", label="from scratch")
+fig.axes[0].axhline(scratch.test_acc, color="tab:orange", ls="--", label="from scratch")
 ax2 = fig.axes[0].twinx()
 ax2.plot(freeze_table.index, freeze_table["sec_per_epoch"], color="grey", marker="s", alpha=0.6)
 ax2.set_ylabel("seconds per epoch (grey)")
@@ -180,7 +180,7 @@ for bn in ("frozen", "update"):
 bn_rows = []
 for k in (2, len(stage_names)):
     for bn in ("frozen", "update"):
-        accs = [run_finetune(S.headline_labels, frozen_stages=k, bn=bn, seed=s, log=log, progress=False)["test_acc"]
+        accs = [run_finetune(S.headline_labels, frozen_stages=k, bn=bn, seed=s, log=log, progress=False).test_acc
                 for s in range(S.seeds)]
         mean, spread = mean_and_spread(accs)
         bn_rows.append({"frozen_stages": k, "bn": bn, "test_acc": mean, "spread": spread})
@@ -211,7 +211,7 @@ for g in layerwise_lr_groups(build_model(), lr=S.lr, decay=0.5):
 # %%
 lw_rows = []
 for decay in (None, 0.5):
-    accs = [run_finetune(S.headline_labels, lr_decay=decay, seed=s, log=log, progress=False)["test_acc"]
+    accs = [run_finetune(S.headline_labels, lr_decay=decay, seed=s, log=log, progress=False).test_acc
             for s in range(S.seeds)]
     mean, spread = mean_and_spread(accs)
     lw_rows.append({"rates": "one rate" if decay is None else f"layer-wise, decay {decay}",

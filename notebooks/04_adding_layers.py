@@ -68,33 +68,34 @@ stage_table(m)
 #
 # Same labels (`S.headline_labels` per species), same number of steps for every method. The head-only
 # methods use a higher learning rate (`S.probe_lr`), since only new, randomly initialised layers
-# train. LP-FT spends `S.steps` steps on the probe and then `S.steps` steps of full fine-tuning;
-# the probe steps are cheap, as no gradient flows into the backbone.
+# train. LP-FT spends the first half of the same budget of `S.steps` steps on the probe and the
+# second half on full fine-tuning, so it trains no longer than the other methods (the probe steps
+# are also cheaper, as no gradient flows into the backbone).
 
 # %%
 methods = {
     "linear probe": dict(frozen_stages=N, head="linear", lr=S.probe_lr),
     "MLP head": dict(frozen_stages=N, head="mlp", lr=S.probe_lr),
     "extra block": dict(frozen_stages=N, head="block", lr=S.probe_lr),
-    "LP-FT": dict(frozen_stages=0, head="linear", linear_probe_steps=S.steps),
+    "LP-FT": dict(frozen_stages=0, head="linear", linear_probe_steps=S.steps // 2),
     "full fine-tuning": dict(frozen_stages=0, head="linear"),
 }
 runs = {name: [] for name in methods}
 for name, kwargs in tqdm([(n, methods[n]) for n in methods for _ in range(S.seeds)], desc="runs"):
     seed = len(runs[name])
-    runs[name].append(run_finetune(S.headline_labels, seed=seed, log=log, progress=False, method=name, **kwargs))
+    runs[name].append(run_finetune(S.headline_labels, seed=seed, log=log, progress=False, note=name, **kwargs))
 
 rows = []
 for name, rs in runs.items():
-    mean, spread = mean_and_spread([r["test_acc"] for r in rs])
+    mean, spread = mean_and_spread([r.test_acc for r in rs])
     rows.append({"method": name, "test_acc": mean, "spread": spread,
-                 "trainable_params": rs[0]["trainable_params"], "train_s": sum(r["train_s"] for r in rs) / len(rs)})
+                 "trainable_params": rs[0].trainable_params, "train_s": sum(r.train_s for r in rs) / len(rs)})
 table = pd.DataFrame(rows).set_index("method")
 table.round(3)
 
 # %%
-fig = plot_history(runs["full fine-tuning"][0]["history"], runs["LP-FT"][0]["history"],
-                   labels=["full fine-tuning (random head)", "LP-FT (trained head)"], metric="test_acc",
+fig = plot_history(runs["full fine-tuning"][0].history, runs["LP-FT"][0].history,
+                   labels=["full fine-tuning (random head)", "LP-FT (trained head)"], metric="val_acc",
                    title="fine-tuning phase, seed 0")
 fig
 
@@ -144,13 +145,13 @@ small_mlp = None   # run_finetune(...)
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
 small_mlp = run_finetune(S.headline_labels, frozen_stages=N, head="mlp", hidden=16, lr=S.probe_lr, seed=0,
-                         log=log, method="MLP head, 16 units")
-print(f"16 units: {small_mlp['test_acc']:.3f}; 64 units (seed 0): {runs['MLP head'][0]['test_acc']:.3f}")
+                         log=log, note="MLP head, 16 units")
+print(f"16 units: {small_mlp.test_acc:.3f}; 64 units (seed 0): {runs['MLP head'][0].test_acc:.3f}")
 
 # %% tags=["check"]
 check("a 16-unit MLP head on the frozen backbone",
-      lambda: small_mlp["head"] == "mlp" and small_mlp["frozen_stages"] == N
-      and small_mlp["trainable_params"] < runs["MLP head"][0]["trainable_params"],
+      lambda: small_mlp.head == "mlp" and small_mlp.frozen_stages == N
+      and small_mlp.trainable_params < runs["MLP head"][0].trainable_params,
       hint="run_finetune(S.headline_labels, frozen_stages=N, head='mlp', hidden=16, lr=S.probe_lr)")
 
 # %% [markdown]

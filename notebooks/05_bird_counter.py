@@ -142,13 +142,13 @@ stage_table(model)
 
 # %%
 runs = []                                    # every run of this lesson, one row each
-row, counter, history = run_counter(data, labels=S.labels, pretrained=True, loss=S.loss, seed=0, steps=S.steps,
-                                    batch_size=S.batch_size, lr=S.lr, eval_every=S.eval_every,
-                                    hook=LiveCurve(metric="test_mae", title="fine-tuning the counter"),
-                                    return_model=True)
-runs.append(row)
-print(f"fine-tuned with the {S.loss} loss: test MAE {row['mae']:.2f} (baseline {baseline['mae']:.2f}), exact {row['exact_acc']:.0%}, "
-      f"within one {row['within1_acc']:.0%}, {row['seconds']:.0f} s")
+first = run_counter(data, labels=S.labels, pretrained=True, loss=S.loss, seed=0, steps=S.steps,
+                    batch_size=S.batch_size, lr=S.lr, eval_every=S.eval_every,
+                    hook=LiveCurve(metric="val_mae", title="fine-tuning the counter"), keep_model=True)
+counter, history = first.model, first.history
+runs.append(first.row())
+print(f"fine-tuned with the {S.loss} loss: test MAE {first.test_mae:.2f} (baseline {baseline['mae']:.2f}), "
+      f"exact {first.test_exact_acc:.0%}, within one {first.test_within1_acc:.0%}, {first.train_s:.0f} s")
 
 # %% [markdown]
 # ### Predictions against the truth
@@ -206,7 +206,7 @@ display(fig); plt.close(fig)
 # The from-scratch runs are the same in every class, so they are **cached**: `run_counter` stores
 # each trained from-scratch counter under a key made of its exact training scenes and every
 # setting, and an identical run later loads it instead of training again (it says so, its
-# `seconds` are the original training time, and the `cached` column of the run table marks it).
+# `train_s` is the original training time, and the `cached` column of the run table marks it).
 # `make prepare` trains them in advance. Change any setting (`S.steps`, the labels, the loss) and
 # the baseline trains again, so both sides always get the same budget. Fine-tuned runs, the subject
 # of this lesson, always train.
@@ -215,23 +215,24 @@ display(fig); plt.close(fig)
 finetuned_models = {0: counter}
 for seed in range(S.seeds):
     if seed > 0:
-        row, m, _ = run_counter(data, labels=S.labels, pretrained=True, loss=S.loss, seed=seed, steps=S.steps,
-                                batch_size=S.batch_size, lr=S.lr, return_model=True)
-        runs.append(row)
-        finetuned_models[seed] = m
+        r = run_counter(data, labels=S.labels, pretrained=True, loss=S.loss, seed=seed, steps=S.steps,
+                        batch_size=S.batch_size, lr=S.lr, keep_model=True)
+        runs.append(r.row())
+        finetuned_models[seed] = r.model
     runs.append(run_counter(data, labels=S.labels, pretrained=False, loss=S.loss, seed=seed, steps=S.steps,
-                            batch_size=S.batch_size, lr=S.lr))
+                            batch_size=S.batch_size, lr=S.lr).row())
 table = pd.DataFrame(runs)
 headline = table[(table.labels == S.labels) & (table.loss == S.loss) & (table.freeze == 0)]
-summary = headline.groupby("start")[["mae", "rmse", "exact_acc", "within1_acc", "seconds"]].agg(["mean", "std"])
-summary.loc["predict the mean", ("mae", "mean")] = baseline["mae"]
-summary.loc["predict the mean", ("exact_acc", "mean")] = baseline["exact_acc"]
-summary.loc["predict the mean", ("within1_acc", "mean")] = baseline["within1_acc"]
+summary = (headline.groupby("start")[["test_mae", "test_rmse", "test_exact_acc", "test_within1_acc", "train_s"]]
+           .agg(["mean", "std"]))
+summary.loc["predict the mean", ("test_mae", "mean")] = baseline["mae"]
+summary.loc["predict the mean", ("test_exact_acc", "mean")] = baseline["exact_acc"]
+summary.loc["predict the mean", ("test_within1_acc", "mean")] = baseline["within1_acc"]
 summary.round(3)
 
 # %%
-mae_ft = headline[headline.start == "fine-tuned"].mae.mean()
-mae_scratch = headline[headline.start == "scratch"].mae.mean()
+mae_ft = headline[headline.start == "fine-tuned"].test_mae.mean()
+mae_scratch = headline[headline.start == "scratch"].test_mae.mean()
 print(f"{S.labels} labelled scenes, {S.steps} steps, mean of {S.seeds} seeds:")
 print(f"  fine-tuned MAE {mae_ft:.2f} | from scratch {mae_scratch:.2f} | predict-the-mean {baseline['mae']:.2f}")
 print(f"  fine-tuned / scratch = {mae_ft / mae_scratch:.2f}, fine-tuned / mean = {mae_ft / baseline['mae']:.2f}")
@@ -259,10 +260,10 @@ for labels in S.curve:
     for seed in range(S.curve_seeds):
         for pretrained in (True, False):
             runs.append(run_counter(data, labels=labels, pretrained=pretrained, loss=S.loss, seed=seed, steps=S.steps,
-                                    batch_size=S.batch_size, lr=S.lr))
+                                    batch_size=S.batch_size, lr=S.lr).row())
 table = pd.DataFrame(runs)
 curve = (table[(table.loss == S.loss) & (table.freeze == 0)]
-         .groupby(["labels", "start"]).mae.agg(["mean", "std"]).unstack("start"))
+         .groupby(["labels", "start"]).test_mae.agg(["mean", "std"]).unstack("start"))
 fig = line_plot(list(curve.index), {"fine-tuned": curve["mean"]["fine-tuned"], "from scratch": curve["mean"]["scratch"],
                                     "predict the mean": [baseline["mae"]] * len(curve)},
                 xlabel="labelled training scenes", ylabel="test MAE (birds)", logx=True,
@@ -291,10 +292,10 @@ display(fig); plt.close(fig)
 # %%
 for loss in [name for name in ("mse", "huber", "poisson") if name != S.loss]:
     runs.append(run_counter(data, labels=S.labels, pretrained=True, loss=loss, seed=0, steps=S.steps,
-                            batch_size=S.batch_size, lr=S.lr))
+                            batch_size=S.batch_size, lr=S.lr).row())
 table = pd.DataFrame(runs)
 loss_rows = table[(table.labels == S.labels) & (table.start == "fine-tuned") & (table.seed == 0) & (table.freeze == 0)]
-loss_rows[["loss", "mae", "rmse", "exact_acc", "within1_acc", "seconds"]].set_index("loss").round(3)
+loss_rows[["loss", "val_mae", "test_mae", "test_rmse", "test_exact_acc", "test_within1_acc", "train_s"]].set_index("loss").round(3)
 
 # %% [markdown]
 # ### Partial freezing revisited
@@ -309,15 +310,17 @@ loss_rows[["loss", "mae", "rmse", "exact_acc", "within1_acc", "seconds"]].set_in
 print("stages:", [name for name, _ in stages(counter)])
 for depth in S.freeze_depths:
     runs.append(run_counter(data, labels=S.labels, pretrained=True, loss=S.loss, seed=0, freeze=depth, steps=S.steps,
-                            batch_size=S.batch_size, lr=S.lr))
+                            batch_size=S.batch_size, lr=S.lr).row())
 table = pd.DataFrame(runs)
 freeze_rows = table[(table.labels == S.labels) & (table.start == "fine-tuned") & (table.seed == 0) & (table.loss == S.loss)]
-freeze_rows = freeze_rows[["freeze", "trainable", "mae", "exact_acc", "seconds"]].set_index("freeze").sort_index()
+freeze_rows = (freeze_rows[["freeze", "trainable_params", "val_mae", "test_mae", "test_exact_acc", "train_s"]]
+               .set_index("freeze").sort_index())
 freeze_rows.round(3)
 
 # %%
-best_depth = int(freeze_rows.mae.idxmin())
-print(f"Best depth for counting here: {best_depth} stage(s) frozen (MAE {freeze_rows.mae.min():.2f}).")
+best_depth = int(freeze_rows.val_mae.idxmin())          # chosen on validation, never on test
+print(f"Best depth for counting here, by validation MAE: {best_depth} stage(s) frozen "
+      f"(validation MAE {freeze_rows.val_mae.min():.2f}, test MAE {freeze_rows.test_mae[best_depth]:.2f}).")
 lesson03 = load_results().get("03", {}).get("metrics", {})
 if "freeze_table" in lesson03:
     rows03 = pd.DataFrame(lesson03["freeze_table"])
@@ -493,9 +496,9 @@ lesson.record({
     "mae_finetuned": mae_ft,
     "mae_scratch": mae_scratch,
     "mae_mean_baseline": baseline["mae"],
-    "exact_acc_finetuned": ft_rows.exact_acc.mean(),
-    "within1_acc_finetuned": ft_rows.within1_acc.mean(),
-    "loss_table": [{"loss": r.loss, "mae": r.mae} for r in loss_rows.itertuples()],
+    "exact_acc_finetuned": ft_rows.test_exact_acc.mean(),
+    "within1_acc_finetuned": ft_rows.test_within1_acc.mean(),
+    "loss_table": [{"loss": r.loss, "val_mae": r.val_mae, "mae": r.test_mae} for r in loss_rows.itertuples()],
     "labels_curve": [{"labels": int(n), "mae_finetuned": float(curve["mean"]["fine-tuned"][n]),
                       "mae_scratch": float(curve["mean"]["scratch"][n])} for n in curve.index],
     "mae_shifted": mae_shifted,

@@ -44,7 +44,7 @@ from helpers.lora import (
 from helpers.modes import sizes
 from helpers.plots import line_plot
 from helpers.results import Lesson, RunLog
-from helpers.tasks import species_task, species_test_set
+from helpers.tasks import ClassificationTask, species_task, species_test_set
 from helpers.training import accuracy, inference_seconds
 
 lesson = Lesson("06")
@@ -138,8 +138,9 @@ log = RunLog("06_peft")
 log.clear()
 runs = [run_peft(method, steps=P.steps, log=log) for method in ("full", "probe", "bitfit")]
 runs += [run_peft("lora", rank=r, steps=P.steps, log=log, keep_model=r == P.headline_rank) for r in P.ranks]
-table = pd.DataFrame([{k: r[k] for k in ("method", "rank", "trainable_params", "trainable_frac",
-                                          "optimizer_bytes", "sec_per_epoch", "test_acc")} for r in runs])
+table = pd.DataFrame([{k: r.row()[k] for k in ("method", "rank", "trainable_params", "trainable_frac",
+                                                "optimizer_bytes", "sec_per_epoch", "val_acc", "test_acc")}
+                      for r in runs])
 if torch.cuda.is_available():
     print(f"peak CUDA memory so far: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
 table.round(4)
@@ -152,32 +153,32 @@ table.round(4)
 # %%
 more = [run_peft(method, rank=P.headline_rank, steps=P.steps, seed=seed, log=log, progress=False)
         for seed in range(1, P.seeds) for method in ("full", "bitfit", "lora")]
-headline_runs = [r for r in runs if r["method"] in ("full", "bitfit") or r["rank"] == P.headline_rank] + more
-seeds_table = (pd.DataFrame([{"method": r["method"], "seed": r["seed"], "test_acc": r["test_acc"]} for r in headline_runs])
+headline_runs = [r for r in runs if r.method in ("full", "bitfit") or r.rank == P.headline_rank] + more
+seeds_table = (pd.DataFrame([{"method": r.method, "seed": r.seed, "test_acc": r.test_acc} for r in headline_runs])
                .groupby("method").test_acc.agg(["mean", "std", "count"]))
 seeds_table.round(4)
 
 # %%
-lora_runs = [r for r in runs if r["method"] == "lora"]
-fig = line_plot([r["trainable_frac"] * 100 for r in lora_runs], {"LoRA": [r["test_acc"] for r in lora_runs]},
+lora_runs = [r for r in runs if r.method == "lora"]
+fig = line_plot([r.trainable_frac * 100 for r in lora_runs], {"LoRA": [r.test_acc for r in lora_runs]},
                 xlabel="trainable parameters (% of the model)", ylabel="test accuracy", logx=True,
                 title=f"{S.headline_labels} labels per species, {P.steps} steps")
 ax = fig.axes[0]
 for r, style in zip(runs[:3], ["k--", "k:", "k-."]):
-    ax.axhline(r["test_acc"], ls=style[1:], color="k", alpha=0.6, label=f"{r['method']} ({r['trainable_frac']:.2%})")
+    ax.axhline(r.test_acc, ls=style[1:], color="k", alpha=0.6, label=f"{r.method} ({r.trainable_frac:.2%})")
 ax.legend(fontsize=8)
 fig
 
 # %%
 full = runs[0]
-headline = next(r for r in lora_runs if r["rank"] == P.headline_rank)
+headline = next(r for r in lora_runs if r.rank == P.headline_rank)
 bitfit_run = runs[2]
 full_acc, bitfit_acc, lora_acc = (seeds_table.loc[m, "mean"] for m in ("full", "bitfit", "lora"))
-print(f"mean of {P.seeds} seeds: full fine-tuning {full_acc:.3f} training {full['trainable_frac']:.0%} of the parameters")
-print(f"LoRA rank {P.headline_rank}: {lora_acc:.3f} training {headline['trainable_frac']:.2%} "
+print(f"mean of {P.seeds} seeds: full fine-tuning {full_acc:.3f} training {full.trainable_frac:.0%} of the parameters")
+print(f"LoRA rank {P.headline_rank}: {lora_acc:.3f} training {headline.trainable_frac:.2%} "
       f"({100 * (lora_acc - full_acc):+.1f} points); optimiser state "
-      f"{headline['optimizer_bytes'] / full['optimizer_bytes']:.1%} of full fine-tuning's")
-print(f"BitFit: {bitfit_acc:.3f} training {bitfit_run['trainable_frac']:.2%}")
+      f"{headline.optimizer_bytes / full.optimizer_bytes:.1%} of full fine-tuning's")
+print(f"BitFit: {bitfit_acc:.3f} training {bitfit_run.trainable_frac:.2%}")
 
 # %% [markdown]
 # What to read in the table: the linear probe trains the fewest parameters but cannot change
@@ -195,7 +196,7 @@ print(f"BitFit: {bitfit_acc:.3f} training {bitfit_run['trainable_frac']:.2%}")
 # outputs. `unmerge_lora` takes it out again (to switch adapters or keep training).
 
 # %%
-lora_model = headline["model"].eval()        # the trained rank-{P.headline_rank} model from the table
+lora_model = headline.model.eval()        # the trained rank-{P.headline_rank} model from the table
 x_lat = x_test[:P.latency_images]
 t_side = inference_seconds(lora_model, x_lat)
 before = lora_model(x_lat[:16]).detach()
@@ -219,12 +220,14 @@ print(f"unmerged again: largest change {(lora_model(x_lat[:16]).detach() - befor
 # %%
 count_world = CountWorld(image_size=species_task().image_size, max_birds=5, max_distractors=3)
 xb, yb = count_world.render(P.task_b_images, seed=1)
+xb_val, yb_val = count_world.render(len(x_test), seed=3)
 xb_test, yb_test = count_world.render(len(x_test), seed=2)
-count_run = run_peft("lora", rank=P.headline_rank, name="count", steps=P.steps, keep_model=True,
-                     data=(xb, yb.long(), xb_test, yb_test.long()))
+count_task = ClassificationTask(tuple(f"{k} birds" for k in range(6)), xb, yb.long(), xb_val, yb_val.long(),
+                                xb_test, yb_test.long(), name="count 0-5 birds")
+count_run = run_peft("lora", rank=P.headline_rank, name="count", steps=P.steps, keep_model=True, task=count_task)
 adapters = data_dir() / "adapters"
-files = {"species": save_adapter(headline["model"], adapters / "species.safetensors", extra="fc", norm_stats=True),
-         "count": save_adapter(count_run["model"], adapters / "count.safetensors", extra="fc", norm_stats=True)}
+files = {"species": save_adapter(headline.model, adapters / "species.safetensors", extra="fc", norm_stats=True),
+         "count": save_adapter(count_run.model, adapters / "count.safetensors", extra="fc", norm_stats=True)}
 base_bytes = sum(p.numel() * 4 for p in build_model(seed=0).parameters())
 for task, f in files.items():
     print(f"{task}: {f.stat().st_size / 1024:.0f} KiB on disk (the base model: {base_bytes / 1024:.0f} KiB)")
@@ -237,7 +240,7 @@ for task, (xt, yt) in [("species", (x_test, y_test)), ("count", (xb_test, yb_tes
     load_adapter(server, files[task], name=task)     # kilobytes: the adapter and its head
     serving.append({"task": task, "active adapter": task, "test_acc": accuracy(server, xt, yt)})
 print(f"chance on each task: {1 / 6:.3f}; accuracy of the trained models before saving: "
-      f"species {headline['test_acc']:.3f}, count {count_run['test_acc']:.3f}")
+      f"species {headline.test_acc:.3f}, count {count_run.test_acc:.3f}")
 pd.DataFrame(serving)
 
 
@@ -301,8 +304,8 @@ lesson.record({
     "full_ft_acc": full_acc,             # means over P.seeds seeds
     "bitfit_acc": bitfit_acc,
     "lora_acc": lora_acc,
-    "lora_trainable_frac": headline["trainable_frac"],
-    "lora_table": [{"rank": r["rank"], "trainable_frac": r["trainable_frac"], "acc": r["test_acc"]}
+    "lora_trainable_frac": headline.trainable_frac,
+    "lora_table": [{"rank": r.rank, "trainable_frac": r.trainable_frac, "acc": r.test_acc}
                    for r in lora_runs],
 })
 table.round(4)

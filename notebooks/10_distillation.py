@@ -71,7 +71,7 @@ def kd_loss(student_logits, teacher_logits, labels, T=4.0, w=0.9):
 
 # %%
 teacher_run = finetune_teacher(seed=0)
-teacher = teacher_run["model"].eval()
+teacher = teacher_run.model.eval()
 x_test, y_test = species_test_set()
 teacher_acc = accuracy(teacher, x_test, y_test)
 student = create_student(seed=0)
@@ -129,8 +129,8 @@ settings = [(seed, kind, data) for seed in range(D.seeds) for kind, data in
              ("distilled + unlabelled", (x_u, y_u, soft_u))]]
 for seed, name, (x, y, soft) in tqdm(settings, desc="students"):
     r = run_student("labels" if soft is None else "kd", x, y, soft, seed=seed, progress=False)
-    runs.append({"student": name, "seed": seed, "images": r["images"], "test_acc": r["test_acc"],
-                 "train_s": r["train_s"]})
+    runs.append({"student": name, "seed": seed, "images": r.images, "test_acc": r.test_acc,
+                 "train_s": r.train_s})
 runs_table = pd.DataFrame(runs)
 runs_table.round(3)
 

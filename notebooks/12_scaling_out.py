@@ -26,7 +26,6 @@ import torch
 from IPython.display import display
 
 from helpers.cache import data_dir
-from helpers.distributed import freeze_bn_statistics
 from helpers.exercises import check
 from helpers.experiments import build_model
 from helpers.lessons.scaling import finetune, launch, parse_args
@@ -35,6 +34,7 @@ from helpers.models import pretrained_image_model
 from helpers.modes import sizes
 from helpers.plots import line_plot
 from helpers.results import Lesson
+from helpers.surgery import freeze_bn_statistics
 from helpers.tasks import species_train_set
 
 lesson = Lesson("12")
@@ -220,7 +220,7 @@ plt.close(fig)
 # - **`SyncBatchNorm`** (`--bn sync`, `nn.SyncBatchNorm.convert_sync_batchnorm(model)`): the ranks
 #   exchange their statistics, so BatchNorm sees the whole global batch. Exact too, costs a
 #   communication per BatchNorm layer, and PyTorch supports it on GPUs only.
-# - **Local statistics** (`--bn local`, PyTorch's default): each rank's own. Fine when each rank
+# - **Local statistics** (`--bn update`, PyTorch's default): each rank's own. Fine when each rank
 #   has dozens of images; a small per-rank batch gives noisy statistics.
 #
 # Models without BatchNorm (transformers use LayerNorm, which works per example) need none of this:

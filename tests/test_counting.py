@@ -106,18 +106,18 @@ def test_fine_tuning_lowers_the_loss_and_saliency_leaves_weights_alone():
 def test_scratch_runs_are_cached_by_scenes_and_settings(data_dir, capsys):
     data = count_data(n_train=24, n_test=8, n_shifted=2, image_size=32)
     kw = dict(labels=16, loss="poisson", steps=4, batch_size=8, lr=3e-3, progress=False)
-    first, model1, _ = run_counter(data, pretrained=False, seed=0, return_model=True, **kw)
-    assert not first["cached"] and len(list((data_dir / "cache").glob("counter_scratch-*"))) == 1
-    again, model2, history = run_counter(data, pretrained=False, seed=0, return_model=True, **kw)
-    assert again["cached"] and "loaded from the cache" in capsys.readouterr().out
-    assert all(torch.equal(a, b) for a, b in zip(model1.state_dict().values(), model2.state_dict().values()))
-    assert again["mae"] == pytest.approx(first["mae"], abs=1e-4) and again["seconds"] == first["seconds"]
-    assert history.steps_done == 4
+    first = run_counter(data, pretrained=False, seed=0, keep_model=True, **kw)
+    assert not first.cached and len(list((data_dir / "cache").glob("counter_scratch-*"))) == 1
+    again = run_counter(data, pretrained=False, seed=0, keep_model=True, **kw)
+    assert again.cached and "loaded from the cache" in capsys.readouterr().out
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
+    assert again.test_mae == pytest.approx(first.test_mae, abs=1e-4) and again.train_s == first.train_s
+    assert again.history.steps_done == 4 and again.val_mae == pytest.approx(first.val_mae, abs=1e-4)
     # another seed (other scenes), another setting, or a fine-tuned run: trained, never loaded
-    assert not run_counter(data, pretrained=False, seed=1, **kw)["cached"]
-    assert not run_counter(data, pretrained=False, seed=0, **{**kw, "steps": 5})["cached"]
-    assert not run_counter(data, pretrained=True, seed=0, **kw)["cached"]
-    assert not run_counter(data, pretrained=False, seed=0, cache=False, **kw)["cached"]
+    assert not run_counter(data, pretrained=False, seed=1, **kw).cached
+    assert not run_counter(data, pretrained=False, seed=0, **{**kw, "steps": 5}).cached
+    assert not run_counter(data, pretrained=True, seed=0, **kw).cached
+    assert not run_counter(data, pretrained=False, seed=0, cache=False, **kw).cached
     assert len(list((data_dir / "cache").glob("counter_scratch-*"))) == 3
 
 

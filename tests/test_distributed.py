@@ -17,9 +17,10 @@ import torch.nn as nn
 
 from helpers import distributed
 from helpers.cache import save_checkpoint
-from helpers.distributed import RankShard, freeze_bn_statistics, reduce_metrics, wrap_ddp
+from helpers.distributed import RankShard, reduce_metrics, wrap_ddp
 from helpers.losses import cross_entropy_loss
 from helpers.results import record_results
+from helpers.surgery import freeze_bn_statistics
 from helpers.training import Batches, accuracy, train
 
 WORLD = 2

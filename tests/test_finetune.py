@@ -2,13 +2,14 @@
 import pytest
 import torch
 
-from helpers.experiments import build_model, run_finetune, state_hash, summary
+from helpers.experiments import RunResult, build_model, run_finetune, state_hash, summary
 from helpers.lessons.partial import time_per_epoch
 from helpers.models import pretrained_image_model
+from helpers.modes import sizes
 from helpers.results import RunLog
 from helpers.stats import mean_and_spread
 from helpers.surgery import stages
-from helpers.tasks import species_test_set, species_train_set
+from helpers.tasks import species_data, species_test_set, species_train_set
 
 
 def test_train_sets_are_balanced_and_repeatable():
@@ -27,8 +28,8 @@ def test_reruns_start_from_identical_weights_and_leave_checkpoint_alone():
     log = RunLog("test_rerun", persist=False)
     first = run_finetune(2, frozen_stages=1, steps=3, evals=0, progress=False, log=log, keep_model=True)
     second = run_finetune(2, frozen_stages=4, steps=3, evals=0, progress=False, log=log)
-    assert first["start_state_hash"] == second["start_state_hash"]
-    assert state_hash(first["model"]) != first["start_state_hash"], "training should change weights"
+    assert first.start_state_hash == second.start_state_hash
+    assert state_hash(first.model) != first.start_state_hash, "training should change weights"
     # the pretrained checkpoint itself is untouched by the runs
     fresh, _ = pretrained_image_model(verbose=False)
     backbone = {k: v for k, v in fresh.state_dict().items() if not k.startswith("fc.")}
@@ -41,27 +42,37 @@ def test_reruns_start_from_identical_weights_and_leave_checkpoint_alone():
 
 def test_result_fields_and_scratch_differs():
     r = run_finetune(2, steps=2, progress=False)
-    for key in ("test_acc", "trainable_params", "sec_per_epoch", "history", "start_state_hash"):
-        assert key in r
-    assert 0 <= r["test_acc"] <= 1 and r["sec_per_epoch"] > 0 and r["steps"] == 2
+    assert isinstance(r, RunResult) and r.model is None
+    assert 0 <= r.val_acc <= 1 and 0 <= r.test_acc <= 1 and r.sec_per_epoch > 0 and r.steps == 2
+    assert r.trainable_params == r.total_params and r.history.steps_done == 2
     scratch = run_finetune(2, steps=2, from_scratch=True, progress=False)
-    assert scratch["start_state_hash"] != r["start_state_hash"]
-    assert set(summary(r)) <= set(r)
+    assert scratch.start_state_hash != r.start_state_hash
+    assert set(summary(r)) <= set(r.row())
+    with pytest.raises(AttributeError, match="no 'test_accuracy'.*test_acc"):
+        r.test_accuracy
+
+
+def test_validation_and_test_are_separate_fixed_sets():
+    task = species_data(2, seed=0)
+    assert not torch.equal(task.x_val[:8], task.x_test[:8])
+    assert torch.equal(task.x_val, species_data(2, seed=5).x_val)        # fixed, whatever the training seed
+    assert len(task.x_val) == sizes("finetune").val_images
 
 
 def test_linear_probe_trains_only_the_head():
     model = build_model(seed=0)
     n = len(stages(model))
     r = run_finetune(2, frozen_stages=n, steps=2, progress=False)
-    assert r["trainable_params"] == sum(p.numel() for p in model.get_classifier().parameters())
+    assert r.trainable_params == sum(p.numel() for p in model.get_classifier().parameters())
 
 
 def test_heads_lp_ft_and_layerwise_rates_run():
     mlp = run_finetune(2, head="mlp", hidden=8, steps=2, progress=False)
     block = run_finetune(2, head="block", steps=2, progress=False)
-    assert block["total_params"] > mlp["total_params"] - 8 * 6 > 0
-    lpft = run_finetune(2, linear_probe_steps=2, steps=2, lr_decay=0.5, progress=False)
-    assert lpft["linear_probe_history"].steps_done == 2 and lpft["steps"] == 2
+    assert block.total_params > mlp.total_params - 8 * 6 > 0
+    lpft = run_finetune(2, linear_probe_steps=2, steps=5, lr_decay=0.5, progress=False)
+    # the probe's steps count in the budget: LP-FT and full fine-tuning get the same steps
+    assert lpft.linear_probe_history.steps_done == 2 and lpft.history.steps_done == 3 and lpft.steps == 5
 
 
 def test_bad_settings_raise_with_choices():
@@ -69,6 +80,13 @@ def test_bad_settings_raise_with_choices():
         run_finetune(2, frozen_stages=99, steps=1, progress=False)
     with pytest.raises(ValueError, match="head must be one of"):
         run_finetune(2, head="tower", steps=1, progress=False)
+    with pytest.raises(TypeError, match=r"'frozen_stage' \(did you mean 'frozen_stages'"):
+        run_finetune(2, frozen_stage=2, steps=1, progress=False)
+    for name, bad in (("steps", 0), ("labels_per_class", -1), ("steps", 2.5), ("linear_probe_steps", -1)):
+        with pytest.raises(ValueError, match=f"{name} must be a whole number"):
+            run_finetune(**{"labels_per_class": 2, "steps": 2, name: bad}, progress=False)
+    with pytest.raises(ValueError, match="leaves nothing of the budget"):
+        run_finetune(2, steps=2, linear_probe_steps=2, progress=False)
 
 
 def test_mean_and_spread():

@@ -119,7 +119,7 @@ def test_bn_stats_frozen_vs_updated():
 
 def test_bn_frozen_survives_deepcopy_and_unfreeze_releases():
     model, _ = make("resnet")
-    freeze_stages(model, 1)
+    freeze_stages(model, 1, bn="frozen")
     twin = copy.deepcopy(model)
     twin.train()
     assert not twin.bn1.training and bn_stats_frozen(twin.bn1)
@@ -241,3 +241,47 @@ def test_works_on_a_plain_torch_model():
     assert [n for n, _ in stages(model)] == ["0", "2"]
     freeze_stages(model, 2)
     assert trainable_params(model) == 10
+
+
+def test_frozen_statistics_are_visible_picklable_and_keep_their_keys(tmp_path):
+    """Frozen BatchNorm statistics are a real module class: print shows them, a whole-model
+    torch.save / torch.load round-trip keeps them (an instance-level ``train`` override did not:
+    AttributeError on load), and the state_dict loads into a model without them."""
+    model, size = make("resnet")
+    plain_keys = list(model.state_dict())
+    freeze_stages(model, 2, bn="frozen")
+    assert "FrozenStatsBatchNorm2d" in str(model) and "statistics frozen" in str(model)
+    assert list(model.state_dict()) == plain_keys
+    torch.save(model, tmp_path / "model.pt")
+    loaded = torch.load(tmp_path / "model.pt", weights_only=False)
+    loaded.train()
+    assert bn_stats_frozen(loaded.bn1) and not loaded.bn1.training and loaded.layer4[0].bn1.training
+    fresh, _ = make("resnet")
+    fresh.load_state_dict(model.state_dict())               # into a model with plain BatchNorm
+    x = torch.randn(2, 3, size, size)
+    assert torch.allclose(fresh.eval()(x), loaded.eval()(x), atol=1e-6)
+    unfreeze(loaded)
+    assert type(loaded.bn1) is nn.BatchNorm2d
+
+
+def test_frozen_statistics_on_timm_batchnorm_with_activation():
+    model = timm.create_model("efficientnet_b0", pretrained=False, num_classes=3)
+    from timm.layers import BatchNormAct2d
+    act = [m for m in model.modules() if isinstance(m, BatchNormAct2d)]
+    assert act, "efficientnet_b0 uses timm's BatchNormAct2d"
+    freeze_stages(model, 2, bn="frozen")
+    model.train()
+    stem = model.bn1
+    assert bn_stats_frozen(stem) and isinstance(stem, BatchNormAct2d) and not stem.training
+    before = stem.running_mean.clone()
+    model(torch.randn(2, 3, 32, 32))
+    assert torch.equal(before, stem.running_mean)
+
+
+def test_one_bn_choice_with_one_default():
+    from helpers import surgery
+    from helpers.lessons import scaling
+    assert surgery.BN_DEFAULT in surgery.BN_CHOICES == ("update", "frozen")
+    assert set(surgery.BN_CHOICES) < set(scaling.DDP_BN_CHOICES)
+    with pytest.raises(ValueError, match="bn must be one of"):
+        freeze_stages(make("resnet")[0], 1, bn="local")

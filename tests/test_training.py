@@ -5,7 +5,17 @@ import torch
 import torch.nn as nn
 
 from helpers.losses import cross_entropy_loss
-from helpers.training import Batches, History, NonFiniteLossError, accuracy, evaluating, predict, train, warmup_cosine
+from helpers.training import (
+    Batches,
+    History,
+    NonFiniteLossError,
+    accuracy,
+    evaluating,
+    optimizer_groups,
+    predict,
+    train,
+    warmup_cosine,
+)
 
 
 def blobs(n=256, seed=0):
@@ -67,6 +77,7 @@ def test_nan_loss_stops_with_a_hint():
     with pytest.raises(NonFiniteLossError, match="lower learning rate") as err:
         train(mlp(), bad_loss, Batches(x, y, batch_size=32), epochs=1, progress=False, log_every=2)
     assert err.value.history.steps_done == 2
+    assert "inputs themselves" not in str(err.value)
 
 
 def test_only_trainable_parameters_move():
@@ -160,4 +171,100 @@ def test_mixed_precision_and_channels_last_on_cuda():
     hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=16), epochs=3, device="cuda",
                  progress=False, log_every=4)
     assert hist.loss[-1] < hist.loss[0]
-    assert next(model.parameters()).is_contiguous(memory_format=torch.channels_last) or True
+    assert model.conv1.weight.is_contiguous(memory_format=torch.channels_last)      # conv nets train NHWC on CUDA
+    assert not model.conv1.weight.is_contiguous()
+
+
+def test_parameter_groups_given_as_generators_train_every_parameter():
+    """``model.fc.parameters()`` is a generator: a check that peeks into it must not eat the first
+    parameter (the optimiser then skipped it) nor leave clipping with exhausted generators."""
+    x, y = blobs()
+    model = mlp()
+    before = [p.detach().clone() for p in model.parameters()]
+    groups = [{"params": model[0].parameters(), "lr": 1e-2}, {"params": model[2].parameters(), "lr": 1e-2}]
+    train(model, cross_entropy_loss, Batches(x, y, batch_size=32), steps=5, param_groups=groups,
+          clip_grad=1e-3, progress=False)
+    moved = [not torch.equal(b, p) for b, p in zip(before, model.parameters())]
+    assert all(moved), f"parameters left untouched: {[i for i, m in enumerate(moved) if not m]}"
+
+
+def test_clipping_covers_generator_groups():
+    """With a tiny clip norm every step is tiny: the first layer's weight moves by about lr per
+    step (Adam), the same whether its group came as a list or a generator."""
+    x, y = blobs()
+    results = []
+    for make in (list, iter):
+        model = mlp()
+        w0 = model[0].weight.detach().clone()
+        groups = [{"params": make(list(model[0].parameters()))}, {"params": make(list(model[2].parameters()))}]
+        train(model, cross_entropy_loss, Batches(x, y, batch_size=32), steps=3, lr=1e-2, param_groups=groups,
+              warmup=0.0, clip_grad=1e-6, progress=False)
+        results.append((model[0].weight - w0).abs().max().item())
+    assert results[0] == pytest.approx(results[1])
+
+
+def test_a_parameter_in_two_groups_or_in_none_is_named():
+    model = mlp()
+    with pytest.raises(ValueError, match=r"'0.weight' is in param_groups\[0\] and param_groups\[1\]"):
+        optimizer_groups(model, [{"params": [model[0].weight]}, {"params": model.parameters()}])
+    with pytest.raises(ValueError, match=r"in no group, e.g. \['2.weight', '2.bias'\]"):
+        optimizer_groups(model, [{"params": model[0].parameters()}])
+    with pytest.raises(TypeError, match="list of dicts"):
+        optimizer_groups(model, {"params": model.parameters()})
+
+
+def test_weight_decay_spares_biases_norms_and_embeddings():
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+    groups = optimizer_groups(model, weight_decay=0.1)
+    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[i] for i in decayed) == ["1.weight", "3.weight"]
+    # in training: with a loss whose gradient is zero, only decayed weights shrink
+    x = torch.randint(0, 10, (8,))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def zero_grad_loss(m, batch):
+        return (m(batch[0]) * 0).sum()
+    train(model, zero_grad_loss, Batches(x, batch_size=8), steps=3, lr=0.1, weight_decay=0.5, warmup=0.0,
+          progress=False)
+    for n, p in model.named_parameters():
+        changed = not torch.equal(before[n], p)
+        assert changed == (n in ("1.weight", "3.weight")), n
+
+
+def test_steps_is_the_budget_whatever_the_data_length():
+    x, y = blobs(64)
+    batches = Batches(x, y, batch_size=32)                   # 2 batches per pass
+    hist = train(mlp(), cross_entropy_loss, batches, steps=7, progress=False)
+    assert hist.steps_done == 7 and hist.step[-1] == 7
+    assert len(hist.step) <= 7                               # refreshes chosen by train itself
+    with pytest.raises(TypeError, match="steps or epochs, not both"):
+        train(mlp(), cross_entropy_loss, batches, steps=7, epochs=2, progress=False)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match=f"steps must be a whole number of at least 1; got {bad!r}"):
+            train(mlp(), cross_entropy_loss, batches, steps=bad, progress=False)
+
+
+def test_a_loss_that_is_not_a_scalar_tensor_is_refused_before_any_step():
+    x, y = blobs(64)
+    model = mlp()
+    before = [p.detach().clone() for p in model.parameters()]
+
+    def per_example(m, batch):
+        return nn.functional.cross_entropy(m(batch[0]), batch[1], reduction="none")
+
+    def as_float(m, batch):
+        return cross_entropy_loss(m, batch).item()
+    with pytest.raises(ValueError, match=r"shape \(32,\).*loss.mean\(\)"):
+        train(model, per_example, Batches(x, y, batch_size=32), steps=2, progress=False)
+    with pytest.raises(TypeError, match="returned float"):
+        train(model, as_float, Batches(x, y, batch_size=32), steps=2, progress=False)
+    assert all(torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
+def test_nan_in_the_inputs_is_named_as_the_cause():
+    x, y = blobs(64)
+    x[5, 1] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="inputs themselves hold NaN or infinity") as err:
+        train(mlp(), cross_entropy_loss, Batches(x, y, batch_size=32), steps=4, progress=False, log_every=1)
+    assert "tensor 0 (64, 2): 1 NaN" in str(err.value)

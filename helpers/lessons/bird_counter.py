@@ -41,7 +41,9 @@ import torch.nn as nn
 
 from ..augment import flip
 from ..cache import cached_model, checkpoint_path
+from ..checks import keywords_checked
 from ..device import resolve_device, seed_everything
+from ..experiments import RunResult
 from ..images import BACKGROUNDS, CountWorld
 from ..losses import COUNT_LOSSES
 from ..models import create_image_model, image_model_config, pretrained_image_model
@@ -93,11 +95,15 @@ class CountData:
     """Images (N, 3, S, S) in [0, 1] and counts (N,) float32 for one lesson.
 
     ``x_train``/``y_train`` is the labelled pool; runs with fewer labels take a subset
-    (``train_subset``). ``shift_kind`` names, for each shifted scene, which shift it comes from.
+    (``train_subset``). The validation set (its own seed) is for every choice (loss, depth, step
+    count); the test set reports. ``shift_kind`` names, for each shifted scene, which shift it
+    comes from.
     """
     world: CountWorld
     x_train: torch.Tensor
     y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
     x_shift: torch.Tensor
@@ -114,21 +120,23 @@ class CountData:
 
 
 def count_data(n_train: int, n_test: int, n_shifted: int, image_size: int = 64, seed: int = 0,
-               device="cpu", world: CountWorld | None = None) -> CountData:
-    """Render the training pool, the standard test set and the shifted test set.
+               device="cpu", world: CountWorld | None = None, n_val: int | None = None) -> CountData:
+    """Render the training pool, the validation set (``n_val`` scenes, default ``n_test``), the
+    standard test set and the shifted test set.
 
-    Each set has its own seed, so the test scenes never appear in training. The shifted set is
-    half "more birds" and half "sunset sky" (see ``shifted_worlds``).
+    Each set has its own seed, so validation and test scenes never appear in training. The
+    shifted set is half "more birds" and half "sunset sky" (see ``shifted_worlds``).
     """
     world = world or count_world(image_size)
     x_train, y_train = world.render(n_train, seed=seed * 1000 + 1, device=device)
+    x_val, y_val = world.render(n_test if n_val is None else n_val, seed=seed * 1000 + 9, device=device)
     x_test, y_test = world.render(n_test, seed=seed * 1000 + 2, device=device)
     xs, ys, kinds = [], [], []
     for k, (kind, shifted) in enumerate(shifted_worlds(world).items()):
         n = n_shifted // 2 if k == 0 else n_shifted - n_shifted // 2
         x, y = shifted.render(n, seed=seed * 1000 + 3 + k, device=device)
         xs.append(x), ys.append(y), kinds.extend([kind] * n)
-    return CountData(world, x_train, y_train, x_test, y_test, torch.cat(xs), torch.cat(ys), kinds)
+    return CountData(world, x_train, y_train, x_val, y_val, x_test, y_test, torch.cat(xs), torch.cat(ys), kinds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,7 +163,7 @@ def start_at_mean(model: nn.Module, train_mean: float) -> nn.Module:
 
 
 def count_model(pretrained: bool = True, *, seed: int = 0, train_mean: float | None = None,
-                freeze: int = 0, device="auto") -> nn.Module:
+                freeze: int = 0, mode: str | None = None, device="auto") -> nn.Module:
     """The counter: lesson 01's backbone (or the same architecture from scratch) with a new head.
 
     The head is ``Linear(num_features, 1)`` followed by ``Softplus``, so the output is a
@@ -166,12 +174,14 @@ def count_model(pretrained: bool = True, *, seed: int = 0, train_mean: float | N
         seed: initialises the new head (and, from scratch, the whole network).
         train_mean: if given, the head starts out predicting it (``start_at_mean``).
         freeze: freeze this many stages from the input (``helpers.surgery.freeze_stages``).
+        mode: whose lesson-01 backbone (default: the current mode's).
     """
     device = resolve_device(device)
+    config = image_model_config(mode)
     if pretrained:
-        model, _ = pretrained_image_model(device=device, verbose=False)
+        model, _ = pretrained_image_model(config, device=device, verbose=False)
     else:
-        model = create_image_model(image_model_config(), seed=seed).to(device)
+        model = create_image_model(config, seed=seed).to(device)
     replace_head(model, 1, activation="softplus", seed=seed)
     if train_mean is not None:
         start_at_mean(model, train_mean)
@@ -247,10 +257,9 @@ def fit_counter(model, x, y, *, steps: int, batch_size: int, lr: float, loss: st
     batches = Batches(x, y, batch_size=min(batch_size, len(x)), seed=seed,
                       augment=flip if augment else None)
     seed_everything(seed)
-    epochs = math.ceil(steps / len(batches))
-    return train(model, COUNT_LOSSES[loss], batches, epochs=epochs, max_steps=steps, lr=lr,
+    return train(model, COUNT_LOSSES[loss], batches, steps=steps, lr=lr,
                  weight_decay=weight_decay, device=next(model.parameters()).device,
-                 evaluate=evaluate, eval_every=eval_every, log_every=max(1, min(10, steps // 20)),
+                 evaluate=evaluate, eval_every=eval_every,
                  progress=progress, desc=desc, hook=hook)
 
 
@@ -281,14 +290,16 @@ def data_fingerprint(*tensors: torch.Tensor) -> str:
     return h.hexdigest()[:16]
 
 
+@keywords_checked
 def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: str = "mse",
                 seed: int = 0, steps: int, batch_size: int, lr: float, freeze: int = 0,
                 eval_every: int | None = None, hook=None, progress: bool = True,
-                return_model: bool = False, cache: bool = True):
-    """One experiment: a fresh model, ``labels`` training scenes, ``steps`` steps, test metrics.
+                keep_model: bool = False, cache: bool = True, mode: str | None = None) -> RunResult:
+    """One experiment: a fresh model, ``labels`` training scenes, ``steps`` steps; validation and
+    test metrics. Returns a ``RunResult``.
 
-    With ``eval_every`` the test MAE is also measured during training (``test_mae`` in the
-    History's evals, e.g. for ``LiveCurve(metric="test_mae")``).
+    With ``eval_every`` the validation MAE is also measured during training (``val_mae`` in the
+    History's evals, e.g. for ``LiveCurve(metric="val_mae")``).
 
     From-scratch runs are baselines that every class repeats identically, so (with ``cache``)
     the trained counter is stored in the cache, keyed by the exact training scenes and every
@@ -297,22 +308,22 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
     runs, the subject of the lesson, always train. A run with ``eval_every`` or a ``hook``
     always trains too, since it needs the live curve.
 
-    Returns a row ``{"labels", "start", "loss", "freeze", "seed", "trainable", "mae", "rmse",
-    "exact_acc", "within1_acc", "seconds", "cached"}`` (and the trained model and History if
-    ``return_model``). ``seconds`` is the training time, also for a counter loaded from the
-    cache (then ``cached`` is True and the History is the stored one).
+    The result's settings are labels, start ("fine-tuned" or "scratch"), loss, freeze, seed; its
+    metrics val_mae and test_mae, test_rmse, test_exact_acc, test_within1_acc
+    (``count_metrics`` on each set). ``train_s`` is the training time, also for a counter loaded
+    from the cache (then ``cached`` is True and the History is the stored one).
     """
     x, y = data.train_subset(labels, seed)
     name = "fine-tuned" if pretrained else "scratch"
     device = data.x_train.device
 
     def make():
-        return count_model(pretrained, seed=seed, train_mean=y.mean().item(), freeze=freeze, device=device)
+        return count_model(pretrained, seed=seed, train_mean=y.mean().item(), freeze=freeze, mode=mode, device=device)
 
     evaluate = None
     if eval_every:
         def evaluate(m):
-            return {"test_mae": count_metrics(predict_counts(m, data.x_test), data.y_test)["mae"]}
+            return {"val_mae": count_metrics(predict_counts(m, data.x_val), data.y_val)["mae"]}
     fit = dict(steps=steps, batch_size=batch_size, lr=lr, loss=loss, seed=seed, progress=progress,
                desc=f"{name}, {labels} labels, {loss}, seed {seed}")
     cached = False
@@ -320,7 +331,7 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
         model = make()
         history = fit_counter(model, x, y, evaluate=evaluate, eval_every=eval_every, hook=hook, **fit)
     else:
-        config = ScratchCounterConfig(arch=asdict(image_model_config()), data=data_fingerprint(x, y),
+        config = ScratchCounterConfig(arch=asdict(image_model_config(mode)), data=data_fingerprint(x, y),
                                       labels=labels, seed=seed, loss=loss, steps=steps,
                                       batch_size=batch_size, lr=lr, freeze=freeze)
         cached = checkpoint_path("counter_scratch", config).exists()
@@ -334,19 +345,23 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
         if cached:
             print(f"from scratch, {labels} labels, {loss}, seed {seed}: loaded from the cache "
                   f"(trained earlier with these exact scenes and settings in {history.seconds[-1]:.0f} s)")
-    metrics = count_metrics(predict_counts(model, data.x_test), data.y_test)
-    row = {"labels": labels, "start": name, "loss": loss, "freeze": freeze, "seed": seed,
-           "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-           **metrics, "seconds": history.seconds[-1] if history.seconds else 0.0, "cached": cached}
-    return (row, model, history) if return_model else row
+    val = count_metrics(predict_counts(model, data.x_val), data.y_val)
+    test = count_metrics(predict_counts(model, data.x_test), data.y_test)
+    return RunResult(
+        settings={"labels": labels, "start": name, "loss": loss, "freeze": freeze, "seed": seed, "lr": lr},
+        metrics={"val_mae": val["mae"], **{f"test_{k}": v for k, v in test.items()}},
+        trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        total_params=sum(p.numel() for p in model.parameters()),
+        steps=history.steps_done, train_s=history.seconds[-1] if history.seconds else 0.0,
+        history=history, model=model if keep_model else None, cached=cached)
 
 
-def prepare_scratch_counters(mode: str | None = None) -> list[dict]:
+def prepare_scratch_counters(mode: str | None = None) -> list[RunResult]:
     """Train (or find in the cache) every from-scratch counter lesson 05 runs in ``mode``.
 
     The same runs as the lesson's sections 4 (``S.seeds`` seeds at ``S.labels`` labels) and the
     labels curve (``S.curve_seeds`` seeds at each other point of ``S.curve``), on the same
-    scenes. Used by ``make prepare``; returns their rows.
+    scenes, with ``mode``'s backbone. Used by ``make prepare``; returns their results.
     """
     S = sizes("bird_counter", mode)
     data = count_data(n_train=S.pool, n_test=S.test_scenes, n_shifted=S.shifted_scenes, image_size=S.image_size,
@@ -354,7 +369,7 @@ def prepare_scratch_counters(mode: str | None = None) -> list[dict]:
     runs = [(S.labels, seed) for seed in range(S.seeds)]
     runs += [(labels, seed) for labels in S.curve if labels != S.labels for seed in range(S.curve_seeds)]
     return [run_counter(data, labels=labels, pretrained=False, loss=S.loss, seed=seed, steps=S.steps,
-                        batch_size=S.batch_size, lr=S.lr) for labels, seed in runs]
+                        batch_size=S.batch_size, lr=S.lr, mode=mode) for labels, seed in runs]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,14 +13,13 @@ the teacher can label extra, unlabelled images: the student then learns from man
 than the few labelled ones.
 
 Example:
-    >>> teacher = finetune_teacher(seed=0)["model"]
+    >>> teacher = finetune_teacher(seed=0).model
     >>> x, soft, y = transfer_set(teacher, labels_per_class=10, unlabelled=1500)
     >>> r = run_student("kd", x, y, soft, seed=0)
-    >>> r["test_acc"], r["params"]
+    >>> r.test_acc, r.trainable_params
 """
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 import torch
@@ -28,12 +27,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..augment import flip_and_shift
+from ..checks import keywords_checked, one_of, whole_number
 from ..device import resolve_device, seed_everything
-from ..experiments import run_finetune
+from ..experiments import RunResult, run_finetune
 from ..losses import distillation_loss
 from ..models import count_params, create_image_model, image_model_config
 from ..modes import sizes
-from ..tasks import species_task, species_test_set, species_train_set
+from ..tasks import species_task, species_test_set, species_train_set, species_val_set
 from ..training import Batches, accuracy, predict, train
 
 UNLABELLED_SEED = 770_001     # the unlabelled images' seed: no labelled set or test set uses it
@@ -49,9 +49,9 @@ def create_student(width: int | None = None, seed: int = 0) -> nn.Module:
     return create_image_model(config, num_classes=species_task().num_classes, seed=seed)
 
 
-def finetune_teacher(seed: int = 0, progress: bool = True, device="auto") -> dict:
+def finetune_teacher(seed: int = 0, progress: bool = True, device="auto") -> RunResult:
     """The teacher: lesson 01's model fine-tuned on the species labels (lesson 02's recipe).
-    Returns ``run_finetune``'s dict, with the model under "model"."""
+    Returns ``run_finetune``'s RunResult, with the model (``.model``)."""
     return run_finetune(seed=seed, keep_model=True, progress=progress, device=device)
 
 
@@ -80,19 +80,20 @@ def transfer_set(teacher: nn.Module, labels_per_class: int | None = None, unlabe
 
 
 
+@keywords_checked
 def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tensor | None = None,
                 *, seed: int = 0, steps: int | None = None, lr: float | None = None,
                 temperature: float | None = None, soft_weight: float | None = None,
                 width: int | None = None, progress: bool = True, keep_model: bool = False,
-                device="auto") -> dict:
+                device="auto") -> RunResult:
     """Train a FRESH student on (x, y): on the labels alone (``kind="labels"``; unlabelled rows,
     y = -1, are dropped) or by distillation from ``teacher_logits`` (``kind="kd"``). Returns a
-    dict with test_acc, params, train_s, history (and "model" if ``keep_model``)."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+    RunResult with metrics val_acc and test_acc on the species task's fixed sets."""
+    one_of("kind", kind, KINDS)
     D = sizes("distill")
     device = resolve_device(device)
-    steps, lr = steps or D.steps, lr or D.lr
+    steps = whole_number("steps", steps, allow_none=True) or D.steps
+    lr = lr or D.lr
     T = temperature or D.temperature
     w = D.soft_weight if soft_weight is None else soft_weight
     student = create_student(width, seed=seed).to(device)
@@ -112,15 +113,16 @@ def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: tor
             return distillation_loss(model(images), soft, labels, T, w)
     batches = Batches(*tensors, batch_size=min(D.batch_size, len(tensors[0])), seed=seed,
                       augment=flip_and_shift)
-    x_test, y_test = species_test_set(device=device)
     seed_everything(seed)
-    history = train(student, loss_fn, batches, epochs=math.ceil(steps / len(batches)), max_steps=steps,
-                    lr=lr, device=device, log_every=max(1, steps // 10), progress=progress,
+    history = train(student, loss_fn, batches, steps=steps, lr=lr, device=device, progress=progress,
                     desc=f"student ({kind}, {len(tensors[0])} images)")
-    result = {"kind": kind, "images": len(tensors[0]), "seed": seed, "test_acc": accuracy(student, x_test, y_test),
-              "params": count_params(student), "train_s": history.seconds[-1], "history": history}
-    if keep_model:
-        result["model"] = student
-    return result
+    return RunResult(
+        settings={"kind": kind, "images": len(tensors[0]), "seed": seed, "lr": lr,
+                  "temperature": T if kind == "kd" else None, "soft_weight": w if kind == "kd" else None},
+        metrics={"val_acc": accuracy(student, *species_val_set(device=device)),
+                 "test_acc": accuracy(student, *species_test_set(device=device))},
+        trainable_params=count_params(student), total_params=count_params(student),
+        steps=history.steps_done, train_s=history.seconds[-1] if history.seconds else 0.0,
+        history=history, model=student if keep_model else None)
 
 

@@ -1,7 +1,6 @@
 """Lesson 11's harness: fine-tuning the generator on a few orcas, and the judge that measures it."""
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -27,11 +26,10 @@ def finetune_generator(model: nn.Module, images: torch.Tensor, *, steps: int, ba
     """
     device = resolve_device(device)
     batches = Batches(images.to(device), batch_size=min(batch_size, len(images)), seed=seed)
-    epochs = math.ceil(steps / len(batches))
     seed_everything(seed)
-    return train(model, flow_matching_loss, batches, epochs=epochs, max_steps=steps, lr=lr,
+    return train(model, flow_matching_loss, batches, steps=steps, lr=lr,
                  weight_decay=0.0, device=device, channels_last=training_layout(device), evaluate=evaluate,
-                 eval_every=eval_every, log_every=max(1, min(10, steps // 10)), desc=desc, progress=progress)
+                 eval_every=eval_every, desc=desc, progress=progress)
 
 
 @dataclass(frozen=True)
@@ -69,8 +67,7 @@ def orca_judge(config: JudgeConfig | None = None, *, device="auto", rebuild: boo
         stream = WorldStream(world, config.batch_size, config.steps, seed=config.seed + 7, device=device)
         seed_everything(config.seed)
         history = train(model, cross_entropy_loss, stream, lr=config.lr, weight_decay=0.05, device=device,
-                        evaluate=lambda m: {"val_acc": accuracy(m, x_val, y_val)},
-                        log_every=max(1, min(20, config.steps // 20)), desc="training the judge")
+                        evaluate=lambda m: {"val_acc": accuracy(m, x_val, y_val)}, desc="training the judge")
         return {"val_acc": history.last_eval("val_acc"), "interrupted": history.interrupted,
                 "config": asdict(config)}
 

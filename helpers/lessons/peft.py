@@ -1,65 +1,65 @@
 """Lesson 06's harness: one parameter-efficient tuning experiment on the species task."""
 from __future__ import annotations
 
-import math
 import time
 
 from ..augment import flip_and_shift
+from ..checks import keywords_checked, one_of, whole_number
 from ..device import resolve_device, seed_everything
-from ..experiments import build_model
-from ..lora import DEFAULT, RESNET_TARGETS, memory_report, prepare_peft
+from ..experiments import RunResult, build_model, fastest_seconds_per_step
+from ..lora import DEFAULT, METHODS, RESNET_TARGETS, memory_report, prepare_peft
 from ..losses import cross_entropy_loss
 from ..modes import sizes
-from ..tasks import species_test_set, species_train_set
+from ..surgery import BN_DEFAULT
+from ..tasks import ClassificationTask, species_data
 from ..training import Batches, accuracy, train
 
 
+@keywords_checked
 def run_peft(method: str, *, rank: int = 4, alpha: float | None = None, targets=RESNET_TARGETS,
-             labels_per_class: int | None = None, lr: float | None = None, steps: int | None = None,
-             seed: int = 0, name: str = DEFAULT, data=None, bn: str = "update", progress: bool = True,
-             keep_model: bool = False, log=None, device="auto") -> dict:
-    """Tune a FRESH copy of lesson 01's model on the species task with one method. Returns a dict.
+             labels_per_class: int | None = None, task: ClassificationTask | None = None,
+             lr: float | None = None, steps: int | None = None, seed: int = 0, name: str = DEFAULT,
+             bn: str = BN_DEFAULT, progress: bool = True, keep_model: bool = False, log=None,
+             device="auto") -> RunResult:
+    """Tune a FRESH copy of lesson 01's model with one method (``helpers.lora.METHODS``).
 
-    The data, the head, the budget (optimiser steps, batch size) and the test set are those of
-    ``helpers.experiments.run_finetune``, so numbers compare with lessons 02-04. The learning rate
-    defaults to the lesson's rate for the method (``sizes("peft")``): a few new parameters want a
-    larger rate than a whole network. ``data=(x_train, y_train, x_test, y_test)`` trains on
-    another classification task with as many classes as species instead (same head size).
+    The data, the head, the budget (optimiser steps, batch size) and the validation and test sets
+    are those of ``helpers.experiments.run_finetune``, so numbers compare with lessons 02-04. The
+    learning rate defaults to the lesson's rate for the method (``sizes("peft")``): a few new
+    parameters want a larger rate than a whole network. ``task=`` trains on another
+    ``ClassificationTask`` with as many classes as species instead (same head size).
 
     Returns:
-        dict with method, rank, test_acc, trainable_params, total_params, trainable_frac,
-        optimizer_bytes (AdamW state), sec_per_epoch, history, and "model" if ``keep_model``.
+        RunResult with metrics val_acc, test_acc; extra: trainable_frac, optimizer_bytes (AdamW
+        state), sec_per_epoch, eval_s.
     """
+    one_of("method", method, METHODS)
     S, P = sizes("finetune"), sizes("peft")
     device = resolve_device(device)
-    labels_per_class = labels_per_class or S.headline_labels
-    steps = steps or S.steps
+    steps = whole_number("steps", steps, allow_none=True) or S.steps
     lr = lr or {"full": S.lr, "probe": S.probe_lr, "bitfit": P.bitfit_lr, "lora": P.lora_lr}[method]
-    model = build_model(seed=seed, device=device)
+    task = species_data(labels_per_class, seed=seed, device=device) if task is None else task.to(device)
+    model = build_model(seed=seed, num_classes=task.num_classes, device=device)
     prepare_peft(model, method, rank=rank, alpha=alpha, targets=targets, name=name, seed=seed, bn=bn)
     model.to(device)
     report = memory_report(model)
-    if data is None:
-        x_train, y_train = species_train_set(labels_per_class, seed=seed, device=device)
-        x_test, y_test = species_test_set(device=device)
-    else:
-        x_train, y_train, x_test, y_test = (t.to(device) for t in data)
-    batches = Batches(x_train, y_train, batch_size=min(S.batch_size, len(x_train)), seed=seed,
+    batches = Batches(task.x_train, task.y_train, batch_size=min(S.batch_size, len(task.x_train)), seed=seed,
                       augment=flip_and_shift)
     seed_everything(seed)
-    history = train(model, cross_entropy_loss, batches, epochs=math.ceil(steps / len(batches)),
-                    max_steps=steps, lr=lr, device=device, log_every=max(1, steps // 10),
+    history = train(model, cross_entropy_loss, batches, steps=steps, lr=lr, device=device,
                     progress=progress, desc=f"{method}" + (f" r={rank}" if method == "lora" else ""))
     start = time.perf_counter()
-    acc = accuracy(model, x_test, y_test)
-    result = {"method": method, "rank": rank if method == "lora" else None, "lr": lr, "seed": seed,
-              "test_acc": acc, "trainable_params": report["trainable_params"],
-              "total_params": report["total_params"], "trainable_frac": report["trainable_frac"],
-              "optimizer_bytes": report["optimizer_bytes"],
-              "sec_per_epoch": history.seconds[-1] / max(1e-9, history.steps_done / len(batches)),
-              "eval_s": time.perf_counter() - start, "history": history}
-    if keep_model:
-        result["model"] = model
+    test_acc = accuracy(model, task.x_test, task.y_test)
+    eval_s = time.perf_counter() - start
+    result = RunResult(
+        settings={"method": method, "rank": rank if method == "lora" else None, "lr": lr, "bn": bn, "seed": seed,
+                  "task": task.name},
+        metrics={"val_acc": accuracy(model, task.x_val, task.y_val), "test_acc": test_acc},
+        trainable_params=report["trainable_params"], total_params=report["total_params"],
+        steps=history.steps_done, train_s=history.seconds[-1] if history.seconds else 0.0,
+        history=history, model=model if keep_model else None,
+        extra={"trainable_frac": report["trainable_frac"], "optimizer_bytes": report["optimizer_bytes"],
+               "sec_per_epoch": fastest_seconds_per_step(history) * len(batches), "eval_s": eval_s})
     if log is not None:
-        log.add(**{k: v for k, v in result.items() if k not in ("history", "model")})
+        log.add(**{k: v for k, v in result.row().items() if k not in ("task", "cached")})
     return result

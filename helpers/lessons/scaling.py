@@ -12,7 +12,7 @@ From a terminal, in the repository (CPU: gloo, one thread per process; GPUs: ncc
 
 ``--batch-size`` is the GLOBAL batch (all ranks together), so the two commands above do the same
 optimisation and their losses agree to float precision. ``--bn``: "frozen" (BatchNorm uses its
-running statistics: exact equivalence), "local" (each rank's own batch statistics: PyTorch's
+running statistics: exact equivalence), "update" (each rank's own batch statistics: PyTorch's
 default, slightly different) or "sync" (SyncBatchNorm, CUDA only). From Python, ``launch(...)``
 runs torchrun as a subprocess and returns its log and results.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -31,15 +30,16 @@ import torch.nn as nn
 
 from ..augment import flip_and_shift
 from ..device import seed_everything
-from ..distributed import RankShard, cleanup, freeze_bn_statistics, is_main_process, main_process_first, setup, wrap_ddp
+from ..distributed import RankShard, cleanup, is_main_process, main_process_first, setup, wrap_ddp
 from ..experiments import build_model
 from ..losses import cross_entropy_loss
 from ..modes import sizes
-from ..surgery import freeze_stages, trainable_params
+from ..surgery import BN_CHOICES, freeze_bn_statistics, freeze_stages, trainable_params
 from ..tasks import species_test_set, species_train_set
 from ..training import Batches, accuracy, train
 
-BN_CHOICES = ("frozen", "local", "sync")
+# the package's BatchNorm choices, and SyncBatchNorm, which only a multi-process run can use
+DDP_BN_CHOICES = BN_CHOICES + ("sync",)
 
 
 def parse_args(argv=None):
@@ -50,7 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=S.batch_size, help="GLOBAL batch, all ranks together")
     p.add_argument("--lr", type=float, default=S.lr, help="peak learning rate")
     p.add_argument("--test-images", type=int, default=S.test_images)
-    p.add_argument("--bn", choices=BN_CHOICES, default="frozen", help="BatchNorm statistics (see above)")
+    p.add_argument("--bn", choices=DDP_BN_CHOICES, default="frozen", help="BatchNorm statistics (see above)")
     p.add_argument("--frozen-stages", type=int, default=0, help="freeze the first k stages")
     p.add_argument("--lora", type=int, default=0, help="LoRA rank on layer3/layer4 (0: no LoRA)")
     p.add_argument("--no-augment", action="store_true", help="no flips and shifts")
@@ -82,7 +82,7 @@ def finetune(args, loss_fn=cross_entropy_loss) -> dict:
     elif args.bn == "sync":
         if device.type != "cuda":
             raise ValueError("--bn sync needs CUDA GPUs (PyTorch's SyncBatchNorm); on the CPU use "
-                             "--bn frozen (exact) or --bn local")
+                             "--bn frozen (exact) or --bn update")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     n_trainable = trainable_params(model)
     model = wrap_ddp(model, device)
@@ -107,8 +107,7 @@ def finetune(args, loss_fn=cross_entropy_loss) -> dict:
               f"{args.batch_size // world}, {len(x)} training images, {n_trainable:,} trainable "
               f"parameters, BatchNorm {args.bn}", flush=True)
     seed_everything(args.seed)          # the same random augmentations on every rank
-    history = train(model, loss_fn, batches, epochs=math.ceil(args.steps / len(batches)),
-                    max_steps=args.steps, lr=args.lr, device=device,
+    history = train(model, loss_fn, batches, steps=args.steps, lr=args.lr, device=device,
                     evaluate=lambda m: {"test_acc": accuracy(m, x_test, y_test)},
                     log_every=1, progress=False, hook=print_line)
     result = {"ranks": world, "batch_size": args.batch_size, "per_rank_batch": args.batch_size // world,
