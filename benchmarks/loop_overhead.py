@@ -11,6 +11,7 @@ slows both alike; the ratio of the medians is printed last:
 import argparse
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from helpers.device import autocast, autocast_dtype, prefers_channels_last, resolve_device, synchronize
 from helpers.images import ImageWorld
 from helpers.losses import cross_entropy_loss
-from helpers.models import ImageModelConfig, create_image_model
+from helpers.models import create_image_model, image_model_config
 from helpers.training import Batches, train
 
 
@@ -55,7 +56,7 @@ def main():
     parser.add_argument("--width", type=int, default=24)
     args = parser.parse_args()
     device = resolve_device(args.device)
-    config = ImageModelConfig(width=args.width, image_size=48)
+    config = replace(image_model_config("class"), width=args.width, image_size=48)
     x, y = ImageWorld(image_size=48).render(args.batch_size * 8, seed=0, device=device)
     batches = Batches(x, y, batch_size=args.batch_size, shuffle=False)
     channels_last = prefers_channels_last(create_image_model(config), device)   # the layout train() picks

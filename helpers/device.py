@@ -32,6 +32,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Run the block with PyTorch's CPU generator seeded to ``seed``, then put the global
+    generator back as it was: builders use it, so making a model never changes the random
+    numbers the caller draws next."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def autocast_dtype(device) -> torch.dtype | None:
     """The mixed-precision type for ``device``: bf16 where CUDA supports it, else fp16; ``None``
     (full precision) on CPU and MPS, where autocast rarely speeds small models up."""

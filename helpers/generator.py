@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .cache import cached_model
-from .device import resolve_device, seed_everything
+from .device import resolve_device, seed_everything, seeded
 from .images import WORLD_VERSION, ImageWorld, WorldStream, render_class
-from .modes import sizes
-from .training import evaluating, train
+from .modes import checkpoint_config, sizes
+from .training import RECIPE, evaluating, train
 
 # The world the generator learns: plain backgrounds and no clutter, so 32-pixel scenes hold one
 # object a small generator can learn to draw. Orcas for fine-tuning come from the same world.
@@ -188,14 +188,15 @@ def sample(model: nn.Module, n: int, seed: int = 0, steps: int = 24, batch_size:
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Everything that determines the pre-trained generator (its hash names the cache file)."""
-    image_size: int = 32
-    width: int = 32              # channels at full resolution; 2x at 16 and 8 pixels
-    steps: int = 3000            # pre-training steps, each on a fresh batch from the world
-    batch_size: int = 64
-    lr: float = 2e-3
+    image_size: int
+    width: int                   # channels at full resolution; 2x at 16 and 8 pixels
+    pretrain_steps: int          # pre-training steps, each on a fresh batch from the world
+    pretrain_batch: int
+    pretrain_lr: float
     seed: int = 0
     backgrounds: tuple[str, ...] = GENERATOR_BACKGROUNDS
     world_version: int = WORLD_VERSION
+    recipe: int = RECIPE
 
 
 def training_layout(device) -> bool:
@@ -207,14 +208,13 @@ def training_layout(device) -> bool:
 def create_generator(config: GeneratorConfig | None = None, seed: int = 0) -> UNet:
     """A fresh, randomly initialised U-Net for ``config`` (same ``seed``, same weights)."""
     config = config or generator_config()
-    seed_everything(seed)
-    return UNet(config.width, config.image_size)
+    with seeded(seed):                 # the global generator is left alone
+        return UNet(config.width, config.image_size)
 
 
 def generator_config(mode: str | None = None) -> GeneratorConfig:
-    s = sizes("generator", mode)
-    return GeneratorConfig(image_size=s.image_size, width=s.width, steps=s.pretrain_steps,
-                           batch_size=s.pretrain_batch, lr=s.pretrain_lr)
+    """The pre-trained generator's config of ``mode`` (default: the current mode)."""
+    return checkpoint_config(GeneratorConfig, sizes("generator", mode))
 
 
 def pretrained_generator(config: GeneratorConfig | None = None, *, device="auto", rebuild: bool = False,
@@ -230,9 +230,9 @@ def pretrained_generator(config: GeneratorConfig | None = None, *, device="auto"
 
     def build(model):
         world = ImageWorld(image_size=config.image_size, backgrounds=config.backgrounds, clutter=0.0, noise=0.02)
-        stream = WorldStream(world, config.batch_size, config.steps, seed=config.seed, device=device)
+        stream = WorldStream(world, config.pretrain_batch, config.pretrain_steps, seed=config.seed, device=device)
         seed_everything(config.seed)
-        history = train(model, flow_matching_loss, stream, lr=config.lr, weight_decay=0.0, device=device,
+        history = train(model, flow_matching_loss, stream, lr=config.pretrain_lr, weight_decay=0.0, device=device,
                         channels_last=training_layout(device),
                         desc="pre-training the generator")
         return {"images_per_s": history.samples_per_s, "interrupted": history.interrupted,

@@ -20,19 +20,19 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .cache import cached_model
-from .device import resolve_device, seed_everything
+from .device import resolve_device, seed_everything, seeded
 from .gpt import GPT, GPTConfig, generate
-from .modes import sizes
+from .modes import checkpoint_config, sizes
 from .text_world import QA, TextWorld, TextWorldConfig
 from .tokenizer import WordTokenizer, tokenizer_from_json
-from .training import Batches, evaluating, train
+from .training import RECIPE, Batches, evaluating, train
 
 IGNORE = -100      # label of positions that carry no loss (F.cross_entropy's ignore_index)
 
@@ -169,24 +169,24 @@ def unigram_loss(train_ids: torch.Tensor, val_ids: torch.Tensor, vocab_size: int
 @dataclass(frozen=True)
 class LMConfig:
     """Everything that determines a pre-trained LM checkpoint (its hash names the cache file)."""
+    context: int
+    n_layer: int
+    n_head: int
+    d_model: int
+    steps: int
+    batch_size: int
+    lr: float
+    world: TextWorldConfig            # the fact table's size (and the world version)
     augmented: bool = True            # the encyclopedia version (the ablation's switch)
-    context: int = 128
-    n_layer: int = 4
-    n_head: int = 4
-    d_model: int = 128
-    steps: int = 800
-    batch_size: int = 32
-    lr: float = 3e-3
     seed: int = 0
-    world: TextWorldConfig = field(default_factory=TextWorldConfig)   # includes the world version
+    recipe: int = RECIPE
 
 
 def lm_config(augmented: bool = True, mode: str | None = None) -> LMConfig:
-    """Lesson 07's config for the current mode (sizes from ``helpers.modes``)."""
+    """Lesson 07's config of ``mode`` (default: the current mode), sizes from ``helpers.modes``."""
     s = sizes("lm_pretrain", mode)
-    return LMConfig(augmented=augmented, context=s.context, n_layer=s.n_layer, n_head=s.n_head,
-                    d_model=s.d_model, steps=s.steps, batch_size=s.batch_size, lr=s.lr,
-                    world=TextWorldConfig(diseases=s.diseases, people=s.people))
+    return checkpoint_config(LMConfig, s, augmented=augmented,
+                             world=TextWorldConfig(diseases=s.diseases, people=s.people))
 
 
 def gpt_config(config: LMConfig, vocab_size: int) -> GPTConfig:
@@ -196,8 +196,8 @@ def gpt_config(config: LMConfig, vocab_size: int) -> GPTConfig:
 
 def create_lm(config: LMConfig, tok, seed: int | None = None) -> GPT:
     """A fresh, randomly initialised GPT for ``config`` (the from-scratch baseline)."""
-    seed_everything(config.seed if seed is None else seed)
-    return GPT(gpt_config(config, len(tok)))
+    with seeded(config.seed if seed is None else seed):     # the global generator is left alone
+        return GPT(gpt_config(config, len(tok)))
 
 
 @dataclass

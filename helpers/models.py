@@ -16,32 +16,31 @@ import timm
 import torch.nn as nn
 
 from .cache import cached_model
-from .device import resolve_device, seed_everything
+from .device import resolve_device, seed_everything, seeded
 from .images import CLASSES, WORLD_VERSION, ImageWorld, WorldStream
 from .losses import cross_entropy_loss
-from .modes import sizes
-from .training import accuracy, train
+from .modes import checkpoint_config, sizes
+from .training import RECIPE, accuracy, train
 
 
 @dataclass(frozen=True)
 class ImageModelConfig:
     """Everything that determines lesson 01's checkpoint (its hash names the cache file)."""
+    width: int                   # channels of the first stage; later stages double it
+    image_size: int
+    steps: int
+    batch_size: int
+    lr: float
     arch: str = "resnet18"
-    width: int = 24              # channels of the first stage; later stages double it
-    image_size: int = 48
     num_classes: int = len(CLASSES)
-    steps: int = 1200
-    batch_size: int = 64
-    lr: float = 3e-3
     seed: int = 0
     world_version: int = WORLD_VERSION
+    recipe: int = RECIPE
 
 
 def image_model_config(mode: str | None = None) -> ImageModelConfig:
-    """The lesson-01 config for the current mode (sizes from ``helpers.modes``)."""
-    s = sizes("pretrain_image", mode)
-    return ImageModelConfig(width=s.width, image_size=s.image_size, steps=s.steps,
-                            batch_size=s.batch_size, lr=s.lr)
+    """The lesson-01 config of ``mode`` (default: the current mode), sizes from ``helpers.modes``."""
+    return checkpoint_config(ImageModelConfig, sizes("pretrain_image", mode))
 
 
 def create_image_model(config: ImageModelConfig | None = None, num_classes: int | None = None,
@@ -53,12 +52,12 @@ def create_image_model(config: ImageModelConfig | None = None, num_classes: int 
     channels.
     """
     config = config or image_model_config()
-    seed_everything(seed)
     w = config.width
-    return timm.create_model(config.arch, pretrained=False,
-                             num_classes=num_classes or config.num_classes,
-                             channels=(w, 2 * w, 4 * w, 8 * w), stem_width=w,
-                             replace_stem_pool=False)
+    with seeded(seed):          # the same seed gives the same weights; the global generator is left alone
+        return timm.create_model(config.arch, pretrained=False,
+                                 num_classes=num_classes or config.num_classes,
+                                 channels=(w, 2 * w, 4 * w, 8 * w), stem_width=w,
+                                 replace_stem_pool=False)
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:

@@ -12,6 +12,7 @@ dataclass for the current mode. To try other sizes, use ``dataclasses.replace``:
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -259,6 +260,15 @@ SIZES["bird_counter"] = {
                         curve=(250, 500, 1000, 2000), curve_seeds=3, steps=600, batch_size=64, lr=3e-3,
                         loss="poisson", freeze_depths=(1, 2, 3, 4, 5), eval_every=50),
 }
+
+
+def checkpoint_config(cls, sizes_of_mode, **fields):
+    """A checkpoint config of dataclass ``cls`` whose size fields are copied, by name, from a mode's
+    sizes (``sizes(...)``), plus ``fields``: the sizes here stay the one source of truth, and a
+    config field that no mode sets must be given (the configs have no size defaults)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    copied = {f.name: getattr(sizes_of_mode, f.name) for f in dataclasses.fields(sizes_of_mode) if f.name in names}
+    return cls(**{**copied, **fields})
 
 
 def sizes(name: str, mode: str | None = None):

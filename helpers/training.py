@@ -40,6 +40,11 @@ from tqdm.auto import tqdm
 from .device import autocast, autocast_dtype, prefers_channels_last, resolve_device, synchronize
 from .distributed import is_main_process, mean_over_ranks, reduce_metrics, world_size
 
+RECIPE = 2
+"""The version of what ``train`` does to a model: every checkpoint config stores it, so cached
+checkpoints trained by an older recipe are rebuilt (2: weight decay spares biases, norms and
+embeddings; parameter groups checked)."""
+
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss. ``.history`` holds what was logged before."""

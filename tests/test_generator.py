@@ -1,14 +1,16 @@
 """Lesson 11's generator and its measures: shapes, learning, determinism, metrics on known inputs."""
+from dataclasses import replace
+
 import pytest
 import torch
 
 from helpers.generation_metrics import class_rate, class_shares, diversity, memorisation_ratio, nearest, pixel_distances
 from helpers.generator import (
-    GeneratorConfig,
     Guided,
     UNet,
     create_generator,
     flow_matching_loss,
+    generator_config,
     generator_world,
     orca_images,
     sample,
@@ -16,7 +18,7 @@ from helpers.generator import (
 from helpers.images import CLASSES
 from helpers.lessons.image_generator import finetune_generator
 
-TINY = GeneratorConfig(image_size=16, width=8)
+TINY = replace(generator_config("smoke"), image_size=16, width=8)
 
 
 def test_unet_keeps_the_image_shape():

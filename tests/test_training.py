@@ -1,5 +1,7 @@
 """The training loop: learns, overfits a batch, stops cleanly, refuses NaN, honours frozen params."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn as nn
@@ -146,8 +148,8 @@ def test_channels_last_default_is_for_conv_nets_on_cuda_and_x86_cpus(monkeypatch
     import platform
 
     from helpers.device import prefers_channels_last
-    from helpers.models import ImageModelConfig, create_image_model
-    cnn, mlp = create_image_model(ImageModelConfig(width=8, image_size=32)), nn.Linear(4, 2)
+    from helpers.models import create_image_model, image_model_config
+    cnn, mlp = create_image_model(replace(image_model_config("smoke"), width=8, image_size=32)), nn.Linear(4, 2)
     assert prefers_channels_last(cnn, "cuda") and not prefers_channels_last(mlp, "cuda")
     assert not prefers_channels_last(cnn, "mps")
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")
@@ -165,8 +167,8 @@ def test_history_round_trips_through_a_dict():
 @pytest.mark.cuda
 def test_mixed_precision_and_channels_last_on_cuda():
     from helpers.images import ImageWorld
-    from helpers.models import ImageModelConfig, create_image_model
-    model = create_image_model(ImageModelConfig(width=8, image_size=32))
+    from helpers.models import create_image_model, image_model_config
+    model = create_image_model(replace(image_model_config("smoke"), width=8, image_size=32))
     x, y = ImageWorld(image_size=32).render(64, seed=0, device="cuda")
     hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=16), epochs=3, device="cuda",
                  progress=False, log_every=4)
@@ -268,3 +270,20 @@ def test_nan_in_the_inputs_is_named_as_the_cause():
     with pytest.raises(NonFiniteLossError, match="inputs themselves hold NaN or infinity") as err:
         train(mlp(), cross_entropy_loss, Batches(x, y, batch_size=32), steps=4, progress=False, log_every=1)
     assert "tensor 0 (64, 2): 1 NaN" in str(err.value)
+
+
+def test_builders_leave_the_global_random_generator_alone():
+    """Making a model with a seed gives the same weights every time and does not reseed the
+    caller's random numbers (a builder that called torch.manual_seed did)."""
+    from helpers.generator import create_generator, generator_config
+    from helpers.models import create_image_model, image_model_config
+    builders = [lambda: create_image_model(image_model_config("smoke"), seed=3),
+                lambda: create_generator(generator_config("smoke"), seed=3)]
+    for build in builders:
+        torch.manual_seed(123)
+        expected = torch.rand(3)
+        torch.manual_seed(123)
+        a = build()
+        assert torch.equal(torch.rand(3), expected), "the builder reseeded the global generator"
+        b = build()
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

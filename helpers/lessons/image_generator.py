@@ -12,8 +12,8 @@ from ..generator import GENERATOR_BACKGROUNDS, flow_matching_loss, training_layo
 from ..images import WORLD_VERSION, ImageWorld, WorldStream
 from ..losses import cross_entropy_loss
 from ..models import ImageModelConfig, create_image_model
-from ..modes import sizes
-from ..training import Batches, accuracy, train
+from ..modes import checkpoint_config, sizes
+from ..training import RECIPE, Batches, accuracy, train
 
 
 def finetune_generator(model: nn.Module, images: torch.Tensor, *, steps: int, batch_size: int = 32,
@@ -35,19 +35,20 @@ def finetune_generator(model: nn.Module, images: torch.Tensor, *, steps: int, ba
 @dataclass(frozen=True)
 class JudgeConfig:
     """Everything that determines the judge classifier (a narrow timm ResNet, as in lesson 01)."""
-    image_size: int = 32
+    image_size: int
+    judge_steps: int
     width: int = 16
-    steps: int = 600
     batch_size: int = 64
     lr: float = 3e-3
     seed: int = 1
     backgrounds: tuple[str, ...] = GENERATOR_BACKGROUNDS
     world_version: int = WORLD_VERSION
+    recipe: int = RECIPE
 
 
 def judge_config(mode: str | None = None) -> JudgeConfig:
-    s = sizes("generator", mode)
-    return JudgeConfig(image_size=s.image_size, steps=s.judge_steps)
+    """The judge's config of ``mode`` (default: the current mode)."""
+    return checkpoint_config(JudgeConfig, sizes("generator", mode))
 
 
 def orca_judge(config: JudgeConfig | None = None, *, device="auto", rebuild: bool = False, verbose: bool = True):
@@ -59,12 +60,13 @@ def orca_judge(config: JudgeConfig | None = None, *, device="auto", rebuild: boo
     """
     config = config or judge_config()
     device = resolve_device(device)
-    arch = ImageModelConfig(width=config.width, image_size=config.image_size)
+    arch = ImageModelConfig(width=config.width, image_size=config.image_size, steps=config.judge_steps,
+                            batch_size=config.batch_size, lr=config.lr)
 
     def build(model):
         world = ImageWorld(image_size=config.image_size, backgrounds=config.backgrounds, clutter=0.0, noise=0.02)
         x_val, y_val = world.render(1024, seed=20_000 + config.seed, device=device)
-        stream = WorldStream(world, config.batch_size, config.steps, seed=config.seed + 7, device=device)
+        stream = WorldStream(world, config.batch_size, config.judge_steps, seed=config.seed + 7, device=device)
         seed_everything(config.seed)
         history = train(model, cross_entropy_loss, stream, lr=config.lr, weight_decay=0.05, device=device,
                         evaluate=lambda m: {"val_acc": accuracy(m, x_val, y_val)}, desc="training the judge")
