@@ -4,8 +4,13 @@ Checkpoints are safetensors files (tensors only: loading one never executes code
 ``<name>-<key>.safetensors`` where ``key`` is a hash of the config that made them. A config
 change therefore means a new key: the old file is *stale* and the model is rebuilt, with a
 message. Files are written to a temporary name and renamed, so an interrupted save never
-leaves half a checkpoint. A corrupt file, or one whose tensors do not fit the model, raises
-``CheckpointError`` saying what was expected and what was found.
+leaves half a checkpoint; the temporary files of a save that was killed are cleaned up by the next
+write in that folder. A corrupt file, or one whose tensors do not fit the model, raises
+``CheckpointError`` saying what was expected and what was found; ``cached_model`` then builds the
+model again, with a message.
+
+``file_lock(path)`` serialises read-modify-write updates of a shared file (the results file, a
+run log) between processes.
 
 ``$COURSE_DATA`` moves the data folder (the tests point it at a temporary folder).
 """
@@ -16,13 +21,21 @@ import hashlib
 import json
 import os
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+try:
+    import fcntl  # POSIX; on Windows the locks below degrade to no locking
+except ImportError:                   # pragma: no cover - exercised on Windows only
+    fcntl = None
+
 FORMAT = "fine-tuning-course/1"
+STALE_TMP_S = 300                     # a temporary file nobody holds and older than this is litter
 
 
 class CheckpointError(RuntimeError):
@@ -49,19 +62,84 @@ def checkpoint_path(name: str, config) -> Path:
     return data_dir() / "cache" / f"{name}-{config_key(config)}.safetensors"
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, then rename the temporary file onto ``path`` in one step."""
+@contextmanager
+def file_lock(path):
+    """Hold an exclusive lock on ``path`` (a hidden ``.<name>.lock`` file beside it) inside the block.
+
+    Two processes updating one file (two notebooks recording results, two runs appending to one
+    run log) take turns, so neither overwrites the other's update. Uses ``fcntl.flock``; where
+    that is missing (Windows) the block runs unlocked.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    if fcntl is None:
+        yield
+        return
+    with open(path.parent / f".{path.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)          # released when the file closes
+        yield
+
+
+def _held_by_someone(f) -> bool:
+    """Whether another open file description holds an flock on ``f``'s file."""
     try:
-        write(tmp)
-        os.chmod(tmp, 0o644)              # mkstemp makes 0600; caches may be shared (JupyterHub)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
+def clean_stale_temporaries(folder, min_age_s: float = 5.0) -> list[str]:
+    """Delete the hidden ``.<name>.*.tmp`` files that killed saves left in ``folder``.
+
+    A temporary file is stale when no live process holds it (every save holds a lock on its
+    temporary file while it writes) and it is older than ``min_age_s``; without ``fcntl``,
+    when it is older than ``STALE_TMP_S``. Returns the names deleted.
+    """
+    removed = []
+    now = time.time()
+    for tmp in Path(folder).glob(".*.tmp"):
+        try:
+            age = now - tmp.stat().st_mtime
+            if age < min_age_s:
+                continue                        # just created: its writer may not hold it yet
+            if fcntl is None:
+                stale = age > STALE_TMP_S
+            else:
+                with open(tmp, "rb") as f:
+                    stale = not _held_by_someone(f)
+            if stale:
+                tmp.unlink()
+                removed.append(tmp.name)
+        except FileNotFoundError:
+            continue                            # its writer renamed or removed it meanwhile
+    return removed
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)``, then rename the temporary file onto ``path`` in one step.
+
+    The temporary file (``.<name>.<random>.tmp`` beside ``path``) is locked while it is written,
+    so the next write in that folder can tell a killed save's leftovers from a live one's and
+    deletes the leftovers.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give a file name such as {path / 'model.safetensors'}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "rb") as held:
+        if fcntl is not None:
+            fcntl.flock(held, fcntl.LOCK_EX)    # "a live process is writing this"
+        try:
+            write(tmp)
+            os.chmod(tmp, 0o644)              # mkstemp makes 0600; caches may be shared (JupyterHub)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def save_checkpoint(path, model_or_state, config=None, extra: dict | None = None) -> Path:
@@ -94,7 +172,8 @@ def read_checkpoint(path, config=None) -> tuple[dict, dict]:
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(
             f"{path} is not a readable checkpoint (expected a safetensors file written by the course; "
-            f"reading it failed with: {err}). Delete it, or pass rebuild=True, to train it again.") from err
+            f"reading it failed with: {err}). Delete the file: the course builds it again the next time "
+            f"it is needed (functions that load cached models also take rebuild=True).") from err
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} was not written by this course: expected format {FORMAT!r}, "
                               f"found {meta.get('format')!r}.")
@@ -142,20 +221,32 @@ def cached_model(name: str, config, make: callable, build: callable, *, rebuild:
     """
     path = checkpoint_path(name, config)
     model = make()
+    unusable = None
     if path.exists() and not rebuild:
-        state, meta = read_checkpoint(path, config)
-        load_into(model, state, source=str(path))
-        if verbose:
-            print(f"Loaded the cached {name} from {path.relative_to(data_dir())}.")
-        return model.to(device), meta["extra"]
-    stale = [p.name for p in path.parent.glob(f"{name}-*.safetensors")] if path.parent.exists() else []
+        try:
+            state, meta = read_checkpoint(path, config)
+            load_into(model, state, source=str(path))
+        except CheckpointError as err:
+            unusable = err                     # corrupt, or no longer fits the model: rebuild it
+        else:
+            if verbose:
+                print(f"Loaded the cached {name} from {path.relative_to(data_dir())}.")
+            return model.to(device), meta["extra"]
+    stale = [p.name for p in path.parent.glob(f"{name}-*.safetensors") if p != path] \
+        if path.parent.exists() else []
+    if unusable is not None:
+        print(f"The cached {name} cannot be used, so it is built again: {unusable}")
     if verbose:
         why = (f"found only checkpoints of other configs ({', '.join(stale)})" if stale
                else "none is cached yet")
+        if unusable is not None:
+            why = "the cached file is unusable"
         print(f"Building {name}: {why if not rebuild else 'rebuild requested'}. This runs once; "
               f"later calls load {path.name}.")
     extra = build(model)
     if getattr(extra, "get", lambda k: False)("interrupted"):
+        from .results import note_interrupted
+        note_interrupted(f"building {name}")
         print(f"Training was interrupted, so {name} is not cached.")
         return model.to(device), extra
     save_checkpoint(path, model, config, extra)

@@ -31,16 +31,89 @@ import difflib
 import fnmatch
 import json
 import math
+import numbers
+import warnings
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .cache import FORMAT as CHECKPOINT_FORMAT
+from .cache import atomic_write
 from .surgery import freeze_stages, stages, unfreeze
 
 DEFAULT = "default"
+
+
+class AdapterFileError(ValueError):
+    """A file given to ``load_adapter`` is not an adapter file, or not one for this model."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking arguments (every function that changes a model checks them all first)
+# ---------------------------------------------------------------------------------------------
+
+def _check_rank(rank) -> None:
+    if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 1:
+        raise ValueError(f"rank must be a whole number >= 1 (the rank r of the update B A; 4 or 8 "
+                         f"are typical), got {rank!r}")
+
+
+def _check_alpha(alpha) -> None:
+    if alpha is None:
+        return
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha) \
+            or alpha <= 0:
+        raise ValueError(f"alpha must be None (meaning alpha = rank) or a number > 0 (the update is "
+                         f"scaled by alpha / rank), got {alpha!r}")
+
+
+def _check_name(name, what="name") -> None:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what} must be a non-empty string naming the adapter, e.g. 'default' or "
+                         f"'species', got {name!r}")
+
+
+def _check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be a whole number, got {seed!r}")
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch nn.Module, got {type(model).__name__}")
+
+
+def _patterns(patterns, what: str) -> list[str]:
+    """``patterns`` as a non-empty list of strings, or a TypeError/ValueError naming ``what``."""
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str) and p for p in patterns):
+        raise TypeError(f"{what} must be a module path or glob pattern (e.g. 'layer4.*.conv*') or a "
+                        f"list of them, got {patterns!r}")
+    if not patterns:
+        raise ValueError(f"{what} is an empty list, so it selects nothing; name at least one module "
+                         f"path or glob pattern, e.g. 'layer4.*.conv*'")
+    return list(patterns)
+
+
+def _check_modules(model, patterns, what: str) -> None:
+    """Every pattern names a module or parameter of ``model`` (what ``unfreeze`` accepts)."""
+    names = [n for n, _ in model.named_modules() if n] + [n for n, _ in model.named_parameters()]
+    for pattern in _patterns(patterns, what):
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            close = difflib.get_close_matches(pattern, names, n=5, cutoff=0.5)
+            top = [n for n, _ in model.named_children()]
+            raise ValueError(f"{what}={pattern!r} matches no module or parameter of the model"
+                             + (f"; close matches: {close}" if close else "")
+                             + f". Its top-level modules are {top}.")
+
+
+def _merged_layers(model) -> list[str]:
+    return [p for p, layer in lora_layers(model).items() if layer.merged is not None]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,8 +152,11 @@ class LoRA(nn.Module):
 
     def add_adapter(self, name: str, rank: int, alpha: float | None = None, seed: int | None = None):
         """A new adapter: A random (Kaiming-uniform, as nn.Linear initialises), B zero."""
-        if rank < 1:
-            raise ValueError(f"rank must be at least 1, got {rank}")
+        _check_rank(rank)
+        _check_alpha(alpha)
+        _check_name(name)
+        if name == self.merged:
+            raise RuntimeError(f"adapter {name!r} is merged into the base weight; unmerge() first")
         w = self.base.weight
         a_shape = (rank, *w.shape[1:])                     # (r, in) or (r, in, kh, kw)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -106,7 +182,13 @@ class LoRA(nn.Module):
     def forward(self, x):
         y = self.base(x)
         name = self.active
-        if name is None or name == self.merged:            # no adapter, or already in base.weight
+        if name is None:
+            return y
+        if name == self.merged:                             # already inside base.weight
+            if self.training and torch.is_grad_enabled() and self.lora_A[name].requires_grad:
+                warnings.warn(f"training a model whose adapter {name!r} is merged (merge_lora): its A "
+                              f"and B are not used, so they do not learn. Call unmerge_lora(model) "
+                              f"before training, merge_lora(model) after.", stacklevel=2)
             return y
         A, B, s = self.lora_A[name], self.lora_B[name], self.scaling[name]
         if self.is_conv:
@@ -163,8 +245,7 @@ def find_targets(model: nn.Module, targets) -> dict[str, nn.Module]:
     Raises:
         ValueError: a pattern selects nothing; the message lists the layers that can be targets.
     """
-    if isinstance(targets, str):
-        targets = [targets]
+    targets = _patterns(targets, "targets")
     layers = _targetable(model)
     modules = [n for n, _ in model.named_modules() if n]
     found = {}
@@ -177,7 +258,7 @@ def find_targets(model: nn.Module, targets) -> dict[str, nn.Module]:
             close = difflib.get_close_matches(pattern, names, n=5, cutoff=0.5)
             shown = names if len(names) <= 40 else names[:20] + ["..."] + names[-10:]
             raise ValueError(
-                f"no Linear or Conv2d layer matches {pattern!r}"
+                f"targets: no Linear or Conv2d layer matches {pattern!r}"
                 + (f"; close matches: {close}" if close else "")
                 + f". Layers LoRA can wrap ({len(names)}): {shown}. Use a path, a glob such as "
                   f"'layer4.*.conv*', or a container such as 'layer4'.")
@@ -196,36 +277,74 @@ def _set_submodule(model, path, module):
 # ---------------------------------------------------------------------------------------------
 
 def add_lora(model: nn.Module, targets, rank: int = 4, alpha: float | None = None, *,
-             name: str = DEFAULT, seed: int = 0) -> nn.Module:
+             name: str = DEFAULT, seed: int = 0, replace: bool = False) -> nn.Module:
     """Wrap the layers ``targets`` selects with LoRA and give them adapter ``name``; in place.
 
     Applying it again does not stack: a layer is wrapped once, and an adapter ``name`` that
-    already exists with the same rank and alpha is kept as it is (a different rank or alpha
-    replaces it with a fresh one). A new name adds a second adapter beside the first. The base
-    layers' weights are frozen; the new adapter is trainable and becomes the active one.
+    already exists with the same rank and alpha is kept as it is. A new name adds a second
+    adapter beside the first. The base layers' weights are frozen; the new adapter is trainable
+    and becomes the active one.
+
+    Every argument is checked before the model changes, so a call that raises leaves it as it was.
 
     Args:
         targets: module paths or glob patterns (see ``find_targets``).
-        rank: r, the rank of ΔW = B A. alpha: scale, ΔW is multiplied by alpha / r (default r).
+        rank: r, the rank of ΔW = B A, a whole number >= 1. alpha: scale, ΔW is multiplied by
+            alpha / r (default r), a number > 0.
         seed: initialises the A matrices (B starts at zero).
+        replace: an adapter ``name`` that exists with another rank or alpha is an error (it may
+            be trained); ``replace=True`` throws it away and starts a fresh one.
     Returns:
         the same model.
+    Raises:
+        ValueError: a bad rank, alpha or name, a pattern that selects nothing, or an adapter
+            ``name`` that exists with another rank or alpha (without ``replace=True``).
+        RuntimeError: an adapter is merged into the weights (``unmerge_lora(model)`` first).
     """
-    alpha = float(alpha if alpha is not None else rank)
+    found, alpha, todo = _plan_lora(model, targets, rank, alpha, name, seed, replace)
+    if not todo and active_adapter(model) == name:
+        return model                        # already there: applying twice changes nothing
     gen_seed = seed
-    for path, layer in find_targets(model, targets).items():
+    for path in todo:
+        layer = found[path]
         if not isinstance(layer, LoRA):
             layer.requires_grad_(False)
             layer = LoRA(layer)
             _set_submodule(model, path, layer)
-        if name in layer.lora_A and layer.rank(name) == rank and layer.scaling[name] == alpha / rank:
-            continue
-        if layer.merged == name:
-            layer.unmerge()
         layer.add_adapter(name, rank, alpha, seed=gen_seed)
         gen_seed += 1
     set_adapter(model, name)
     return model
+
+
+def _plan_lora(model, targets, rank, alpha, name, seed, replace):
+    """Check ``add_lora``'s arguments against the model; returns (selected layers, alpha, the
+    paths that need an adapter added). Raises, changing nothing, when something is wrong."""
+    _check_model(model)
+    _check_rank(rank)
+    _check_alpha(alpha)
+    _check_name(name)
+    _check_seed(seed)
+    alpha = float(alpha if alpha is not None else rank)
+    found = find_targets(model, targets)
+    same = {p for p, layer in found.items() if isinstance(layer, LoRA) and name in layer.lora_A
+            and layer.rank(name) == rank and math.isclose(layer.scaling[name], alpha / rank)}
+    clashes = [p for p, layer in found.items() if isinstance(layer, LoRA) and name in layer.lora_A
+               and p not in same]
+    if clashes and not replace:
+        layer = found[clashes[0]]
+        r = layer.rank(name)
+        raise ValueError(
+            f"adapter {name!r} already exists on {len(clashes)} of these layers (e.g. {clashes[0]}) "
+            f"with rank {r}, alpha {layer.scaling[name] * r:g}; adding it with rank {rank}, alpha "
+            f"{alpha:g} would throw its weights (trained, perhaps) away. To keep it and add a second "
+            f"adapter, pass another name, e.g. name='r{rank}' (set_adapter switches between them); "
+            f"to start it afresh, pass replace=True.")
+    todo = [p for p in found if p not in same]
+    if _merged_layers(model) and (todo or active_adapter(model) != name):
+        raise RuntimeError("an adapter is merged into the base weights; call unmerge_lora(model) "
+                           "before adding or changing adapters")
+    return found, alpha, todo
 
 
 def lora_layers(model: nn.Module) -> dict[str, LoRA]:
@@ -241,7 +360,16 @@ def adapter_names(model: nn.Module) -> list[str]:
 
 
 def lora_parameters(model: nn.Module, name: str | None = None) -> list[nn.Parameter]:
-    """The A and B matrices of adapter ``name`` (default: every adapter)."""
+    """The A and B matrices of adapter ``name`` (default: every adapter).
+
+    Warns when one of them is merged into the weights: training them would change nothing."""
+    if name is not None and name not in adapter_names(model):
+        raise ValueError(f"no adapter named {name!r}; the model has {adapter_names(model)}")
+    merged = {layer.merged for layer in lora_layers(model).values()} - {None}
+    if merged and (name is None or name in merged):
+        warnings.warn(f"adapter {sorted(merged)[0]!r} is merged into the base weights (merge_lora), so "
+                      f"its A and B are not used and training them changes nothing. Call "
+                      f"unmerge_lora(model) first.", stacklevel=2)
     params = []
     for layer in lora_layers(model).values():
         for n in layer.lora_A:
@@ -311,10 +439,25 @@ def unmerge_lora(model: nn.Module) -> nn.Module:
 
 def train_only_lora(model: nn.Module, name: str | None = None, also=None) -> nn.Module:
     """Freeze everything except adapter ``name`` (default: the active one) and the modules
-    ``also`` names (e.g. ``"fc"``, a new head). Returns the model."""
+    ``also`` names (e.g. ``"fc"``, a new head). Returns the model.
+
+    Raises (changing nothing) when there is no such adapter, ``also`` names no module, or an
+    adapter is merged into the weights (its A and B would then not learn: unmerge first)."""
+    _check_model(model)
+    names = adapter_names(model)
+    if not names:
+        raise ValueError("the model has no LoRA adapter; call add_lora(model, targets) first")
     name = name or active_adapter(model)
     if name is None:
-        raise ValueError("the model has no LoRA adapter; call add_lora(model, targets) first")
+        raise ValueError(f"no adapter is active; pass name= one of {names}, or set_adapter(model, name)")
+    if name not in names:
+        raise ValueError(f"no adapter named {name!r}; the model has {names}")
+    if _merged_layers(model):
+        raise RuntimeError("the adapter is merged into the base weights (merge_lora), so its A and B "
+                           "are no longer used and training them would change nothing. Call "
+                           "unmerge_lora(model) first; merge again after training.")
+    if also:
+        _check_modules(model, also, "also")
     model.requires_grad_(False)
     for p in lora_parameters(model, name):
         p.requires_grad_(True)
@@ -327,10 +470,13 @@ def bitfit(model: nn.Module, also=None) -> nn.Module:
     """BitFit: train only the bias terms (every parameter whose name ends in ``bias``) and the
     modules ``also`` names (e.g. the new head ``"fc"``). In a ResNet the convolutions have no
     bias, so the biases are the BatchNorm shifts. Returns the model."""
-    model.requires_grad_(False)
+    _check_model(model)
     biases = [p for n, p in model.named_parameters() if n.rsplit(".", 1)[-1] == "bias"]
     if not biases:
         raise ValueError("the model has no bias parameters, so BitFit has nothing to train")
+    if also:
+        _check_modules(model, also, "also")
+    model.requires_grad_(False)
     for p in biases:
         p.requires_grad_(True)
     if also:
@@ -393,7 +539,13 @@ def adapter_state(model: nn.Module, name: str | None = None, extra=None,
             state[f"{path}.lora_B"] = layer.lora_B[name].detach()
     if not state:
         raise ValueError(f"no adapter named {name!r}; the model has {adapter_names(model)}")
-    for pattern in ([extra] if isinstance(extra, str) else extra or []):
+    for pattern in (_patterns(extra, "extra") if extra else []):
+        if not any(mpath and fnmatch.fnmatchcase(mpath, pattern) for mpath, _ in model.named_modules()):
+            modules = [n for n, _ in model.named_children()]
+            close = difflib.get_close_matches(pattern, [n for n, _ in model.named_modules() if n], n=5)
+            raise ValueError(f"extra={pattern!r} matches no module of the model"
+                             + (f"; close matches: {close}" if close else "")
+                             + f". Its top-level modules are {modules} (e.g. extra='fc' for the head).")
         for mpath, module in model.named_modules():
             if mpath and fnmatch.fnmatchcase(mpath, pattern):
                 for pname, p in module.named_parameters():
@@ -413,6 +565,8 @@ def save_adapter(model: nn.Module, path, name: str | None = None, extra=None, no
 
     The file holds only A, B (and the extras): kilobytes, while the base model stays where it is.
     Its metadata records each layer's rank and alpha so ``load_adapter`` can rebuild the adapter.
+    The file is written under a temporary name and renamed, so an interrupted save keeps the
+    adapter that was there before.
     """
     name = name or active_adapter(model)
     state = {k: v.contiguous().cpu() for k, v in adapter_state(model, name, extra, norm_stats).items()}
@@ -420,30 +574,90 @@ def save_adapter(model: nn.Module, path, name: str | None = None, extra=None, no
     meta = {p: {"rank": layers[p].rank(name), "alpha": layers[p].scaling[name] * layers[p].rank(name)}
             for p in layers if name in layers[p].lora_A}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata={"adapter": name, "layers": json.dumps(meta)})
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"adapter": name, "layers": json.dumps(meta)}))
     return path
+
+
+_ADAPTER_FILE = ("An adapter file is what save_adapter(model, path) writes: a small safetensors file "
+                 "holding each wrapped layer's LoRA matrices A and B (and, if asked, a head and "
+                 "BatchNorm statistics), with their ranks in its metadata.")
+
+
+def _read_adapter_file(path: Path) -> tuple[dict, dict, str]:
+    """(tensors, {layer path: {"rank", "alpha"}}, saved adapter name), or AdapterFileError."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such adapter file. {_ADAPTER_FILE}")
+    if path.is_dir():
+        raise AdapterFileError(f"{path} is a folder, not an adapter file. {_ADAPTER_FILE}")
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head[:2] == b"PK" or head[:1] == b"\x80":
+            what = ("it looks like a file from torch.save (a pickle), which the course never opens: "
+                    "unpickling can run code")
+        else:
+            what = f"it is not a safetensors file (reading it failed with: {err})"
+        raise AdapterFileError(f"{path} is not an adapter file: {what}. {_ADAPTER_FILE}") from None
+    if "adapter" not in meta or "layers" not in meta:
+        if meta.get("format") == CHECKPOINT_FORMAT:
+            what = ("it is a whole-model checkpoint written by the course's cache; load it with "
+                    "helpers.cache.read_checkpoint and load_into, or save the adapter alone with "
+                    "save_adapter")
+        else:
+            what = f"it is a safetensors file without an adapter's metadata (it has {sorted(meta)})"
+        raise AdapterFileError(f"{path} is not an adapter file: {what}. {_ADAPTER_FILE}")
+    try:
+        layers = json.loads(meta["layers"])
+        ok = isinstance(layers, dict) and layers and all(
+            isinstance(m, dict) and isinstance(m.get("rank"), int) and m["rank"] >= 1
+            and isinstance(m.get("alpha"), (int, float)) and m["alpha"] > 0 for m in layers.values())
+    except json.JSONDecodeError:
+        ok = False
+    if not ok:
+        raise AdapterFileError(f"{path}: its metadata does not list the adapter's layers with a rank "
+                               f"and alpha each (found {meta['layers'][:200]!r}). {_ADAPTER_FILE}")
+    return state, layers, meta["adapter"]
 
 
 def load_adapter(model: nn.Module, path, name: str | None = None) -> nn.Module:
     """Load an adapter saved by ``save_adapter`` into ``model`` as adapter ``name`` (default: the
     saved name) and make it active. Layers not yet wrapped are wrapped; extras are copied into the
-    model's modules (their shapes must match). An adapter merged into the model is unmerged
-    first. Returns the model."""
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-    state = load_file(str(path))
-    name = name or meta["adapter"]
-    layers_meta = json.loads(meta["layers"])
+    model's modules (their shapes must match). An adapter of the same name already in the model
+    is replaced by the file's; an adapter merged into the model is unmerged first.
+
+    The file is checked against the model before anything changes: a file that is not an
+    adapter, or one made for another model, raises and leaves the model as it was.
+
+    Returns the model.
+    Raises:
+        FileNotFoundError: no such file.
+        AdapterFileError: not an adapter file (a checkpoint, a pickle, anything else), or its
+            layers, tensor names or shapes do not fit this model; the message names the file.
+    """
+    _check_model(model)
+    path = Path(path)
+    state, layers_meta, saved_name = _read_adapter_file(path)
+    name = name or saved_name
+    _check_name(name)
     targetable = _targetable(model)
     missing = [p for p in layers_meta if p not in targetable]
     if missing:
-        raise ValueError(f"the adapter targets layers this model lacks: {missing[:5]}; "
-                         f"it has {list(targetable)[:10]}...")
+        raise AdapterFileError(f"{path}: the adapter targets layers this model lacks: {missing[:5]}; "
+                               f"it has {list(targetable)[:10]}{' ...' if len(targetable) > 10 else ''}")
+    problems = _adapter_misfits(model, state, layers_meta, targetable)
+    if problems:
+        raise AdapterFileError(f"{path} does not fit this model ({type(model).__name__}): "
+                               + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else "")
+                               + ". Was it saved from another architecture or size?")
+    # Everything fits: now change the model.
     unmerge_lora(model)
     for p, m in layers_meta.items():
-        add_lora(model, p, rank=m["rank"], alpha=m["alpha"], name=name)
+        add_lora(model, p, rank=m["rank"], alpha=m["alpha"], name=name, replace=True)
     layers = lora_layers(model)
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
@@ -456,12 +670,54 @@ def load_adapter(model: nn.Module, path, name: str | None = None) -> nn.Module:
             else:
                 lpath, _, which = key.rpartition(".")
                 target = getattr(layers[lpath], which)[name]
-            if target.shape != t.shape:
-                raise ValueError(f"{key}: the file holds shape {tuple(t.shape)}, the model "
-                                 f"{tuple(target.shape)}")
             target.copy_(t)
     set_adapter(model, name)
     return model
+
+
+def _adapter_misfits(model, state, layers_meta, targetable) -> list[str]:
+    """What in an adapter file does not fit ``model`` (empty when it all fits)."""
+    params = dict(model.named_parameters())
+    buffers = dict(model.named_buffers())
+    unwrapped = [p for p in layers_meta if not isinstance(targetable[p], LoRA)]
+
+    def param_after_wrapping(key):
+        # a head saved from a wrapped layer is "<layer>.base.weight"; before wrapping, "<layer>.weight"
+        if key in params:
+            return params[key]
+        for p in unwrapped:
+            if key.startswith(p + ".base."):
+                return params.get(p + "." + key[len(p + ".base."):])
+        return None
+
+    expected = {}
+    for p, m in layers_meta.items():
+        layer = targetable[p]
+        w = (layer.base if isinstance(layer, LoRA) else layer).weight
+        expected[f"{p}.lora_A"] = (m["rank"], *w.shape[1:])
+        expected[f"{p}.lora_B"] = (w.shape[0], m["rank"])
+    problems = [f"{key} is missing" for key in expected if key not in state]
+    for key, t in state.items():
+        if key in expected:
+            shape = expected[key]
+        elif key.startswith("extra."):
+            target = param_after_wrapping(key[len("extra."):])
+            if target is None:
+                problems.append(f"{key}: the model has no parameter {key[len('extra.'):]!r}")
+                continue
+            shape = tuple(target.shape)
+        elif key.startswith("norm."):
+            target = buffers.get(key[len("norm."):])
+            if target is None:
+                problems.append(f"{key}: the model has no buffer {key[len('norm.'):]!r}")
+                continue
+            shape = tuple(target.shape)
+        else:
+            problems.append(f"{key}: not a tensor an adapter file holds")
+            continue
+        if tuple(t.shape) != tuple(shape):
+            problems.append(f"{key}: the file holds shape {tuple(t.shape)}, the model needs {tuple(shape)}")
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,17 +742,33 @@ def prepare_peft(model: nn.Module, method: str, *, rank: int = 4, alpha: float |
     swap tasks on one base model. ``bn="frozen"`` keeps the base model's statistics, so the base
     model stays exactly as it was.
     """
+    _check_model(model)
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+        close = difflib.get_close_matches(str(method).lower(), METHODS, n=1)
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}"
+                         + (f" (did you mean {close[0]!r}?)" if close else ""))
+    if bn not in ("update", "frozen"):
+        raise ValueError(f"bn must be 'update' (BatchNorm statistics adapt to the new data) or "
+                         f"'frozen' (they stay the base model's); got {bn!r}")
     if method == "full":
         return model.requires_grad_(True)
-    freeze_stages(model, len(stages(model)), bn=bn)          # BN statistics as ``bn`` says
-    if method == "probe":
-        model.requires_grad_(False)
-        return unfreeze(model, head)
-    if method == "bitfit":
-        return bitfit(model, also=head)
-    add_lora(model, targets, rank=rank, alpha=alpha, name=name, seed=seed)
-    return train_only_lora(model, name, also=head)
-
-
+    _check_modules(model, head, "head")
+    if method == "bitfit" and not any(n.rsplit(".", 1)[-1] == "bias" for n, _ in model.named_parameters()):
+        raise ValueError("the model has no bias parameters, so BitFit has nothing to train")
+    if method == "lora":
+        _plan_lora(model, targets, rank, alpha, name, seed, replace=False)   # raises before any change
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    try:
+        freeze_stages(model, len(stages(model)), bn=bn)          # BN statistics as ``bn`` says
+        if method == "probe":
+            model.requires_grad_(False)
+            return unfreeze(model, head)
+        if method == "bitfit":
+            return bitfit(model, also=head)
+        add_lora(model, targets, rank=rank, alpha=alpha, name=name, seed=seed)
+        return train_only_lora(model, name, also=head)
+    except Exception:
+        for n, p in model.named_parameters():                    # put the flags back as they were
+            if n in flags:
+                p.requires_grad_(flags[n])
+        raise

@@ -8,20 +8,30 @@
   online; a clear message, not a stack trace, when it is not.
 
 Every problem with your files raises ``DataError`` naming the file (and row, for CSVs) and what
-was expected.
+was expected. What operating systems and tools leave in folders (``Thumbs.db``, ``.DS_Store``,
+``desktop.ini``, hidden files) is ignored; other files that are not images are ignored with a
+warning that names them.
 
 - ``load_photo_counts(folder)``: your own photos and how many birds each shows, from a
-  ``counts.csv`` of ``filename,count`` rows (lesson 05's bird counter).
+  ``counts.csv`` of ``filename,count`` rows (lesson 05's bird counter). Spreadsheet exports
+  work: UTF-8 with or without a byte-order mark, UTF-16 with one, commas, semicolons or tabs.
 """
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import math
+import numbers
+import warnings
 from pathlib import Path
 
 import torch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# Files that operating systems and photo tools drop into folders; never images, never a problem.
+JUNK_FILES = {"thumbs.db", "desktop.ini", "ehthumbs.db", "ehthumbs_vista.db", "icon\r", ".ds_store",
+              "picasa.ini", ".picasa.ini", "zone.identifier", "__macosx", "@eadir"}
 
 
 class DataError(ValueError):
@@ -32,8 +42,21 @@ class PretrainedUnavailable(RuntimeError):
     """Published pretrained weights could not be loaded (usually: the machine is offline)."""
 
 
+def _check_image_size(image_size) -> None:
+    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or image_size < 1:
+        raise ValueError(f"image_size must be a whole number of pixels >= 1, the side of the square "
+                         f"images the model sees (e.g. 64), got {image_size!r}")
+
+
+def _is_junk(path: Path) -> bool:
+    """Hidden files (``.DS_Store``, ``._photo.jpg``) and the litter of Windows and photo tools."""
+    name = path.name.lower()
+    return path.name.startswith(".") or name in JUNK_FILES or name.endswith(":zone.identifier")
+
+
 def load_image(path, image_size: int) -> torch.Tensor:
     """One image file as a (3, S, S) float tensor in [0, 1], resized and centre-cropped."""
+    _check_image_size(image_size)
     from PIL import Image, UnidentifiedImageError
     from torchvision.transforms import functional as TF
 
@@ -55,31 +78,82 @@ def load_image_folder(root, image_size: int, classes: tuple[str, ...] | None = N
     Args:
         root: the folder; each sub-folder is one class (sorted by name unless ``classes`` given).
         image_size: side of the square tensors (the lesson's resolution).
-        classes: the expected class names; a sub-folder not among them is an error.
+        classes: the expected class names; a sub-folder not among them is an error, and so is
+            a class without a folder (its head output would never see an image).
     Raises:
-        DataError: missing or empty folder, unknown class folder, unreadable image (named).
+        DataError: missing folder, a class folder without images, unknown or missing class
+            folder, unreadable image (each named). Files that are not images are skipped: the
+            usual litter (``Thumbs.db``, ``.DS_Store``, ``desktop.ini``) silently, anything else
+            with a warning naming it.
     """
+    _check_image_size(image_size)
+    if classes is not None and (isinstance(classes, str) or not all(isinstance(c, str) for c in classes)):
+        raise TypeError(f"classes must be a list of class names such as ['crow', 'robin'], got {classes!r}")
+    if classes is not None and len(set(classes)) != len(classes):
+        raise ValueError(f"classes lists a name twice: {list(classes)}")
     root = Path(root)
+    if root.is_file():
+        raise DataError(f"{root} is a file; give the folder that holds one sub-folder per class")
     if not root.is_dir():
         raise DataError(f"{root}: no such folder (expected one sub-folder per class)")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not _is_junk(p))
     if not folders:
         raise DataError(f"{root}: no class sub-folders found (expected e.g. {root}/robin/001.jpg)")
     names = tuple(classes) if classes is not None else tuple(p.name for p in folders)
     unknown = [p.name for p in folders if p.name not in names]
     if unknown:
         raise DataError(f"{root}: unknown class folder(s) {unknown}; valid classes are {list(names)}")
+    absent = [c for c in names if c not in {p.name for p in folders}]
+    if absent:
+        raise DataError(f"{root}: no folder for class(es) {absent}; each class needs a sub-folder of "
+                        f"images (found {[p.name for p in folders]})")
+    images, skipped = {}, []
+    for folder in folders:
+        entries = sorted(p for p in folder.iterdir() if not _is_junk(p))
+        images[folder] = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        skipped += [p for p in entries if p not in images[folder]]
+    empty = [f.name for f in folders if not images[f]]
+    if empty:
+        raise DataError(f"{root}: the class folder(s) {empty} hold no images (expected files ending "
+                        f"in {', '.join(IMAGE_SUFFIXES)}); add images or remove the folder")
+    if skipped:
+        shown = ", ".join(str(p.relative_to(root)) for p in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+        warnings.warn(f"{root}: skipped {len(skipped)} entries that are not images ({shown}); "
+                      f"images end in {', '.join(IMAGE_SUFFIXES)}", stacklevel=2)
     xs, ys = [], []
     for folder in folders:
-        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-        for f in files:
-            if f.suffix.lower() not in IMAGE_SUFFIXES:
-                raise DataError(f"{f}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
+        for f in images[folder]:
             xs.append(load_image(f, image_size))
             ys.append(names.index(folder.name))
-    if not xs:
-        raise DataError(f"{root}: the class folders hold no images")
     return torch.stack(xs), torch.tensor(ys), names
+
+
+def _read_csv_text(table: Path) -> str:
+    """The text of a CSV file as spreadsheets save it: UTF-8 (with or without a byte-order mark)
+    or UTF-16 with one. Anything else raises DataError naming the file and the encoding."""
+    raw = table.read_bytes()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"                     # the BOM says which byte order
+    elif b"\x00" in raw[:200]:
+        raise DataError(f"{table}: looks like UTF-16 text without a byte-order mark, which cannot be "
+                        f"read reliably; save it again as 'CSV UTF-8' (comma delimited)")
+    else:
+        encoding = "utf-8-sig"                  # also reads plain UTF-8
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{table}: not {'UTF-16' if encoding == 'utf-16' else 'UTF-8'} text (byte "
+                        f"{raw[err.start:err.start + 1]!r} at position {err.start}); it was probably saved "
+                        f"in an older encoding such as Windows-1252. Save it again as 'CSV UTF-8'.") from None
+
+
+def _delimiter(header_line: str) -> str:
+    """Comma, or the semicolon or tab that European spreadsheets and TSV exports use instead."""
+    for sep in (",", ";", "\t"):
+        cells = [c.strip().lower() for c in header_line.split(sep)]
+        if cells[:2] == ["filename", "count"]:
+            return sep
+    return ","
 
 
 def load_photo_counts(folder, csv_name: str = "counts.csv", image_size: int = 64):
@@ -95,14 +169,20 @@ def load_photo_counts(folder, csv_name: str = "counts.csv", image_size: int = 64
         a missing CSV or header, a missing image file, an image that cannot be read, a count that
         is negative or not a whole number, or a file listed twice.
     """
+    _check_image_size(image_size)
+    if not isinstance(csv_name, str) or not csv_name:
+        raise TypeError(f"csv_name must be the CSV file's name, such as 'counts.csv', got {csv_name!r}")
     folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder (expected a folder holding your photos and {csv_name})")
     table = folder / csv_name
     if not table.is_file():
         raise DataError(f"{table}: no counts file; make one with a header 'filename,count' "
                               f"and one row per image, e.g. 'garden.jpg,3'")
     images, counts, names, first_row = [], [], [], {}
-    with open(table, newline="") as f:
-        rows = list(csv.reader(f))
+    text = _read_csv_text(table)
+    first_line = text.split("\n", 1)[0]
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first_line)))
     header = [c.strip().lower() for c in rows[0]] if rows else []
     if header[:2] != ["filename", "count"]:
         raise DataError(f"{table}, row 1: the header must be 'filename,count'; found {rows[0] if rows else 'an empty file'}")
@@ -146,6 +226,10 @@ def load_cifar10(root, image_size: int = 32, train: bool = True, limit: int | No
     import torch.nn.functional as F
     from torchvision.datasets import CIFAR10
 
+    _check_image_size(image_size)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
+        raise ValueError(f"limit must be None (every image) or a whole number >= 1 of images to keep, "
+                         f"got {limit!r}")
     try:
         ds = CIFAR10(str(root), train=train, download=False)
     except RuntimeError as err:
@@ -165,6 +249,11 @@ def timm_pretrained(arch: str = "resnet18", num_classes: int = 14):
     """
     import timm
 
+    if not isinstance(arch, str) or not arch:
+        raise TypeError(f"arch must be a timm model name such as 'resnet18', got {arch!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
+        raise ValueError(f"num_classes must be a whole number >= 1 (the outputs of the new head), "
+                         f"got {num_classes!r}")
     if arch not in timm.list_pretrained(f"{arch}*") and not any(
             n.split(".")[0] == arch for n in timm.list_pretrained(f"{arch}*")):
         raise PretrainedUnavailable(f"timm publishes no pretrained weights for {arch!r}; "

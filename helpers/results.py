@@ -4,25 +4,54 @@ Each lesson records its headline numbers with one call into ``data/results/<mode
 JSON object keyed by the lesson's two-digit number, each entry holding ``mode``, ``device``,
 ``seed``, ``wall_s``, ``finished`` and ``metrics``. Re-running a lesson replaces its entry.
 
+An entry whose lesson had a run stopped early (Ctrl-C, the stop button: ``History.interrupted``)
+also holds ``"interrupted": true``, and so does that run's row in a run log, so a half-trained
+number is never mistaken for a finished one.
+
+Several processes may record at once (two notebooks, ``make course`` beside JupyterLab): every
+update of the results file and every run-log append happens under a file lock (``file_lock``),
+so none is lost and run numbers never repeat.
+
 Example (first and last cells of a lesson):
     >>> lesson = Lesson("01")               # starts the clock, prints device and mode
     >>> lesson.record({"val_acc": 0.93})     # writes data/results/class.json
 """
 from __future__ import annotations
 
+import difflib
 import json
 import math
+import numbers
 import time
+import warnings
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .cache import atomic_write, data_dir
+from .cache import atomic_write, data_dir, file_lock
 from .device import describe, resolve_device
 from .distributed import is_main_process
-from .modes import current_mode
+from .modes import MODES, current_mode
+
+
+class ResultsError(ValueError):
+    """The results file cannot be read; the message names it and says what to do."""
+
+
+# Runs stopped early in this process, as (time.perf_counter(), what): a Lesson created before
+# one of them records its entry as interrupted even when the notebook does not say so.
+_INTERRUPTIONS: list[tuple[float, str]] = []
+
+
+def note_interrupted(what: str) -> None:
+    """Remember that a run in this process was stopped early (``RunLog.add`` and ``cached_model``
+    call this), so the next ``Lesson.record`` flags its entry ``"interrupted": true``."""
+    _INTERRUPTIONS.append((time.perf_counter(), what))
 
 
 def results_path(mode: str | None = None) -> Path:
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"mode must be one of {list(MODES)} (or None for the current mode); got {mode!r}")
     return data_dir() / "results" / f"{mode or current_mode()}.json"
 
 
@@ -45,26 +74,75 @@ def _clean(value):
 
 
 def load_results(mode: str | None = None) -> dict:
+    """The results file as a dict keyed by lesson number ({} when nothing is recorded yet).
+
+    Raises:
+        ResultsError: the file is not the JSON object the course writes (edited by hand?).
+    """
     path = results_path(mode)
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ResultsError(f"{path} is not a readable results file ({err}). Lessons write it with "
+                           f"lesson.record(...); fix it if you edited it, or delete it and run the "
+                           f"lessons again to record them anew.") from None
+    if not isinstance(results, dict):
+        raise ResultsError(f"{path} should hold one JSON object keyed by lesson number ('05': {{...}}); "
+                           f"it holds a {type(results).__name__}. Delete it and run the lessons again.")
+    return results
+
+
+def _check_lesson(lesson) -> None:
+    if not (isinstance(lesson, str) and len(lesson) == 2 and lesson.isdigit()):
+        raise ValueError(f"lesson must be a two-digit string such as '05', got {lesson!r}")
+
+
+def _check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be a whole number such as 0, got {seed!r}")
 
 
 def record_results(lesson: str, metrics: dict, *, wall_s: float, seed: int = 0, device="auto",
-                   mode: str | None = None) -> dict:
-    """Write (or replace) ``lesson``'s entry in the results file and return it."""
-    if not (len(lesson) == 2 and lesson.isdigit()):
-        raise ValueError(f"lesson must be a two-digit string such as '05', got {lesson!r}")
+                   mode: str | None = None, interrupted: bool = False) -> dict:
+    """Write (or replace) ``lesson``'s entry in the results file and return it.
+
+    ``interrupted=True`` (a run of the lesson was stopped early) adds ``"interrupted": true`` to
+    the entry. The read-modify-write happens under a file lock, so two processes recording at
+    once both keep their entries. A results file that cannot be read is kept aside as
+    ``<mode>.corrupt-<time>.json`` (with a warning) and a fresh one started.
+    """
+    _check_lesson(lesson)
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"metrics must be a dict of metric names to numbers (or lists of row dicts), "
+                        f"e.g. {{'val_acc': 0.93}}; got {type(metrics).__name__} {metrics!r}")
+    if isinstance(wall_s, bool) or not isinstance(wall_s, numbers.Real) or not math.isfinite(wall_s) \
+            or wall_s < 0:
+        raise ValueError(f"wall_s must be the lesson's wall time in seconds (a number >= 0), got {wall_s!r}")
+    _check_seed(seed)
+    path = results_path(mode)          # checks the mode
     mode = mode or current_mode()
-    entry = {"mode": mode, "device": resolve_device(device).type, "seed": seed,
+    entry = {"mode": mode, "device": resolve_device(device).type, "seed": int(seed),
              "wall_s": round(float(wall_s), 1),
              "finished": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-             "metrics": _clean(metrics)}
+             "metrics": _clean(dict(metrics))}
+    if interrupted:
+        entry["interrupted"] = True
     if not is_main_process():          # under torchrun only rank 0 writes the file
         return entry
-    results = load_results(mode)
-    results[lesson] = entry
-    path = results_path(mode)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=1, sort_keys=True)))
+    with file_lock(path):              # read, change, write: one process at a time
+        try:
+            results = load_results(mode)
+        except ResultsError as err:
+            aside = path.with_name(f"{path.stem}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}.json")
+            path.replace(aside)
+            warnings.warn(f"{err} It was kept as {aside.name}; a fresh results file starts with "
+                          f"lesson {lesson}.", stacklevel=2)
+            results = {}
+        results[lesson] = entry
+        text = json.dumps(results, indent=1, sort_keys=True)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return entry
 
 
@@ -72,6 +150,8 @@ class Lesson:
     """A lesson's clock and identity: created in the first cell, records in the last."""
 
     def __init__(self, number: str, seed: int = 0, device="auto"):
+        _check_lesson(number)          # now, not after the whole lesson has run
+        _check_seed(seed)
         self.number, self.seed = number, seed
         self.device = resolve_device(device)
         self.mode = current_mode()
@@ -82,12 +162,22 @@ class Lesson:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def record(self, metrics: dict) -> dict:
+    def record(self, metrics: dict, *, interrupted: bool = False) -> dict:
+        """Record the lesson's headline ``metrics`` (see ``record_results``) and print them.
+
+        The entry is flagged ``"interrupted": true`` when ``interrupted`` is true or when a run
+        logged or built in this process since the lesson started was stopped early.
+        """
+        stopped = [what for t, what in _INTERRUPTIONS if t >= self.start]
+        interrupted = bool(interrupted) or bool(stopped)
         entry = record_results(self.number, metrics, wall_s=self.elapsed, seed=self.seed,
-                               device=self.device, mode=self.mode)
+                               device=self.device, mode=self.mode, interrupted=interrupted)
         print(f"Recorded lesson {self.number} in {results_path(self.mode).name} "
               f"after {entry['wall_s']:.0f} s: " +
               ", ".join(f"{k}={v}" for k, v in entry["metrics"].items() if not isinstance(v, list)))
+        if interrupted:
+            print("  Marked as interrupted" + (f" ({', '.join(stopped)} stopped early)" if stopped else "")
+                  + ": run the lesson to the end to record finished numbers.")
         return entry
 
 
@@ -103,6 +193,8 @@ def results_table(mode: str | None = None) -> str:
         tables = [k for k, v in e["metrics"].items() if isinstance(v, list)]
         if tables:
             scalars += f"  (+ tables: {', '.join(tables)})"
+        if e.get("interrupted"):
+            scalars += "  (interrupted)"
         lines.append(f"{lesson:<7}{e['mode']:<7}{e['device']:<7}{e['wall_s']:>8.1f}  {scalars}")
     return "\n".join(lines)
 
@@ -116,38 +208,89 @@ class RunLog:
 
     Each ``add`` appends one row (settings and results). Rows are kept in memory and appended
     to ``data/runs/<name>.jsonl``, so the comparison survives a kernel restart; ``clear()``
-    starts over.
+    starts over. Processes may share a log: each ``add`` takes a file lock, reads the rows
+    others added, numbers its row after them and appends it on a line of its own. A line cut
+    short by a crash is skipped on reading (with a warning) and dropped by the next ``add``.
 
     Example:
         >>> log = RunLog("03_freeze")
         >>> log.add(frozen_stages=2, test_acc=0.81)
+        >>> log.add(frozen_stages=4, test_acc=0.52, interrupted=True)   # stopped early: flagged
         >>> log.table()          # a pandas DataFrame, one row per run
     """
 
     def __init__(self, name: str, persist: bool = True):
+        if not isinstance(name, str) or not name.strip() or any(c in name for c in '/\\:'):
+            raise ValueError(f"a run log's name is a plain file name such as '03_freeze', got {name!r}")
         self.name = name
         self.path = data_dir() / "runs" / f"{name}.jsonl" if persist else None
         self.rows: list[dict] = []
-        if self.path is not None and self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    self.rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass     # a line cut short by a crash: skip it, keep the rest
-
-    def add(self, **row) -> dict:
-        row = {"run": len(self.rows) + 1, **_clean(row)}
-        self.rows.append(row)
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            self.rows, torn, _ = self._read()
+            if torn:
+                warnings.warn(f"{self.path}: skipped {torn} line(s) cut short (a run stopped while "
+                              f"writing); the {len(self.rows)} complete runs are kept. The next "
+                              f"add() rewrites the file without them.", stacklevel=2)
+
+    def _read(self) -> tuple[list[dict], int, bool]:
+        """(complete rows, number of torn lines, whether the file ends with a newline)."""
+        if self.path is None or not self.path.exists():
+            return [], 0, True
+        raw = self.path.read_bytes()
+        rows, torn = [], 0
+        for line in raw.decode("utf-8", errors="replace").splitlines():
+            if not line.strip():
+                continue
+            row = _json_row(line)
+            if row is None:
+                torn += 1
+                # A row appended by an older version straight after a torn line shares its line:
+                # recover it from where it starts.
+                start = line.rfind('{"run": ')
+                row = _json_row(line[start:]) if start > 0 else None
+            if row is not None:
+                rows.append(row)
+        return rows, torn, raw.endswith(b"\n") or not raw
+
+    def add(self, *, interrupted: bool = False, **row) -> dict:
+        """Append a row of settings and results; returns it with its run number.
+
+        ``interrupted=True`` (e.g. ``interrupted=history.interrupted``) marks a run that was
+        stopped early: the row gets ``"interrupted": True`` and the lesson's results entry is
+        flagged too.
+        """
+        if "run" in row:
+            raise TypeError("'run' is the run number RunLog gives each row; name your column "
+                            "something else, e.g. run_name=...")
+        for key in row:
+            if difflib.get_close_matches(key, ["interrupted"], n=1, cutoff=0.85):
+                raise TypeError(f"RunLog.add got {key}=...; did you mean interrupted=? (to keep a "
+                                f"column of that name, call it e.g. {key}_flag)")
+        row = _clean(row)
+        if interrupted:
+            row["interrupted"] = True
+            note_interrupted(f"a run in {self.name}")
+        if self.path is None:
+            row = {"run": _next_run(self.rows), **row}
+            self.rows.append(row)
+            return row
+        with file_lock(self.path):          # read, number, append: one process at a time
+            rows, torn, ends_with_newline = self._read()
+            row = {"run": _next_run(rows), **row}
+            if torn:                        # rewrite the file without the torn line(s)
+                text = "".join(json.dumps(r) + "\n" for r in rows + [row])
+                atomic_write(self.path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+            else:
+                with open(self.path, "a", encoding="utf-8") as f:
+                    f.write(("" if ends_with_newline else "\n") + json.dumps(row) + "\n")
+        self.rows = rows + [row]
         return row
 
     def clear(self) -> None:
         self.rows = []
         if self.path is not None:
-            self.path.unlink(missing_ok=True)
+            with file_lock(self.path):
+                self.path.unlink(missing_ok=True)
 
     def table(self):
         """The runs as a DataFrame, one row per run, shown compactly in a notebook (``table_html``)."""
@@ -156,6 +299,19 @@ class RunLog:
 
     def __len__(self):
         return len(self.rows)
+
+
+def _json_row(line: str) -> dict | None:
+    """A run-log line as a row, or None when it is not one (cut short by a crash)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return row if isinstance(row, dict) and isinstance(row.get("run"), int) else None
+
+
+def _next_run(rows) -> int:
+    return max((r["run"] for r in rows), default=0) + 1
 
 
 def table_html(df, digits: int = 3) -> str:
