@@ -31,7 +31,6 @@ Example:
 """
 from __future__ import annotations
 
-import copy
 import difflib
 import fnmatch
 import math
@@ -658,8 +657,3 @@ def layerwise_lr_groups(model: nn.Module, lr: float, decay: float = 0.5) -> list
     if head:
         groups.append({"params": head, "lr": lr, "name": "head"})
     return groups
-
-
-def copy_model(model: nn.Module) -> nn.Module:
-    """A deep copy (frozen flags and BatchNorm settings included)."""
-    return copy.deepcopy(model)
