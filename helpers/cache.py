@@ -29,6 +29,8 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .checks import keywords_checked
+
 try:
     import fcntl  # POSIX; on Windows the locks below degrade to no locking
 except ImportError:                   # pragma: no cover - exercised on Windows only
@@ -142,6 +144,7 @@ def atomic_write(path: Path, write) -> None:
             raise
 
 
+@keywords_checked
 def save_checkpoint(path, model_or_state, config=None, extra: dict | None = None) -> Path:
     """Save tensors (a model's state_dict, compiled or not) and JSON metadata atomically.
 
@@ -161,6 +164,7 @@ def save_checkpoint(path, model_or_state, config=None, extra: dict | None = None
     return Path(path)
 
 
+@keywords_checked
 def read_checkpoint(path, config=None) -> tuple[dict, dict]:
     """Tensors and metadata of a checkpoint file; checks it was made by ``config`` if given."""
     path = Path(path)
@@ -205,6 +209,7 @@ def load_into(model: nn.Module, state: dict, source="checkpoint") -> nn.Module:
     return model
 
 
+@keywords_checked
 def cached_model(name: str, config, make: callable, build: callable, *, rebuild: bool = False,
                  device="cpu", verbose: bool = True):
     """A model from the cache, or built now and cached.

@@ -43,6 +43,7 @@ from safetensors.torch import load_file, save_file
 
 from .cache import FORMAT as CHECKPOINT_FORMAT
 from .cache import atomic_write
+from .checks import keywords_checked
 from .surgery import freeze_stages, stages, unfreeze
 
 DEFAULT = "default"
@@ -236,6 +237,7 @@ def _targetable(model: nn.Module) -> dict[str, nn.Module]:
     return out
 
 
+@keywords_checked
 def find_targets(model: nn.Module, targets) -> dict[str, nn.Module]:
     """The layers that ``targets`` (names or glob patterns) select: {path: layer}.
 
@@ -276,6 +278,7 @@ def _set_submodule(model, path, module):
 # Adding, switching, merging
 # ---------------------------------------------------------------------------------------------
 
+@keywords_checked
 def add_lora(model: nn.Module, targets, rank: int = 4, alpha: float | None = None, *,
              name: str = DEFAULT, seed: int = 0, replace: bool = False) -> nn.Module:
     """Wrap the layers ``targets`` selects with LoRA and give them adapter ``name``; in place.
@@ -359,6 +362,7 @@ def adapter_names(model: nn.Module) -> list[str]:
     return names
 
 
+@keywords_checked
 def lora_parameters(model: nn.Module, name: str | None = None) -> list[nn.Parameter]:
     """The A and B matrices of adapter ``name`` (default: every adapter).
 
@@ -378,6 +382,7 @@ def lora_parameters(model: nn.Module, name: str | None = None) -> list[nn.Parame
     return params
 
 
+@keywords_checked
 def set_adapter(model: nn.Module, name: str | None) -> nn.Module:
     """Make adapter ``name`` the active one in every layer that has it (None: use no adapter).
 
@@ -437,6 +442,7 @@ def unmerge_lora(model: nn.Module) -> nn.Module:
 # What trains: LoRA only, or BitFit
 # ---------------------------------------------------------------------------------------------
 
+@keywords_checked
 def train_only_lora(model: nn.Module, name: str | None = None, also=None) -> nn.Module:
     """Freeze everything except adapter ``name`` (default: the active one) and the modules
     ``also`` names (e.g. ``"fc"``, a new head). Returns the model.
@@ -466,6 +472,7 @@ def train_only_lora(model: nn.Module, name: str | None = None, also=None) -> nn.
     return model
 
 
+@keywords_checked
 def bitfit(model: nn.Module, also=None) -> nn.Module:
     """BitFit: train only the bias terms (every parameter whose name ends in ``bias``) and the
     modules ``also`` names (e.g. the new head ``"fc"``). In a ResNet the convolutions have no
@@ -495,6 +502,7 @@ def trainable_share(model: nn.Module) -> float:
     return sum(p.numel() for p in params if p.requires_grad) / total
 
 
+@keywords_checked
 def memory_report(model: nn.Module, *, optimizer: str = "adamw") -> dict:
     """What training this model costs in memory besides activations, in bytes.
 
@@ -525,6 +533,7 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 # Saving and loading an adapter alone
 # ---------------------------------------------------------------------------------------------
 
+@keywords_checked
 def adapter_state(model: nn.Module, name: str | None = None, extra=None,
                   norm_stats: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of adapter ``name`` (default: active) keyed ``<layer path>.lora_A`` /
@@ -559,6 +568,7 @@ def adapter_state(model: nn.Module, name: str | None = None, extra=None,
     return state
 
 
+@keywords_checked
 def save_adapter(model: nn.Module, path, name: str | None = None, extra=None, norm_stats: bool = False) -> Path:
     """Save adapter ``name`` alone (and the modules ``extra`` names, and with ``norm_stats`` the
     BatchNorm statistics) as a safetensors file.
@@ -624,6 +634,7 @@ def _read_adapter_file(path: Path) -> tuple[dict, dict, str]:
     return state, layers, meta["adapter"]
 
 
+@keywords_checked
 def load_adapter(model: nn.Module, path, name: str | None = None) -> nn.Module:
     """Load an adapter saved by ``save_adapter`` into ``model`` as adapter ``name`` (default: the
     saved name) and make it active. Layers not yet wrapped are wrapped; extras are copied into the
@@ -728,6 +739,7 @@ METHODS = ("full", "probe", "bitfit", "lora")
 RESNET_TARGETS = ("layer*.*.conv*",)          # every 3x3 convolution in the residual blocks
 
 
+@keywords_checked
 def prepare_peft(model: nn.Module, method: str, *, rank: int = 4, alpha: float | None = None,
                  targets=RESNET_TARGETS, head: str = "fc", name: str = DEFAULT, seed: int = 0,
                  bn: str = "update") -> nn.Module:

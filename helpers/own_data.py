@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from .checks import keywords_checked
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # Files that operating systems and photo tools drop into folders; never images, never a problem.
 JUNK_FILES = {"thumbs.db", "desktop.ini", "ehthumbs.db", "ehthumbs_vista.db", "icon\r", ".ds_store",
@@ -54,6 +56,7 @@ def _is_junk(path: Path) -> bool:
     return path.name.startswith(".") or name in JUNK_FILES or name.endswith(":zone.identifier")
 
 
+@keywords_checked
 def load_image(path, image_size: int) -> torch.Tensor:
     """One image file as a (3, S, S) float tensor in [0, 1], resized and centre-cropped."""
     _check_image_size(image_size)
@@ -72,6 +75,7 @@ def load_image(path, image_size: int) -> torch.Tensor:
     return t.float() / 255
 
 
+@keywords_checked
 def load_image_folder(root, image_size: int, classes: tuple[str, ...] | None = None):
     """Images from ``root/<class>/<file>``; returns (x (N, 3, S, S), y (N,), class names).
 
@@ -156,6 +160,7 @@ def _delimiter(header_line: str) -> str:
     return ","
 
 
+@keywords_checked
 def load_photo_counts(folder, csv_name: str = "counts.csv", image_size: int = 64):
     """Load your own photos and their bird counts.
 
@@ -218,6 +223,7 @@ def load_photo_counts(folder, csv_name: str = "counts.csv", image_size: int = 64
     return torch.stack(images), torch.tensor(counts, dtype=torch.float32), names
 
 
+@keywords_checked
 def load_cifar10(root, image_size: int = 32, train: bool = True, limit: int | None = None):
     """CIFAR-10 from torchvision's files under ``root`` (never downloaded here).
 
@@ -241,6 +247,7 @@ def load_cifar10(root, image_size: int = 32, train: bool = True, limit: int | No
     return data, torch.tensor(ds.targets[:limit]), tuple(ds.classes)
 
 
+@keywords_checked
 def timm_pretrained(arch: str = "resnet18", num_classes: int = 14):
     """timm's published ImageNet weights for ``arch``, with a new ``num_classes`` head.
 

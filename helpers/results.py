@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .cache import atomic_write, data_dir, file_lock
+from .checks import keywords_checked
 from .device import describe, resolve_device
 from .distributed import is_main_process
 from .modes import MODES, current_mode
@@ -104,6 +105,7 @@ def _check_seed(seed) -> None:
         raise TypeError(f"seed must be a whole number such as 0, got {seed!r}")
 
 
+@keywords_checked
 def record_results(lesson: str, metrics: dict, *, wall_s: float, seed: int = 0, device="auto",
                    mode: str | None = None, interrupted: bool = False) -> dict:
     """Write (or replace) ``lesson``'s entry in the results file and return it.

@@ -532,3 +532,51 @@ def test_numbers_without_a_display_survive():
     log = RunLog("numbers", persist=False)
     row = log.add(a=np.float32(0.5), b=torch.tensor(3), c=np.int64(2))
     assert row == {"run": 1, "a": 0.5, "b": 3, "c": 2}
+
+
+# ---------------------------------------------------------------------------------------------
+# Misspelled keywords name the closest valid ones
+# ---------------------------------------------------------------------------------------------
+
+def _lora_model():
+    model = tiny_resnet()
+    add_lora(model, "layer4", rank=2)
+    return model
+
+
+MISSPELLED = [
+    ("add_lora", lambda m, p: add_lora(m, "layer4", rnak=4), "rank"),
+    ("add_lora", lambda m, p: add_lora(m, "layer4", aplha=8), "alpha"),
+    ("add_lora", lambda m, p: add_lora(m, "layer4", target="fc"), "targets"),
+    ("add_lora", lambda m, p: add_lora(m, "layer4", replce=True), "replace"),
+    ("prepare_peft", lambda m, p: prepare_peft(m, "lora", heads="fc"), "head"),
+    ("prepare_peft", lambda m, p: prepare_peft(m, "lora", ranks=4), "rank"),
+    ("prepare_peft", lambda m, p: prepare_peft(m, "probe", batchnorm="frozen"), None),
+    ("train_only_lora", lambda m, p: train_only_lora(m, als="fc"), "also"),
+    ("bitfit", lambda m, p: bitfit(m, head="fc"), None),
+    ("save_adapter", lambda m, p: save_adapter(m, p / "a.safetensors", extras="fc"), "extra"),
+    ("save_adapter", lambda m, p: save_adapter(m, p / "a.safetensors", norm_stat=True), "norm_stats"),
+    ("load_adapter", lambda m, p: load_adapter(m, p / "a.safetensors", nmae="x"), "name"),
+]
+
+
+@pytest.mark.parametrize("fn, call, closest", MISSPELLED, ids=[f"{f}-{i}" for i, (f, _, _) in enumerate(MISSPELLED)])
+def test_misspelled_keywords_name_the_closest_and_change_nothing(fn, call, closest, tmp_path):
+    model = _lora_model()
+    msg = fails_cleanly(model, lambda: call(model, tmp_path), TypeError, fn, "valid ones")
+    if closest:
+        suggestions = msg.split("did you mean", 1)[1].split("?")[0]
+        assert f"'{closest}'" in suggestions, msg
+
+
+@pytest.mark.parametrize("call, closest", [
+    (lambda p: load_image_folder(p, 16, class_names=["a"]), "classes"),
+    (lambda p: load_image_folder(p, imagesize=16), "image_size"),
+    (lambda p: load_photo_counts(p, csv="counts.csv"), "csv_name"),
+    (lambda p: load_cifar10(p, limt=10), "limit"),
+    (lambda p: record_results("05", {}, wall=1.0), "wall_s"),
+    (lambda p: record_results("05", {}, wall_s=1.0, interupted=True), "interrupted"),
+])
+def test_misspelled_keywords_in_data_and_results_calls(call, closest, tmp_path, data_dir):
+    with pytest.raises(TypeError, match=f"did you mean '{closest}'"):
+        call(tmp_path)
