@@ -320,7 +320,7 @@ def add_lora(model: nn.Module, targets, rank: int = 4, alpha: float | None = Non
     return model
 
 
-def _plan_lora(model, targets, rank, alpha, name, seed, replace):
+def _plan_lora(model, targets, rank, alpha, name, seed, replace, caller="add_lora"):
     """Check ``add_lora``'s arguments against the model; returns (selected layers, alpha, the
     paths that need an adapter added). Raises, changing nothing, when something is wrong."""
     _check_model(model)
@@ -337,12 +337,14 @@ def _plan_lora(model, targets, rank, alpha, name, seed, replace):
     if clashes and not replace:
         layer = found[clashes[0]]
         r = layer.rank(name)
+        afresh = ("pass replace=True" if caller == "add_lora" else
+                  "build the model again in this cell (prepare_peft sets up a fresh model)")
         raise ValueError(
             f"adapter {name!r} already exists on {len(clashes)} of these layers (e.g. {clashes[0]}) "
             f"with rank {r}, alpha {layer.scaling[name] * r:g}; adding it with rank {rank}, alpha "
             f"{alpha:g} would throw its weights (trained, perhaps) away. To keep it and add a second "
             f"adapter, pass another name, e.g. name='r{rank}' (set_adapter switches between them); "
-            f"to start it afresh, pass replace=True.")
+            f"to start it afresh, {afresh}.")
     todo = [p for p in found if p not in same]
     if _merged_layers(model) and (todo or active_adapter(model) != name):
         raise RuntimeError("an adapter is merged into the base weights; call unmerge_lora(model) "
@@ -768,7 +770,7 @@ def prepare_peft(model: nn.Module, method: str, *, rank: int = 4, alpha: float |
     if method == "bitfit" and not any(n.rsplit(".", 1)[-1] == "bias" for n, _ in model.named_parameters()):
         raise ValueError("the model has no bias parameters, so BitFit has nothing to train")
     if method == "lora":
-        _plan_lora(model, targets, rank, alpha, name, seed, replace=False)   # raises before any change
+        _plan_lora(model, targets, rank, alpha, name, seed, replace=False, caller="prepare_peft")
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     try:
         freeze_stages(model, len(stages(model)), bn=bn)          # BN statistics as ``bn`` says

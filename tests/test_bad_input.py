@@ -580,3 +580,14 @@ def test_misspelled_keywords_name_the_closest_and_change_nothing(fn, call, close
 def test_misspelled_keywords_in_data_and_results_calls(call, closest, tmp_path, data_dir):
     with pytest.raises(TypeError, match=f"did you mean '{closest}'"):
         call(tmp_path)
+
+
+def test_advice_works_from_the_call_made():
+    """prepare_peft has no replace=: its message must not advise it."""
+    model = tiny_resnet()
+    prepare_peft(model, "lora", rank=2, targets="layer4")
+    msg = fails_cleanly(model, lambda: prepare_peft(model, "lora", rank=8, targets="layer4"), ValueError,
+                        "build the model again", "name='r8'")
+    assert "replace=True" not in msg
+    prepare_peft(model, "lora", rank=8, targets="layer4", name="r8")        # the advice works
+    assert "r8" in str(model)
