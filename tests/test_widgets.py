@@ -11,14 +11,13 @@ import nbformat
 import pytest
 import torch
 from IPython.core.formatters import DisplayFormatter
+from notebook_outputs import assert_clean_outputs, output_problems
 
 from helpers.exercises import CheckFailed, Verdict, check
 from helpers.plots import LiveCurve, confusion_matrix, conv_filters, image_grid, line_plot, plot_history
 from helpers.results import RunLog, table_html
 from helpers.training import History
 from helpers.widgets import depth_picker, describe_run
-
-from notebook_outputs import assert_clean_outputs, output_problems
 
 try:                                   # the lesson harness moved once; find it where it is
     from helpers.experiments import run_finetune
