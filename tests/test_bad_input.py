@@ -357,7 +357,7 @@ def test_image_size_is_checked_at_the_boundary(size, tmp_path):
 
 @pytest.mark.parametrize("limit", [0, -1, 2.5, True])
 def test_cifar_limit_is_checked(limit, tmp_path):
-    with pytest.raises(ValueError, match="limit"):
+    with pytest.raises(ValueError, match="limit must be None"):
         load_cifar10(tmp_path, limit=limit)
 
 

@@ -22,28 +22,24 @@ needs_fcntl = pytest.mark.skipif(cache.fcntl is None, reason="needs fcntl (POSIX
 
 
 def run_processes(target, n, *args):
-    """Start ``n`` forked processes running ``target(i, *args)`` at once; fail if any fails."""
+    """Start ``n`` forked processes running ``target(i, together, *args)``; fail if any fails.
+    ``together.wait()`` in the target returns once every process has reached it."""
     ctx = mp.get_context("fork")
-    go = ctx.Event()
-    procs = [ctx.Process(target=_after, args=(go, target, i, *args)) for i in range(n)]
+    together = ctx.Barrier(n, timeout=30)
+    procs = [ctx.Process(target=target, args=(i, together, *args)) for i in range(n)]
     for p in procs:
         p.start()
-    go.set()                                   # all start writing together
     for p in procs:
         p.join(timeout=60)
     assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
-
-
-def _after(go, target, i, *args):
-    go.wait(10)
-    target(i, *args)
 
 
 # ---------------------------------------------------------------------------------------------
 # Concurrent writers
 # ---------------------------------------------------------------------------------------------
 
-def _record_lessons(i, per_process):
+def _record_lessons(i, together, per_process):
+    together.wait()                            # all start writing at once
     for k in range(per_process):
         number = i * per_process + k
         record_results(f"{number:02d}", {"acc": number / 100}, wall_s=1.0, device="cpu", mode="class")
@@ -60,10 +56,12 @@ def test_concurrent_lessons_lose_no_results(processes, per_process, data_dir):
     assert not list(results_path("class").parent.glob(".*.tmp"))
 
 
-def _log_runs(i, per_process):
-    log = RunLog("shared")
+def _log_runs(i, together, per_process):
+    log = RunLog("shared")                     # every process opens the log before any adds
+    together.wait()
     for k in range(per_process):
         log.add(process=i, k=k)
+        time.sleep(0.002)                      # interleave the processes' appends
 
 
 @needs_fork
