@@ -132,18 +132,24 @@ class FineTune:
     scratch_lr: float        # peak rate for the same model from random weights
     probe_lr: float          # rate for training a new head on a frozen backbone
     lr_sweep: tuple          # rates of lesson 02's sweep (the last ones too high)
-    evals: int               # test evaluations along each run (for curves)
+    evals: int               # validation evaluations along each run (for curves)
+    scratch_steps: int       # budget of the converged from-scratch runs (early-stopped on validation)
+    scratch_evals: int       # validation evaluations along them
+    scratch_lr_grid: tuple   # from scratch's own rate is chosen on validation from these
 
 
 SIZES["finetune"] = {
     "smoke": FineTune(labels_per_class=(2, 4), headline_labels=4, seeds=1, test_images=48, val_images=48, steps=4,
-                      batch_size=16, lr=1e-3, scratch_lr=3e-3, probe_lr=1e-2, lr_sweep=(1e-3, 1e-1), evals=1),
+                      batch_size=16, lr=1e-3, scratch_lr=3e-3, probe_lr=1e-2, lr_sweep=(1e-3, 1e-1), evals=1,
+                      scratch_steps=8, scratch_evals=2, scratch_lr_grid=(3e-3, 1e-2)),
     "class": FineTune(labels_per_class=(5, 10, 50), headline_labels=10, seeds=3, test_images=600,
                       val_images=600, steps=30, batch_size=24, lr=1e-3, scratch_lr=1e-2, probe_lr=1e-2,
-                      lr_sweep=(1e-4, 1e-3, 1e-2, 1e-1), evals=1),
+                      lr_sweep=(1e-4, 1e-3, 1e-2, 1e-1), evals=1,
+                      scratch_steps=600, scratch_evals=12, scratch_lr_grid=(3e-3, 1e-2)),
     "full": FineTune(labels_per_class=(5, 10, 20, 50, 100), headline_labels=10, seeds=3, test_images=3000,
                      val_images=3000, steps=400, batch_size=64, lr=1e-3, scratch_lr=3e-3, probe_lr=1e-2,
-                     lr_sweep=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), evals=8),
+                     lr_sweep=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), evals=8,
+                     scratch_steps=3000, scratch_evals=15, scratch_lr_grid=(1e-3, 3e-3, 1e-2)),
 }
 
 
@@ -202,15 +208,16 @@ class Distill:
     temperature: float     # softens both distributions in the distillation loss
     soft_weight: float     # share of the soft-target term in the loss (the rest: labels)
     seeds: int
+    views: int             # augmented views of every transfer image, drawn once and scored by the teacher
 
 
 SIZES["distill"] = {
     "smoke": Distill(student_width=4, unlabelled=64, steps=4, batch_size=16, lr=3e-3, temperature=4.0,
-                     soft_weight=0.9, seeds=1),
+                     soft_weight=0.9, seeds=1, views=2),
     "class": Distill(student_width=8, unlabelled=1000, steps=150, batch_size=64, lr=3e-3, temperature=4.0,
-                     soft_weight=0.9, seeds=3),
+                     soft_weight=0.9, seeds=3, views=4),
     "full": Distill(student_width=12, unlabelled=8000, steps=2000, batch_size=128, lr=3e-3, temperature=4.0,
-                    soft_weight=0.9, seeds=3),
+                    soft_weight=0.9, seeds=3, views=8),
 }
 
 

@@ -137,6 +137,7 @@ hard_world = None   # your variant of `world`
 hard_x = None       # 8 images rendered from it
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
 hard_world = replace(world, noise=2 * world.noise, backgrounds=("noise",))
 hard_x, _ = hard_world.render(8, seed=4, device=device)
 

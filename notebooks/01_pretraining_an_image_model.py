@@ -125,6 +125,7 @@ conv_filters(model.conv1.weight, cols=8)
 layer4_params = None
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
 layer4_params = sum(p.numel() for p in model.layer4.parameters())
 
 # %% tags=["check"]
@@ -146,6 +147,7 @@ from dataclasses import replace
 noisy_acc = None
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
 noisy_world = replace(world, noise=3 * world.noise)
 x_noisy, y_noisy = noisy_world.render(512, seed=777, device=device)
 noisy_acc = accuracy(model, x_noisy, y_noisy)
