@@ -241,7 +241,8 @@ def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
             ``eval_every`` steps and at the end; the model's mode is restored afterwards.
         log_every: steps between progress refreshes, the only host synchronisations (default:
             about 20 refreshes per run, at least every 50 steps).
-        hook: ``hook(history)`` after each refresh, e.g. a live plot.
+        hook: ``hook(history)`` after each refresh, e.g. a live plot; if it has a ``finish``
+            method, ``hook.finish(history)`` once at the end, after the last evaluation.
     Returns:
         History with per-refresh loss, lr, time, samples, evals; ``interrupted`` if stopped.
     Raises:
@@ -350,6 +351,8 @@ def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
             if step == passed:
                 raise ValueError(f"data of type {type(data).__name__} yielded no batches")
         run_eval()
+        if hook is not None and main and hasattr(hook, "finish"):
+            hook.finish(history)          # e.g. a live plot draws its final state, last evaluation included
     except KeyboardInterrupt:
         history.interrupted = True
         print(f"Training stopped by you at step {step} of {total}; the model keeps its weights from "
