@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # and training the missing ones. Lessons add theirs here.
 PREPARE = [
     "helpers.models:pretrained_image_model",
+    "helpers.experiments:prepare_scratch_baselines",  # lessons 02-03: converged from-scratch species models
     "helpers.lessons.bird_counter:prepare_scratch_counters",  # lesson 05: its from-scratch baselines
     "helpers.lm:pretrained_lm",                 # lessons 07-09: the LM pre-trained on the augmented encyclopedia
     "helpers.lm:pretrained_lm_once_only",       # lesson 08's ablation: the once-only encyclopedia

@@ -22,16 +22,18 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
+import torch
 import torch.nn as nn
 
 from .augment import flip_and_shift
+from .cache import cached_model, checkpoint_path
 from .checks import keywords_checked, one_of, whole_number
 from .device import resolve_device, seed_everything
 from .losses import cross_entropy_loss
-from .models import create_image_model, pretrained_image_model
-from .modes import sizes
+from .models import create_image_model, image_model_config, pretrained_image_model
+from .modes import current_mode, sizes
 from .surgery import (
     BN_CHOICES,
     BN_DEFAULT,
@@ -44,7 +46,7 @@ from .surgery import (
     unfreeze,
 )
 from .tasks import ClassificationTask, species_data, species_task
-from .training import Batches, History, accuracy, train
+from .training import RECIPE, Batches, History, accuracy, train
 
 HEADS = ("linear", "mlp", "block")
 
@@ -117,7 +119,7 @@ def state_hash(model: nn.Module) -> str:
 
 
 def build_model(*, from_scratch: bool = False, head: str = "linear", hidden: int = 64, seed: int = 0,
-                num_classes: int | None = None, device="auto") -> nn.Module:
+                num_classes: int | None = None, device="auto", mode: str | None = None) -> nn.Module:
     """A fresh model for the species task: lesson 01's weights (or random ones) and a new head.
 
     ``head``: "linear" (one new linear layer), "mlp" (a hidden layer of ``hidden`` units) or
@@ -127,10 +129,11 @@ def build_model(*, from_scratch: bool = False, head: str = "linear", hidden: int
     one_of("head", head, HEADS)
     device = resolve_device(device)
     num_classes = num_classes or species_task().num_classes
+    config = image_model_config(mode)
     if from_scratch:
-        model = create_image_model(num_classes=num_classes, seed=seed).to(device)
+        model = create_image_model(config, num_classes=num_classes, seed=seed).to(device)
     else:
-        model, _ = pretrained_image_model(device=device, verbose=False)
+        model, _ = pretrained_image_model(config, device=device, verbose=False)
     seed_everything(seed)
     if head == "block":
         add_block(model, seed=seed)
@@ -144,8 +147,9 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
                  lr: float | None = None, lr_decay: float | None = None, linear_probe_steps: int = 0,
                  seed: int = 0, from_scratch: bool = False, steps: int | None = None,
                  batch_size: int | None = None, augment: bool = True, evals: int | None = None,
+                 keep_best: bool = False, test_curve: bool = False,
                  log=None, note: str | None = None, hook=None, progress: bool = True,
-                 keep_model: bool = False, device="auto") -> RunResult:
+                 keep_model: bool = False, device="auto", mode: str | None = None) -> RunResult:
     """One fine-tuning experiment from a fresh model. Returns a ``RunResult``.
 
     Args:
@@ -168,16 +172,22 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
         steps, batch_size: the budget in optimiser steps, and the batch size (default from the
             sizes); fixed whatever the training-set size, so compared runs get the same budget.
         evals: validation evaluations along the run (for curves; the last is at the end).
+        keep_best: early stopping on validation: keep the weights of the evaluation with the best
+            validation accuracy (``extra["best_step"]`` says when), not the last ones.
+        test_curve: the evaluations along the run also measure test accuracy (for a curve that
+            is shown; never for a choice).
         log: a ``RunLog``; the run's row is appended to it (``note`` adds a column).
         hook: ``hook(history)`` during training, e.g. a ``LiveCurve`` (metric ``val_acc``).
         keep_model: also return the trained model (``result.model``).
+        mode: the course mode whose sizes and checkpoint to use (default: the current one).
     Returns:
-        RunResult with metrics val_acc and test_acc; extra: sec_per_epoch (training seconds per
+        RunResult with metrics val_acc and test_acc (and shifted_acc when the task has a shifted
+        test set); extra: best_step (the step whose weights were kept), sec_per_epoch (training seconds per
         pass over the training set), sec_per_step, epochs, backbone_change (how far the
         backbone's weights moved: ||w - w0|| / ||w0||), start_state_hash (fingerprint of the
         weights before training), linear_probe_history.
     """
-    S = sizes("finetune")
+    S = sizes("finetune", mode)
     device = resolve_device(device)
     steps = whole_number("steps", steps, allow_none=True) or S.steps
     whole_number("labels_per_class", labels_per_class, allow_none=True)
@@ -193,15 +203,17 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
         raise ValueError(f"lr must be a positive number; got {lr!r}")
     lr = lr or (S.scratch_lr if from_scratch else S.lr)
     evals = S.evals if evals is None else whole_number("evals", evals, minimum=0)
+    if keep_best and not evals:
+        raise ValueError("keep_best=True needs evaluations along the run (evals >= 1) to choose from")
     if task is None:
         labels_per_class = labels_per_class or S.headline_labels
-        task = species_data(labels_per_class, seed=seed, device=device)
+        task = species_data(labels_per_class, seed=seed, device=device, mode=mode)
     else:
         task = task.to(device)
         labels_per_class = None
 
     model = build_model(from_scratch=from_scratch, head=head, hidden=hidden, seed=seed,
-                        num_classes=task.num_classes, device=device)
+                        num_classes=task.num_classes, device=device, mode=mode)
     n_stages = len(stages(model))
     if frozen_stages > n_stages:
         freeze_stages(model, frozen_stages, bn=bn)          # raises, listing the valid depths
@@ -212,8 +224,15 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
     batches = Batches(task.x_train, task.y_train, batch_size=batch_size, seed=seed,
                       augment=flip_and_shift if augment else None)
 
+    best = {"val_acc": -1.0, "state": None}
+
     def evaluate(m):
-        return {"val_acc": accuracy(m, task.x_val, task.y_val)}
+        out = {"val_acc": accuracy(m, task.x_val, task.y_val)}
+        if test_curve:
+            out["test_acc"] = accuracy(m, task.x_test, task.y_test)
+        if keep_best and out["val_acc"] > best["val_acc"]:
+            best.update(val_acc=out["val_acc"], state={k: v.detach().clone() for k, v in m.state_dict().items()})
+        return out
 
     seed_everything(seed)
     lp_history = None
@@ -229,9 +248,14 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
     desc = ("scratch" if from_scratch else f"freeze {frozen_stages}") + \
         (f", {labels_per_class}/class" if labels_per_class else f", {task.name}")
     tune_steps = steps - linear_probe_steps
+    eval_every = max(1, tune_steps // evals) if evals else None
     history = train(model, cross_entropy_loss, batches, steps=tune_steps, lr=lr, param_groups=groups, device=device,
-                    evaluate=evaluate, eval_every=max(1, tune_steps // evals) if evals else None,
-                    progress=progress, desc=desc, hook=hook)
+                    evaluate=evaluate, eval_every=eval_every, progress=progress, desc=desc, hook=hook)
+    best_step = history.steps_done + (linear_probe_steps if lp_history else 0)
+    if keep_best and best["state"] is not None:
+        model.load_state_dict(best["state"])
+        best_eval = max(history.evals, key=lambda e: e["val_acc"])   # the first of the best
+        best_step = best_eval["step"] + (linear_probe_steps if lp_history else 0)
     sec_per_step = fastest_seconds_per_step(history)
     moved = [(p.detach() - p0).norm() ** 2 for p0, p in
              zip(start_backbone, (p for _, st in stages(model) for p in st.parameters()))]
@@ -241,15 +265,21 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
                 "from_scratch": from_scratch, "seed": seed, "batch_size": batch_size, "augment": augment}
     if note is not None:
         settings["note"] = note
+    metrics = {"val_acc": best["val_acc"] if keep_best else history.last_eval("val_acc"),
+               "test_acc": accuracy(model, task.x_test, task.y_test)}
+    if metrics["val_acc"] is None:
+        metrics["val_acc"] = accuracy(model, task.x_val, task.y_val)
+    if task.x_shifted is not None:
+        metrics["shifted_acc"] = accuracy(model, task.x_shifted, task.y_shifted)
     result = RunResult(
         settings=settings,
-        metrics={"val_acc": history.last_eval("val_acc"), "test_acc": accuracy(model, task.x_test, task.y_test)},
+        metrics=metrics,
         trainable_params=trainable_params(model), total_params=sum(p.numel() for p in model.parameters()),
         steps=history.steps_done + (lp_history.steps_done if lp_history else 0),
         train_s=(history.seconds[-1] if history.seconds else 0.0) +
                 (lp_history.seconds[-1] if lp_history and lp_history.seconds else 0.0),
         history=history, model=model if keep_model else None,
-        extra={"epochs": history.steps_done / len(batches), "sec_per_step": sec_per_step,
+        extra={"best_step": best_step, "epochs": history.steps_done / len(batches), "sec_per_step": sec_per_step,
                "sec_per_epoch": sec_per_step * len(batches), "backbone_change": backbone_change,
                "start_state_hash": start_state_hash, "linear_probe_history": lp_history})
     if log is not None:
@@ -266,3 +296,107 @@ def summary(result: RunResult, columns=SUMMARY) -> dict:
     """The scalar settings and results of a run (for a RunLog row or a table)."""
     row = result.row()
     return {k: row[k] for k in columns if k in row}
+
+
+# ---------------------------------------------------------------------------------------------
+# From-scratch baselines trained to convergence (cached; ``make prepare`` builds them)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ScratchConfig:
+    """Everything that determines one converged from-scratch species model (its hash names the
+    cache file). ``data`` fingerprints the exact training and validation images and labels."""
+    arch: dict
+    data: str
+    labels_per_class: int
+    seed: int
+    steps: int
+    evals: int
+    lr: float
+    batch_size: int
+    augment: bool
+    recipe: int = RECIPE
+
+
+def data_fingerprint(*tensors: torch.Tensor) -> str:
+    """A short hash of the bytes of ``tensors`` (shape and dtype included)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{tuple(t.shape)} {t.dtype}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def scratch_converged(labels_per_class: int | None = None, *, seed: int = 0, lr: float | None = None,
+                      mode: str | None = None, progress: bool = True, device="auto") -> RunResult:
+    """From scratch with its own budget: ``S.scratch_steps`` steps at its own rate (default the
+    rate ``tuned_scratch_lr`` chose on validation), keeping the weights of the best validation
+    evaluation (early stopping). Every class repeats these runs identically, so the trained model
+    is cached, keyed by ``ScratchConfig``; ``make prepare`` builds them.
+
+    Returns a RunResult like ``run_finetune``'s; ``steps`` is the budget, ``best_step`` the step
+    whose weights were kept (after it validation accuracy stopped improving); the History holds
+    validation and test accuracy along the run.
+    """
+    S = sizes("finetune", mode)
+    device = resolve_device(device)
+    labels_per_class = labels_per_class or S.headline_labels
+    lr = lr or tuned_scratch_lr(mode=mode, progress=progress, device=device)
+    task = species_data(labels_per_class, seed=seed, device=device, mode=mode)
+    batch_size = min(S.batch_size, len(task.x_train))
+    config = ScratchConfig(arch=asdict(image_model_config(mode)),
+                           data=data_fingerprint(task.x_train, task.y_train, task.x_val, task.y_val),
+                           labels_per_class=labels_per_class, seed=seed, steps=S.scratch_steps,
+                           evals=S.scratch_evals, lr=lr, batch_size=batch_size, augment=True)
+    cached = checkpoint_path("species_scratch", config).exists()
+
+    def make():
+        return build_model(from_scratch=True, seed=seed, num_classes=task.num_classes, device=device, mode=mode)
+
+    def build(model):
+        r = run_finetune(labels_per_class, from_scratch=True, lr=lr, seed=seed, steps=S.scratch_steps,
+                         evals=S.scratch_evals, keep_best=True, test_curve=True, keep_model=True,
+                         progress=progress, device=device, mode=mode)
+        model.load_state_dict(r.model.state_dict())
+        return {"history": r.history.as_dict(), "best_step": r.best_step, "train_s": r.train_s,
+                "trainable_params": r.trainable_params, "interrupted": r.interrupted}
+
+    model, info = cached_model("species_scratch", config, make, build, device=device, verbose=False)
+    history = History.from_dict(info["history"])
+    if cached and progress:
+        print(f"from scratch, {labels_per_class}/class, seed {seed}, lr {lr:g}: loaded from the cache "
+              f"(trained earlier, {S.scratch_steps} steps in {info['train_s']:.0f} s)")
+    return RunResult(
+        settings={"task": task.name, "labels_per_class": labels_per_class, "frozen_stages": 0, "bn": BN_DEFAULT,
+                  "head": "linear", "lr": lr, "lr_decay": None, "linear_probe_steps": 0, "from_scratch": True,
+                  "seed": seed, "batch_size": batch_size, "augment": True, "note": "converged"},
+        metrics={"val_acc": accuracy(model, task.x_val, task.y_val),
+                 "test_acc": accuracy(model, task.x_test, task.y_test)},
+        trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        total_params=sum(p.numel() for p in model.parameters()), steps=S.scratch_steps,
+        train_s=info["train_s"], history=history, cached=cached, extra={"best_step": info["best_step"]})
+
+
+def scratch_lr_runs(*, mode: str | None = None, progress: bool = True, device="auto") -> list[RunResult]:
+    """The from-scratch learning-rate grid ``S.scratch_lr_grid``: one converged run per rate at
+    the headline labels, seed 0 (cached)."""
+    S = sizes("finetune", mode)
+    return [scratch_converged(S.headline_labels, seed=0, lr=lr, mode=mode, progress=progress, device=device)
+            for lr in S.scratch_lr_grid]
+
+
+def tuned_scratch_lr(*, mode: str | None = None, progress: bool = True, device="auto") -> float:
+    """From scratch's own learning rate: the rate of ``S.scratch_lr_grid`` with the best
+    validation accuracy (``scratch_lr_runs``)."""
+    from .stats import best_by
+    return best_by(scratch_lr_runs(mode=mode, progress=progress, device=device), "val_acc").lr
+
+
+def prepare_scratch_baselines(mode: str | None = None) -> list[RunResult]:
+    """``make prepare``: every converged from-scratch run lesson 02 shows in ``mode`` (the rate
+    grid, then each labels-per-class point over ``S.seeds`` seeds), trained or found in the cache."""
+    mode = mode or current_mode()
+    S = sizes("finetune", mode)
+    lr = tuned_scratch_lr(mode=mode)
+    return [scratch_converged(n, seed=seed, lr=lr, mode=mode) for n in S.labels_per_class for seed in range(S.seeds)]

@@ -26,6 +26,12 @@ from .modes import sizes
 
 TEST_SEED = 990_001          # the test set's seed: no training set uses it
 VAL_SEED = 990_002           # the validation set's seed: neither training nor test sets use it
+SHIFT_SEED = 990_003         # the shifted test set's seed (lesson 04)
+# Lesson 04's distribution shift: training, validation and test images show the birds on these
+# backgrounds; the shifted test set shows the same species on the others, which lesson 01's
+# pre-training saw but no fine-tuning image does.
+SEEN_BACKGROUNDS = ("sky", "sea", "grass", "clouds")
+SHIFTED_BACKGROUNDS = ("sunset", "noise")
 
 
 @dataclass
@@ -40,9 +46,13 @@ class ClassificationTask:
     x_test: torch.Tensor
     y_test: torch.Tensor
     name: str = "task"
+    x_shifted: torch.Tensor | None = None      # optional: a test set under a distribution shift
+    y_shifted: torch.Tensor | None = None
 
     def __post_init__(self):
-        for split in ("train", "val", "test"):
+        if (self.x_shifted is None) != (self.y_shifted is None):
+            raise ValueError("give both x_shifted and y_shifted, or neither")
+        for split in ("train", "val", "test") + (("shifted",) if self.x_shifted is not None else ()):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if x.ndim != 4 or x.shape[1] != 3:
                 raise ValueError(f"x_{split} must be images of shape (N, 3, H, W); got {tuple(x.shape)}")
@@ -65,33 +75,46 @@ class ClassificationTask:
         device = resolve_device(device)
         moved = {f: getattr(self, f).to(device) for f in
                  ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
+        if self.x_shifted is not None:
+            moved.update(x_shifted=self.x_shifted.to(device), y_shifted=self.y_shifted.to(device))
         return ClassificationTask(self.classes, name=self.name, **moved)
 
 
-def species_task() -> BirdSpecies:
-    """The fine-grained species world, at the image size of lesson 01's model."""
-    return BirdSpecies(image_size=image_model_config().image_size)
+def species_task(backgrounds: tuple | None = None, mode: str | None = None) -> BirdSpecies:
+    """The fine-grained species world, at the image size of lesson 01's model (``backgrounds``:
+    only these backgrounds; default all)."""
+    extra = {"backgrounds": tuple(backgrounds)} if backgrounds else {}
+    return BirdSpecies(image_size=image_model_config(mode).image_size, **extra)
 
 
-@lru_cache(maxsize=8)
-def _rendered(n: int, seed: int, image_size: int, device: str):
+@lru_cache(maxsize=16)
+def _rendered(n: int, seed: int, image_size: int, device: str, backgrounds: tuple | None = None):
     """A fixed evaluation set, rendered once per process for each (size, seed, resolution, device)."""
-    return BirdSpecies(image_size=image_size).render(n, seed=seed, device=device)
+    extra = {"backgrounds": backgrounds} if backgrounds else {}
+    return BirdSpecies(image_size=image_size, **extra).render(n, seed=seed, device=device)
 
 
-def species_test_set(n: int | None = None, device="auto"):
+def species_test_set(n: int | None = None, device="auto", backgrounds: tuple | None = None, mode: str | None = None):
     """The fixed test set: ``n`` images (default from the lesson sizes) and species labels."""
-    n = n or sizes("finetune").test_images
-    return _rendered(n, TEST_SEED, species_task().image_size, str(resolve_device(device)))
+    n = n or sizes("finetune", mode).test_images
+    return _rendered(n, TEST_SEED, species_task(mode=mode).image_size, str(resolve_device(device)), backgrounds)
 
 
-def species_val_set(n: int | None = None, device="auto"):
+def species_val_set(n: int | None = None, device="auto", backgrounds: tuple | None = None, mode: str | None = None):
     """The fixed validation set (its own seed): every selection is made on it, never on test."""
-    n = n or sizes("finetune").val_images
-    return _rendered(n, VAL_SEED, species_task().image_size, str(resolve_device(device)))
+    n = n or sizes("finetune", mode).val_images
+    return _rendered(n, VAL_SEED, species_task(mode=mode).image_size, str(resolve_device(device)), backgrounds)
 
 
-def species_train_set(labels_per_class: int, seed: int = 0, device="auto"):
+def species_shifted_set(n: int | None = None, device="auto", mode: str | None = None):
+    """Lesson 04's shifted test set: the six species on ``SHIFTED_BACKGROUNDS`` (its own seed)."""
+    n = n or sizes("finetune", mode).test_images
+    return _rendered(n, SHIFT_SEED, species_task(mode=mode).image_size, str(resolve_device(device)),
+                     SHIFTED_BACKGROUNDS)
+
+
+def species_train_set(labels_per_class: int, seed: int = 0, device="auto", backgrounds: tuple | None = None,
+                      mode: str | None = None):
     """A training set with exactly ``labels_per_class`` images of each species.
 
     Different seeds give different images; the same seed gives the same images, and a set with
@@ -99,13 +122,27 @@ def species_train_set(labels_per_class: int, seed: int = 0, device="auto"):
     """
     if isinstance(labels_per_class, bool) or not isinstance(labels_per_class, int) or labels_per_class < 1:
         raise ValueError(f"labels_per_class must be a whole number of at least 1; got {labels_per_class!r}")
-    return species_task().balanced(labels_per_class, seed=1 + seed, device=resolve_device(device))
+    return species_task(backgrounds, mode).balanced(labels_per_class, seed=1 + seed, device=resolve_device(device))
 
 
-def species_data(labels_per_class: int | None = None, seed: int = 0, device="auto") -> ClassificationTask:
+def species_data(labels_per_class: int | None = None, seed: int = 0, device="auto",
+                 mode: str | None = None) -> ClassificationTask:
     """The species task with ``labels_per_class`` training images per species (seed ``seed``) and
     the fixed validation and test sets."""
-    labels_per_class = labels_per_class or sizes("finetune").headline_labels
-    x, y = species_train_set(labels_per_class, seed=seed, device=device)
-    return ClassificationTask(species_task().species, x, y, *species_val_set(device=device),
-                              *species_test_set(device=device), name="bird species")
+    labels_per_class = labels_per_class or sizes("finetune", mode).headline_labels
+    x, y = species_train_set(labels_per_class, seed=seed, device=device, mode=mode)
+    return ClassificationTask(species_task(mode=mode).species, x, y, *species_val_set(device=device, mode=mode),
+                              *species_test_set(device=device, mode=mode), name="bird species")
+
+
+def species_shift_data(labels_per_class: int | None = None, seed: int = 0, device="auto",
+                       mode: str | None = None) -> ClassificationTask:
+    """Lesson 04's task with a distribution shift: train, validation and test images on
+    ``SEEN_BACKGROUNDS``; ``x_shifted``/``y_shifted`` the same species on ``SHIFTED_BACKGROUNDS``."""
+    labels_per_class = labels_per_class or sizes("finetune", mode).headline_labels
+    x, y = species_train_set(labels_per_class, seed=seed, device=device, backgrounds=SEEN_BACKGROUNDS, mode=mode)
+    xs, ys = species_shifted_set(device=device, mode=mode)
+    return ClassificationTask(species_task(mode=mode).species, x, y,
+                              *species_val_set(device=device, backgrounds=SEEN_BACKGROUNDS, mode=mode),
+                              *species_test_set(device=device, backgrounds=SEEN_BACKGROUNDS, mode=mode),
+                              name="bird species, seen backgrounds", x_shifted=xs, y_shifted=ys)

@@ -1,0 +1,53 @@
+"""Lesson 02's harness: fine-tuned vs from scratch (same budget, and converged), over seeds.
+
+The converged from-scratch runs themselves are a mechanism (``helpers.experiments.
+scratch_converged``, cached and built by ``make prepare``); this module holds the lesson's table
+and its registered claims.
+"""
+from __future__ import annotations
+
+from ..claims import Claim
+from ..stats import difference, mean_and_spread
+
+
+def seed_summary(runs, metric: str = "test_acc") -> dict:
+    """Mean, spread and the per-seed values of ``metric`` over ``runs``."""
+    values = [float(getattr(r, metric)) for r in runs]
+    mean, spread = mean_and_spread(values)
+    return {"mean": mean, "spread": spread, "values": values}
+
+
+def labels_curve_rows(finetuned: dict, scratch: dict, converged: dict) -> list[dict]:
+    """One row per labels-per-species point: each arm's mean test accuracy and spread over seeds.
+
+    ``finetuned``, ``scratch``, ``converged``: {labels_per_class: [RunResult, ...]}."""
+    rows = []
+    for n in finetuned:
+        ft, sc, cv = (seed_summary(d[n]) for d in (finetuned, scratch, converged))
+        rows.append({"labels_per_class": int(n), "finetuned_acc": ft["mean"], "scratch_acc": sc["mean"],
+                     "scratch_converged_acc": cv["mean"], "finetuned_spread": ft["spread"],
+                     "scratch_spread": sc["spread"], "scratch_converged_spread": cv["spread"],
+                     "finetuned_accs": ft["values"], "scratch_converged_accs": cv["values"],
+                     "seeds": len(ft["values"])})
+    return rows
+
+
+def gap(row):
+    """Fine-tuned minus converged from scratch at one labels-curve row (a ``Difference``)."""
+    return difference(row["finetuned_accs"], row["scratch_converged_accs"])
+
+
+CLAIMS = [
+    Claim("02", "fine-tuning beats from scratch at the same budget of steps (beyond twice the standard error)",
+          lambda m: difference(m["finetuned_accs"], m["scratch_accs"]).real
+          and m["finetuned_acc"] > m["scratch_acc"]),
+    Claim("02", "from scratch with its own rate and a converged budget beats from scratch at fine-tuning's "
+                "budget (beyond twice the standard error): the same-budget baseline is under-trained",
+          lambda m: difference(m["scratch_converged_accs"], m["scratch_accs"]).real
+          and m["scratch_converged_acc"] > m["scratch_acc"]),
+    Claim("02", "at the headline labels, fine-tuning still beats the converged from-scratch model "
+                "(beyond twice the standard error), with a twentieth of its steps or less",
+          lambda m: difference(m["finetuned_accs"], m["scratch_converged_accs"]).real
+          and m["finetuned_acc"] > m["scratch_converged_acc"]
+          and 20 * m["finetune_steps"] <= m["scratch_converged_budget"]),
+]
