@@ -1,12 +1,15 @@
 """How much does the course's training loop cost over a minimal hand-written PyTorch loop?
 
 Both loops train the same model (lesson 01's CNN) on the same pre-rendered batches with the
-same optimiser settings. They run interleaved, round after round, so a noisy shared machine
-slows both alike; the ratio of the medians is printed last:
+same optimiser settings. Rounds are PAIRS: the two loops run back to back (alternating which
+goes first), and each pair gives one ratio, helpers samples/s over raw samples/s. A busy machine
+slows both halves of a pair alike, so the per-pair ratios are far steadier than the rates. Pairs
+are added until the interquartile range of the ratios is below ``--target-spread`` (or
+``--max-rounds`` is reached); the median ratio and its spread are printed last:
 
-    python benchmarks/loop_overhead.py [--device auto] [--rounds 5] [--steps 30]
+    python benchmarks/loop_overhead.py [--device auto] [--steps 30] [--target-spread 0.02]
 
-    ratio X.XX   (helpers samples/s over raw samples/s; 1.00 means no overhead)
+    ratio X.XX  (median of N paired ratios, IQR 0.0X, MAD 0.0X; helpers over raw, 1.00 = no overhead; goal >= 0.97)
 """
 import argparse
 import statistics
@@ -15,6 +18,7 @@ from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
+from common import median_spread
 
 from helpers.device import autocast, autocast_dtype, prefers_channels_last, resolve_device, synchronize
 from helpers.images import ImageWorld
@@ -47,42 +51,59 @@ def raw_loop(model, batches, device, lr, steps):
                 break
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=30, help="optimiser steps per loop per round")
+    parser.add_argument("--min-rounds", type=int, default=8)
+    parser.add_argument("--max-rounds", type=int, default=60)
+    parser.add_argument("--target-spread", type=float, default=0.02, help="stop when the ratios' IQR is below this")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--width", type=int, default=24)
-    args = parser.parse_args()
+    parser.add_argument("--image-size", type=int, default=48)
+    args = parser.parse_args(argv)
     device = resolve_device(args.device)
-    config = replace(image_model_config("class"), width=args.width, image_size=48)
-    x, y = ImageWorld(image_size=48).render(args.batch_size * 8, seed=0, device=device)
+    config = replace(image_model_config("class"), width=args.width, image_size=args.image_size)
+    x, y = ImageWorld(image_size=args.image_size).render(args.batch_size * 8, seed=0, device=device)
     batches = Batches(x, y, batch_size=args.batch_size, shuffle=False)
     channels_last = prefers_channels_last(create_image_model(config), device)   # the layout train() picks
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     samples = args.steps * args.batch_size
-    rates = {"helpers": [], "raw": []}
-    for r in range(args.rounds + 1):                   # round 0 warms both up and is not counted
-        for name in ("raw", "helpers") if r % 2 else ("helpers", "raw"):
-            model = create_image_model(config, seed=0).to(device)
-            if channels_last:
-                model = model.to(memory_format=torch.channels_last)
-            synchronize(device)
-            start = time.perf_counter()
-            if name == "raw":
-                raw_loop(model, batches, device, 1e-3, args.steps)
-            else:
-                train(model, cross_entropy_loss, batches, steps=args.steps, lr=1e-3, device=device, progress=False, log_every=10)
-            synchronize(device)
-            if r > 0:
-                rates[name].append(samples / (time.perf_counter() - start))
+
+    def rate(name):
+        model = create_image_model(config, seed=0).to(device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        synchronize(device)
+        start = time.perf_counter()
+        if name == "raw":
+            raw_loop(model, batches, device, 1e-3, args.steps)
+        else:
+            train(model, cross_entropy_loss, batches, steps=args.steps, lr=1e-3, device=device, progress=False)
+        synchronize(device)
+        return samples / (time.perf_counter() - start)
+
+    rate("helpers"), rate("raw")                    # warm-up pair, not counted
+    ratios, rates = [], {"helpers": [], "raw": []}
+    spread = float("inf")
+    while len(ratios) < args.max_rounds and (len(ratios) < args.min_rounds or spread >= args.target_spread):
+        order = ("raw", "helpers") if len(ratios) % 2 else ("helpers", "raw")
+        pair = {name: rate(name) for name in order}
+        for name in pair:
+            rates[name].append(pair[name])
+        ratios.append(pair["helpers"] / pair["raw"])
+        median, spread = median_spread(ratios)
+    mad = statistics.median(abs(r - median) for r in ratios)
     for name, values in rates.items():
         print(f"{name:>8}: median {statistics.median(values):8.1f} samples/s over {len(values)} rounds "
               f"(min {min(values):.1f}, max {max(values):.1f})")
-    print(f"device {device.type}, model width {args.width}, batch {args.batch_size}, {args.steps} steps a round")
-    print(f"ratio {statistics.median(rates['helpers']) / statistics.median(rates['raw']):.2f}")
+    print(f"device {device.type}, {torch.get_num_threads()} threads, model width {args.width}, "
+          f"batch {args.batch_size}, {args.steps} steps a loop a round")
+    note = "" if spread < args.target_spread else f"; spread above the target {args.target_spread} after {len(ratios)} pairs"
+    print(f"ratio {median:.3f}  (median of {len(ratios)} paired ratios, IQR {spread:.3f}, MAD {mad:.3f}; "
+          f"helpers over raw, 1.00 = no overhead; goal >= 0.97{note})")
+    return median, spread
 
 
 if __name__ == "__main__":
