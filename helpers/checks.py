@@ -9,13 +9,14 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import numbers
 
 
 def keywords_checked(fn):
     """Decorate ``fn`` so that an unknown keyword argument names the closest valid ones."""
     signature = inspect.signature(fn)
     names = [p.name for p in signature.parameters.values()
-             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ("self", "cls")]
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -25,7 +26,7 @@ def keywords_checked(fn):
             for k in unknown:
                 close = difflib.get_close_matches(k, names, n=3, cutoff=0.5)
                 hints.append(f"{k!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""))
-            raise TypeError(f"{fn.__name__}() got unknown keyword argument(s) {', '.join(hints)}; "
+            raise TypeError(f"{fn.__qualname__}() got unknown keyword argument(s) {', '.join(hints)}; "
                             f"valid ones: {', '.join(names)}")
         return fn(*args, **kwargs)
     return wrapper
@@ -36,7 +37,9 @@ def whole_number(name: str, value, minimum: int = 1, allow_none: bool = False):
     ValueError naming ``name``."""
     if value is None and allow_none:
         return value
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = int(value)                    # numpy and torch integers too
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be a whole number of at least {minimum}; got {value!r}")
     return value
 

@@ -37,11 +37,13 @@ class Claim:
 
 
 def check_claims(claims, results: dict) -> list[tuple[Claim, bool | None]]:
-    """Each claim with its verdict against a results file's entries ({lesson: entry})."""
+    """Each claim with its verdict against a results file's entries ({lesson: entry}); None
+    (not measured) when the lesson has no entry or its entry was interrupted."""
     out = []
     for claim in claims:
         entry = results.get(claim.lesson)
-        out.append((claim, None if entry is None else claim.verdict(entry["metrics"])))
+        finished = entry is not None and not entry.get("interrupted", False)
+        out.append((claim, claim.verdict(entry["metrics"]) if finished else None))
     return out
 
 

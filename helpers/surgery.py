@@ -31,6 +31,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import math
@@ -41,6 +42,8 @@ from collections import OrderedDict, defaultdict
 import pandas as pd
 import torch
 import torch.nn as nn
+
+from .device import seeded
 
 # ---------------------------------------------------------------------------------------------
 # Stages: what "depth" means for any model
@@ -389,6 +392,9 @@ def unfreeze(model: nn.Module, patterns=None) -> nn.Module:
     if patterns is None:
         modules, params = {"": model}, {}
     else:
+        if isinstance(patterns, (list, tuple, set)) and not patterns or patterns == "":
+            raise ValueError(f"unfreeze got no names ({patterns!r}), so it would change nothing; pass module "
+                             f"names or globs such as 'layer4' or ['layer3', 'fc'], or nothing to unfreeze everything")
         modules, params = _resolve(model, patterns)
     for m in modules.values():
         m.requires_grad_(True)
@@ -504,17 +510,21 @@ def replace_head(model: nn.Module, num_outputs: int, hidden: int | None = None, 
         raise ValueError(f"dropout must be a probability in [0, 1), e.g. 0.1, got {dropout!r}")
     _activation(activation)             # raises now for an unknown activation, not half-way
     _check_seed_arg(seed)
-    if seed is not None:
-        torch.manual_seed(seed)
-    if hasattr(model, "reset_classifier"):
-        model.reset_classifier(num_outputs)
-    path, old = _classifier_path(model)
+    path, old = _classifier_path(model)         # the input size is known before anything changes
     if isinstance(old, nn.Linear):
         in_features = old.in_features
     elif hasattr(model, "num_features"):
         in_features = model.num_features
     else:
         raise ValueError(f"cannot tell the head's input size from {type(old).__name__} at {path!r}")
+    with seeded(seed) if seed is not None else contextlib.nullcontext():
+        return _build_head(model, num_outputs, in_features, hidden, dropout, activation)
+
+
+def _build_head(model, num_outputs, in_features, hidden, dropout, activation):
+    if hasattr(model, "reset_classifier"):
+        model.reset_classifier(num_outputs)
+    path, _ = _classifier_path(model)          # reset_classifier may have rebuilt the head
     device = next(model.parameters()).device
     layers = OrderedDict()
     if dropout:
@@ -616,15 +626,17 @@ def add_block(model: nn.Module, expansion: float | None = None, seed: int | None
         raise ValueError(f"expansion must be None (the default width) or a number > 0, the block's "
                          f"hidden width as a multiple of its channels (e.g. 1.0 or 2.0), got {expansion!r}")
     _check_seed_arg(seed)
-    if seed is not None:
-        torch.manual_seed(seed)
     name, last = stages(model)[-1]
     if not last.part_names:
         raise ValueError(f"the last stage {name!r} holds no module to add a block after")
     path = last.part_names[-1]          # modules register in the order they run: the last one
     old = model.get_submodule(path)
+    if isinstance(old, nn.Sequential) and "extra" in old._modules:
+        raise ValueError(f"the model already has an extra block after {path}.stage; a second call would stack "
+                         f"another one. Build a fresh model to change the block (e.g. build_model(head='block')).")
     channels, tokens = _last_stage_output(model, path)
-    block = TokenBlock(channels, expansion or 2.0) if tokens else ConvBlock(channels, expansion or 1.0)
+    with seeded(seed) if seed is not None else contextlib.nullcontext():
+        block = TokenBlock(channels, expansion or 2.0) if tokens else ConvBlock(channels, expansion or 1.0)
     p = next(old.parameters())
     _set_submodule(model, path, nn.Sequential(OrderedDict(stage=old, extra=block.to(p.device))))
     return model

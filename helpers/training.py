@@ -355,6 +355,8 @@ def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
             hook.finish(history)          # e.g. a live plot draws its final state, last evaluation included
     except KeyboardInterrupt:
         history.interrupted = True
+        from .results import note_interrupted  # the lesson's results entry is flagged too
+        note_interrupted(desc)
         print(f"Training stopped by you at step {step} of {total}; the model keeps its weights from "
               f"that step and the history so far is returned.")
         log()

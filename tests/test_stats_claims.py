@@ -58,3 +58,26 @@ def test_make_course_fails_on_a_broken_claim_outside_smoke_mode(data_dir, monkey
 def test_registered_claims_belong_to_lessons():
     for claim in registered_claims():
         assert len(claim.lesson) == 2 and claim.lesson.isdigit() and claim.text
+
+
+def test_keyword_checks_on_methods_and_numpy_integers():
+    import numpy as np
+
+    from helpers.checks import keywords_checked, whole_number
+
+    class Thing:
+        @keywords_checked
+        def run(self, *, seed: int = 0):
+            return seed
+    with pytest.raises(TypeError, match=r"Thing.run\(\) got unknown keyword argument\(s\) 'sed' \(did you mean 'seed'\?\)"):
+        Thing().run(sed=1)
+    assert whole_number("steps", np.int64(3)) == 3 and type(whole_number("steps", np.int64(3))) is int
+    with pytest.raises(ValueError):
+        whole_number("steps", np.float32(3))
+
+
+def test_claims_on_an_interrupted_lesson_are_not_measured(data_dir):
+    from helpers.results import load_results
+    record_results("97", {"a": 0.5}, wall_s=1.0, mode="class", interrupted=True)
+    [(_, verdict)] = check_claims([Claim("97", "a is positive", lambda m: m["a"] > 0)], load_results("class"))
+    assert verdict is None

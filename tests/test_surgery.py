@@ -285,3 +285,49 @@ def test_one_bn_choice_with_one_default():
     assert set(surgery.BN_CHOICES) < set(scaling.DDP_BN_CHOICES)
     with pytest.raises(ValueError, match="bn must be one of"):
         freeze_stages(make("resnet")[0], 1, bn="local")
+
+
+def test_surgery_twice_or_on_nothing_says_so():
+    model, _ = make("resnet")
+    add_block(model, seed=0)
+    with pytest.raises(ValueError, match="already has an extra block"):
+        add_block(model, seed=0)
+    for nothing in ([], (), ""):
+        with pytest.raises(ValueError, match="got no names"):
+            unfreeze(model, nothing)
+
+
+def test_replace_head_failing_leaves_the_model_as_it_was():
+    class Odd(nn.Module):            # a head that is neither Linear nor announced by num_features
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Conv2d(3, 4, 3)
+            self.fc = nn.Conv2d(4, 2, 1)
+
+        def forward(self, x):
+            return self.fc(self.body(x)).mean((2, 3))
+
+        def get_classifier(self):
+            return self.fc
+
+        def reset_classifier(self, n):
+            self.fc = nn.Conv2d(4, n, 1)
+    model = Odd()
+    before = str(model)
+    with pytest.raises(ValueError, match="cannot tell the head's input size"):
+        replace_head(model, 5)
+    assert str(model) == before
+
+
+def test_head_and_block_seeds_leave_the_global_generator_alone():
+    model, _ = make("resnet")
+    torch.manual_seed(7)
+    expected = torch.rand(2)
+    torch.manual_seed(7)
+    replace_head(model, 3, seed=11)
+    add_block(model, seed=11)
+    assert torch.equal(torch.rand(2), expected)
+    twin, _ = make("resnet")
+    replace_head(twin, 3, seed=11)
+    add_block(twin, seed=11)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
