@@ -1,4 +1,4 @@
-"""Lesson 03's harness: partial fine-tuning, timed fairly across freeze depths."""
+"""Lesson 03's harness: partial fine-tuning, timed fairly across freeze depths, over seeds."""
 from __future__ import annotations
 
 import math
@@ -6,16 +6,18 @@ import time
 
 import torch
 
+from ..claims import Claim
 from ..device import resolve_device
 from ..experiments import build_model
 from ..losses import cross_entropy_loss
 from ..modes import sizes
-from ..surgery import freeze_stages
+from ..stats import mean_and_spread
+from ..surgery import BN_DEFAULT, freeze_stages
 from ..tasks import species_train_set
 
 
 def time_per_epoch(depths, labels_per_class: int | None = None, *, rounds: int = 5, steps: int = 2,
-                   bn: str = "frozen", seed: int = 0, device="auto") -> dict:
+                   bn: str = BN_DEFAULT, seed: int = 0, device="auto") -> dict:
     """Seconds per training epoch at each freeze depth, measured fairly on a busy machine.
 
     Other programs slow a shared CPU down at random moments, so timing one run after another
@@ -57,3 +59,27 @@ def time_per_epoch(depths, labels_per_class: int | None = None, *, rounds: int =
                 torch.cuda.synchronize(device)
             best[k] = min(best[k], (time.perf_counter() - start) / steps)
     return {k: best[k] * math.ceil(len(x) / batch_size) for k in setups}
+
+
+def seed_rows(runs_by_key: dict, key_name: str) -> list[dict]:
+    """One row per key ({key: [RunResult, ...]} over seeds): mean validation accuracy, mean test
+    accuracy and the spreads, the trainable parameters, and how many seeds."""
+    rows = []
+    for key, runs in runs_by_key.items():
+        val, val_spread = mean_and_spread([r.val_acc for r in runs])
+        test, test_spread = mean_and_spread([r.test_acc for r in runs])
+        rows.append({key_name: key, "trainable_params": int(runs[0].trainable_params), "val_acc": val,
+                     "val_spread": val_spread, "test_acc": test, "test_spread": test_spread, "seeds": len(runs),
+                     "val_accs": [float(r.val_acc) for r in runs], "test_accs": [float(r.test_acc) for r in runs]})
+    return rows
+
+
+CLAIMS = [
+    Claim("03", "the more stages are frozen, the fewer parameters train",
+          lambda m: all(a["trainable_params"] > b["trainable_params"]
+                        for a, b in zip(m["freeze_table"], m["freeze_table"][1:]))),
+    Claim("03", "an epoch with every stage frozen (only the head trains) takes less time than with nothing frozen",
+          lambda m: m["freeze_table"][-1]["sec_per_epoch"] < m["freeze_table"][0]["sec_per_epoch"]),
+    Claim("03", "the depth table is a mean over at least 3 seeds",
+          lambda m: min(r["seeds"] for r in m["freeze_table"]) >= 3),
+]
