@@ -27,10 +27,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from helpers.cache import data_dir
+from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.experiments import build_model
-from helpers.images import CountWorld
-from helpers.lessons.peft import run_peft
+from helpers.lessons.peft import CLAIMS, background_task, run_peft, seed_table
 from helpers.lora import (
     add_lora,
     find_targets,
@@ -44,7 +44,8 @@ from helpers.lora import (
 from helpers.modes import sizes
 from helpers.plots import line_plot
 from helpers.results import Lesson, RunLog
-from helpers.tasks import ClassificationTask, species_task, species_test_set
+from helpers.stats import difference
+from helpers.tasks import species_test_set
 from helpers.training import accuracy, inference_seconds
 
 lesson = Lesson("06")
@@ -130,8 +131,10 @@ pd.DataFrame(rows).round(4)
 # on `S.headline_labels` labelled images per species (the data of lesson 02; a budget a little
 # larger than lesson 02's, because LoRA's adapters start at zero and need some steps to grow). The parameter-efficient methods use a
 # larger learning rate (a few new parameters, starting at zero, need bigger steps). BatchNorm
-# running statistics are not parameters: as in full fine-tuning they follow the new data (they
-# are a few numbers per channel, and we store them with each adapter below).
+# running statistics are not parameters: by default (`bn="update"`, as in every lesson) they
+# follow the new data in every method, the probe included (they are a few numbers per channel,
+# and we store them with each adapter below). For BitFit we also measure `bn="frozen"`, to
+# separate what the trained biases do from what adapting statistics does.
 
 # %%
 log = RunLog("06_peft")
@@ -153,10 +156,13 @@ table.round(4)
 # %%
 more = [run_peft(method, rank=P.headline_rank, steps=P.steps, seed=seed, log=log, progress=False)
         for seed in range(1, P.seeds) for method in ("full", "bitfit", "lora")]
+bitfit_frozen_bn = [run_peft("bitfit", bn="frozen", steps=P.steps, seed=seed, log=log, progress=False)
+                    for seed in range(P.seeds)]
 headline_runs = [r for r in runs if r.method in ("full", "bitfit") or r.rank == P.headline_rank] + more
-seeds_table = (pd.DataFrame([{"method": r.method, "seed": r.seed, "test_acc": r.test_acc} for r in headline_runs])
-               .groupby("method").test_acc.agg(["mean", "std", "count"]))
-seeds_table.round(4)
+by_method = {m: [r for r in headline_runs if r.method == m] for m in ("full", "bitfit", "lora")}
+by_method["bitfit, BN statistics frozen"] = bitfit_frozen_bn
+seeds_table = pd.DataFrame(seed_table(by_method)).set_index("method")
+seeds_table[["val_acc", "test_acc", "test_spread", "seeds"]].round(4)
 
 # %%
 lora_runs = [r for r in runs if r.method == "lora"]
@@ -173,16 +179,25 @@ fig
 full = runs[0]
 headline = next(r for r in lora_runs if r.rank == P.headline_rank)
 bitfit_run = runs[2]
-full_acc, bitfit_acc, lora_acc = (seeds_table.loc[m, "mean"] for m in ("full", "bitfit", "lora"))
-print(f"mean of {P.seeds} seeds: full fine-tuning {full_acc:.3f} training {full.trainable_frac:.0%} of the parameters")
-print(f"LoRA rank {P.headline_rank}: {lora_acc:.3f} training {headline.trainable_frac:.2%} "
-      f"({100 * (lora_acc - full_acc):+.1f} points); optimiser state "
-      f"{headline.optimizer_bytes / full.optimizer_bytes:.1%} of full fine-tuning's")
-print(f"BitFit: {bitfit_acc:.3f} training {bitfit_run.trainable_frac:.2%}")
+full_acc, bitfit_acc, lora_acc, bitfit_frozen_acc = (
+    seeds_table.loc[m, "test_acc"] for m in ("full", "bitfit", "lora", "bitfit, BN statistics frozen"))
+accs = {m: seeds_table.loc[m, "test_accs"] for m in seeds_table.index}
+print(f"mean of {P.seeds} seeds, {P.steps} steps each: full fine-tuning {full_acc:.3f} training "
+      f"{full.trainable_frac:.0%} of the parameters")
+print(f"LoRA rank {P.headline_rank}: {lora_acc:.3f} training {headline.trainable_frac:.2%}; optimiser state "
+      f"{headline.optimizer_bytes / full.optimizer_bytes:.1%} of full fine-tuning's. "
+      + difference(accs["lora"], accs["full"]).describe("LoRA", "full fine-tuning"))
+print(f"BitFit: {bitfit_acc:.3f} training {bitfit_run.trainable_frac:.2%}. "
+      + difference(accs["bitfit"], accs["full"]).describe("BitFit", "full fine-tuning"))
+print(f"BitFit with the base model's BatchNorm statistics kept: {bitfit_frozen_acc:.3f}. "
+      + difference(accs["bitfit"], accs["bitfit, BN statistics frozen"]).describe(
+          "BitFit with statistics adapting", "BitFit with statistics frozen"))
 
 # %% [markdown]
 # What to read in the table: the linear probe trains the fewest parameters but cannot change
-# any feature; BitFit can shift every feature map a little; LoRA can rotate and mix features in
+# any feature; BitFit can shift every feature map a little (the last printed line separates the
+# trained shifts from the BatchNorm statistics adapting to the new images, which comes free with
+# any method that runs the model in train mode); LoRA can rotate and mix features in
 # each adapted layer, with a knob (the rank) between "almost nothing" and "almost everything".
 # The time per epoch drops much less than the trainable share: for BitFit and LoRA the forward
 # pass and the backward pass through every layer above the first adapted one still run; only
@@ -212,22 +227,21 @@ print(f"unmerged again: largest change {(lora_model(x_lat[:16]).detach() - befor
 # %% [markdown]
 # ## One base model, two tasks, two small adapters
 #
-# A second task on the same images: **how many birds** (0 to 5) are in a scene, as a 6-way
-# classification. We train a second LoRA adapter (and its own head) for it on the same frozen
-# base model, and save each adapter, with its head, as its own small file. Serving a task is
-# then loading its adapter onto the one base model.
+# A second task on the same kind of images: **where was the photo taken?** Which of the six
+# backgrounds (sky, sea, grass, clouds, sunset, noise) is behind the bird, a 6-way
+# classification with its own training, validation and test images. We train a second LoRA
+# adapter (and its own head) for it on the same frozen base model, and save each adapter, with
+# its head, as its own small file. Serving a task is then loading its adapter onto the one base
+# model.
 
 # %%
-count_world = CountWorld(image_size=species_task().image_size, max_birds=5, max_distractors=3)
-xb, yb = count_world.render(P.task_b_images, seed=1)
-xb_val, yb_val = count_world.render(len(x_test), seed=3)
-xb_test, yb_test = count_world.render(len(x_test), seed=2)
-count_task = ClassificationTask(tuple(f"{k} birds" for k in range(6)), xb, yb.long(), xb_val, yb_val.long(),
-                                xb_test, yb_test.long(), name="count 0-5 birds")
-count_run = run_peft("lora", rank=P.headline_rank, name="count", steps=P.steps, keep_model=True, task=count_task)
+task_b = background_task(P.task_b_images, len(x_test))
+task_b_run = run_peft("lora", rank=P.headline_rank, name="background", steps=P.steps, keep_model=True, task=task_b)
+xb_test, yb_test = task_b.x_test, task_b.y_test
 adapters = data_dir() / "adapters"
 files = {"species": save_adapter(headline.model, adapters / "species.safetensors", extra="fc", norm_stats=True),
-         "count": save_adapter(count_run.model, adapters / "count.safetensors", extra="fc", norm_stats=True)}
+         "background": save_adapter(task_b_run.model, adapters / "background.safetensors", extra="fc",
+                                    norm_stats=True)}
 base_bytes = sum(p.numel() * 4 for p in build_model(seed=0).parameters())
 for task, f in files.items():
     print(f"{task}: {f.stat().st_size / 1024:.0f} KiB on disk (the base model: {base_bytes / 1024:.0f} KiB)")
@@ -235,12 +249,12 @@ for task, f in files.items():
 # %%
 server = build_model(seed=0).eval()        # ONE base model
 serving = []
-for task, (xt, yt) in [("species", (x_test, y_test)), ("count", (xb_test, yb_test.long())),
+for task, (xt, yt) in [("species", (x_test, y_test)), ("background", (xb_test, yb_test)),
                        ("species", (x_test, y_test))]:
     load_adapter(server, files[task], name=task)     # kilobytes: the adapter and its head
     serving.append({"task": task, "active adapter": task, "test_acc": accuracy(server, xt, yt)})
 print(f"chance on each task: {1 / 6:.3f}; accuracy of the trained models before saving: "
-      f"species {headline.test_acc:.3f}, count {count_run.test_acc:.3f}")
+      f"species {headline.test_acc:.3f}, background {task_b_run.test_acc:.3f}")
 pd.DataFrame(serving)
 
 
@@ -261,6 +275,8 @@ def lora_params(c_in, c_out, k, r):
 
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
+# Solution (click to expand)
 def lora_params(c_in, c_out, k, r):
     return r * c_in * k * k + c_out * r      # A: (r, c_in, k, k); B: (c_out, r)
 
@@ -283,6 +299,8 @@ with torch.no_grad():
 merged_conv = None   # your plain nn.Conv2d here
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
+# Solution (click to expand)
 merged_conv = copy.deepcopy(wrapped.base)
 with torch.no_grad():
     merged_conv.weight += wrapped.delta_weight()
@@ -300,12 +318,20 @@ check("merged by hand", lambda: isinstance(merged_conv, nn.Conv2d)
 # ## Results
 
 # %%
-lesson.record({
-    "full_ft_acc": full_acc,             # means over P.seeds seeds
-    "bitfit_acc": bitfit_acc,
-    "lora_acc": lora_acc,
+metrics = {
+    "full_ft_acc": float(full_acc),             # means over P.seeds seeds
+    "bitfit_acc": float(bitfit_acc),
+    "bitfit_frozen_bn_acc": float(bitfit_frozen_acc),
+    "lora_acc": float(lora_acc),
     "lora_trainable_frac": headline.trainable_frac,
+    "lora_optimizer_frac": headline.optimizer_bytes / full.optimizer_bytes,
     "lora_table": [{"rank": r.rank, "trainable_frac": r.trainable_frac, "acc": r.test_acc}
                    for r in lora_runs],
-})
+    "adapter_b_acc": float(task_b_run.test_acc), "adapter_b_task": task_b.name,
+    "serving_accs": [float(row["test_acc"]) for row in serving],
+    **{f"{m.replace(', BN statistics frozen', '_frozen_bn')}_accs": list(v) for m, v in accs.items()},
+    "seeds": P.seeds, "steps": P.steps,
+}
+lesson.record(metrics)
+show_claims(CLAIMS, metrics)
 table.round(4)
