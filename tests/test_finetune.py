@@ -99,3 +99,43 @@ def test_time_per_epoch_falls_when_everything_is_frozen():
     timing = time_per_epoch([0, 5], 2, rounds=3, steps=1)
     assert set(timing) == {0, 5} and all(t > 0 for t in timing.values())
     assert timing[5] < timing[0]
+
+
+def test_keep_best_restores_the_best_validation_weights_and_says_when():
+    r = run_finetune(2, steps=4, evals=2, keep_best=True, test_curve=True, progress=False)
+    vals = [e["val_acc"] for e in r.history.evals]
+    assert r.val_acc == max(vals)
+    assert r.best_step == r.history.evals[vals.index(max(vals))]["step"]
+    assert all("test_acc" in e for e in r.history.evals)
+    with pytest.raises(ValueError, match="evals"):
+        run_finetune(2, steps=2, evals=0, keep_best=True, progress=False)
+
+
+def test_lp_ft_counts_its_probe_steps_in_the_budget():
+    lp = run_finetune(2, steps=4, linear_probe_steps=2, evals=0, progress=False)
+    ft = run_finetune(2, steps=4, evals=0, progress=False)
+    assert lp.steps == ft.steps == 4
+
+
+def test_shifted_task_uses_unseen_backgrounds_and_is_measured():
+    from helpers.tasks import SEEN_BACKGROUNDS, SHIFTED_BACKGROUNDS, species_shift_data
+    assert not set(SEEN_BACKGROUNDS) & set(SHIFTED_BACKGROUNDS)
+    task = species_shift_data(2)
+    assert task.x_shifted is not None and len(task.x_shifted) == len(task.y_shifted)
+    assert not torch.equal(task.x_test[:4], task.x_shifted[:4])
+    r = run_finetune(task=task, steps=2, evals=0, progress=False)
+    assert 0 <= r.shifted_acc <= 1
+
+
+def test_converged_scratch_is_cached_by_its_config(tmp_path, monkeypatch):
+    from helpers.experiments import scratch_converged
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path))
+    first = scratch_converged(2, seed=0, lr=3e-3, progress=False)
+    again = scratch_converged(2, seed=0, lr=3e-3, progress=False)
+    S = sizes("finetune")
+    assert not first.cached and again.cached
+    assert first.steps == again.steps == S.scratch_steps and first.from_scratch
+    assert again.test_acc == first.test_acc and again.best_step == first.best_step
+    assert list((tmp_path / "cache").glob("species_scratch-*.safetensors"))
+    other = scratch_converged(2, seed=1, lr=3e-3, progress=False)          # other images: another entry
+    assert not other.cached
