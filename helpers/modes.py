@@ -283,3 +283,32 @@ def sizes(name: str, mode: str | None = None):
     if name not in SIZES:
         raise KeyError(f"no sizes for {name!r}; known: {sorted(SIZES)}")
     return SIZES[name][mode or current_mode()]
+
+
+@dataclass(frozen=True)
+class YourOwn:
+    """Lesson 13: your own images and questions, and transfer to real images (scikit-learn's digits)."""
+    images_per_class: int  # images per species in the folder the lesson writes from the world
+    steps: int             # optimiser steps of every search run (the same budget for each)
+    depths: tuple          # frozen stages tried by the search (from the input)
+    heads: tuple           # heads tried by the search
+    lora_ranks: tuple      # LoRA ranks tried by the search (base weights frozen)
+    transfer_labels: int   # labelled digits per class in the real-image transfer study
+    transfer_seeds: int    # seeds (draws of the labelled digits) per method
+    transfer_lrs: tuple    # learning rates each method is tuned over, on validation
+    transfer_steps: int    # the shared budget of the transfer study (optimiser steps)
+    scratch_long: int      # the from-scratch baseline also gets this many times the budget
+    qa_steps: int          # question fine-tuning steps (early stopping on the dev questions)
+
+
+SIZES["your_own"] = {
+    "smoke": YourOwn(images_per_class=6, steps=2, depths=(0,), heads=("linear",), lora_ranks=(2,),
+                     transfer_labels=3, transfer_seeds=1, transfer_lrs=(1e-3,), transfer_steps=2, scratch_long=2,
+                     qa_steps=4),
+    "class": YourOwn(images_per_class=30, steps=30, depths=(0, 3), heads=("linear", "mlp"), lora_ranks=(4,),
+                     transfer_labels=10, transfer_seeds=3, transfer_lrs=(1e-3, 1e-2), transfer_steps=60,
+                     scratch_long=3, qa_steps=120),
+    "full": YourOwn(images_per_class=100, steps=200, depths=(0, 2, 3, 4), heads=("linear", "mlp", "block"),
+                    lora_ranks=(4, 8), transfer_labels=10, transfer_seeds=5, transfer_lrs=(3e-4, 1e-3, 3e-3, 1e-2),
+                    transfer_steps=200, scratch_long=4, qa_steps=400),
+}

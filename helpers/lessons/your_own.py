@@ -1,0 +1,261 @@
+"""Lesson 13's harness: fine-tuning on your own images and questions, and honest transfer to real images.
+
+- ``world_image_folder(root)`` writes a folder of bird photos from the world (one sub-folder per
+  species), so the lesson runs offline; point the lesson at your own folder instead.
+- ``search(task, source=...)``: the lesson's short search over depth, head and LoRA, every run
+  with the same budget, chosen on validation; the test set is read once, for the choice.
+- ``finetune_questions(path)``: lesson 08's recipe on a JSON-lines questions file.
+- ``transfer_study()``: the course's pre-trained model vs from scratch vs a linear probe on a real
+  image data set (scikit-learn's handwritten digits, which ship inside the package), each tuned on
+  validation, over seeds.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..cache import data_dir, read_checkpoint, save_checkpoint
+from ..claims import Claim
+from ..gpt import GPT, GPTConfig
+from ..lm import exact_match, finetune_qa, pretrained_lm
+from ..models import image_model_config
+from ..modes import sizes
+from ..own_tasks import (
+    finetune_task,
+    questions_task,
+    read_test_once,
+    write_image_folder,
+    write_questions,
+)
+from ..stats import best_by, difference, mean_and_spread
+from ..tasks import ClassificationTask, species_task
+from ..tokenizer import tokenizer_from_json
+
+# ---------------------------------------------------------------------------------------------
+# Data the lesson writes so that it runs offline (the learner points it at theirs)
+# ---------------------------------------------------------------------------------------------
+
+
+def default_folder() -> Path:
+    return data_dir() / "your_own"
+
+
+def world_image_folder(root=None, images_per_class: int | None = None, seed: int = 13) -> Path:
+    """A folder ``root/<species>/<n>.png`` of bird photos from the world (written once)."""
+    root = Path(root) if root is not None else default_folder() / "birds"
+    n = images_per_class or sizes("your_own").images_per_class
+    marker = root / f".written-{n}-{seed}"
+    if not marker.exists():
+        world = species_task()
+        x, y = world.balanced(n, seed=seed, device="cpu")
+        write_image_folder(root, x, y, world.species)
+        marker.touch()
+    return root
+
+
+def world_questions_file(path=None) -> Path:
+    """A JSON-lines questions file from the text world's medical questions (written once)."""
+    from ..lm import medical_qa
+    path = Path(path) if path is not None else default_folder() / "questions.jsonl"
+    if not path.exists():
+        qa = medical_qa()
+        write_questions(path, qa.train + qa.dev + qa.test)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The search, on validation; the test read once
+# ---------------------------------------------------------------------------------------------
+
+def search_grid(S=None) -> list[dict]:
+    """The configurations the lesson tries: each depth with each head, then LoRA at each rank."""
+    S = S or sizes("your_own")
+    grid = [{"frozen_stages": d, "head": h} for d in S.depths for h in S.heads]
+    return grid + [{"lora_rank": r, "head": "linear"} for r in S.lora_ranks]
+
+
+def search(task: ClassificationTask, *, source="course", grid=None, steps: int | None = None, seed: int = 0,
+           progress: bool = False, log=None, device="auto"):
+    """Run every configuration of ``grid`` (default ``search_grid()``) with the same budget and
+    choose the best on validation; read the test set once, for the choice.
+
+    Returns:
+        (runs, best): every RunResult (validation metrics only) and the chosen one (with its
+        model, and ``test_acc`` measured once).
+    """
+    S = sizes("your_own")
+    grid = grid or search_grid(S)
+    runs = []
+    for config in grid:
+        r = finetune_task(task, source=source, steps=steps or S.steps, seed=seed, read_test=False,
+                          keep_model=True, progress=progress, device=device, **config)
+        runs.append(r)
+    best = best_by(runs, "val_acc")
+    read_test_once(best, task)
+    for r in runs:
+        if r is not best:
+            r.model = None              # keep only the chosen model
+    if log is not None:
+        for r in runs:
+            log.add(**{k: v for k, v in r.row().items() if k not in ("cached", "task", "source", "interrupted")})
+    return runs, best
+
+
+# ---------------------------------------------------------------------------------------------
+# Your questions: lesson 08's recipe
+# ---------------------------------------------------------------------------------------------
+
+def finetune_questions(path, *, steps: int | None = None, seed: int = 0, progress: bool = False, device="auto"):
+    """Fine-tune lesson 07's language model on the questions in ``path`` (JSON lines) with lesson
+    08's recipe: answer-only loss, early stopping on the dev questions, test read once.
+
+    Returns:
+        dict with model, tok, qa (the splits), before/after test exact match, unknown_words (share
+        of words outside the model's vocabulary: a word-level model cannot answer with words it
+        has never seen), best_step.
+    """
+    L = sizes("lm_finetune")
+    qa = questions_task(path, seed=seed)
+    model, tok, _ = pretrained_lm(verbose=False, device=device)
+    words = [w for q in qa.train + qa.dev + qa.test for w in (q.prompt + " " + q.answer).split()]
+    unknown = sum(tok.encode(w) == [tok.unk_id] for w in words) / max(1, len(words))
+    before = exact_match(model, tok, qa.test)
+    history = finetune_qa(model, tok, qa, steps=steps or sizes("your_own").qa_steps, lr=L.lr,
+                          batch_size=min(L.batch_size, len(qa.train)), eval_every=L.eval_every, seed=seed,
+                          progress=progress, device=device, desc="your questions")
+    return {"model": model, "tok": tok, "qa": qa, "test_before": before, "test_after": exact_match(model, tok, qa.test),
+            "dev_after": exact_match(model, tok, qa.dev), "unknown_words": unknown, "best_step": history.best_step}
+
+
+def export_lm(model, tok, path) -> Path:
+    """The fine-tuned language model and its tokenizer as one safetensors file."""
+    return save_checkpoint(path, model, extra={"tokenizer": tok.to_json(), "gpt_config": vars(model.config)})
+
+
+def answer_question(path, question: str, max_new_tokens: int = 6) -> str:
+    """Load a file ``export_lm`` wrote and answer ``question`` greedily."""
+    from ..lm import answer
+    state, meta = read_checkpoint(path)
+    model = GPT(GPTConfig(**meta["extra"]["gpt_config"]))
+    model.load_state_dict(state)
+    return answer(model.eval(), tokenizer_from_json(meta["extra"]["tokenizer"]), question, max_new_tokens)
+
+
+# ---------------------------------------------------------------------------------------------
+# Honest transfer to real images: scikit-learn's handwritten digits
+# ---------------------------------------------------------------------------------------------
+
+DIGIT_VAL, DIGIT_TEST = 300, 600      # fixed validation and test digits (the rest is the training pool)
+
+
+def digits_available() -> bool:
+    try:
+        import sklearn.datasets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def digits_task(labels_per_class: int, seed: int = 0, image_size: int | None = None) -> ClassificationTask:
+    """scikit-learn's 1,797 real handwritten digits (8x8 grey scans, shipped inside the package),
+    upsampled to the course model's resolution as 3-channel images; ``labels_per_class`` training
+    digits per class drawn with ``seed``; fixed validation and test sets."""
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16            # (N, 1, 8, 8) in [0, 1]
+    size = image_size or image_model_config().image_size
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1).repeat(1, 3, 1, 1)
+    y = torch.tensor(d.target, dtype=torch.int64)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(1234))     # one fixed split
+    test, val, pool = order[:DIGIT_TEST], order[DIGIT_TEST:DIGIT_TEST + DIGIT_VAL], order[DIGIT_TEST + DIGIT_VAL:]
+    g = torch.Generator().manual_seed(seed)
+    train = torch.cat([pool[y[pool] == c][torch.randperm(int((y[pool] == c).sum()), generator=g)[:labels_per_class]]
+                       for c in range(10)])
+    return ClassificationTask(tuple(str(c) for c in range(10)), x[train], y[train], x[val], y[val], x[test], y[test],
+                              name="digits (scikit-learn)")
+
+
+TRANSFER_METHODS = {
+    "fine-tuned": {"frozen_stages": 0},
+    "linear probe": {"frozen_stages": None},       # every stage frozen (filled in with the stage count)
+    "from scratch": {"from_scratch": True},
+}
+
+
+def transfer_study(*, progress: bool = False, device="auto"):
+    """Pre-trained vs from scratch vs linear probe on the digits, each method's learning rate tuned
+    on validation (seed 0), then every method run over ``transfer_seeds`` seeds at its rate. From
+    scratch also gets ``scratch_long`` times the budget (tuned the same way), in case the shared
+    budget stops it before its validation accuracy has stopped improving.
+
+    Returns:
+        (rows, summary): one row per run; summary {method: {"lr", "steps", "test": [per seed], "val": [...]}}.
+    """
+    S = sizes("your_own")
+    from ..models import create_image_model
+    from ..surgery import stages
+    n_stages = len(stages(create_image_model()))
+    methods = dict(copy.deepcopy(TRANSFER_METHODS))
+    methods["linear probe"]["frozen_stages"] = n_stages
+    methods[f"from scratch, {S.scratch_long}x budget"] = {"from_scratch": True, "steps": S.transfer_steps * S.scratch_long}
+    rows, summary = [], {}
+    tasks = {seed: digits_task(S.transfer_labels, seed) for seed in range(S.transfer_seeds)}
+    for method, config in methods.items():
+        config = {"steps": S.transfer_steps, **config}
+        tuning = []
+        for lr in S.transfer_lrs:                       # tune the rate on validation, seed 0
+            r = finetune_task(tasks[0], lr=lr, seed=0, read_test=False, keep_model=True, progress=progress,
+                              device=device, evals=1, **config)
+            tuning.append(r)
+        best = best_by(tuning, "val_acc")
+        runs = [best] + [finetune_task(tasks[s], lr=best.lr, seed=s, read_test=False, keep_model=True,
+                                       progress=progress, device=device, evals=1, **config)
+                         for s in range(1, S.transfer_seeds)]
+        for s, r in enumerate(runs):
+            read_test_once(r, tasks[s])
+            r.model = None
+            rows.append({"method": method, "seed": s, "lr": best.lr, "steps": r.steps, "val_acc": r.val_acc,
+                         "test_acc": r.test_acc, "trainable_params": r.trainable_params})
+        summary[method] = {"lr": best.lr, "steps": best.steps, "test": [r.test_acc for r in runs],
+                           "val": [r.val_acc for r in runs]}
+    return rows, summary
+
+
+def transfer_metrics(summary) -> dict:
+    """Flat metrics for the results file: mean test accuracy per method and the gap to scratch."""
+    key = {"fine-tuned": "ft", "linear probe": "probe", "from scratch": "scratch"}
+    out = {}
+    for method, s in summary.items():
+        k = key.get(method, "scratch_long")
+        out[f"digits_{k}_test"], out[f"digits_{k}_test_sd"] = mean_and_spread(s["test"])
+    best_scratch = max((m for m in summary if m.startswith("from scratch")),
+                       key=lambda m: sum(summary[m]["val"]) / len(summary[m]["val"]))
+    d = difference(summary["fine-tuned"]["test"], summary[best_scratch]["test"])
+    out["digits_ft_minus_scratch"], out["digits_ft_minus_scratch_real"] = d.diff, bool(d.real)
+    out["digits_seeds"] = len(summary["fine-tuned"]["test"])
+    return out
+
+
+def transfer_verdict(summary) -> str:
+    """What the numbers say, as a sentence printed from them."""
+    m = transfer_metrics(summary)
+    ft, sc = m["digits_ft_test"], max(v for k, v in m.items() if k in ("digits_scratch_test", "digits_scratch_long_test"))
+    if not m["digits_ft_minus_scratch_real"]:
+        return (f"On real digits the world's pre-training and training from scratch tie at this budget "
+                f"({ft:.1%} vs {sc:.1%}; the difference is within twice its standard error).")
+    better = "helps" if m["digits_ft_minus_scratch"] > 0 else "hurts"
+    return (f"On real digits the world's pre-training {better}: fine-tuned {ft:.1%} vs from scratch {sc:.1%} "
+            f"(beyond twice the standard error over {m['digits_seeds']} seeds).")
+
+
+CLAIMS = [
+    Claim("13", "the search's chosen configuration reaches above-chance test accuracy on the world's bird folder",
+          lambda m: m["own_best_test"] > 1.5 / m["own_classes"]),
+    Claim("13", "the exported model predicts the same class as the model in memory",
+          lambda m: m["export_agrees"] == 1.0),
+    Claim("13", "on real digits, fine-tuning the world's model and a linear probe on it beat chance (10%)",
+          lambda m: m["digits_ft_test"] > 0.2 and m["digits_probe_test"] > 0.2),
+]
