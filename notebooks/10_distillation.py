@@ -12,9 +12,17 @@
 # "robin". And since the teacher can label *any* image, the student can also learn from images
 # nobody labelled.
 #
-# We compare, on the species task: the teacher; the same small student trained on the labels
-# alone; the student distilled on the same labelled images; and the student distilled with
-# extra unlabelled images. Size, inference speed and accuracy, mean of several seeds.
+# Two things can help the student, and we separate them with a small factorial experiment on
+# the species task: **what the targets are** (hard labels, or the teacher's soft targets) and
+# **which images** (only the few labelled ones, or many unlabelled ones too):
+#
+# | | labelled images only | + unlabelled images |
+# |---|---|---|
+# | hard targets | labels only | the teacher's hard pseudo-labels |
+# | soft targets | soft targets on the same images | soft targets on the unlabelled images too |
+#
+# plus the teacher itself. Size, inference speed and accuracy, mean of several seeds, the same
+# budget of optimiser steps for every student.
 
 # %%
 
@@ -25,13 +33,23 @@ import torch.nn.functional as F
 from IPython.display import display
 from tqdm.auto import tqdm
 
+from helpers.claims import show_claims
 from helpers.exercises import check
-from helpers.lessons.distillation import UNLABELLED_SEED, create_student, finetune_teacher, run_student, transfer_set
+from helpers.lessons.distillation import (
+    CLAIMS,
+    STUDENTS,
+    UNLABELLED_SEED,
+    create_student,
+    finetune_teacher,
+    pseudo_labelled,
+    run_student,
+    transfer_set,
+)
 from helpers.models import count_params
 from helpers.modes import sizes
 from helpers.plots import image_grid
 from helpers.results import Lesson
-from helpers.stats import mean_and_spread
+from helpers.stats import difference, mean_and_spread
 from helpers.tasks import species_task, species_test_set
 from helpers.training import accuracy, inference_seconds, predict
 
@@ -103,48 +121,57 @@ soft_table.round(3)
 #   only the teacher labels (with soft targets). Rendering images is free in our world; in real
 #   life, unlabelled photos are what you have plenty of.
 #
-# The teacher's logits are computed once per image; during training the images are flipped and
-# shifted, which does not change the species, so the targets stay valid.
+# Augmentation and the teacher must agree: if the student trained on flipped and shifted images
+# while the teacher had scored the originals, each soft target would describe a slightly
+# different image from the one the student sees. So every image is augmented `D.views` times
+# **once**, the teacher scores exactly those views, and every student (also the labels-only
+# one) trains on those views without further augmentation.
 
 # %%
 x_l, soft_l, y_l = transfer_set(teacher, unlabelled=0)
 x_u, soft_u, y_u = transfer_set(teacher, unlabelled=D.unlabelled)
-print(f"labelled: {len(x_l)} images; with unlabelled: {len(x_u)} images ({int((y_u < 0).sum())} without a label)")
-pseudo_acc = (soft_u[y_u < 0].argmax(1).cpu() ==
-              species_task().render(D.unlabelled, seed=UNLABELLED_SEED)[1]).float().mean().item()
+print(f"labelled: {len(x_l) // D.views} images x {D.views} views; with unlabelled: {len(x_u) // D.views} images "
+      f"x {D.views} views ({int((y_u < 0).sum())} views without a label)")
+truth = species_task().render(D.unlabelled, seed=UNLABELLED_SEED)[1].repeat(D.views)
+pseudo_acc = (soft_u[y_u < 0].argmax(1).cpu() == truth).float().mean().item()
 print(f"(we can peek, since our world knows the truth: the teacher's label is right on {pseudo_acc:.1%} "
       f"of the unlabelled images)")
 
 # %% [markdown]
-# ## Three students, several seeds
+# ## Four students, several seeds
 #
 # Every student starts from random weights and trains `D.steps` optimiser steps (the same
-# budget). The seeds change the student's initialisation and batch order; the labelled images
-# and the teacher stay the same.
+# budget). The seeds change the student's initialisation and batch order; the labelled images,
+# the views and the teacher stay the same.
 
 # %%
 runs = []
-settings = [(seed, kind, data) for seed in range(D.seeds) for kind, data in
-            [("labels only", (x_l, y_l, None)), ("distilled", (x_l, y_l, soft_l)),
-             ("distilled + unlabelled", (x_u, y_u, soft_u))]]
-for seed, name, (x, y, soft) in tqdm(settings, desc="students"):
-    r = run_student("labels" if soft is None else "kd", x, y, soft, seed=seed, progress=False)
-    runs.append({"student": name, "seed": seed, "images": r.images, "test_acc": r.test_acc,
+for seed, (name, kind, unlabelled, hard) in tqdm([(seed, st) for seed in range(D.seeds) for st in STUDENTS],
+                                                 desc="students"):
+    x, soft, y = (x_u, soft_u, y_u) if unlabelled else (x_l, soft_l, y_l)
+    if hard:
+        y = pseudo_labelled(y, soft)
+    r = run_student(kind, x, y, soft if kind == "kd" else None, seed=seed, progress=False)
+    runs.append({"student": name, "seed": seed, "views": r.images, "val_acc": r.val_acc, "test_acc": r.test_acc,
                  "train_s": r.train_s})
 runs_table = pd.DataFrame(runs)
 runs_table.round(3)
 
 
 # %%
+def accs(name, metric="test_acc"):
+    return runs_table[runs_table.student == name][metric].tolist()
+
+
 def mean_acc(name):
-    return mean_and_spread(runs_table[runs_table.student == name].test_acc.tolist())
+    return mean_and_spread(accs(name))
 
 x_speed = x_test[:256]
 t_teacher, t_student = inference_seconds(teacher, x_speed), inference_seconds(student.eval(), x_speed)
 speedup = t_teacher / t_student
 summary_rows = [{"model": "teacher (fine-tuned)", "params": teacher_params, "ms per image": 1000 * t_teacher / len(x_speed),
                  "test_acc": teacher_acc, "spread": 0.0}]
-for name in ["labels only", "distilled", "distilled + unlabelled"]:
+for name, *_ in STUDENTS:
     m, s = mean_acc(name)
     summary_rows.append({"model": f"student, {name}", "params": student_params,
                          "ms per image": 1000 * t_student / len(x_speed), "test_acc": m, "spread": s})
@@ -152,19 +179,28 @@ summary_table = pd.DataFrame(summary_rows).set_index("model")
 summary_table.round(4)
 
 # %%
-label_acc, kd_acc, kd_u_acc = mean_acc("labels only")[0], mean_acc("distilled")[0], mean_acc("distilled + unlabelled")[0]
+names = [name for name, *_ in STUDENTS]
+label_acc, soft_same_acc, hard_u_acc, soft_u_acc = (mean_acc(n)[0] for n in names)
+best_student = max(names, key=lambda n: mean_and_spread(accs(n, "val_acc"))[0])     # chosen on validation
+kd_acc = mean_acc(best_student)[0]
 print(f"student: {student_params / teacher_params:.1%} of the teacher's parameters, {speedup:.1f}x faster at inference")
-print(f"labels only {label_acc:.3f}; distilled on the same images {kd_acc:.3f} ({100 * (kd_acc - label_acc):+.1f} points); "
-      f"distilled with unlabelled images {kd_u_acc:.3f} ({100 * (kd_u_acc - label_acc):+.1f} points); "
-      f"teacher {teacher_acc:.3f} (mean of {D.seeds} seeds)")
+print(f"teacher {teacher_acc:.3f}; students (mean of {D.seeds} seeds, {D.steps} steps each):")
+print("  soft targets on the same images:  " + difference(accs(names[1]), accs(names[0])).describe(
+    "soft targets", "labels only"))
+print("  unlabelled images, hard labels:   " + difference(accs(names[2]), accs(names[0])).describe(
+    "hard pseudo-labels", "labels only"))
+print("  unlabelled images, soft vs hard:  " + difference(accs(names[3]), accs(names[2])).describe(
+    "soft targets", "hard pseudo-labels"))
+print(f"  best student on validation: {best_student} ({kd_acc:.3f} test)")
 
 # %% [markdown]
-# How to read this. On the labels alone, a small network from random weights sees a few dozen
-# images and mostly memorises them. Distilled on the *same* images, each image teaches more:
-# the teacher's soft targets say how similar each image is to every species. With unlabelled
-# images added, the student sees many more examples, each labelled by the teacher, and gets
-# much closer to it, at a fraction of its size and inference time. It does not pass the
-# teacher: it learns the teacher's mistakes too, and it has less capacity.
+# How to read this: the three printed lines take the factorial apart. The first says whether
+# soft targets help *on the same few images* (the "dark knowledge" in the teacher's
+# probabilities); the second, what the *extra images* bring when the teacher only names its top
+# species; the third, whether soft targets add anything once those images are there. Each line
+# calls a difference real only beyond twice its standard error; otherwise the two students tie at
+# this budget. A student does not pass the teacher: it learns the teacher's mistakes too, and it
+# has less capacity.
 #
 # Distillation vs fine-tuning is not either-or: the teacher is itself a fine-tuned model, and
 # distillation is how its knowledge moves into a model small enough to deploy.
@@ -181,6 +217,8 @@ probs_t1 = None   # your code here
 probs_t8 = None
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
+# Solution (click to expand)
 probs_t1 = F.softmax(logits0 / 1, dim=0)
 probs_t8 = F.softmax(logits0 / 8, dim=0)
 
@@ -193,14 +231,16 @@ check("softened probabilities", lambda: torch.allclose(probs_t8.sum(), torch.ten
       hint="F.softmax(logits0 / T, dim=0)");
 
 # %% [markdown]
-# **Exercise 2.** Hard pseudo-labels. Instead of soft targets, one can give the student the
-# teacher's *most likely* species as a label. Compute `pseudo_labels` for the unlabelled images
-# in `x_u` (the rows where `y_u == -1`) from `soft_u`, the teacher's logits.
+# **Exercise 2.** Hard pseudo-labels, by hand. The "hard pseudo-labels" student got the
+# teacher's *most likely* species as a label. Compute `pseudo_labels` for the unlabelled views
+# in `x_u` (the rows where `y_u == -1`) from `soft_u`, the teacher's logits on those views.
 
 # %% tags=["exercise"]
 pseudo_labels = None   # a tensor of species indices, one per unlabelled image
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
+# Solution (click to expand)
 pseudo_labels = soft_u[y_u < 0].argmax(dim=1)
 
 # %% tags=["check"]
@@ -209,19 +249,23 @@ check("pseudo-labels", lambda: pseudo_labels.shape == (int((y_u < 0).sum()),)
       hint="soft_u[y_u < 0].argmax(dim=1)");
 
 # %% [markdown]
-# **Exercise 3 (open).** Train a student on the hard pseudo-labels (`run_student("labels", ...)`
-# with `y` replaced by the teacher's arg-max), or with `temperature=1`, and compare it with the
-# distilled student. How much of the gain comes from the soft targets, how much from the images?
+# **Exercise 3 (open).** Distil with `temperature=1` on the unlabelled views and compare it with
+# the lesson's temperature. Does softening matter once the unlabelled images are there?
 #
 # ## Results
 
 # %%
-lesson.record({
+metrics = {
     "teacher_acc": teacher_acc,
-    "student_label_acc": label_acc,
-    "student_kd_acc": kd_u_acc,
+    "student_label_acc": label_acc, "student_soft_same_acc": soft_same_acc,
+    "student_hard_unlabelled_acc": hard_u_acc, "student_soft_unlabelled_acc": soft_u_acc,
+    "student_kd_acc": kd_acc, "student_kd_best": best_student,
+    **{f"student_{key}_accs": accs(name) for key, name in zip(("label", "soft_same", "hard_unlabelled",
+                                                               "soft_unlabelled"), names)},
     "teacher_params": teacher_params,
     "student_params": student_params,
-    "speedup": speedup,
-})
+    "speedup": speedup, "seeds": D.seeds, "steps": D.steps, "views": D.views,
+}
+lesson.record(metrics)
+show_claims(CLAIMS, metrics)
 summary_table.round(4)

@@ -12,7 +12,7 @@ from helpers.device import prefers_channels_last
 from helpers.lessons.distillation import create_student, run_student
 from helpers.losses import distillation_loss
 from helpers.models import count_params, create_image_model, image_model_config
-from helpers.training import inference_seconds
+from helpers.training import inference_seconds, predict
 
 
 def logits(seed, n=8, k=6):
@@ -98,3 +98,17 @@ def test_inference_is_timed_in_the_training_layout_whatever_the_model_came_with(
         conv = model.conv1.weight
         assert conv.is_contiguous(memory_format=torch.channels_last) == prefers_channels_last(model, "cpu")
         assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_teacher_scores_exactly_the_views_the_student_trains_on():
+    from helpers.lessons.distillation import augmented_views, pseudo_labelled, transfer_set
+    teacher = create_student(width=4, seed=1)
+    x, logits, y = transfer_set(teacher, labels_per_class=2, unlabelled=6, views=3)
+    assert len(x) == len(logits) == len(y) == 3 * (12 + 6)
+    torch.testing.assert_close(logits, predict(teacher, x))               # the views themselves
+    assert int((y < 0).sum()) == 3 * 6
+    again = augmented_views(x[:5], 2, seed=0)
+    assert torch.equal(again, augmented_views(x[:5], 2, seed=0))         # drawn once, repeatable
+    hard = pseudo_labelled(y, logits)
+    assert bool((hard >= 0).all()) and torch.equal(hard[y >= 0], y[y >= 0])
+    assert torch.equal(hard[y < 0], logits[y < 0].argmax(1))

@@ -7,6 +7,45 @@ setting read on the test set instead of validation, frozen instead of trainable 
 """
 
 WRONG_ANSWERS: dict[str, dict[str, list[str]]] = {
+    "02": {
+        "augmentation's gain on validation, over the seeds": [
+            # the runs at the default rate, not the rate chosen on validation
+            "no_aug = [run_finetune(S.headline_labels, seed=seed, augment=False, progress=False)\n"
+            "          for seed in range(S.seeds)]\n"
+            "aug_gain = 100 * difference([r.val_acc for r in finetuned[S.headline_labels]],\n"
+            "                            [r.val_acc for r in no_aug]).diff",
+        ],
+        "gain over converged from scratch at the smallest label count": [
+            # against the same-budget from-scratch run, not the fair (converged) baseline
+            "gain_smallest = 100 * (curve_table.finetuned_acc.iloc[0] - curve_table.scratch_acc.iloc[0])",
+        ],
+    },
+    "03": {
+        "best depth, chosen on validation": [
+            # read on the test set instead of validation
+            "best_depth = int(freeze_table['test_acc'].idxmax())\n"
+            "best_depth_acc = float(freeze_table.loc[best_depth, 'test_acc'])",
+        ],
+    },
+    "04": {
+        "a 16-unit MLP head on the frozen backbone, compared on validation": [
+            # the backbone left trainable (frozen_stages forgotten)
+            "small_mlp = [run_finetune(task=species_shift_data(S.headline_labels, seed=seed), head='mlp', hidden=16,\n"
+            "                          lr=S.probe_lr, seed=seed, progress=False) for seed in range(S.seeds)]\n"
+            "small_minus_large = 100 * difference([r.val_acc for r in small_mlp],\n"
+            "                                     [r.val_acc for r in runs['MLP head']]).diff",
+        ],
+    },
+    "06": {
+        "LoRA parameter count": [
+            "def lora_params(c_in, c_out, k, r):\n    return r * c_in + c_out * r      # the kernel forgotten",
+        ],
+    },
+    "10": {
+        "pseudo-labels": [
+            "pseudo_labels = soft_u.argmax(dim=1)        # every view, the labelled ones too",
+        ],
+    },
     "00": {
         "a harder world": [   # the noise doubled, the background forgotten
             "hard_world = replace(world, noise=2 * world.noise)\nhard_x, _ = hard_world.render(8, seed=4, device=device)"],

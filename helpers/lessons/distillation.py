@@ -12,6 +12,14 @@ gradient of the softened KL shrinks as 1/T²). Images without labels still have 
 the teacher can label extra, unlabelled images: the student then learns from many more examples
 than the few labelled ones.
 
+The teacher scores exactly the views the student trains on: ``transfer_set`` augments every
+image ``views`` times ONCE (flips and shifts), the teacher scores those views, and the students
+train on them without further augmentation, so a soft target always belongs to the very image
+the student sees.
+
+The lesson's factorial (``STUDENTS``): labels only; soft targets on the same labelled images;
+hard pseudo-labels (the teacher's arg-max) on the unlabelled images too; soft targets on them.
+
 Example:
     >>> teacher = finetune_teacher(seed=0).model
     >>> x, soft, y = transfer_set(teacher, labels_per_class=10, unlabelled=1500)
@@ -28,16 +36,23 @@ import torch.nn.functional as F
 
 from ..augment import flip_and_shift
 from ..checks import keywords_checked, one_of, whole_number
-from ..device import resolve_device, seed_everything
+from ..claims import Claim
+from ..device import resolve_device, seed_everything, seeded
 from ..experiments import RunResult, run_finetune
 from ..losses import distillation_loss
 from ..models import count_params, create_image_model, image_model_config
 from ..modes import sizes
+from ..stats import difference
 from ..tasks import species_task, species_test_set, species_train_set, species_val_set
 from ..training import Batches, accuracy, predict, train
 
 UNLABELLED_SEED = 770_001     # the unlabelled images' seed: no labelled set or test set uses it
 KINDS = ("labels", "kd")
+# The factorial: (name, kind, with the unlabelled images, hard pseudo-labels on them)
+STUDENTS = (("labels only", "labels", False, False),
+            ("soft targets, same images", "kd", False, False),
+            ("hard pseudo-labels, + unlabelled", "labels", True, True),
+            ("soft targets, + unlabelled", "kd", True, False))
 
 
 
@@ -61,21 +76,40 @@ def unlabelled_images(n: int, device="auto") -> torch.Tensor:
     return x
 
 
+def augmented_views(x: torch.Tensor, views: int, seed: int = 0, chunk: int = 16) -> torch.Tensor:
+    """``views`` augmented copies of every image (flip and shift, drawn once, seeded), stacked
+    view after view: row ``v * len(x) + i`` is view ``v`` of image ``i``."""
+    out = []
+    with seeded(seed):
+        for _ in range(views):
+            out += [flip_and_shift((x[i:i + chunk],))[0] for i in range(0, len(x), chunk)]
+    return torch.cat(out)
+
+
 def transfer_set(teacher: nn.Module, labels_per_class: int | None = None, unlabelled: int = 0,
-                 seed: int = 0, device="auto"):
-    """The images a student learns from, with the teacher's logits and the labels (-1: none).
+                 seed: int = 0, views: int | None = None, device="auto"):
+    """The views a student learns from, with the teacher's logits ON THOSE VIEWS and the labels
+    (-1: none).
 
     The few labelled training images of ``seed`` (the same ones the teacher saw), then
-    ``unlabelled`` images without labels. Returns (x, teacher_logits, labels).
+    ``unlabelled`` images without labels; each augmented ``views`` times, once (``augmented_views``).
+    Returns (x, teacher_logits, labels), one row per view.
     """
     device = resolve_device(device)
     labels_per_class = labels_per_class or sizes("finetune").headline_labels
+    views = views or sizes("distill").views
     x, y = species_train_set(labels_per_class, seed=seed, device=device)
     if unlabelled:
         xu = unlabelled_images(unlabelled, device=device)
         x = torch.cat([x, xu])
         y = torch.cat([y, torch.full((len(xu),), -1, dtype=y.dtype, device=device)])
-    return x, predict(teacher, x), y
+    xv = augmented_views(x, views, seed=seed)
+    return xv, predict(teacher, xv), y.repeat(views)
+
+
+def pseudo_labelled(y: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """The labels with every unlabelled row (-1) replaced by the teacher's arg-max on it."""
+    return torch.where(y >= 0, y, teacher_logits.argmax(1).to(y.device))
 
 
 
@@ -86,9 +120,11 @@ def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: tor
                 temperature: float | None = None, soft_weight: float | None = None,
                 width: int | None = None, progress: bool = True, keep_model: bool = False,
                 device="auto") -> RunResult:
-    """Train a FRESH student on (x, y): on the labels alone (``kind="labels"``; unlabelled rows,
-    y = -1, are dropped) or by distillation from ``teacher_logits`` (``kind="kd"``). Returns a
-    RunResult with metrics val_acc and test_acc on the species task's fixed sets."""
+    """Train a FRESH student on the views (x, y) of ``transfer_set``: on the labels alone
+    (``kind="labels"``; unlabelled rows, y = -1, are dropped; give ``pseudo_labelled(y, logits)``
+    for hard pseudo-labels) or by distillation from ``teacher_logits`` (``kind="kd"``). The views
+    are not augmented again, so the teacher's targets belong to the images the student sees.
+    Returns a RunResult with metrics val_acc and test_acc on the species task's fixed sets."""
     one_of("kind", kind, KINDS)
     D = sizes("distill")
     device = resolve_device(device)
@@ -112,7 +148,7 @@ def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: tor
             images, labels, soft = batch
             return distillation_loss(model(images), soft, labels, T, w)
     batches = Batches(*tensors, batch_size=min(D.batch_size, len(tensors[0])), seed=seed,
-                      augment=flip_and_shift)
+                      augment=None)          # the views are augmented already (transfer_set)
     seed_everything(seed)
     history = train(student, loss_fn, batches, steps=steps, lr=lr, device=device, progress=progress,
                     desc=f"student ({kind}, {len(tensors[0])} images)")
@@ -126,3 +162,12 @@ def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: tor
         history=history, model=student if keep_model else None)
 
 
+
+
+CLAIMS = [
+    Claim("10", "the student has under a fifth of the teacher's parameters and runs faster at inference",
+          lambda m: m["student_params"] < m["teacher_params"] / 5 and m["speedup"] > 1),
+    Claim("10", "soft targets on the unlabelled images beat labels only (beyond twice the standard error)",
+          lambda m: difference(m["student_soft_unlabelled_accs"], m["student_label_accs"]).real
+          and m["student_soft_unlabelled_acc"] > m["student_label_acc"]),
+]
