@@ -192,6 +192,8 @@ print("  unlabelled images, hard labels:   " + difference(accs(names[2]), accs(n
 print("  unlabelled images, soft vs hard:  " + difference(accs(names[3]), accs(names[2])).describe(
     "soft targets", "hard pseudo-labels"))
 print(f"  best student on validation: {best_student} ({kd_acc:.3f} test)")
+print(f"  the best student is {100 * (teacher_acc - kd_acc):.1f} points "
+      + ("below" if kd_acc < teacher_acc else "above") + " the teacher")
 
 # %% [markdown]
 # How to read this: the three printed lines take the factorial apart. The first says whether
@@ -199,8 +201,8 @@ print(f"  best student on validation: {best_student} ({kd_acc:.3f} test)")
 # probabilities); the second, what the *extra images* bring when the teacher only names its top
 # species; the third, whether soft targets add anything once those images are there. Each line
 # calls a difference real only beyond twice its standard error; otherwise the two students tie at
-# this budget. A student does not pass the teacher: it learns the teacher's mistakes too, and it
-# has less capacity.
+# this budget. The last line compares the best student with the teacher: a student that learns
+# from the teacher also learns its mistakes, and it has less capacity.
 #
 # Distillation vs fine-tuning is not either-or: the teacher is itself a fine-tuned model, and
 # distillation is how its knowledge moves into a model small enough to deploy.
