@@ -45,13 +45,13 @@ def cases(mode, device):
            Batches(x, batch_size=gen.batch_size, shuffle=False), training_layout(device))
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="auto")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--mode", default="class", help="sizes of which mode")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = resolve_device(args.device)
     print(f"device {device.type}, mode {args.mode}, {args.steps} steps a round, {args.rounds} rounds")
     for name, make, loss_fn, batches, default in cases(args.mode, device):

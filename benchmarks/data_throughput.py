@@ -18,17 +18,18 @@ from helpers.models import create_image_model, image_model_config
 from helpers.training import Batches, train
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="auto")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--mode", default="class", help="sizes of which mode's lesson 01")
     parser.add_argument("--chunk", type=int, default=1024, help="images per render call (WorldStream's)")
-    args = parser.parse_args()
+    parser.add_argument("--steps", type=int, default=20, help="training steps timed per round")
+    args = parser.parse_args(argv)
     device = resolve_device(args.device)
     config = image_model_config(args.mode)
     world = ImageWorld(image_size=config.image_size)
-    steps = 20
+    steps = args.steps
     x, y = world.render(config.batch_size * 4, seed=0, device=device)
     batches = Batches(x, y, batch_size=config.batch_size, shuffle=False)
     model = create_image_model(config)
@@ -40,8 +41,7 @@ def main():
         synchronize(device)
         render.append(args.chunk / (time.perf_counter() - start))
         start = time.perf_counter()
-        train(model, cross_entropy_loss, batches, epochs=steps // len(batches), lr=1e-3,
-              device=device, progress=False)
+        train(model, cross_entropy_loss, batches, steps=steps, lr=1e-3, device=device, progress=False)
         synchronize(device)
         training.append(steps * config.batch_size / (time.perf_counter() - start))
     render, training = statistics.median(render[1:]), statistics.median(training[1:])

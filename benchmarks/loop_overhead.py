@@ -58,6 +58,8 @@ def main(argv=None):
     parser.add_argument("--min-rounds", type=int, default=8)
     parser.add_argument("--max-rounds", type=int, default=60)
     parser.add_argument("--target-spread", type=float, default=0.02, help="stop when the ratios' IQR is below this")
+    parser.add_argument("--max-seconds", type=float, default=1800, help="add no pair after this long")
+    parser.add_argument("--quiet", action="store_true", help="no line per pair")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--width", type=int, default=24)
     parser.add_argument("--image-size", type=int, default=48)
@@ -84,16 +86,21 @@ def main(argv=None):
         synchronize(device)
         return samples / (time.perf_counter() - start)
 
+    began = time.perf_counter()
     rate("helpers"), rate("raw")                    # warm-up pair, not counted
     ratios, rates = [], {"helpers": [], "raw": []}
     spread = float("inf")
-    while len(ratios) < args.max_rounds and (len(ratios) < args.min_rounds or spread >= args.target_spread):
+    while len(ratios) < args.max_rounds and (len(ratios) < args.min_rounds or spread >= args.target_spread) \
+            and time.perf_counter() - began < args.max_seconds:
         order = ("raw", "helpers") if len(ratios) % 2 else ("helpers", "raw")
         pair = {name: rate(name) for name in order}
         for name in pair:
             rates[name].append(pair[name])
         ratios.append(pair["helpers"] / pair["raw"])
         median, spread = median_spread(ratios)
+        if not args.quiet:
+            print(f"pair {len(ratios):2d}: helpers {pair['helpers']:7.1f}, raw {pair['raw']:7.1f} samples/s, "
+                  f"ratio {ratios[-1]:.3f}; median so far {median:.3f}, IQR {spread:.3f}", flush=True)
     mad = statistics.median(abs(r - median) for r in ratios)
     for name, values in rates.items():
         print(f"{name:>8}: median {statistics.median(values):8.1f} samples/s over {len(values)} rounds "

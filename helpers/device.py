@@ -90,3 +90,17 @@ def prefers_channels_last(model: nn.Module, device) -> bool:
     if device.type == "cuda":
         return True
     return device.type == "cpu" and platform.machine().lower() in ("x86_64", "amd64")
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (x86 AVX512-BF16 or AMX-BF16, read from
+    /proc/cpuinfo), so that bf16 autocast on the CPU can be fast; ``False`` where unknown."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
