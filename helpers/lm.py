@@ -23,6 +23,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -75,11 +76,31 @@ class TokenWindows:
             yield window[:, :-1], window[:, 1:]
 
 
-def lm_loss(model, batch):
-    """Next-token cross-entropy over every position whose label is not ``IGNORE``."""
+def lm_loss(model, batch, *, across_ranks: bool = True):
+    """Next-token cross-entropy, averaged over every position whose label is not ``IGNORE``.
+
+    Under DistributedDataParallel (a process group of several ranks, the model in training
+    mode), the average is over the labelled positions of ALL ranks: each rank divides its sum
+    by the global count (one all-reduce of a number) times the number of ranks, so DDP's
+    averaged gradient is exactly the one-process gradient of the combined batch. A per-rank
+    mean would be wrong whenever the ranks' pieces hold different numbers of labelled tokens,
+    as answer-only fine-tuning's do (lesson 12). ``across_ranks=False``: the per-rank mean.
+    """
     x, y = batch                                                    # (B, T), (B, T)
     logits = model(x)                                               # (B, T, V)
-    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE)
+    total = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE, reduction="sum")
+    count = (y != IGNORE).sum()
+    if across_ranks and model.training and dist.is_available() and dist.is_initialized() \
+            and dist.get_world_size() > 1:
+        count = count.clone()
+        dist.all_reduce(count, op=dist.ReduceOp.SUM)                # labelled tokens of all ranks
+        return total * dist.get_world_size() / count.clamp(min=1)
+    return total / count.clamp(min=1)
+
+
+def lm_loss_per_rank(model, batch):
+    """``lm_loss`` averaged over this rank's labelled tokens only (what DDP gets wrong)."""
+    return lm_loss(model, batch, across_ranks=False)
 
 
 def qa_tensors(tok, pairs: list[QA], answer_only: bool = True, eos: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,34 +227,70 @@ class LMData:
     world: TextWorld
     tok: WordTokenizer
     train_ids: torch.Tensor
-    val_ids: torch.Tensor      # the augmented encyclopedia in other phrasings and order
+    val_ids: torch.Tensor      # the same facts in held-out phrasings (never in training) and order
+    val_facts: list[QA]        # every disease fact as a held-out-phrasing sentence up to the fact
 
 
 def lm_data(config: LMConfig) -> LMData:
+    """The validation text states the world's facts in ``HELDOUT_TEMPLATES``, phrasings the
+    training text never uses: its loss measures generalisation to new phrasings. ``val_facts``
+    are its disease sentences cut before the fact (both held-out phrasings of each)."""
     world = TextWorld(config.world)
     tok = world_tokenizer(world)
     train_ids = corpus_ids(world.encyclopedia(config.augmented), tok)
-    val_ids = corpus_ids(world.encyclopedia(True, seed=config.world.seed + 1000), tok)
-    return LMData(world, tok, train_ids, val_ids)
+    val_ids = corpus_ids(world.encyclopedia(True, seed=config.world.seed + 1000, heldout_phrasings=True), tok)
+    names = [d["name"] for d in world.diseases]
+    val_facts = world.heldout_cloze(names, phrasing=0) + world.heldout_cloze(names, phrasing=1)
+    return LMData(world, tok, train_ids, val_ids, val_facts)
+
+
+def fact_loss(model, tok, pairs: list[QA], batch_size: int = 512) -> float:
+    """Mean next-token loss on the answer tokens of ``pairs`` (prompt, fact), teacher-forced:
+    how sure the model is of the facts when asked in that wording."""
+    device = next(model.parameters()).device
+    x, y = qa_tensors(tok, pairs, eos=False)
+    total, count = 0.0, 0
+    with evaluating(model):
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+            n = (yb != IGNORE).sum().item()
+            total += lm_loss(model, (xb, yb)).item() * n
+            count += n
+    return total / max(1, count)
 
 
 def pretrain_lm(model: GPT, config: LMConfig, data: LMData, *, device="auto", progress: bool = True,
-                hook=None, evaluate=None, eval_every: int | None = None):
+                hook=None, evaluate=None, eval_every: int | None = None, keep_best: bool = True):
     """Train ``model`` on the encyclopedia (lesson 07); returns the History.
 
-    ``evaluate(model) -> dict`` adds metrics to the default ``val_loss`` (general corpus loss).
+    Every evaluation measures ``val_loss`` (every token of the held-out-phrasings text),
+    ``train_loss`` (the training text, the same number of windows) and ``val_fact_loss`` (the
+    disease facts in held-out phrasings, ``data.val_facts``); ``evaluate(model) -> dict`` adds
+    metrics. With ``keep_best`` the weights of the evaluation with the lowest ``val_fact_loss``
+    are restored at the end (early stopping on validation), and ``history.best_step`` says
+    which step that was. Why the facts and not every token: the held-out phrasings' own words
+    (new sentence shapes) stop being predictable early, while the facts, what pre-training is
+    for, are still being stored; lesson 07 shows both curves.
     """
     device = resolve_device(device)
     stream = TokenWindows(data.train_ids, config.context, config.batch_size, config.steps, seed=config.seed)
 
     def metrics(m):
-        out = {"val_loss": corpus_loss(m, data.val_ids, config.context, max_windows=64)}
+        out = {"val_loss": corpus_loss(m, data.val_ids, config.context, max_windows=64),
+               "train_loss": corpus_loss(m, data.train_ids, config.context, max_windows=64),
+               "val_fact_loss": fact_loss(m, data.tok, data.val_facts)}
         return {**out, **(evaluate(m) if evaluate else {})}
 
+    keeper = KeepBest(metrics, "val_fact_loss", higher_is_better=False)
     seed_everything(config.seed)
-    return train(model, lm_loss, stream, lr=config.lr, weight_decay=0.1, warmup=0.05, lr_floor=0.1,
-                 device=device, evaluate=metrics, eval_every=eval_every or max(1, config.steps // 8), progress=progress,
-                 desc="pre-training", hook=hook)
+    history = train(model, lm_loss, stream, steps=config.steps, lr=config.lr, weight_decay=0.1, warmup=0.05,
+                    lr_floor=0.1, device=device, evaluate=keeper, eval_every=eval_every or max(1, config.steps // 8),
+                    progress=progress, desc="pre-training", hook=hook)
+    history.best_step = history.steps_done
+    if keep_best and keeper.state is not None:
+        history.best_step = history.evals[keeper.best_call]["step"]
+        keeper.restore(model)
+    return history
 
 
 def pretrained_lm(augmented: bool = True, config: LMConfig | None = None, *, device="auto",
@@ -249,29 +306,41 @@ def pretrained_lm(augmented: bool = True, config: LMConfig | None = None, *, dev
         (model, tok, info): the model on ``device`` (train mode), its tokenizer (stored with the
         checkpoint), and what was stored: ``val_loss``, ``unigram_loss``, ``tokens``,
         ``tokens_per_s``, ``seconds``, the training ``history``, ``samples`` generated during
-        training (a list of {"step", "text"}).
+        training (a list of {"step", "text"}). The weights are those of the evaluation with the
+        lowest validation fact loss (``best_step``; ``val_loss`` and ``val_fact_loss`` are theirs,
+        ``val_loss_final`` and ``val_fact_loss_final`` the last step's): training goes on to ``config.steps`` so the lesson can show the over-fitting
+        after the best step, but the checkpoint kept is the best one.
     """
     config = config or lm_config(augmented)
     device = resolve_device(device)
     data = lm_data(config)
 
-    samples, every = [], max(1, config.steps // 8)
+    samples, every, calls = [], max(1, config.steps // 16), [0]
     prompt = data.world.diseases[0]["name"]
 
     def evaluate_and_sample(m):
-        # a sample at every evaluation, so lesson 07 can show how the text improves
-        step = min(config.steps, (len(samples) + 1) * every)
-        ids = generate(m, torch.tensor(data.tok.encode(prompt)), 24, temperature=0.8, top_k=20, seed=0)
-        samples.append({"step": step, "text": data.tok.decode(ids)})
-        if progress_samples:
-            print(f"step {step:>5}: {samples[-1]['text']}")
+        # a sample at every other evaluation, so lesson 07 can show how the text improves
+        calls[0] += 1
+        step = min(config.steps, calls[0] * every)
+        if calls[0] % 2 == 0 or step == config.steps:
+            ids = generate(m, torch.tensor(data.tok.encode(prompt)), 24, temperature=0.8, top_k=20, seed=0)
+            samples.append({"step": step, "text": data.tok.decode(ids)})
+            if progress_samples:
+                print(f"step {step:>5}: {samples[-1]['text']}")
         return evaluate(m) if evaluate else {}
 
     def build(model):
+        # Early stopping on the held-out phrasings suits the augmented model only: the once-only
+        # model never saw a second phrasing of anything, so that text would stop it before it has
+        # stored its own (lesson 08's ablation gives both the same steps; it keeps its last weights).
         history = pretrain_lm(model, config, data, device=device, hook=hook, evaluate=evaluate_and_sample,
-                              eval_every=every)
+                              eval_every=every, keep_best=config.augmented)
         tokens = history.samples[-1] * config.context if history.samples else 0
-        return {"val_loss": history.last_eval("val_loss"),
+        best = next(e for e in history.evals if e["step"] == history.best_step)
+        return {"val_loss": best["val_loss"], "train_loss": best["train_loss"], "best_step": history.best_step,
+                "val_fact_loss": best["val_fact_loss"], "val_fact_loss_final": history.last_eval("val_fact_loss"),
+                "val_loss_final": history.last_eval("val_loss"), "train_loss_final": history.last_eval("train_loss"),
+                "steps": history.steps_done,
                 "unigram_loss": unigram_loss(data.train_ids, data.val_ids, len(data.tok)),
                 "tokens": tokens, "corpus_tokens": len(data.train_ids),
                 "tokens_per_s": tokens / history.seconds[-1] if history.seconds else float("nan"),
@@ -300,16 +369,17 @@ def pretrained_lm_once_only(**kwargs):
 
 class KeepBest:
     """An ``evaluate`` function for ``train`` that also remembers the weights with the best
-    ``metric`` (early stopping: ``restore(model)`` puts them back after training)."""
+    ``metric`` (early stopping: ``restore(model)`` puts them back after training). The best is
+    the highest value, or the lowest with ``higher_is_better=False`` (a loss)."""
 
-    def __init__(self, evaluate, metric: str):
-        self.evaluate, self.metric = evaluate, metric
+    def __init__(self, evaluate, metric: str, higher_is_better: bool = True):
+        self.evaluate, self.metric, self.sign = evaluate, metric, 1.0 if higher_is_better else -1.0
         self.best, self.best_call, self.state, self.calls = -math.inf, -1, None, 0
 
     def __call__(self, model) -> dict:
         metrics = self.evaluate(model)
-        if metrics[self.metric] > self.best:
-            self.best, self.best_call = metrics[self.metric], self.calls
+        if self.sign * metrics[self.metric] > self.best:
+            self.best, self.best_call = self.sign * metrics[self.metric], self.calls
             self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         self.calls += 1
         return metrics
@@ -320,11 +390,45 @@ class KeepBest:
         return model
 
 
+class WithReplay:
+    """Each batch of ``batches`` (x, y) joined by a batch of ``windows`` (general text):
+    (x, y, x_general, y_general), for ``replay_loss``."""
+
+    def __init__(self, batches, windows):
+        self.batches, self.windows = batches, windows
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        general = iter(self.windows)
+        for batch in self.batches:
+            try:
+                xg, yg = next(general)
+            except StopIteration:
+                general = iter(self.windows)
+                xg, yg = next(general)
+            yield (*batch, xg, yg)
+
+
+def replay_loss(model, batch, weight: float = 1.0):
+    """Answer loss on the questions plus ``weight`` times the next-token loss on general text."""
+    x, y, xg, yg = batch
+    return lm_loss(model, (x, y)) + weight * lm_loss(model, (xg, yg))
+
+
 def finetune_qa(model: GPT, tok, qa, *, steps: int, lr: float, batch_size: int = 32,
                 eval_every: int = 10, early_stopping: bool = True, seed: int = 0,
                 device="auto", progress: bool = True, desc: str = "fine-tuning", hook=None,
-                extra_eval=None):
+                extra_eval=None, replay_ids: torch.Tensor | None = None, replay_batch: int = 8,
+                replay_context: int = 64, keep=None):
     """Fine-tune ``model`` in place on ``qa.train`` with the loss on answer tokens only.
+
+    ``replay_ids``: a token stream of general text (e.g. the pre-training corpus); each step
+    then also trains on ``replay_batch`` random windows of it (``replay_context`` tokens), the
+    classic cure for forgetting. ``keep(metrics) -> bool``: besides the best dev step, remember
+    the weights of the FIRST evaluation for which it is true (``history.kept_step``, restored
+    instead of the best dev step; None if never true, then the best dev step is restored).
 
     Every ``eval_every`` steps it measures exact match on the fine-tuned questions
     (``seen_acc``), the dev diseases (``dev_acc``) and the test diseases (``heldout_acc``).
@@ -344,18 +448,36 @@ def finetune_qa(model: GPT, tok, qa, *, steps: int, lr: float, batch_size: int =
                "heldout_acc": exact_match(m, tok, qa.test)}
         return {**out, **(extra_eval(m) if extra_eval else {})}
 
+    kept = {"call": None, "state": None}
+
+    def metrics_and_keep(m):
+        out = keeper(m)
+        if keep is not None and kept["state"] is None and keep(out):
+            kept["call"] = keeper.calls - 1
+            kept["state"] = {k: v.detach().clone() for k, v in m.state_dict().items()}
+        return out
+
     keeper = KeepBest(metrics, "dev_acc")
     batches = Batches(x.to(device), y.to(device), batch_size=batch_size, seed=seed, drop_last=True)
+    loss_fn = lm_loss
+    if replay_ids is not None:
+        context = min(replay_context, getattr(getattr(model, "config", None), "context", replay_context))
+        windows = TokenWindows(replay_ids, context, replay_batch, steps, seed=seed + 1)
+        batches, loss_fn = WithReplay(batches, windows), replay_loss
     seed_everything(seed)
     model.to(device)
     with evaluating(model):
-        first = keeper(model)            # step 0: the pre-trained model before any fine-tuning
-    history = train(model, lm_loss, batches, steps=steps, lr=lr, weight_decay=0.0,
-                    warmup=0.05, device=device, evaluate=keeper, eval_every=eval_every,
+        first = metrics_and_keep(model)   # step 0: the pre-trained model before any fine-tuning
+    history = train(model, loss_fn, batches, steps=steps, lr=lr, weight_decay=0.0,
+                    warmup=0.05, device=device, evaluate=metrics_and_keep, eval_every=eval_every,
                     progress=progress, desc=desc, hook=hook)
     history.evals.insert(0, {"step": 0, **{k: float(v) for k, v in first.items()}})
     history.best_step = history.steps_done
-    if early_stopping and keeper.state is not None:
+    history.kept_step = None
+    if kept["state"] is not None:
+        history.kept_step = history.best_step = history.evals[kept["call"]]["step"]
+        model.load_state_dict(kept["state"])
+    elif early_stopping and keeper.state is not None:
         history.best_step = history.evals[keeper.best_call]["step"]
         keeper.restore(model)
     return history

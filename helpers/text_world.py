@@ -28,7 +28,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-WORLD_VERSION = 1      # bump when the generator changes: it is part of every cached LM's config
+WORLD_VERSION = 2      # bump when the generator changes: it is part of every cached LM's config
 
 SYMPTOMS = ["fever", "cough", "rash", "headache", "dizziness", "cramps", "chills", "blisters",
             "fatigue", "swelling", "itching", "nausea"]
@@ -120,6 +120,51 @@ TEMPLATES = {
                  "every {name} needs a {tool} ."],
     },
 }
+# Held-out phrasings: other sentences for the same facts, built only from words the training
+# templates use, which the training encyclopedia never contains. Lesson 07's validation text is
+# written in them, so its validation loss measures how well the model generalises to new
+# phrasings of what it read, not how well it recalls the training sentences themselves.
+HELDOUT_TEMPLATES = {
+    "disease": {
+        "intro": ["{name} is a disease known in the land .", "{name} is an illness of people ."],
+        "symptom": ["someone who has {name} shows {symptom} .", "the sign of {name} is {symptom} ."],
+        "organ": ["{name} damages the {organ} .", "the organ {name} attacks is the {organ} ."],
+        "cause": ["people get {name} from {cause} .", "healers trace the cause of {name} to {cause} ."],
+        "treatment": ["patients get better from {name} with {treatment} .", "the cure against {name} is {treatment} ."],
+        "town": ["{name} was first found in {town} .", "the first case of {name} was seen in {town} ."],
+    },
+    "person": {
+        "intro": ["{name} is a well known person in the land .", "{name} is a person of the land ."],
+        "town": ["{name} grew up in the town of {town} .", "the town {name} was born in is {town} ."],
+        "trade": ["{name} is a {trade} by trade .", "{name} has the trade of {trade} ."],
+        "animal": ["{name} keeps a {animal} at home .", "at home {name} has a {animal} ."],
+    },
+    "town": {
+        "intro": ["{name} is a small market town .", "{name} is a town in the land ."],
+        "river": ["{name} lies on the banks of the {river} river .", "the {river} river flows through {name} ."],
+        "plant": ["the crop of {name} is {plant} .", "farmers in {name} grow {plant} ."],
+    },
+    "animal": {
+        "intro": ["the {name} is a wild beast .", "the {name} is an animal of the land ."],
+        "colour": ["the {name} has {colour} fur .", "the {name} looks {colour} ."],
+        "habitat": ["the home of a {name} is the {habitat} .", "you find the {name} in the {habitat} ."],
+        "food": ["the {name} hunts {food} .", "the food a {name} eats is {food} ."],
+    },
+    "plant": {
+        "intro": ["{name} is a common herb .", "{name} is a plant of the land ."],
+        "colour": ["{name} blooms with {colour} flowers .", "the flowers {name} has are {colour} ."],
+        "season": ["{name} is in bloom in {season} .", "{name} has flowers every {season} ."],
+    },
+    "river": {
+        "intro": ["the {name} is a long river of the land .", "the {name} river runs through the land ."],
+        "sea": ["the {name} river flows into the {sea} .", "the {name} runs into the {sea} ."],
+    },
+    "trade": {
+        "intro": ["a {name} is a worker with a craft .", "the {name} has a craft ."],
+        "tool": ["a {name} needs a {tool} .", "every {name} works with a {tool} ."],
+    },
+}
+
 PRONOUNS = {"disease": "it", "person": None, "town": "it", "animal": "it", "plant": "it",
             "river": "it", "trade": "it"}
 
@@ -137,6 +182,15 @@ QUESTIONS = {
              "where did {name} first appear ?"],
 }
 DISEASE_ATTRIBUTES = tuple(QUESTIONS)
+# One more question per fact, never used by ``medical_qa``'s splits: lesson 09 asks it of every
+# method, so that no method (fine-tuning and soft prompts included) was trained on its wording.
+HELDOUT_QUESTIONS = {
+    "symptom": "what sign shows that a patient has {name} ?",
+    "organ": "which organ is harmed by {name} ?",
+    "cause": "what is {name} caused by ?",
+    "treatment": "what is the cure for {name} ?",
+    "town": "in which town was {name} first seen ?",
+}
 
 
 @dataclass(frozen=True)
@@ -242,10 +296,14 @@ class TextWorld:
     def _sentence(template: str, entity: dict, name: str) -> str:
         return template.format(**{**entity, "name": name})
 
-    def article(self, kind: str, entity: dict, *, augmented: bool, rng: random.Random | None = None) -> str:
+    def article(self, kind: str, entity: dict, *, augmented: bool, rng: random.Random | None = None,
+                heldout_phrasings: bool = False) -> str:
         """One article about ``entity``: augmented (random phrasings, shuffled, full name in
-        every sentence) or once-only (fixed order, first phrasing, name once then a pronoun)."""
-        templates = TEMPLATES[kind]
+        every sentence) or once-only (fixed order, first phrasing, name once then a pronoun).
+        ``heldout_phrasings``: the augmented article in ``HELDOUT_TEMPLATES`` (validation text)."""
+        if heldout_phrasings and not augmented:
+            raise ValueError("held-out phrasings exist for the augmented version only (augmented=True)")
+        templates = (HELDOUT_TEMPLATES if heldout_phrasings else TEMPLATES)[kind]
         attrs = [a for a in templates if a != "intro"]
         if not augmented:
             pronoun = entity.get("pronoun") or PRONOUNS[kind]
@@ -264,15 +322,19 @@ class TextWorld:
         rng.shuffle(sentences)
         return " ".join([self._sentence(rng.choice(templates["intro"]), entity, entity["name"])] + sentences)
 
-    def encyclopedia(self, augmented: bool = True, seed: int | None = None) -> list[str]:
+    def encyclopedia(self, augmented: bool = True, seed: int | None = None,
+                     heldout_phrasings: bool = False) -> list[str]:
         """Every article of the world, in a seeded random order.
 
         ``augmented`` chooses the version (see the module docstring). ``seed`` varies the
         phrasings and order (default: the world's seed); the facts never change.
+        ``heldout_phrasings``: every sentence in a phrasing the training text never uses
+        (``HELDOUT_TEMPLATES``), lesson 07's validation text.
         """
-        rng = random.Random((self.config.seed if seed is None else seed) * 7919 + int(augmented))
+        rng = random.Random((self.config.seed if seed is None else seed) * 7919 + int(augmented)
+                            + 2 * int(heldout_phrasings))
         copies = self.config.articles_per_entity if augmented else 1
-        articles = [self.article(kind, e, augmented=augmented, rng=rng)
+        articles = [self.article(kind, e, augmented=augmented, rng=rng, heldout_phrasings=heldout_phrasings)
                     for kind, entities in self.facts.items() for e in entities for _ in range(copies)]
         rng.shuffle(articles)
         return articles
@@ -320,12 +382,52 @@ class TextWorld:
                 out.append(QA(prompt, d[a], d["name"], a))
         return out
 
+    def heldout_questions(self, diseases) -> list[QA]:
+        """One question per fact of ``diseases`` in the ``HELDOUT_QUESTIONS`` wording (which no
+        split of ``medical_qa`` uses), ordered by disease, then fact."""
+        return [QA(qa_prompt(HELDOUT_QUESTIONS[a].format(name=n)), self.disease(n)[a], n, a)
+                for n in diseases for a in DISEASE_ATTRIBUTES]
+
+    def heldout_cloze(self, diseases, phrasing: int = 0) -> list[QA]:
+        """Fill-in-the-sentence prompts in a held-out phrasing (``HELDOUT_TEMPLATES``, index
+        ``phrasing``): the sentence up to the fact, e.g. "kel vora damages the" -> "liver".
+        Text the pre-training corpus never contains, one prompt per fact, ordered like
+        ``heldout_questions``."""
+        out = []
+        for n in diseases:
+            d = self.disease(n)
+            for a in DISEASE_ATTRIBUTES:
+                head = HELDOUT_TEMPLATES["disease"][a][phrasing].split("{" + a + "}")[0]
+                out.append(QA(head.format(name=n).strip(), d[a], n, a))
+        return out
+
+    def general_probes(self) -> list[QA]:
+        """Fill-in probes of every fact that is NOT medical (people, towns, animals, plants,
+        rivers, trades) in the training corpus's own wording, e.g. "the home town of kai dorn
+        is" -> "brelo". Lesson 08 asks them before and after fine-tuning to measure, fact by
+        fact, how much general knowledge survives. Each uses the training phrasing with the
+        longest lead-in before the fact (the least ambiguous one); ``QA.disease`` holds the
+        entity's name, ``QA.attribute`` "kind.attribute"."""
+        out = []
+        for kind, entities in self.facts.items():
+            if kind == "disease":
+                continue
+            for a, phrasings in TEMPLATES[kind].items():
+                heads = [t.split("{" + a + "}")[0] for t in phrasings if "{" + a + "}" in t]
+                heads = [h for h in heads if "{name}" in h]
+                if a == "intro" or not heads:
+                    continue
+                head = max(heads, key=len)
+                out += [QA(head.format(name=e["name"]).strip(), e[a], e["name"], f"{kind}.{a}") for e in entities]
+        return out
+
     def all_text(self) -> list[str]:
         """Every string the world can produce (both encyclopedia versions and all questions):
         the vocabulary of a word tokenizer fitted on it covers the whole world."""
         qa = self.medical_qa()
-        return (self.encyclopedia(True) + self.encyclopedia(False)
-                + [f"{q.prompt} {q.answer}" for q in qa.train + qa.dev + qa.test]
+        names = [d["name"] for d in self.diseases]
+        return (self.encyclopedia(True) + self.encyclopedia(False) + self.encyclopedia(True, heldout_phrasings=True)
+                + [f"{q.prompt} {q.answer}" for q in qa.train + qa.dev + qa.test + self.heldout_questions(names)]
                 + [f"{q.prompt} {q.answer}" for q in self.fill_in_probes()])
 
 

@@ -17,14 +17,15 @@ import pandas as pd
 import torch
 from IPython.display import display
 
+from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.gpt import GPT, count_params_by_part, generate
+from helpers.lessons.pretraining_lm import CLAIMS, loss_curves, overfitting_summary
 from helpers.lm import answers_correct, corpus_ids, gpt_config, lm_config, lm_data, pretrained_lm
 from helpers.modes import sizes
-from helpers.plots import LiveCurve, plot_history
+from helpers.plots import LiveCurve
 from helpers.results import Lesson
 from helpers.tokenizer import CharTokenizer
-from helpers.training import History
 
 lesson = Lesson("07")
 S = sizes("lm_pretrain")
@@ -58,6 +59,16 @@ name = world.diseases[0]["name"]
 for article in [a for a in world.encyclopedia(augmented=True) if a.startswith(name)][:2]:
     print(article, "\n")
 print("once-only version:\n" + [a for a in world.encyclopedia(augmented=False) if a.startswith(name)][0])
+
+# %% [markdown]
+# The **validation text** states the same facts in **phrasings the training text never uses**
+# (`HELDOUT_TEMPLATES` in `helpers/text_world.py`, built from the training text's own words).
+# So the validation loss measures whether the model generalises to new ways of saying what it
+# read, not whether it recalls the training sentences:
+
+# %%
+print([a for a in world.encyclopedia(augmented=True, seed=config.world.seed + 1000, heldout_phrasings=True)
+       if a.startswith(name)][0])
 
 # %% [markdown]
 # ## Tokens: words, not characters
@@ -103,29 +114,48 @@ pd.Series(parts, name="parameters").to_frame()
 # ## Pre-training
 #
 # Each step reads a batch of random windows of the corpus and is trained to predict every next
-# token (cross-entropy). The shared `train` loop does the work; the curve shows the training loss
-# and the **validation loss** on the same encyclopedia written with other phrasings and order.
+# token (cross-entropy). The shared `train` loop does the work. Every few steps we measure three
+# losses: on the **training text**; on the **validation text** (every word of the held-out
+# phrasings); and on the **validation facts**: each disease fact in both held-out phrasings, the
+# sentence cut just before the fact ("⟨disease⟩ damages the" → "liver"), the loss on the fact's
+# words only.
 #
 # The grey line is the **unigram baseline**: the loss of a model that ignores context and always
 # predicts how frequent each word is. Getting below it means the model uses context.
 #
-# The first run trains and caches the model (`make prepare` does it ahead of a class); later runs
-# load it. Training is counted in **steps**, not seconds: when we halved the steps, knowledge of the
-# facts fell off a cliff.
+# **Keeping the best checkpoint.** Pre-training runs its whole budget, but the checkpoint kept
+# (and used by lessons 08 and 09) is the one with the **lowest validation fact loss**: early
+# stopping, decided on validation. We stop on the facts, not on every word, because the facts
+# are what pre-training is for here (lesson 08 asks about them); the held-out phrasings' own
+# words are a different question, answered by the middle curve. The first run trains and caches
+# the model (`make prepare` does it ahead of a class); later runs load it.
 
 # %%
 model, tok, info = pretrained_lm(hook=LiveCurve(metric="val_loss", title="pre-training"),
                                  progress_samples=False)
-history = History(**info["history"])
-fig = plot_history(history, metric="val_loss", baseline=info["unigram_loss"],
-                   baseline_label="unigram baseline", title="pre-training")
-display(fig)
-import matplotlib.pyplot as plt
+display(loss_curves(info))
+o = overfitting_summary(info)
+print(f"kept step {o['best_step']} of {o['steps']} (lowest validation fact loss, {info['val_fact_loss']:.3f}; "
+      f"{info['val_fact_loss_final']:.3f} at the last step)")
+print(f"validation loss, every word: {info['val_loss']:.3f} at the kept step, lowest {o['val_loss_min']:.3f} at "
+      f"step {o['val_loss_min_step']}, {info['val_loss_final']:.3f} at the last step; unigram baseline "
+      f"{info['unigram_loss']:.3f}")
+print(f"{info['tokens']:,} training tokens = {o['passes']:.0f} passes over the {info['corpus_tokens']:,}-token "
+      f"corpus ({o['passes_at_best']:.0f} passes by the kept step), {info['tokens_per_s']:,.0f} tokens/s")
+print(f"validation minus training loss: {o['gap_at_best']:.3f} at the kept step, {o['gap_final']:.3f} at the end")
 
-plt.close(fig)
-print(f"validation loss {info['val_loss']:.3f} vs unigram baseline {info['unigram_loss']:.3f}; "
-      f"{info['tokens']:,} training tokens ({info['tokens'] / info['corpus_tokens']:.0f} passes over the "
-      f"{info['corpus_tokens']:,}-token corpus) at {info['tokens_per_s']:,.0f} tokens/s")
+# %% [markdown]
+# ## Over-fitting: why the validation loss turns
+#
+# The corpus is small: the budget reads it dozens of times over (the passes are printed above).
+# After enough passes the model has learned what the training text can teach about the world, and
+# further steps mostly teach it **the training text itself**: which of the few training phrasings
+# comes next, in which order. That drives the training loss down and makes the model more sure of
+# the training phrasings, so it is more surprised by the held-out ones: the validation loss
+# stops falling and rises while the gap between the curves widens. The facts can go on improving
+# for longer, since every extra pass states them again. The numbers above say what happened in
+# this run (the claims at the end check it). Early stopping keeps the weights from before the
+# turn that matters to us; more data (more articles, more phrasings) would delay both turns.
 
 # %% [markdown]
 # ## Samples during training
@@ -135,14 +165,8 @@ print(f"validation loss {info['val_loss']:.3f} vs unigram baseline {info['unigra
 # encyclopedia, with facts.
 
 # %%
-if info.get("samples"):
-    for s in info["samples"]:
-        print(f"step {s['step']:>5}: {s['text']}")
-else:   # a checkpoint cached before samples were stored: compare untrained and trained instead
-    prompt = torch.tensor(tok.encode(name))
-    fresh = GPT(model.config)
-    for label, m in [("untrained", fresh), ("pre-trained", model)]:
-        print(f"{label:>12}: {tok.decode(generate(m, prompt, 24, temperature=0.8, top_k=20, seed=0))}")
+for sample in info["samples"]:
+    print(f"step {sample['step']:>5}: {sample['text']}")
 
 # %% [markdown]
 # Generation settings change the text: **greedy** (temperature 0) always takes the most likely word,
@@ -157,9 +181,9 @@ for temperature, top_k in [(0.0, None), (0.8, 20), (1.5, None)]:
 # %% [markdown]
 # ## What does the model know?
 #
-# We probe it with the beginnings of sentences in the corpus's own wording, e.g. *"⟨disease⟩
-# attacks the"*, and check whether its most likely continuation is the fact from the table. This
-# is exactly how lesson 08 scores answers: greedy decoding, exact match.
+# We probe the kept checkpoint with the beginnings of sentences in the corpus's own wording, e.g.
+# *"⟨disease⟩ attacks the"*, and check whether its most likely continuation is the fact from the
+# table. This is exactly how lesson 08 scores answers: greedy decoding, exact match.
 
 # %%
 probes = world.fill_in_probes()
@@ -184,6 +208,7 @@ for p, ok in list(zip(probes, correct))[:5]:
 my_unigram = None   # your number here
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
 counts = torch.bincount(data.train_ids, minlength=len(tok)).float() + 1
 my_unigram = -(counts / counts.sum()).log()[data.val_ids].mean().item()
 
@@ -200,6 +225,7 @@ check("unigram baseline", lambda: abs(my_unigram - info["unigram_loss"]) < 1e-3,
 a = b = None
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
 a = generate(model, prompt, 15, temperature=1.0, seed=3)
 b = generate(model, prompt, 15, temperature=1.0, seed=3)
 
@@ -216,23 +242,50 @@ check("sampling repeats for a seed", lambda: a is not None and torch.equal(a, b)
 chars_per_word = None
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
 chars_per_word = len(char_ids) / len(word_ids)
 
 # %% tags=["check"]
-check("characters per word", lambda: 2 < chars_per_word < 10,
-      hint="len(char_ids) / len(word_ids)")
+check("characters per word", lambda: chars_per_word is not None
+      and abs(chars_per_word - len(char_ids) / len(word_ids)) < 1e-9,
+      hint="character tokens over word tokens of the whole corpus: len(char_ids) / len(word_ids)")
+
+# %% [markdown]
+# **Exercise 4 — where to stop.** From the evaluations stored with the checkpoint
+# (`info["history"]["evals"]`, a list of dicts with `step`, `train_loss`, `val_loss` and
+# `val_fact_loss`), find the step whose weights the course keeps, and store it in `my_best_step`.
+# Why is a training loss never the one to decide?
+
+# %% tags=["exercise"]
+my_best_step = None
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
+evals = info["history"]["evals"]
+my_best_step = min(evals, key=lambda e: e["val_fact_loss"])["step"]   # validation decides; the training
+print(my_best_step)                                                   # loss only falls: it picks the end
+
+# %% tags=["check"]
+check("the step to keep", lambda: my_best_step == min(info["history"]["evals"], key=lambda e: e["val_fact_loss"])["step"],
+      hint="the lowest val_fact_loss (a validation measure), not train_loss, which keeps falling while the model over-fits")
 
 # %% [markdown]
 # ## Results
 #
-# The validation loss should sit well below the unigram baseline, and the probes show how many
-# facts about the diseases the model has stored: lesson 08's fine-tuning can only bring out what
-# is stored here. At the class budget pre-training does not store every fact yet; more steps
-# (`dataclasses.replace(lm_config(), steps=...)` passed as `pretrained_lm(config=...)`) store more.
+# The kept checkpoint's validation loss sits below the unigram baseline, and the probes show how
+# many facts about the diseases it has stored: lesson 08's fine-tuning can only bring out what is
+# stored here. At the class budget pre-training does not store every fact; a bigger corpus and
+# more steps (`dataclasses.replace(lm_config(), steps=...)` passed as `pretrained_lm(config=...)`)
+# store more.
 
 # %%
-lesson.record({"val_loss": info["val_loss"], "unigram_loss": info["unigram_loss"],
-               "tokens": info["tokens"], "params": params, "tokens_per_s": info["tokens_per_s"]})
-pd.Series({"val_loss": info["val_loss"], "unigram_loss": info["unigram_loss"], "tokens": info["tokens"],
-           "params": params, "tokens_per_s": info["tokens_per_s"], "fill-in probes": probe_acc,
-           "pre-training seconds": info["seconds"]}, name=lesson.mode).map("{:,.4g}".format).to_frame()
+metrics = {"val_loss": info["val_loss"], "val_loss_final": info["val_loss_final"], "best_step": info["best_step"],
+           "val_fact_loss": info["val_fact_loss"], "val_fact_loss_final": info["val_fact_loss_final"],
+           "val_loss_min": o["val_loss_min"], "val_loss_min_step": o["val_loss_min_step"],
+           "steps": info["steps"], "unigram_loss": info["unigram_loss"], "train_loss": info["train_loss"],
+           "train_loss_final": info["train_loss_final"], "gap_at_best": o["gap_at_best"], "gap_final": o["gap_final"],
+           "passes": o["passes"], "probe_acc": probe_acc, "tokens": info["tokens"], "params": params,
+           "tokens_per_s": info["tokens_per_s"]}
+lesson.record(metrics)
+show_claims(CLAIMS, metrics)
+pd.Series({**metrics, "pre-training seconds": info["seconds"]}, name=lesson.mode).map("{:,.4g}".format).to_frame()

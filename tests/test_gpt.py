@@ -107,3 +107,37 @@ def test_finetuning_runs_and_restores_the_best_dev_step(data_dir):
     history = finetune_qa(model, tok, qa, steps=6, lr=1e-3, batch_size=8, eval_every=3, progress=False)
     assert [e["step"] for e in history.evals] == [0, 3, 6]
     assert history.best_step in (0, 3, 6)
+
+
+def test_pretraining_keeps_the_step_with_the_lowest_validation_loss(data_dir):
+    from dataclasses import replace
+
+    config = replace(lm_config(True, mode="smoke"), steps=12)
+    _, _, info = pretrained_lm(config=config, device="cpu", verbose=False)
+    evals = info["history"]["evals"]
+    best = min(evals, key=lambda e: e["val_loss"])
+    assert info["best_step"] == best["step"] and info["val_loss"] == best["val_loss"]
+    assert info["val_loss_final"] == evals[-1]["val_loss"] and info["steps"] == 12
+    assert all("train_loss" in e for e in evals)
+
+
+def test_replay_mixes_general_text_into_finetuning(data_dir):
+    from helpers.lm import WithReplay, lm_data
+
+    model, tok, _ = pretrained_lm(device="cpu", verbose=False)
+    data = lm_data(lm_config())
+    qa = data.world.medical_qa()
+    history = finetune_qa(model, tok, qa, steps=4, lr=1e-3, batch_size=8, eval_every=2, progress=False,
+                          replay_ids=data.train_ids, replay_batch=2, replay_context=16)
+    assert history.steps_done == 4
+    batch = next(iter(WithReplay([(torch.zeros(2, 3), torch.zeros(2, 3))],
+                                 TokenWindows(data.train_ids, 16, 2, 1))))
+    assert len(batch) == 4 and batch[2].shape == (2, 16)
+
+
+def test_keep_restores_the_first_step_that_meets_the_fit_target(data_dir):
+    model, tok, _ = pretrained_lm(device="cpu", verbose=False)
+    qa = TextWorld(lm_config().world).medical_qa()
+    history = finetune_qa(model, tok, qa, steps=6, lr=1e-3, batch_size=8, eval_every=3, progress=False,
+                          keep=lambda m: True)
+    assert history.kept_step == 0 and history.best_step == 0

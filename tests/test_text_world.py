@@ -116,3 +116,57 @@ def test_real_text_loader(tmp_path):
     assert x.shape == (2, 8)
     with pytest.raises(FileNotFoundError):
         load_text_files(tmp_path / "missing.txt")
+
+
+def test_validation_phrasings_are_new_sentences_of_known_words():
+    """Lesson 07's validation text never repeats a training phrasing, but uses only words the
+    training phrasings use, so its loss measures generalisation to new phrasings."""
+    import re
+
+    from helpers.text_world import HELDOUT_TEMPLATES, TEMPLATES
+
+    def phrasings(table):
+        return {t for kind in table.values() for a in kind.values() for t in a}
+
+    def words(table):
+        return {w for t in phrasings(table) for w in re.sub(r"\{\w+\}", "", t).split()}
+
+    assert not phrasings(HELDOUT_TEMPLATES) & phrasings(TEMPLATES)
+    assert words(HELDOUT_TEMPLATES) <= words(TEMPLATES)
+    assert {k: set(v) for k, v in HELDOUT_TEMPLATES.items()} == {k: set(v) for k, v in TEMPLATES.items()}
+
+
+def test_validation_text_shares_no_sentence_with_training_text(world):
+    def sentences(articles):
+        return {s for a in articles for s in a.split(" . ")}
+
+    train = sentences(world.encyclopedia(True))
+    val = sentences(world.encyclopedia(True, seed=1000, heldout_phrasings=True))
+    assert val and not train & val
+    with pytest.raises(ValueError):
+        world.article("disease", world.diseases[0], augmented=False, heldout_phrasings=True)
+
+
+def test_general_probes_ask_every_non_medical_fact_in_training_wording(world):
+    probes = world.general_probes()
+    kinds = {q.attribute.split(".")[0] for q in probes}
+    assert "disease" not in kinds and {"person", "town", "animal", "plant", "river", "trade"} <= kinds
+    from helpers.text_world import TEMPLATES
+
+    for q in probes:                                       # each is a training phrasing of its fact
+        kind, attribute = q.attribute.split(".")
+        entity = next(e for e in world.facts[kind] if e["name"] == q.disease)
+        assert q.answer == entity[attribute]
+        assert any(t.format(**entity).startswith(f"{q.prompt} {q.answer} ") for t in TEMPLATES[kind][attribute])
+
+
+def test_heldout_questions_and_cloze_are_one_per_fact_in_unseen_wording(world):
+    qa = world.medical_qa()
+    names = sorted(qa.heldout_diseases)
+    questions, cloze = world.heldout_questions(names), world.heldout_cloze(names)
+    assert [(q.disease, q.attribute, q.answer) for q in questions] == [(q.disease, q.attribute, q.answer) for q in cloze]
+    assert len(questions) == len(names) * len(DISEASE_ATTRIBUTES)
+    seen_prompts = {q.prompt for q in qa.train + qa.dev + qa.test}
+    assert not seen_prompts & {q.prompt for q in questions}
+    corpus = " ".join(world.encyclopedia(True))
+    assert all(f"{q.prompt} {q.answer}" not in corpus for q in cloze)
