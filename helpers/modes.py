@@ -64,6 +64,12 @@ class LMFinetune:
     lr: float
     batch_size: int
     eval_every: int        # steps between exact-match evaluations
+    seeds: int             # fine-tuning seeds (batch order) of the headline runs
+    once_only_steps: int   # the once-only model's budget: it fine-tunes until it fits as well
+    fit_tolerance: float   # "equal fit": seen-question accuracy within this of the augmented model's
+    scratch_lr: float      # the from-scratch model's rate (random weights want a larger one)
+    lora_lr: float         # LoRA's rate (adapters start at zero)
+    replay_batch: int      # general-text windows mixed into every fine-tuning batch (replay)
 
 @dataclass(frozen=True)
 class Generator:
@@ -101,9 +107,12 @@ SIZES: dict[str, dict[str, object]] = {
                            diseases=200, people=240),
     },
     "lm_finetune": {
-        "smoke": LMFinetune(steps=10, lr=3e-4, batch_size=16, eval_every=5),
-        "class": LMFinetune(steps=120, lr=3e-4, batch_size=32, eval_every=10),
-        "full": LMFinetune(steps=400, lr=3e-4, batch_size=32, eval_every=20),
+        "smoke": LMFinetune(steps=10, lr=3e-4, batch_size=16, eval_every=5, seeds=2, once_only_steps=20,
+                            fit_tolerance=0.05, scratch_lr=3e-3, lora_lr=3e-3, replay_batch=4),
+        "class": LMFinetune(steps=120, lr=3e-4, batch_size=32, eval_every=10, seeds=3, once_only_steps=480,
+                            fit_tolerance=0.05, scratch_lr=3e-3, lora_lr=3e-3, replay_batch=8),
+        "full": LMFinetune(steps=400, lr=3e-4, batch_size=32, eval_every=20, seeds=3, once_only_steps=1600,
+                           fit_tolerance=0.03, scratch_lr=3e-3, lora_lr=3e-3, replay_batch=16),
     },
     "generator": {
         "smoke": Generator(image_size=16, width=8, pretrain_steps=20, pretrain_batch=32, pretrain_lr=2e-3,
@@ -163,14 +172,17 @@ class Scaling:
     lr: float               # peak AdamW rate, the same for one process with that batch
     test_images: int        # test images, split between the ranks for evaluation
     timeout_s: int          # seconds before the notebook stops a torchrun launch
+    lm_steps: int           # steps of the language-model runs (lesson 08's answer-only fine-tuning)
+    lm_lr: float
 
 
 SIZES["scaling"] = {
-    "smoke": Scaling(ranks=2, labels_per_class=4, steps=4, batch_size=8, lr=1e-3, test_images=48, timeout_s=150),
+    "smoke": Scaling(ranks=2, labels_per_class=4, steps=4, batch_size=8, lr=1e-3, test_images=48, timeout_s=150,
+                     lm_steps=3, lm_lr=3e-4),
     "class": Scaling(ranks=2, labels_per_class=10, steps=30, batch_size=20, lr=1e-3, test_images=600,
-                     timeout_s=300),
+                     timeout_s=300, lm_steps=20, lm_lr=3e-4),
     "full": Scaling(ranks=2, labels_per_class=20, steps=200, batch_size=64, lr=1e-3, test_images=1200,
-                    timeout_s=600),
+                    timeout_s=600, lm_steps=50, lm_lr=3e-4),
 }
 
 
@@ -228,12 +240,22 @@ class Prompting:
     soft_tokens: int       # trainable prompt vectors
     soft_steps: int        # optimiser steps of soft-prompt tuning
     soft_lr: float         # prompt vectors start from word embeddings and need large steps
+    shots_grid: tuple      # few-shot: the numbers of examples validation chooses from
+    soft_token_grid: tuple  # soft prompt: prompt lengths validation chooses from
+    soft_lr_grid: tuple    # soft prompt: rates validation chooses from
+    finetune_lr_grid: tuple  # fine-tuning: rates validation chooses from
+    eval_every: int        # steps between validation evaluations (early stopping) of soft prompts
 
 
 SIZES["prompting"] = {
-    "smoke": Prompting(shots=1, soft_tokens=4, soft_steps=5, soft_lr=3e-2),
-    "class": Prompting(shots=3, soft_tokens=8, soft_steps=150, soft_lr=3e-2),
-    "full": Prompting(shots=5, soft_tokens=16, soft_steps=600, soft_lr=3e-2),
+    "smoke": Prompting(shots=1, soft_tokens=4, soft_steps=5, soft_lr=3e-2, shots_grid=(1, 2), soft_token_grid=(4,),
+                       soft_lr_grid=(3e-2,), finetune_lr_grid=(3e-4,), eval_every=5),
+    "class": Prompting(shots=3, soft_tokens=8, soft_steps=150, soft_lr=3e-2, shots_grid=(1, 2, 3),
+                       soft_token_grid=(4, 16), soft_lr_grid=(1e-2, 1e-1), finetune_lr_grid=(3e-4, 1e-3),
+                       eval_every=25),
+    "full": Prompting(shots=5, soft_tokens=16, soft_steps=600, soft_lr=3e-2, shots_grid=(1, 2, 3, 5),
+                      soft_token_grid=(4, 8, 16, 32), soft_lr_grid=(1e-2, 3e-2, 1e-1), finetune_lr_grid=(1e-4, 3e-4, 1e-3),
+                      eval_every=50),
 }
 
 

@@ -13,19 +13,30 @@
 #   that a model pre-trained on text stating each fact once, always in the same way, stores the
 #   facts but fine-tuning cannot get them out; stating facts in varied phrasings and orders makes
 #   them extractable. We repeat their ablation on our world.
-# - **Early stopping** on a validation split, and **forgetting** of the general corpus.
+# - **Early stopping** on a validation split, and **forgetting**: how many of the world's other
+#   facts (people, towns, animals...) the model still knows after fine-tuning, with full
+#   fine-tuning, LoRA and replay side by side.
 
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
+from helpers.claims import show_claims
 from helpers.exercises import check
+from helpers.lessons.medical import (
+    CLAIMS,
+    PAPER_HELDOUT_AUGMENTED,
+    PAPER_HELDOUT_NO_AUGMENTATION,
+    reachable_knowledge,
+    run_qa,
+    summary,
+    with_lora,
+)
 from helpers.lm import (
     IGNORE,
     answer,
     answers_correct,
-    corpus_loss,
     create_lm,
     exact_match,
     finetune_qa,
@@ -35,11 +46,12 @@ from helpers.lm import (
     pretrained_lm_once_only,
     qa_tensors,
 )
-from helpers.lora import add_lora, train_only_lora, trainable_share
+from helpers.lora import trainable_share
 from helpers.modes import sizes
 from helpers.plots import LiveCurve, line_plot
 from helpers.results import Lesson, RunLog
-from helpers.text_world import DISEASE_ATTRIBUTES
+from helpers.stats import difference
+from helpers.text_world import DISEASE_ATTRIBUTES, QUESTIONS
 
 lesson = Lesson("08")
 S = sizes("lm_finetune")
@@ -88,7 +100,8 @@ pretrained, tok, info = pretrained_lm()
 heldout_names = sorted({q.disease for q in qa.test})
 probe_acc = exact_match(pretrained, tok, world.fill_in_probes(heldout_names), eos=False)
 question_acc = exact_match(pretrained, tok, qa.test)
-general_loss_before = corpus_loss(pretrained, data.val_ids, config.context)
+general = world.general_probes()                 # the world's non-medical facts, in the corpus's wording
+general_before = answers_correct(pretrained, tok, general, eos=False)
 print(f"held-out diseases, fill-in-the-sentence probes: {probe_acc:.1%}")
 print(f"held-out diseases, questions (exact match):     {question_acc:.1%}")
 q = qa.test[0]
@@ -106,21 +119,27 @@ print(f"\n{q.prompt}  →  {answer(pretrained, tok, q.prompt)!r}   (true: {q.ans
 # without peeking at the test set.
 
 # %%
-def run_finetuning(model, label, lr=S.lr, steps=S.steps):
-    """Fine-tune `model` (in place) and log the run; returns the history."""
-    history = finetune_qa(model, tok, qa, steps=steps, lr=lr, batch_size=S.batch_size,
-                          eval_every=S.eval_every, desc=label, hook=LiveCurve(metric="heldout_acc", title=label))
-    runs.add(model=label, lr=lr, steps=steps, best_step=history.best_step,
-             seen_acc=exact_match(model, tok, qa.train), heldout_acc=exact_match(model, tok, qa.test))
-    return history
+def run(model, label, *, lr=S.lr, steps=S.steps, seed=0, **options):
+    """Fine-tune `model` (in place), measure it (a row of numbers) and log the run."""
+    row = run_qa(model, tok, qa, label=label, lr=lr, steps=steps, batch_size=S.batch_size, eval_every=S.eval_every,
+                 seed=seed, general=general, general_before=general_before,
+                 hook=LiveCurve(metric="heldout_acc", title=label), **options)
+    runs.add(**{k: v for k, v in row.items() if k != "history"})
+    return row
 
 
-finetuned, _, _ = pretrained_lm(verbose=False)        # a fresh copy of the pre-trained model
-h_pre = run_finetuning(finetuned, "pre-trained")
-heldout_acc_finetuned = exact_match(finetuned, tok, qa.test)
-seen_acc_finetuned = exact_match(finetuned, tok, qa.train)
-print(f"after fine-tuning (early stopped at step {h_pre.best_step}): seen {seen_acc_finetuned:.1%}, "
-      f"held-out {heldout_acc_finetuned:.1%}")
+augmented_rows = []
+for seed in range(S.seeds):                      # seeds change the order of the fine-tuning batches
+    finetuned, _, _ = pretrained_lm(verbose=False)    # a fresh copy of the pre-trained model
+    augmented_rows.append(run(finetuned, f"pre-trained, seed {seed}", seed=seed))
+    if seed == 0:
+        finetuned0, h_pre = finetuned, augmented_rows[0]["history"]
+heldout_acc_finetuned, heldout_spread = summary(augmented_rows, "heldout_acc")
+seen_acc_finetuned, seen_spread = summary(augmented_rows, "seen_acc")
+print(f"after fine-tuning (early stopping on dev; {S.seeds} seeds): seen {seen_acc_finetuned:.1%} ± {seen_spread:.1%}, "
+      f"held-out {heldout_acc_finetuned:.1%} ± {heldout_spread:.1%}; kept steps "
+      f"{[r['kept_step'] for r in augmented_rows]}")
+finetuned = finetuned0
 
 
 # %% [markdown]
@@ -152,7 +171,7 @@ plt.close(fig)
 
 # %%
 print(f"held-out facts stored (fill-in probes): {probe_acc:.1%}; answered after fine-tuning: "
-      f"{heldout_acc_finetuned:.1%}; seen diseases: {seen_acc_finetuned:.1%}")
+      f"{heldout_acc_finetuned:.1%}; seen diseases: {seen_acc_finetuned:.1%} (means over {S.seeds} seeds)")
 
 # %%
 for q in qa.test[:12:2]:
@@ -162,33 +181,18 @@ for q in qa.test[:12:2]:
 # %% [markdown]
 # ## From scratch
 #
-# The same architecture, randomly initialised, fine-tuned with the same questions and budget
-# (a fresh model learns faster at a higher rate, so it gets ten times the learning rate).
-# It can learn the seen answers by heart, but it has no way to know anything about the
-# held-out diseases.
+# The same architecture, randomly initialised, fine-tuned with the same questions and budget, at
+# its own learning rate (`S.scratch_lr`: random weights want a larger one, lesson 02). It can
+# learn the seen answers by heart, but it has no way to know anything about the held-out
+# diseases: its dev accuracy, which early stopping watches, stays at zero at any rate and any
+# budget, so more steps or another rate cannot change the held-out verdict.
 
 # %%
 scratch = create_lm(config, tok)
-h_scratch = run_finetuning(scratch, "from scratch", lr=10 * S.lr)
-heldout_acc_scratch = exact_match(scratch, tok, qa.test)
-print(f"from scratch: seen {exact_match(scratch, tok, qa.train):.1%}, held-out {heldout_acc_scratch:.1%}")
-
-# %% [markdown]
-# ## LoRA fine-tuning
-#
-# Lesson 06's LoRA adapters work on this model too: its Linear layers are plain `nn.Linear`
-# modules with stable names. We wrap every attention and MLP layer with a rank-8 adapter, train
-# only the adapters (a few percent of the parameters) at a higher learning rate, and compare.
-
-# %%
-lora_model, _, _ = pretrained_lm(verbose=False)
-add_lora(lora_model, ["blocks.*.attn.qkv", "blocks.*.attn.proj", "blocks.*.mlp.fc", "blocks.*.mlp.proj"], rank=8)
-train_only_lora(lora_model)
-print(f"trainable share with LoRA: {trainable_share(lora_model):.1%}")
-h_lora = run_finetuning(lora_model, "LoRA rank 8", lr=10 * S.lr)
-heldout_acc_lora = exact_match(lora_model, tok, qa.test)
-print(f"LoRA: seen {exact_match(lora_model, tok, qa.train):.1%}, held-out {heldout_acc_lora:.1%} "
-      f"(full fine-tuning: {heldout_acc_finetuned:.1%})")
+scratch_row = run(scratch, "from scratch", lr=S.scratch_lr)
+heldout_acc_scratch = scratch_row["heldout_acc"]
+print(f"from scratch: seen {scratch_row['seen_acc']:.1%}, held-out {heldout_acc_scratch:.1%}, "
+      f"best dev accuracy along the run {max(e['dev_acc'] for e in scratch_row['history'].evals):.1%}")
 
 # %% [markdown]
 # ## The knowledge-augmentation ablation
@@ -198,15 +202,35 @@ print(f"LoRA: seen {exact_match(lora_model, tok, qa.train):.1%}, held-out {heldo
 # a fixed order, each in one fixed sentence, the name stated once and then "it". This is the
 # set-up of Allen-Zhu and Li's "bioS single" against "bioS multi + permute + fullname".
 # It is cached by `make prepare`; if it is missing it is trained now (a few minutes).
+#
+# **Equal fit.** The once-only model learns the question format more slowly: at the same budget
+# it answers fewer of even the *seen* questions, and then part of its held-out gap would be plain
+# under-fitting. So we give it a larger budget (`S.once_only_steps`) and keep its weights at the
+# first evaluation where its accuracy on the seen questions is within `S.fit_tolerance` of the
+# augmented model's (if it never gets there, its best dev step, and the lesson says so). Then the
+# two models fit the fine-tuning questions equally well, and the held-out gap measures what the
+# paper measures: whether fine-tuning can **extract** the knowledge.
 
 # %%
 once_only, _, info_once = pretrained_lm_once_only()
 once_probe = exact_match(once_only, tok, world.fill_in_probes(heldout_names, once_only=True), eos=False)
-h_once = run_finetuning(once_only, "once-only pre-training")
-heldout_acc_no_augmentation = exact_match(once_only, tok, qa.test)
+target = sum(r["history"].evals[[e["step"] for e in r["history"].evals].index(r["kept_step"])]["seen_acc"]
+             for r in augmented_rows) / len(augmented_rows)     # the augmented runs' seen accuracy (probe)
+once_rows = []
+for seed in range(S.seeds):
+    model_once, _, _ = pretrained_lm_once_only(verbose=False)
+    once_rows.append(run(model_once, f"once-only, seed {seed}", seed=seed, steps=S.once_only_steps,
+                         keep=lambda m: m["seen_acc"] >= target - S.fit_tolerance))
+    if seed == 0:
+        once_only, h_once = model_once, once_rows[0]["history"]
+heldout_acc_no_augmentation, once_spread = summary(once_rows, "heldout_acc")
+seen_acc_no_augmentation, _ = summary(once_rows, "seen_acc")
+reached = sum(bool(r["reached_fit"]) for r in once_rows)
 print(f"once-only model, before fine-tuning, fill-in probes in its own wording: {once_probe:.1%}")
-print(f"once-only model after fine-tuning: held-out {heldout_acc_no_augmentation:.1%} "
-      f"(augmented: {heldout_acc_finetuned:.1%})")
+print(f"equal fit reached in {reached} of {S.seeds} runs, at steps {[r['kept_step'] for r in once_rows]} "
+      f"(target: seen accuracy within {S.fit_tolerance:.0%} of {target:.1%})")
+print(f"once-only after fine-tuning: seen {seen_acc_no_augmentation:.1%}, held-out {heldout_acc_no_augmentation:.1%} "
+      f"± {once_spread:.1%}; augmented: seen {seen_acc_finetuned:.1%}, held-out {heldout_acc_finetuned:.1%}")
 
 
 # %% [markdown]
@@ -220,14 +244,19 @@ def by_attribute(model):
     return pd.Series(ok, index=[q.attribute for q in qa.test]).groupby(level=0).mean()[list(DISEASE_ATTRIBUTES)]
 
 
-table = pd.DataFrame({"augmented": by_attribute(finetuned), "augmented, LoRA": by_attribute(lora_model),
-                      "once-only": by_attribute(once_only), "from scratch": by_attribute(scratch)})
+table = pd.DataFrame({"augmented": by_attribute(finetuned), "once-only (equal fit)": by_attribute(once_only),
+                      "from scratch": by_attribute(scratch)})
 table.round(3)
 
 # %%
-gap = heldout_acc_finetuned - heldout_acc_no_augmentation
-print(f"augmentation gap on held-out diseases: {100 * gap:.1f} points "
-      f"({heldout_acc_finetuned:.1%} vs {heldout_acc_no_augmentation:.1%})")
+gap = difference([r["heldout_acc"] for r in augmented_rows], [r["heldout_acc"] for r in once_rows])
+print("held-out accuracy at equal fit: " + gap.describe("augmented", "once-only"))
+print(f"Allen-Zhu and Li report about {PAPER_HELDOUT_NO_AUGMENTATION:.0%} without augmentation and "
+      f"{PAPER_HELDOUT_AUGMENTED:.0%} with it; we measure {heldout_acc_no_augmentation:.1%} and "
+      f"{heldout_acc_finetuned:.1%}: "
+      + ("the same direction" if gap.real and gap.diff > 0 else "not the paper's clear gap")
+      + (", and a similar size" if gap.real and gap.diff > 0.5 else ", a smaller size" if gap.real and gap.diff > 0 else "")
+      + ".")
 fig = curves(h_once, "fine-tuning the once-only model")
 display(fig)
 plt.close(fig)
@@ -235,21 +264,54 @@ plt.close(fig)
 # %% [markdown]
 # **Reading the ablation.** The paper's finding is that without augmentation the knowledge is
 # stored (the once-only model completes its own sentences, see the probe above) but is hard to
-# extract by fine-tuning. How large the gap is at our tiny scale is what the numbers above say;
-# the paper's models were far larger and trained far longer, our once-only corpus is small, and
-# with two-word names and five facts per disease the model may still learn to tie later facts to
-# the name. The results table at the end prints the measured numbers; we did not tune the set-up
-# to make the gap bigger.
+# extract by fine-tuning. The printed lines above compare our two numbers at equal fit with the
+# paper's. Where ours differ in size, the reasons are scale and set-up: the paper's models were far
+# larger, trained far longer on 100,000 biographies; ours is small, the once-only corpus tiny, and
+# with two-word names and five facts per disease the model may still tie later facts to the name.
+# The augmented model's own ceiling is lower too: pre-training at the class budget does not store
+# every fact (the fill-in probes), and fine-tuning cannot extract a fact that is not stored.
+# We did not tune the set-up to make the gap bigger.
 
 # %% [markdown]
-# ## Forgetting
+# ## Forgetting, and two cures
 #
-# Fine-tuning on questions changes weights the encyclopedia also uses. We measure the loss on the
-# general corpus (the validation encyclopedia of lesson 07) before and after fine-tuning.
+# Fine-tuning on questions changes weights the encyclopedia also uses. We measure forgetting
+# **fact by fact**: the world's non-medical facts (where a person was born, what an animal eats,
+# where a river ends...), asked as fill-in sentences in the corpus's own wording before and after
+# fine-tuning. **Retention** is the share of the facts the pre-trained model knew that the
+# fine-tuned model still knows. Three fine-tunings side by side, each early stopped on dev:
+#
+# - **full**: all weights (the seed-0 run above);
+# - **LoRA**: rank-8 adapters on every attention and MLP layer, only they train (at their own
+#   rate `S.lora_lr`); the pre-trained weights cannot move;
+# - **replay**: full fine-tuning, but every batch also carries `S.replay_batch` windows of the
+#   pre-training corpus, trained with the ordinary next-token loss: the model keeps rehearsing
+#   what it knew.
 
 # %%
-general_loss_after = corpus_loss(finetuned, data.val_ids, config.context)
-print(f"general corpus loss: before {general_loss_before:.3f}, after {general_loss_after:.3f}")
+lora_model = with_lora(pretrained_lm(verbose=False)[0])
+print(f"trainable share with LoRA: {trainable_share(lora_model):.1%}")
+lora_row = run(lora_model, "LoRA rank 8", lr=S.lora_lr)
+replay_model, _, _ = pretrained_lm(verbose=False)
+replay_row = run(replay_model, "replay", replay_ids=data.train_ids, replay_batch=S.replay_batch)
+forgetting = [{"method": method, "heldout_acc": r["heldout_acc"], "seen_acc": r["seen_acc"],
+               "general_acc": r["general_acc"], "general_retention": r["general_retention"],
+               "trainable_share": r["trainable_share"], "kept_step": r["kept_step"]}
+              for method, r in [("full", augmented_rows[0]), ("lora", lora_row), ("replay", replay_row)]]
+print(f"general facts known before fine-tuning: {general_before.float().mean():.1%} of {len(general)}")
+pd.DataFrame(forgetting).set_index("method").round(3)
+
+# %%
+fig = line_plot([r["general_retention"] for r in forgetting], {"held-out accuracy": [r["heldout_acc"] for r in forgetting]},
+                xlabel="general facts retained", ylabel="held-out accuracy", title="forgetting against held-out accuracy")
+for r in forgetting:
+    fig.axes[0].annotate(r["method"], (r["general_retention"], r["heldout_acc"]), fontsize=9)
+display(fig)
+plt.close(fig)
+full_row = forgetting[0]
+for r in forgetting[1:]:
+    print(f"{r['method']}: retains {r['general_retention']:.1%} of the general facts (full: "
+          f"{full_row['general_retention']:.1%}), held-out {r['heldout_acc']:.1%} (full: {full_row['heldout_acc']:.1%})")
 
 # %% [markdown]
 # ## All runs of this notebook
@@ -271,6 +333,7 @@ runs.table()
 h_fast = None
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
 fast, _, _ = pretrained_lm(verbose=False)
 h_fast = finetune_qa(fast, tok, qa, steps=2 * S.steps, lr=1e-3, batch_size=S.batch_size,
                      eval_every=S.eval_every, early_stopping=False, desc="lr 1e-3, no early stopping")
@@ -295,33 +358,46 @@ check("a long fine-tuning run", lambda: h_fast is not None and h_fast.steps_done
 label_ratio = None
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
 _, y_all = qa_tensors(tok, qa.train, answer_only=False)
 _, y_ans = qa_tensors(tok, qa.train, answer_only=True)
 label_ratio = (y_all != IGNORE).sum().item() / (y_ans != IGNORE).sum().item()
 
 # %% tags=["check"]
-check("labelled positions", lambda: label_ratio > 3,
-      hint="count (y != IGNORE) for both settings and divide")
+check("labelled positions", lambda: label_ratio is not None and abs(label_ratio - (
+          (qa_tensors(tok, qa.train, answer_only=False)[1] != IGNORE).sum() /
+          (qa_tensors(tok, qa.train, answer_only=True)[1] != IGNORE).sum()).item()) < 1e-6,
+      hint="count (y != IGNORE) for answer_only=False, divide by the count for answer_only=True")
 
 # %% [markdown]
 # **Exercise 3 — ask in your own words.** Write a new question about a held-out disease, in a
-# phrasing the fine-tuning set never used (keep the format `question : ... ? answer :`), and
-# store the fine-tuned model's answer in `my_answer` with `answer(finetuned, tok, prompt)`.
-# Does it still answer correctly? Try a few phrasings.
+# phrasing the fine-tuning set never used (keep the format `question : ... ? answer :`), store it
+# in `my_prompt`, and store the fine-tuned model's answer in `my_answer` with
+# `answer(finetuned, tok, my_prompt)`. Does it still answer correctly? Try a few phrasings.
 
 # %% tags=["exercise"]
-my_answer = None
+my_prompt = my_answer = None
 sick = world.disease(heldout_names[0])
 sick
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-prompt = f"question : tell me which organ {sick['name']} attacks ? answer :"
-my_answer = answer(finetuned, tok, prompt)
-print(prompt, "→", my_answer, f"(true: {sick['organ']})")
+# Solution (click to expand)
+my_prompt = f"question : tell me which organ {sick['name']} attacks ? answer :"
+my_answer = answer(finetuned, tok, my_prompt)
+print(my_prompt, "→", my_answer, f"(true: {sick['organ']})")
+
 
 # %% tags=["check"]
-check("your own question", lambda: isinstance(my_answer, str) and len(my_answer) > 0,
-      hint="answer(finetuned, tok, 'question : ... ? answer :')")
+def new_question_about_a_heldout_disease(prompt):
+    asked = [d for d in qa.heldout_diseases if f" {d} " in f" {prompt} "]
+    known = {f"question : {q.format(name=d)} answer :" for qs in QUESTIONS.values() for q in qs for d in asked}
+    return prompt.startswith("question : ") and prompt.endswith("? answer :") and asked and prompt not in known
+
+
+check("your own question", lambda: isinstance(my_prompt, str) and new_question_about_a_heldout_disease(my_prompt)
+      and my_answer == answer(finetuned, tok, my_prompt),
+      hint="a held-out disease (heldout_names), a wording not in QUESTIONS, 'question : ... ? answer :', "
+           "and my_answer = answer(finetuned, tok, my_prompt)")
 
 # %% [markdown]
 # **Exercise 4 — how much pre-training knowledge is reachable?** Compute the share of held-out
@@ -334,25 +410,34 @@ check("your own question", lambda: isinstance(my_answer, str) and len(my_answer)
 reachable = None
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
 probe_ok = answers_correct(pretrained, tok, world.fill_in_probes(
     [qa.test[i].disease for i in range(0, len(qa.test), 3 * len(DISEASE_ATTRIBUTES))]), eos=False)
 question_ok = answers_correct(finetuned, tok, qa.test).view(-1, 3).float().mean(1)   # per fact
 reachable = question_ok[probe_ok].mean().item() if probe_ok.any() else 0.0
 
 # %% tags=["check"]
-check("reachable knowledge", lambda: reachable is not None and 0 <= reachable <= 1,
-      hint="mask the per-fact accuracy with the probe results, then take the mean")
+check("reachable knowledge", lambda: reachable is not None
+      and abs(reachable - reachable_knowledge(pretrained, finetuned, tok, world, qa)) < 1e-6,
+      hint="per fact: the mean over its three phrasings of the fine-tuned model's verdicts; keep the facts whose "
+           "probe the pre-trained model completes; take the mean")
 
 # %% [markdown]
 # ## Results
 #
-# The table lists the recorded numbers of this run: held-out accuracy after fine-tuning the
-# pre-trained model, the same from scratch, and after once-only pre-training; accuracy on the
-# fine-tuned (seen) diseases; and the general corpus loss before and after fine-tuning.
+# The recorded numbers of this run: held-out and seen accuracy after fine-tuning the pre-trained
+# model (means over the seeds), the same after once-only pre-training at equal fit, from scratch,
+# and the forgetting table (held-out accuracy against general retention for full fine-tuning,
+# LoRA and replay). The claims below are checked against them.
 
 # %%
 metrics = {"heldout_acc_finetuned": heldout_acc_finetuned, "seen_acc_finetuned": seen_acc_finetuned,
-           "heldout_acc_scratch": heldout_acc_scratch, "heldout_acc_no_augmentation": heldout_acc_no_augmentation,
-           "general_loss_before": general_loss_before, "general_loss_after": general_loss_after}
+           "heldout_acc_finetuned_spread": heldout_spread, "seeds": S.seeds,
+           "heldout_acc_no_augmentation": heldout_acc_no_augmentation, "seen_acc_no_augmentation": seen_acc_no_augmentation,
+           "heldout_acc_no_augmentation_spread": once_spread, "fit_tolerance": S.fit_tolerance,
+           "equal_fit_reached": reached, "augmentation_gap": gap.diff, "augmentation_gap_se": gap.se,
+           "augmentation_gap_real": bool(gap.real), "heldout_acc_scratch": heldout_acc_scratch,
+           "general_known_before": general_before.float().mean().item(), "forgetting": forgetting}
 lesson.record(metrics)
-pd.Series(metrics, name=lesson.mode).to_frame().round(4)
+show_claims(CLAIMS, metrics)
+pd.Series({k: v for k, v in metrics.items() if k != "forgetting"}, name=lesson.mode).to_frame()

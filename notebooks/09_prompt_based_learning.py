@@ -7,26 +7,47 @@
 # the input while the model stays frozen. Does any of this work for *our* model, a tiny GPT
 # pre-trained in lesson 07 on an encyclopedia of a made-up world?
 #
-# We ask the held-out diseases' questions of lesson 08 (diseases the fine-tuning questions never
-# mention, so every answer must come from pre-training) in five ways:
+# We ask about the facts of the held-out diseases of lesson 08 (diseases no fine-tuning question
+# mentions, so every answer must come from pre-training) in five ways. For a fair race:
+#
+# - **the same items**: every method answers the same facts (one item per disease and fact), and
+#   is scored the same way (greedy decoding reproduces the answer's words);
+# - **text no method trained on**: the questions use a wording the fine-tuning questions never
+#   use (`HELDOUT_QUESTIONS`), and the cloze sentences a phrasing the corpus never uses
+#   (`HELDOUT_TEMPLATES`), so neither fine-tuning, nor the soft prompt, nor the cloze method has
+#   seen the exact text it is tested on;
+# - **settings chosen on validation**: the same items for the dev diseases choose each method's
+#   settings (shots, phrasing, prompt length, rate, steps) within a stated grid; the test items are
+#   read once per method.
 #
 # | method | what changes | what it costs |
 # |---|---|---|
 # | zero-shot | nothing | the question |
 # | few-shot | nothing; solved examples in the context | a longer context |
-# | cloze | nothing; the question rewritten as the corpus's own sentence | knowing the corpus's wording |
+# | cloze | nothing; the question rewritten as a sentence of the corpus's kind | knowing how the corpus talks |
 # | soft prompt | a few prompt vectors (model frozen) | training them |
-# | LoRA / full fine-tuning | adapters / all weights | training |
+# | full fine-tuning | all weights | training |
 
 # %%
 import pandas as pd
+from IPython.display import display
 
+from helpers.claims import show_claims
 from helpers.exercises import check
-from helpers.lm import answer, exact_match, finetune_qa, lm_config, lm_data, pretrained_lm
-from helpers.lora import add_lora, train_only_lora
+from helpers.lessons.prompting_lesson import (
+    CLAIMS,
+    binomial_se,
+    choose_cloze,
+    choose_shots,
+    score,
+    tune_finetuning,
+    tune_soft_prompt,
+)
+from helpers.lm import answer, lm_config, lm_data, pretrained_lm
 from helpers.modes import sizes
-from helpers.prompting import context_tokens, few_shot, train_soft_prompt
+from helpers.prompting import context_tokens, few_shot
 from helpers.results import Lesson
+from helpers.text_world import TEMPLATES
 
 lesson = Lesson("09")
 S, P = sizes("lm_finetune"), sizes("prompting")
@@ -34,19 +55,15 @@ config = lm_config()
 world = lm_data(config).world
 qa = world.medical_qa()
 model, tok, info = pretrained_lm()              # lesson 07's model (a fresh copy)
-heldout_names = sorted({q.disease for q in qa.test})
+test_names = sorted({q.disease for q in qa.test})
+dev_names = sorted({q.disease for q in qa.dev})
+items = world.heldout_questions(test_names)      # the test items: one per fact, an unseen question wording
+val_items = world.heldout_questions(dev_names)   # the validation items: the dev diseases, the same way
 n_params = sum(p.numel() for p in model.parameters())
 rows = []
-
-
-def score(pairs, m=None):
-    """Exact match: greedy decoding reproduces the answer's words (stopping is not required,
-    since a prompted model was never taught to stop after an answer)."""
-    return exact_match(m or model, tok, pairs, eos=False)
-
-
-print(f"{len(qa.test)} held-out questions about {len(heldout_names)} diseases; model: {n_params:,} parameters, "
-      f"context {config.context} tokens")
+print(f"{len(items)} test items about {len(test_names)} diseases, {len(val_items)} validation items; model: "
+      f"{n_params:,} parameters, context {config.context} tokens")
+print(items[0].prompt, "→", items[0].answer)
 P
 
 # %% [markdown]
@@ -56,89 +73,99 @@ P
 # "question : ... answer :". Its most likely continuation is rarely a one-word fact.
 
 # %%
-zero_shot_acc = score(qa.test)
-rows.append({"method": "zero-shot", "trainable_params": 0, "context_tokens": context_tokens(tok, qa.test),
-             "acc": zero_shot_acc})
-for q in qa.test[:3]:
+zero_shot_acc = score(model, tok, items)
+rows.append({"method": "zero-shot", "settings": "-", "trainable_params": 0,
+             "context_tokens": context_tokens(tok, items), "val_acc": score(model, tok, val_items), "acc": zero_shot_acc})
+for q in items[:3]:
     print(f"{q.prompt!r} → {answer(model, tok, q.prompt)!r} (true: {q.answer!r})")
 print(f"zero-shot exact match: {zero_shot_acc:.1%}")
 
 # %% [markdown]
 # ## Few-shot: show solved examples first
 #
-# Before each question we put `P.shots` solved questions about the same kind of fact (from the
+# Before each question we put a few solved questions about the same kind of fact (from the
 # fine-tuning diseases), each closed with `<eos>`. Big models pick up the pattern from such
-# examples; the weights do not change.
+# examples; the weights do not change. How many examples: chosen on the validation items.
 
 # %%
-shots = few_shot(qa.test, qa.train, k=P.shots, tok=tok, context=config.context)
+k_best, shot_rows = choose_shots(model, tok, qa.train, val_items, P.shots_grid, config.context)
+shots = few_shot(items, qa.train, k=k_best, tok=tok, context=config.context)
+print(pd.DataFrame(shot_rows).set_index("shots").round(3).T, "\n")
 print(shots[0].prompt, "→", repr(answer(model, tok, shots[0].prompt)), f"(true: {shots[0].answer!r})\n")
-few_shot_acc = score(shots)
-rows.append({"method": f"few-shot ({P.shots} examples)", "trainable_params": 0,
-             "context_tokens": context_tokens(tok, shots), "acc": few_shot_acc})
-print(f"few-shot exact match: {few_shot_acc:.1%}, reading {context_tokens(tok, shots):.0f} tokens per question "
-      f"instead of {context_tokens(tok, qa.test):.0f}")
+few_shot_acc = score(model, tok, shots)
+rows.append({"method": "few-shot", "settings": f"{k_best} examples", "trainable_params": 0,
+             "context_tokens": context_tokens(tok, shots), "val_acc": max(r["val_acc"] for r in shot_rows),
+             "acc": few_shot_acc})
+print(f"few-shot exact match ({k_best} examples, chosen on validation): {few_shot_acc:.1%}, reading "
+      f"{context_tokens(tok, shots):.0f} tokens per question instead of {context_tokens(tok, items):.0f}")
 
 # %% [markdown]
-# ## Cloze prompts: ask in the corpus's own words
+# ## Cloze prompts: ask in the corpus's kind of sentence
 #
 # Pattern-exploiting training (Schick and Schütze) rewrites a task as a fill-in-the-blank
-# sentence the model knows from pre-training. Here: "kel vora attacks the ..." instead of "which
-# organ does kel vora affect?". No weights change, only the wording.
+# sentence like those the model read in pre-training. Here, "kel vora damages the ..." instead of
+# "which organ is harmed by kel vora?". No weights change, only the wording. To keep the race
+# fair, the sentences are in the **held-out phrasings**, which the corpus never uses (lesson 07's
+# validation text), so this measures whether the model can use a *new* sentence of a familiar
+# kind, not whether it recalls a sentence it read. Which of the two held-out phrasings: chosen on
+# validation.
 
 # %%
-cloze = world.fill_in_probes(heldout_names)
+phrasing, cloze_rows = choose_cloze(model, tok, world, dev_names)
+cloze = world.heldout_cloze(test_names, phrasing=phrasing)
 for q in cloze[:3]:
     print(f"{q.prompt!r} → {answer(model, tok, q.prompt, max_new_tokens=3)!r} (true: {q.answer!r})")
-cloze_prompt_acc = score(cloze)
-rows.append({"method": "cloze prompt", "trainable_params": 0, "context_tokens": context_tokens(tok, cloze),
+cloze_prompt_acc = score(model, tok, cloze)
+rows.append({"method": "cloze prompt", "settings": f"phrasing {phrasing}", "trainable_params": 0,
+             "context_tokens": context_tokens(tok, cloze), "val_acc": max(r["val_acc"] for r in cloze_rows),
              "acc": cloze_prompt_acc})
 print(f"cloze exact match: {cloze_prompt_acc:.1%}")
 
 # %% [markdown]
 # ## Soft-prompt tuning: learn the prompt, not the model
 #
-# Instead of searching for words, learn `P.soft_tokens` vectors that sit before the question's
-# token embeddings. Only these vectors train (on the fine-tuning diseases' questions, loss on the
+# Instead of searching for words, learn a few vectors that sit before the question's token
+# embeddings. Only these vectors train (on the fine-tuning diseases' questions, loss on the
 # answers); the model is frozen. It is the smallest possible change that can still teach the
-# format.
+# format. Prompt length and rate come from a grid, each run early stopped on the validation
+# items; the best on validation is scored on the test items.
 
 # %%
-soft, soft_history = train_soft_prompt(model, tok, qa.train, n_tokens=P.soft_tokens, steps=P.soft_steps,
-                                       lr=P.soft_lr, batch_size=S.batch_size)
-soft_prompt_acc = score(qa.test, soft)
-rows.append({"method": f"soft prompt ({P.soft_tokens} vectors)", "trainable_params": soft.prompt.numel(),
-             "context_tokens": context_tokens(tok, qa.test) + P.soft_tokens, "acc": soft_prompt_acc})
+soft, soft_best, soft_rows = tune_soft_prompt(model, tok, qa.train, val_items, token_grid=P.soft_token_grid,
+                                              lr_grid=P.soft_lr_grid, steps=P.soft_steps, eval_every=P.eval_every,
+                                              batch_size=S.batch_size)
+display(pd.DataFrame(soft_rows).round(3))
+soft_prompt_acc = score(soft, tok, items)
+rows.append({"method": "soft prompt", "settings": f"{soft_best['soft_tokens']} vectors, lr {soft_best['lr']:g}, "
+             f"step {soft_best['best_step']}", "trainable_params": soft.prompt.numel(),
+             "context_tokens": context_tokens(tok, items) + soft_best["soft_tokens"], "val_acc": soft_best["val_acc"],
+             "acc": soft_prompt_acc})
 print(f"soft prompt: {soft.prompt.numel():,} trainable numbers, exact match {soft_prompt_acc:.1%}")
 
 # %% [markdown]
-# ## Fine-tuning: LoRA and all weights
+# ## Fine-tuning all weights
 #
-# Lesson 08's recipe, for comparison: the same questions, the loss on the answers, early
-# stopping on the dev diseases. Each starts from a fresh copy of the pre-trained model.
+# Lesson 08's recipe: the same questions, the loss on the answers, early stopping, here on the
+# validation items; the rate from a grid, chosen on the validation items too. Each run starts
+# from a fresh copy of the pre-trained model.
 
 # %%
-lora_model, _, _ = pretrained_lm(verbose=False)
-add_lora(lora_model, ["blocks.*.attn.qkv", "blocks.*.attn.proj", "blocks.*.mlp.fc", "blocks.*.mlp.proj"], rank=8)
-train_only_lora(lora_model)
-finetune_qa(lora_model, tok, qa, steps=S.steps, lr=10 * S.lr, batch_size=S.batch_size, eval_every=S.eval_every,
-            desc="LoRA rank 8")
-lora_acc = score(qa.test, lora_model)
-rows.append({"method": "LoRA rank 8", "trainable_params": sum(p.numel() for p in lora_model.parameters() if p.requires_grad),
-             "context_tokens": context_tokens(tok, qa.test), "acc": lora_acc})
-
-finetuned, _, _ = pretrained_lm(verbose=False)
-finetune_qa(finetuned, tok, qa, steps=S.steps, lr=S.lr, batch_size=S.batch_size, eval_every=S.eval_every,
-            desc="full fine-tuning")
-finetuned_acc = score(qa.test, finetuned)
-rows.append({"method": "full fine-tuning", "trainable_params": n_params,
-             "context_tokens": context_tokens(tok, qa.test), "acc": finetuned_acc})
+finetuned, ft_best, ft_rows = tune_finetuning(lambda: pretrained_lm(verbose=False)[0], tok, qa, val_items, items,
+                                              lr_grid=P.finetune_lr_grid, steps=S.steps, eval_every=S.eval_every,
+                                              batch_size=S.batch_size)
+display(pd.DataFrame(ft_rows).round(3))
+finetuned_acc = score(finetuned, tok, items)
+rows.append({"method": "full fine-tuning", "settings": f"lr {ft_best['lr']:g}, step {ft_best['best_step']}",
+             "trainable_params": n_params, "context_tokens": context_tokens(tok, items), "val_acc": ft_best["val_acc"],
+             "acc": finetuned_acc})
 table = pd.DataFrame(rows).set_index("method")
+table["acc ± SE"] = [f"{a:.3f} ± {binomial_se(a, len(items)):.3f}" for a in table["acc"]]
 table.round(3)
 
 # %%
-print(f"held-out diseases: zero-shot {zero_shot_acc:.1%}, few-shot {few_shot_acc:.1%}, cloze {cloze_prompt_acc:.1%}, "
-      f"soft prompt {soft_prompt_acc:.1%}, LoRA {lora_acc:.1%}, full fine-tuning {finetuned_acc:.1%}")
+print(f"{len(items)} held-out items: zero-shot {zero_shot_acc:.1%}, few-shot {few_shot_acc:.1%}, "
+      f"cloze {cloze_prompt_acc:.1%}, soft prompt {soft_prompt_acc:.1%}, full fine-tuning {finetuned_acc:.1%} "
+      f"(standard error about {binomial_se(0.5, len(items)):.1%} at 50%)")
 print(f"fine-tuning minus few-shot: {100 * (finetuned_acc - few_shot_acc):+.1f} points")
 
 # %% [markdown]
@@ -151,57 +178,68 @@ print(f"fine-tuning minus few-shot: {100 * (finetuned_acc - few_shot_acc):+.1f} 
 # - **It is tiny.** Few-shot ability appears with scale (GPT-3's paper showed it growing with
 #   model size from hundreds of millions to billions of parameters); ours has the number of
 #   parameters printed at the top of this lesson, thousands of times fewer.
-# - **The knowledge is there, the access path is not.** The cloze prompts use the exact sentence
-#   shapes of the corpus, and the same model completes many of them correctly: the facts are
-#   stored, but only reachable through the wording they were stored with. Fine-tuning (and, to
-#   a degree, a learned soft prompt) builds a new access path from questions to those facts;
-#   examples in the context cannot, for a model this size.
+# - **The knowledge is there, the access path is not.** The cloze prompts are sentences of the
+#   corpus's kind (though never its exact ones), and the table says how many of them the same
+#   model completes: what it can reach depends on the wording. Fine-tuning (and, to a degree, a
+#   learned soft prompt) builds a new access path from questions to those facts; examples in the
+#   context cannot, for a model this size. The claims below say which differences are beyond
+#   twice their standard error.
 #
 # ## Exercises
 #
 # **Exercise 1.** Write your own cloze prompt. The encyclopedia says, for instance, in which
 # town a disease first appeared (look at `world.article("disease", world.disease(name),
 # augmented=True)` for a held-out disease). Build `my_prompts`: one `QA(prompt, answer, disease,
-# attribute)` per held-out disease asking for its **town** in the corpus's wording, and score it.
+# attribute)` per test disease (`test_names`) asking for its **town** in the corpus's own wording,
+# and score it with `score(model, tok, my_prompts)`. Is it higher than the held-out phrasing's?
 
 # %% tags=["exercise"]
-print(world.article("disease", world.disease(heldout_names[0]), augmented=True))
+print(world.article("disease", world.disease(test_names[0]), augmented=True))
 my_prompts = None   # a list of QA objects, one per held-out disease
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-my_prompts = [q for q in world.fill_in_probes(heldout_names) if q.attribute == "town"]
+# Solution (click to expand)
+my_prompts = [q for q in world.fill_in_probes(test_names) if q.attribute == "town"]
 print(my_prompts[0].prompt, "→", my_prompts[0].answer)
 
 # %% tags=["check"]
-check("cloze prompts for the town", lambda: len(my_prompts) == len(heldout_names)
-      and all(q.answer == world.disease(q.disease)["town"] for q in my_prompts) and score(my_prompts) >= 0,
-      hint="world.fill_in_probes(heldout_names) holds one prompt per attribute; keep attribute == 'town'");
+check("cloze prompts for the town", lambda: my_prompts is not None and len(my_prompts) == len(test_names)
+      and sorted(q.disease for q in my_prompts) == test_names
+      and all(q.answer == world.disease(q.disease)["town"] and q.prompt in
+              [t.split("{town}")[0].format(name=q.disease).strip() for t in TEMPLATES["disease"]["town"]]
+              for q in my_prompts),
+      hint="the corpus's own wording (TEMPLATES, not the held-out phrasings): world.fill_in_probes(test_names) "
+           "holds one prompt per attribute; keep attribute == 'town'");
 
 # %% [markdown]
 # **Exercise 2.** How does few-shot accuracy change with the number of examples? Compute
-# `shot_curve`: a list of accuracies for `k = 0, 1, 2` examples (use `few_shot(qa.test, qa.train,
-# k=k, tok=tok, context=config.context)` and `score`).
+# `shot_curve`: a list of accuracies on the **validation** items for `k = 0, 1, 2` examples (use
+# `few_shot(val_items, qa.train, k=k, tok=tok, context=config.context)` and `score(model, tok, ...)`).
+# Why validation and not the test items?
 
 # %% tags=["exercise"]
 shot_curve = None   # [accuracy with 0 examples, with 1, with 2]
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-shot_curve = [score(few_shot(qa.test, qa.train, k=k, tok=tok, context=config.context)) for k in range(3)]
-print(shot_curve)
+# Solution (click to expand)
+shot_curve = [score(model, tok, few_shot(val_items, qa.train, k=k, tok=tok, context=config.context)) for k in range(3)]
+print(shot_curve)      # validation: choosing k on the test items would make the test score optimistic
 
 # %% tags=["check"]
-check("few-shot curve", lambda: len(shot_curve) == 3 and abs(shot_curve[0] - zero_shot_acc) < 1e-9,
-      hint="with k=0 the prompt is the question alone, so the first value equals zero_shot_acc");
+check("few-shot curve", lambda: shot_curve is not None and len(shot_curve) == 3
+      and abs(shot_curve[0] - score(model, tok, val_items)) < 1e-9
+      and all(abs(a - score(model, tok, few_shot(val_items, qa.train, k=k, tok=tok, context=config.context))) < 1e-9
+              for k, a in enumerate(shot_curve)),
+      hint="on val_items (not items): with k=0 the prompt is the question alone");
 
 # %% [markdown]
 # ## Results
 
 # %%
-lesson.record({
-    "zero_shot_acc": zero_shot_acc,
-    "few_shot_acc": few_shot_acc,
-    "cloze_prompt_acc": cloze_prompt_acc,
-    "soft_prompt_acc": soft_prompt_acc,
-    "finetuned_acc": finetuned_acc,
-})
+metrics = {"items": len(items), "val_items": len(val_items), "zero_shot_acc": zero_shot_acc, "few_shot_acc": few_shot_acc,
+           "few_shot_k": k_best, "cloze_prompt_acc": cloze_prompt_acc, "soft_prompt_acc": soft_prompt_acc,
+           "soft_tokens": soft_best["soft_tokens"], "soft_lr": soft_best["lr"], "finetuned_acc": finetuned_acc,
+           "finetune_lr": ft_best["lr"]}
+lesson.record(metrics)
+show_claims(CLAIMS, metrics)
 table.round(3)
