@@ -28,8 +28,10 @@ import torch
 from IPython.display import display
 
 from helpers.cache import data_dir
+from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.lessons.bird_counter import (
+    CLAIMS,
     count_data,
     count_metrics,
     mean_baseline,
@@ -47,6 +49,7 @@ from helpers.modes import sizes
 from helpers.own_data import load_photo_counts
 from helpers.plots import LiveCurve, image_grid, line_plot
 from helpers.results import Lesson, load_results
+from helpers.stats import difference
 from helpers.surgery import replace_head, stage_table, stages
 
 lesson = Lesson("05")
@@ -233,8 +236,12 @@ summary.round(3)
 # %%
 mae_ft = headline[headline.start == "fine-tuned"].test_mae.mean()
 mae_scratch = headline[headline.start == "scratch"].test_mae.mean()
+maes_ft = headline[headline.start == "fine-tuned"].test_mae.tolist()
+maes_scratch = headline[headline.start == "scratch"].test_mae.tolist()
 print(f"{S.labels} labelled scenes, {S.steps} steps, mean of {S.seeds} seeds:")
 print(f"  fine-tuned MAE {mae_ft:.2f} | from scratch {mae_scratch:.2f} | predict-the-mean {baseline['mae']:.2f}")
+print("  " + difference(maes_scratch, maes_ft).describe("fine-tuned", "from scratch", scale=1,
+                                                       unit="birds of MAE"))
 print(f"  fine-tuned / scratch = {mae_ft / mae_scratch:.2f}, fine-tuned / mean = {mae_ft / baseline['mae']:.2f}")
 
 # %% [markdown]
@@ -295,6 +302,9 @@ for loss in [name for name in ("mse", "huber", "poisson") if name != S.loss]:
                             batch_size=S.batch_size, lr=S.lr).row())
 table = pd.DataFrame(runs)
 loss_rows = table[(table.labels == S.labels) & (table.start == "fine-tuned") & (table.seed == 0) & (table.freeze == 0)]
+best_loss = loss_rows.loc[loss_rows.val_mae.idxmin(), "loss"]          # chosen on validation, never on test
+print(f"validation picks the {best_loss} loss (lowest validation MAE, seed 0); the lesson's headline loss is "
+      f"{S.loss}" + ("." if best_loss == S.loss else ": with one seed, read this as a hint, not a verdict."))
 loss_rows[["loss", "val_mae", "test_mae", "test_rmse", "test_exact_acc", "test_within1_acc", "train_s"]].set_index("loss").round(3)
 
 # %% [markdown]
@@ -324,7 +334,7 @@ print(f"Best depth for counting here, by validation MAE: {best_depth} stage(s) f
 lesson03 = load_results().get("03", {}).get("metrics", {})
 if "freeze_table" in lesson03:
     rows03 = pd.DataFrame(lesson03["freeze_table"])
-    acc = [c for c in rows03.columns if "acc" in c]
+    acc = [c for c in rows03.columns if c == "val_acc"]     # lesson 03 chose on validation too
     if acc:
         best03 = rows03.loc[rows03[acc[0]].idxmax()]
         print(f"Lesson 03 (species classification) did best with {int(best03['frozen_stages'])} stage(s) frozen "
@@ -415,6 +425,7 @@ display(fig); plt.close(fig)
 exact_by_hand = None     # your answer: a number between 0 and 1
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
 exact_by_hand = (pred.round() == data.y_test).float().mean().item()
 
 # %% tags=["check"]
@@ -433,6 +444,7 @@ _ = check("exact-count accuracy by hand",
 median_mae = None
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
 median_guess = headline_train[1].median()
 median_mae = (data.y_test - median_guess).abs().mean().item()
 print(f"median {median_guess:.0f}: MAE {median_mae:.3f}; mean: MAE {baseline['mae']:.3f}")
@@ -453,6 +465,7 @@ _ = check("median baseline",
 hardest_count = None
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
 per_count = {k: (pred[data.y_test == k] - k).abs().mean().item() for k in data.y_test.unique().int().tolist()}
 hardest_count = max(per_count, key=per_count.get)
 print({k: round(v, 2) for k, v in per_count.items()})
@@ -474,6 +487,7 @@ _ = check("hardest count",
 tta_mae = None
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
 tta_pred = (predict_counts(counter, data.x_test) + predict_counts(counter, data.x_test.flip(-1))) / 2
 tta_mae = count_metrics(tta_pred, data.y_test)["mae"]
 print(f"plain MAE {count_metrics(pred, data.y_test)['mae']:.3f}, with the mirror {tta_mae:.3f}")
@@ -492,9 +506,10 @@ _ = check("test-time augmentation",
 
 # %%
 ft_rows = headline[headline.start == "fine-tuned"]
-lesson.record({
+metrics = {
     "mae_finetuned": mae_ft,
     "mae_scratch": mae_scratch,
+    "maes_finetuned": maes_ft, "maes_scratch": maes_scratch, "best_loss": best_loss, "best_depth": best_depth,
     "mae_mean_baseline": baseline["mae"],
     "exact_acc_finetuned": ft_rows.test_exact_acc.mean(),
     "within1_acc_finetuned": ft_rows.test_within1_acc.mean(),
@@ -502,5 +517,7 @@ lesson.record({
     "labels_curve": [{"labels": int(n), "mae_finetuned": float(curve["mean"]["fine-tuned"][n]),
                       "mae_scratch": float(curve["mean"]["scratch"][n])} for n in curve.index],
     "mae_shifted": mae_shifted,
-})
+}
+lesson.record(metrics)
+show_claims(CLAIMS, metrics)
 pd.DataFrame(runs).round(3)

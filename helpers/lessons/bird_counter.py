@@ -42,12 +42,14 @@ import torch.nn as nn
 from ..augment import flip
 from ..cache import cached_model, checkpoint_path
 from ..checks import keywords_checked
+from ..claims import Claim
 from ..device import resolve_device, seed_everything
 from ..experiments import RunResult
 from ..images import BACKGROUNDS, CountWorld
 from ..losses import COUNT_LOSSES
 from ..models import create_image_model, image_model_config, pretrained_image_model
 from ..modes import sizes
+from ..stats import difference
 from ..surgery import freeze_stages, replace_head
 from ..training import Batches, History, predict, train
 
@@ -481,3 +483,12 @@ def saliency_grid(images, maps, titles=None, size: float = 1.8):
             ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+CLAIMS = [
+    Claim("05", "the fine-tuned counter's error is below a quarter of predicting the mean count",
+          lambda m: m["mae_finetuned"] < m["mae_mean_baseline"] / 4),
+    Claim("05", "fine-tuned counts better than from scratch with the same labels and budget "
+                "(lower MAE, beyond twice the standard error)",
+          lambda m: difference(m["maes_scratch"], m["maes_finetuned"]).real and m["mae_finetuned"] < m["mae_scratch"]),
+]
