@@ -26,9 +26,10 @@ import torch
 from IPython.display import display
 
 from helpers.cache import data_dir
+from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.experiments import build_model
-from helpers.lessons.scaling import finetune, launch, parse_args
+from helpers.lessons.scaling import CLAIMS, finetune, launch, parse_args
 from helpers.losses import cross_entropy_loss
 from helpers.models import pretrained_image_model
 from helpers.modes import sizes
@@ -223,8 +224,38 @@ plt.close(fig)
 # - **Local statistics** (`--bn update`, PyTorch's default): each rank's own. Fine when each rank
 #   has dozens of images; a small per-rank batch gives noisy statistics.
 #
-# Models without BatchNorm (transformers use LayerNorm, which works per example) need none of this:
-# the language models of lessons 07-09 are exact under DDP as they are.
+# Models without BatchNorm (transformers use LayerNorm, which works per example) need none of this.
+#
+# ## Language models: the loss on the answers
+#
+# The language models of lessons 07-09 have no BatchNorm, but lesson 08's fine-tuning has a trap of
+# its own. Its loss is the mean over the **answer tokens** only (the question's positions are
+# labelled −100). Answers have different lengths, so the two halves of a batch hold different
+# numbers of answer tokens. If each rank averages over its own tokens and DDP then averages the two
+# ranks, a token in the half with fewer answer tokens counts more than one in the other half: not
+# the one-process mean. The fix is one number exchanged per step: each rank divides its summed
+# loss by the answer tokens of **all** ranks (an `all_reduce` of the count), times the number of
+# ranks (DDP divides by it again). `helpers.lm.lm_loss` does exactly that whenever it runs under
+# DDP. We run lesson 08's fine-tuning of lesson 07's model three ways: one process, two processes
+# with the global count, and two processes with a per-rank mean.
+
+# %%
+lm_flags = dict(task="lm", steps=S.lm_steps, lr=S.lm_lr, batch_size=S.batch_size)
+lm_single = finetune(parse_args([f"--{k.replace('_', '-')}={v}" for k, v in lm_flags.items()]))
+lm_runs = {}
+for how in ("global", "per-rank"):
+    lm_runs[how], lm_log = launch(S.ranks, out=data_dir() / "runs" / f"12_lm_{how}.json", timeout_s=S.timeout_s,
+                                  lm_loss=how, **lm_flags)
+    if lm_runs[how] is None:
+        print(lm_log)
+        raise RuntimeError("the torchrun launch failed: its log is printed above")
+lm_max_abs_diff = max(abs(a - b) for a, b in zip(lm_runs["global"]["loss"], lm_single["loss"]))
+lm_max_abs_diff_per_rank = max(abs(a - b) for a, b in zip(lm_runs["per-rank"]["loss"], lm_single["loss"]))
+print(f"largest |loss difference| from one process over {S.lm_steps} steps: global count {lm_max_abs_diff:.1e}, "
+      f"per-rank mean {lm_max_abs_diff_per_rank:.1e}")
+pd.DataFrame({"one process": lm_single["loss"], "DDP, global count": lm_runs["global"]["loss"],
+              "DDP, per-rank mean": lm_runs["per-rank"]["loss"]},
+             index=pd.RangeIndex(1, S.lm_steps + 1, name="step")).style.format("{:.6f}")
 #
 # ## Effective batch size and the learning rate
 #
@@ -252,6 +283,7 @@ effective_batch = None
 scaled_lr = None
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
 effective_batch = 32 * 4          # per-device batch x processes (no gradient accumulation)
 scaled_lr = 1e-3 * effective_batch / 32
 print(f"effective batch {effective_batch}, linear-scaled rate {scaled_lr:.0e} "
@@ -281,6 +313,7 @@ full_bytes = None
 lora_bytes = None
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
+# Solution (click to expand)
 from helpers.lora import add_lora, train_only_lora
 
 
@@ -340,7 +373,7 @@ memory.round(4)
 # | 01 pre-training on the image world | no data to split: each rank renders its own fresh batches with its own seed (`seed + rank`); the global batch is N × the per-rank batch |
 # | 02-05 fine-tuning (full, partial, new heads, the counter) | `RankShard` over the few labelled images, as here; freeze stages and add heads **before** `wrap_ddp`; BatchNorm statistics frozen (or SyncBatchNorm on GPUs) |
 # | 06 LoRA and BitFit | add adapters, then wrap: DDP all-reduces only the adapters' gradients (exercise 2); save the adapter on rank 0 |
-# | 07-09 language models | per-rank seeds for the random text windows; LayerNorm, so exact as it is; the first lesson where FSDP pays off once the model grows |
+# | 07-09 language models | per-rank seeds for the random text windows; LayerNorm, so no statistics to sync; the answer-only loss divided by the labelled tokens of all ranks (`lm_loss` does it, above); the first lesson where FSDP pays off once the model grows |
 # | 10 distillation | the teacher is frozen and only evaluated: each rank keeps a plain copy, only the student is wrapped |
 # | 11 the generator | training as in 01; sampling and the memorisation check on rank 0 only |
 #
@@ -350,12 +383,16 @@ memory.round(4)
 # %% [markdown]
 # ## Results
 #
-# The lesson records the number of processes, the final training loss of each run and the largest
-# difference between the two loss trajectories over all steps.
+# The lesson records the number of processes, the final training loss of each run, the largest
+# difference between the two image loss trajectories over all steps, and the same for the
+# language model's answer-only loss (global count, and the per-rank mean that is not exact).
 
 # %%
-lesson.record({"ranks": ddp["ranks"], "loss_single": single["loss"][-1], "loss_ddp": ddp["loss"][-1],
-               "max_abs_diff": max_abs_diff})
+metrics = {"ranks": ddp["ranks"], "loss_single": single["loss"][-1], "loss_ddp": ddp["loss"][-1],
+           "max_abs_diff": max_abs_diff, "lm_max_abs_diff": lm_max_abs_diff,
+           "lm_max_abs_diff_per_rank": lm_max_abs_diff_per_rank}
+lesson.record(metrics)
+show_claims(CLAIMS, metrics)
 pd.DataFrame([{"run": "one process", "processes": 1, "global batch": single["batch_size"],
                "per-process batch": single["per_rank_batch"], "final loss": single["loss"][-1],
                "test acc": single["test_acc"], "train s": single["train_s"]},

@@ -76,6 +76,30 @@ def run_scenario(scenario: str) -> dict:
             "samples": history.samples[-1]}
 
 
+LM_LOSSES = ("global", "per-rank")
+
+
+def run_lm(loss: str) -> dict:
+    """A tiny GPT fine-tuned 3 steps on batches of 8 sequences whose answer spans (labelled
+    positions) differ in length, so the two ranks' pieces hold different numbers of labels."""
+    from helpers.gpt import GPT, GPTConfig
+    from helpers.lm import IGNORE, lm_loss, lm_loss_per_rank
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randint(0, 20, (24, 10), generator=g)
+    y = torch.roll(x, -1, dims=1)
+    for i in range(24):                         # label only the last 1..8 positions
+        y[i, : 10 - (1 + (i * 5) % 8)] = IGNORE
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=20, context=12, n_layer=1, n_head=2, d_model=16))
+    net = wrap_ddp(model, "cpu")
+    loss_fn = lm_loss if loss == "global" else lm_loss_per_rank
+    history = train(net, loss_fn, RankShard(Batches(x, y, batch_size=8, seed=0)), steps=3, lr=1e-2, warmup=0.0,
+                    device="cpu", log_every=1, progress=False)
+    return {"loss": history.loss, "state": {k: v.flatten().tolist() for k, v in model.state_dict().items()}}
+
+
 def _worker(rank: int, port: int, out_dir: str):
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), TORCH_DEVICE="cpu",
@@ -83,6 +107,7 @@ def _worker(rank: int, port: int, out_dir: str):
     torch.set_num_threads(1)
     distributed.setup(timeout_s=60)
     seen = {s: run_scenario(s) for s in SCENARIOS + (BN_LOCAL,)}
+    seen.update({f"lm_{loss}": run_lm(loss) for loss in LM_LOSSES})
     seen["reduced"] = reduce_metrics({"rank": float(rank), "one": 1.0})
     # Every rank asks to write; the guards let rank 0 alone do it.
     save_checkpoint(os.path.join(out_dir, f"checkpoint-rank{rank}.safetensors"), nn.Linear(2, 2))
@@ -133,6 +158,20 @@ def test_batch_statistics_per_rank_make_ddp_differ(ranks):
     single = run_scenario(BN_LOCAL)
     diff = max(abs(a - b) for a, b in zip(reports[0][BN_LOCAL]["loss"], single["loss"]))
     assert 1e-4 < diff < 0.5
+
+
+def test_answer_only_lm_loss_is_exact_under_ddp_only_when_normalised_globally(ranks):
+    """Lesson 12: each rank's piece holds a different number of answer tokens. Dividing by the
+    count of all ranks (``lm_loss``) makes DDP the one-process run; a per-rank mean does not."""
+    reports, _ = ranks
+    single = run_lm("global")                  # one process: both losses are the plain mean
+    assert run_lm("per-rank")["loss"] == single["loss"]
+    exact = reports[0]["lm_global"]
+    exact_diff = max(abs(a - b) for a, b in zip(exact["loss"], single["loss"]))
+    assert exact_diff < 1e-5 and max_diff(exact["state"], single["state"]) < 1e-4    # rounding (AdamW amplifies it)
+    per_rank = reports[0]["lm_per-rank"]
+    per_rank_diff = max(abs(a - b) for a, b in zip(per_rank["loss"], single["loss"]))
+    assert per_rank_diff > 1e-3 and per_rank_diff > 100 * exact_diff
 
 
 @pytest.mark.parametrize("scenario", ["frozen", "bn_frozen", "lora"])

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch.nn as nn
 
 from ..augment import flip_and_shift
+from ..claims import Claim
 from ..device import seed_everything
 from ..distributed import RankShard, cleanup, is_main_process, main_process_first, setup, wrap_ddp
 from ..experiments import build_model
@@ -55,16 +56,67 @@ def parse_args(argv=None):
     p.add_argument("--lora", type=int, default=0, help="LoRA rank on layer3/layer4 (0: no LoRA)")
     p.add_argument("--no-augment", action="store_true", help="no flips and shifts")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task", choices=("species", "lm"), default="species",
+                   help="species: lesson 02's image fine-tuning; lm: lesson 08's answer-only question fine-tuning")
+    p.add_argument("--lm-loss", choices=("global", "per-rank"), default="global",
+                   help="lm task: average the loss over the labelled tokens of all ranks (exact) or of each rank")
     p.add_argument("--print-every", type=int, default=0, help="steps between log lines (0: ~10 lines)")
     p.add_argument("--out", type=str, default=None, help="rank 0 writes the results here (JSON)")
     return p.parse_args(argv)
+
+
+def finetune_lm(args) -> dict:
+    """Lesson 08's question-answer fine-tuning (loss on the answer tokens only) of lesson 07's
+    pre-trained LM, in this process or as one rank of many. Returns the results.
+
+    The ranks' pieces of a batch hold different numbers of answer tokens, so a loss averaged per
+    rank gives the tokens of a short piece more weight than one process would: ``--lm-loss
+    per-rank`` shows that; the default (``helpers.lm.lm_loss``) divides by the count of all ranks.
+    """
+    from ..lm import exact_match, lm_loss, lm_loss_per_rank, medical_qa, pretrained_lm, qa_tensors
+
+    rank, world, device = setup()
+    if args.batch_size % world:
+        raise ValueError(f"--batch-size {args.batch_size} does not split evenly over {world} ranks; "
+                         f"use a multiple of {world} so every rank gets an equal piece")
+    with main_process_first():      # rank 0 builds lesson 07's checkpoint if it is missing
+        model, tok, _ = pretrained_lm(device=device, verbose=False)
+    qa = medical_qa()
+    n_trainable = trainable_params(model)
+    net = wrap_ddp(model, device)
+    x, y = qa_tensors(tok, qa.train)
+    batches = RankShard(Batches(x.to(device), y.to(device), batch_size=args.batch_size, seed=args.seed,
+                                drop_last=True))
+    loss_fn = lm_loss if args.lm_loss == "global" else lm_loss_per_rank
+    if is_main_process():
+        print(f"[rank 0 of {world}] device {device}, global batch {args.batch_size} = {world} x "
+              f"{args.batch_size // world} questions, {len(x)} questions, {n_trainable:,} trainable "
+              f"parameters, loss averaged {args.lm_loss}", flush=True)
+    seed_everything(args.seed)
+    history = train(net, loss_fn, batches, steps=args.steps, lr=args.lr, weight_decay=0.0, device=device,
+                    log_every=1, progress=False)
+    result = {"task": "lm", "ranks": world, "batch_size": args.batch_size, "lm_loss": args.lm_loss,
+              "steps": history.steps_done, "loss": history.loss, "train_s": history.seconds[-1],
+              "trainable_params": n_trainable, "device": str(device)}
+    if is_main_process():
+        result["heldout_acc"] = exact_match(model, tok, qa.test)
+        print(f"[rank 0 of {world}] done: final loss {history.loss[-1]:.6f}, held-out exact match "
+              f"{result['heldout_acc']:.3f}, {result['train_s']:.1f} s", flush=True)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(result, indent=1))
+    cleanup()
+    return result
 
 
 def finetune(args, loss_fn=cross_entropy_loss) -> dict:
     """One fine-tuning run in this process (one rank of many under torchrun). Returns the results.
 
     ``args`` from ``parse_args``; ``loss_fn(model, batch)`` as for ``train`` (default: cross-entropy).
+    ``--task lm`` runs ``finetune_lm`` instead.
     """
+    if args.task == "lm":
+        return finetune_lm(args)
     rank, world, device = setup()
     if args.batch_size % world:
         raise ValueError(f"--batch-size {args.batch_size} does not split evenly over {world} ranks; "
@@ -162,3 +214,12 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+
+
+CLAIMS = [
+    Claim("12", "with the answer-only loss divided by the count of answer tokens over all ranks, DDP's language-model "
+                "fine-tuning matches one process to rounding (within 1e-4)",
+          lambda m: m["lm_max_abs_diff"] < 1e-4),
+    Claim("12", "a per-rank average of the answer-only loss does not: it is at least ten times further off",
+          lambda m: m["lm_max_abs_diff_per_rank"] > 10 * max(m["lm_max_abs_diff"], 1e-7)),
+]
