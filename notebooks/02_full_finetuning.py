@@ -162,6 +162,10 @@ display(curve_table[columns].round(3))
 converged_steps = {n: [r.best_step for r in rs] for n, rs in converged.items()}
 print(f"budgets: fine-tuned {S.steps} steps; from scratch, same budget, {S.steps} steps; converged from scratch "
       f"{S.scratch_steps} steps, best validation at step (per seed) {converged_steps}")
+at_end = [(n, seed) for n, rs in converged.items() for seed, r in enumerate(rs) if r.best_step >= S.scratch_steps]
+print("converged from scratch: validation accuracy stopped improving before the end of the budget in every run"
+      if not at_end else f"converged from scratch: still at its best at the end of the budget for (labels, seed) "
+      f"{at_end}: these runs may not have converged, so their numbers are a lower bound")
 
 # %%
 arms = {"fine-tuned": "finetuned", f"from scratch, {S.steps} steps": "scratch",
