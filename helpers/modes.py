@@ -79,17 +79,20 @@ class Generator:
     pretrain_steps: int    # pre-training steps on fresh batches of the general world
     pretrain_batch: int
     pretrain_lr: float
+    ema_decay: float       # pre-training keeps this exponential average of the weights
     judge_steps: int       # training steps of the classifier that measures the orca rate
     finetune_images: int   # orcas in the fine-tuning set
     finetune_steps: int    # steps of fine-tuning, and of the from-scratch baseline
     finetune_batch: int
-    finetune_lr: float
+    rates: tuple           # the grid of peak rates each method chooses from, on held-out orcas
+    seeds: int             # seeds per method for the headline orca rates
+    val_images: int        # held-out orcas that choose the rates (never trained on, never the reference)
     guidance: float        # weight of guidance by the pre-trained generator when sampling
     lora_rank: int         # rank of the LoRA adapters on every convolution of the U-Net
     lora_lr: float         # LoRA's peak rate (adapters start at zero and want a larger one)
     eval_samples: int      # generated images per measurement
     sample_steps: int      # Euler steps per sample
-    curve_points: int      # measurements along fine-tuning
+    curve_points: int      # validation-loss measurements along each run
 
 
 SIZES: dict[str, dict[str, object]] = {
@@ -115,15 +118,15 @@ SIZES: dict[str, dict[str, object]] = {
                            fit_tolerance=0.03, scratch_lr=3e-3, lora_lr=3e-3, replay_batch=16),
     },
     "generator": {
-        "smoke": Generator(image_size=16, width=8, pretrain_steps=20, pretrain_batch=32, pretrain_lr=2e-3,
+        "smoke": Generator(image_size=16, width=8, pretrain_steps=20, pretrain_batch=32, pretrain_lr=2e-3, ema_decay=0.9,
                            judge_steps=20, finetune_images=16, finetune_steps=10, finetune_batch=16,
-                           finetune_lr=2.5e-3, guidance=1.0, lora_rank=2, lora_lr=5e-3, eval_samples=16, sample_steps=4, curve_points=1),
-        "class": Generator(image_size=32, width=32, pretrain_steps=6000, pretrain_batch=32, pretrain_lr=2e-3,
-                           judge_steps=600, finetune_images=32, finetune_steps=600, finetune_batch=32,
-                           finetune_lr=5e-3, guidance=1.0, lora_rank=8, lora_lr=5e-3, eval_samples=256, sample_steps=24, curve_points=5),
-        "full": Generator(image_size=32, width=64, pretrain_steps=20000, pretrain_batch=128, pretrain_lr=2e-3,
+                           rates=(1e-3, 3e-3), seeds=2, val_images=16, guidance=1.0, lora_rank=2, lora_lr=5e-3, eval_samples=16, sample_steps=4, curve_points=1),
+        "class": Generator(image_size=32, width=32, pretrain_steps=6000, pretrain_batch=32, pretrain_lr=2e-3, ema_decay=0.999,
+                           judge_steps=600, finetune_images=32, finetune_steps=200, finetune_batch=32,
+                           rates=(1e-3, 3e-3, 1e-2), seeds=3, val_images=64, guidance=1.0, lora_rank=8, lora_lr=5e-3, eval_samples=256, sample_steps=24, curve_points=5),
+        "full": Generator(image_size=32, width=64, pretrain_steps=20000, pretrain_batch=128, pretrain_lr=2e-3, ema_decay=0.9995,
                           judge_steps=3000, finetune_images=32, finetune_steps=600, finetune_batch=32,
-                          finetune_lr=2.5e-3, guidance=1.0, lora_rank=8, lora_lr=5e-3, eval_samples=1024, sample_steps=48, curve_points=8),
+                          rates=(1e-3, 3e-3, 1e-2), seeds=3, val_images=128, guidance=1.0, lora_rank=8, lora_lr=5e-3, eval_samples=1024, sample_steps=48, curve_points=8),
     },
 }
 

@@ -7,9 +7,19 @@ import torch
 import torch.nn as nn
 
 from ..cache import cached_model
+from ..claims import Claim
 from ..device import resolve_device, seed_everything
-from ..generator import GENERATOR_BACKGROUNDS, flow_matching_loss, training_layout
-from ..images import WORLD_VERSION, ImageWorld, WorldStream
+from ..generator import (
+    GENERATOR_BACKGROUNDS,
+    GENERATOR_CLASSES,
+    GENERATOR_ROTATION,
+    GENERATOR_SCALE,
+    flow_matching_loss,
+    generator_world,
+    training_layout,
+    validation_loss,
+)
+from ..images import WORLD_VERSION, WorldStream
 from ..losses import cross_entropy_loss
 from ..models import ImageModelConfig, create_image_model
 from ..modes import checkpoint_config, sizes
@@ -41,7 +51,11 @@ class JudgeConfig:
     batch_size: int = 64
     lr: float = 3e-3
     seed: int = 1
+    classes: tuple[str, ...] = GENERATOR_CLASSES
     backgrounds: tuple[str, ...] = GENERATOR_BACKGROUNDS
+    scale: tuple[float, float] = GENERATOR_SCALE
+    max_rotation: float = GENERATOR_ROTATION
+    noise: float = 0.02          # a little sensor noise, so the judge does not rely on clean pixels
     world_version: int = WORLD_VERSION
     recipe: int = RECIPE
 
@@ -61,10 +75,11 @@ def orca_judge(config: JudgeConfig | None = None, *, device="auto", rebuild: boo
     config = config or judge_config()
     device = resolve_device(device)
     arch = ImageModelConfig(width=config.width, image_size=config.image_size, steps=config.judge_steps,
-                            batch_size=config.batch_size, lr=config.lr)
+                            batch_size=config.batch_size, lr=config.lr, num_classes=len(config.classes))
 
     def build(model):
-        world = ImageWorld(image_size=config.image_size, backgrounds=config.backgrounds, clutter=0.0, noise=0.02)
+        world = generator_world(config.image_size, classes=config.classes, backgrounds=config.backgrounds,
+                                scale=config.scale, max_rotation=config.max_rotation, noise=config.noise)
         x_val, y_val = world.render(1024, seed=20_000 + config.seed, device=device)
         stream = WorldStream(world, config.batch_size, config.judge_steps, seed=config.seed + 7, device=device)
         seed_everything(config.seed)
@@ -76,4 +91,48 @@ def orca_judge(config: JudgeConfig | None = None, *, device="auto", rebuild: boo
     model, info = cached_model("generator_judge", config, lambda: create_image_model(arch, seed=config.seed),
                                build, rebuild=rebuild, device=device, verbose=verbose)
     model.image_size = config.image_size          # judge_labels resizes other images to this
+    model.classes = tuple(config.classes)         # what its outputs name, in order
     return model.eval(), info
+
+
+# ---------------------------------------------------------------------------------------------
+# Fair comparisons: each method's learning rate chosen on held-out orcas, then several seeds
+# ---------------------------------------------------------------------------------------------
+
+def choose_rate(make, images: torch.Tensor, val_images: torch.Tensor, *, rates, steps: int, batch_size: int,
+                seed: int = 0, evals: int = 4, desc: str = "rate", device="auto"):
+    """Train a fresh ``make()`` on ``images`` at every rate of ``rates`` for ``steps`` steps and
+    score it by ``validation_loss`` on the held-out ``val_images`` (lower is better).
+
+    Returns ``(rows, best, models)``: one row per rate (``lr``, ``val_loss`` at the end of the
+    budget, ``best_val_loss`` and ``best_step`` along the way, ``curve``: [(step, val_loss)] from step 0),
+    the row with the lowest final validation loss, and the trained models by rate.
+    """
+    from ..stats import best_by
+    rows, models = [], {}
+    every = max(1, steps // evals)
+    for lr in rates:
+        model = make()
+        before = validation_loss(model, val_images)
+        history = finetune_generator(model, images, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                                     evaluate=lambda m: {"val_loss": validation_loss(m, val_images)},
+                                     eval_every=every, desc=f"{desc} lr={lr:g}", device=device)
+        curve = [(0, before)] + [(e["step"], e["val_loss"]) for e in history.evals]
+        best_step, best_loss = min(curve, key=lambda c: c[1])
+        rows.append({"lr": lr, "val_loss": curve[-1][1], "best_val_loss": best_loss, "best_step": best_step,
+                     "curve": curve})
+        models[lr] = model
+    return rows, best_by(rows, "val_loss", higher_is_better=False), models
+
+
+def _tie_or_win(m, winner: str, loser: str) -> bool:
+    from ..stats import difference
+    d = difference(m[f"orca_rates_{winner}"], m[f"orca_rates_{loser}"])
+    return d.real and d.diff > 0
+
+
+CLAIMS = [
+    Claim("11", "the memorisation measure tells noisy copies of the training orcas (ratio below 0.5) "
+                "from fresh real orcas (ratio between 0.7 and 1.3)",
+          lambda m: m["memorisation_ratio_copies"] < 0.5 and 0.7 <= m["memorisation_ratio_fresh"] <= 1.3),
+]
