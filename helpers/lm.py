@@ -315,7 +315,8 @@ def pretrained_lm(augmented: bool = True, config: LMConfig | None = None, *, dev
     device = resolve_device(device)
     data = lm_data(config)
 
-    samples, every, calls = [], max(1, config.steps // 16), [0]
+    # 16 evaluations (at most one per 5 steps, so a short smoke run does not spend its time on them)
+    samples, every, calls = [], max(1, config.steps // min(16, max(1, config.steps // 5))), [0]
     prompt = data.world.diseases[0]["name"]
 
     def evaluate_and_sample(m):

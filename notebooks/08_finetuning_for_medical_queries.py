@@ -119,9 +119,9 @@ print(f"\n{q.prompt}  →  {answer(pretrained, tok, q.prompt)!r}   (true: {q.ans
 # without peeking at the test set.
 
 # %%
-def run(model, label, *, lr=S.lr, steps=S.steps, seed=0, **options):
+def run(model, label, *, lr=S.lr, steps=S.steps, seed=0, eval_every=S.eval_every, **options):
     """Fine-tune `model` (in place), measure it (a row of numbers) and log the run."""
-    row = run_qa(model, tok, qa, label=label, lr=lr, steps=steps, batch_size=S.batch_size, eval_every=S.eval_every,
+    row = run_qa(model, tok, qa, label=label, lr=lr, steps=steps, batch_size=S.batch_size, eval_every=eval_every,
                  seed=seed, general=general, general_before=general_before,
                  hook=LiveCurve(metric="heldout_acc", title=label), **options)
     runs.add(**{k: v for k, v in row.items() if k != "history"})
@@ -220,6 +220,7 @@ once_rows = []
 for seed in range(S.seeds):
     model_once, _, _ = pretrained_lm_once_only(verbose=False)
     once_rows.append(run(model_once, f"once-only, seed {seed}", seed=seed, steps=S.once_only_steps,
+                         eval_every=2 * S.eval_every,      # a longer run: half as many evaluations per step
                          keep=lambda m: m["seen_acc"] >= target - S.fit_tolerance))
     if seed == 0:
         once_only, h_once = model_once, once_rows[0]["history"]

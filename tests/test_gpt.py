@@ -141,3 +141,17 @@ def test_keep_restores_the_first_step_that_meets_the_fit_target(data_dir):
     history = finetune_qa(model, tok, qa, steps=6, lr=1e-3, batch_size=8, eval_every=3, progress=False,
                           keep=lambda m: True)
     assert history.kept_step == 0 and history.best_step == 0
+
+
+def test_lesson_08_retention_counts_only_facts_known_before():
+    from helpers.lessons.medical import CLAIMS, general_retention
+
+    before = torch.tensor([True, True, False, True])
+    after = torch.tensor([True, False, True, True])
+    assert general_retention(before, after) == 2 / 3          # a fact learned later does not count
+    metrics = {"heldout_acc_finetuned": 0.6, "heldout_acc_scratch": 0.0, "seen_acc_finetuned": 0.95,
+               "seen_acc_no_augmentation": 0.92, "fit_tolerance": 0.05, "augmentation_gap_real": True,
+               "heldout_acc_no_augmentation": 0.2,
+               "forgetting": [{"method": "full", "general_retention": 0.5}, {"method": "replay", "general_retention": 0.9}]}
+    assert all(c.verdict(metrics) for c in CLAIMS)
+    assert not CLAIMS[1].verdict({**metrics, "seen_acc_no_augmentation": 0.5})   # under-fitted: not equal fit

@@ -57,3 +57,26 @@ def test_soft_prompt_starts_as_a_prefix_and_only_it_trains(world, tok):
     assert all(torch.equal(p, before[n]) for n, p in gpt.named_parameters())       # the model is frozen
     assert not torch.equal(trained.prompt.detach(), start)
     assert answers_correct(trained, tok, qa.test[:5]).shape == (5,)
+
+
+def test_lesson_09_picks_every_setting_on_validation_items(world, tok):
+    """The harness keeps the setting with the best validation accuracy, and scores every method
+    on the same items (one per fact) in a wording no split of medical_qa uses."""
+    from helpers.lessons.prompting_lesson import CLAIMS, choose_cloze, choose_shots, tune_soft_prompt
+
+    qa = world.medical_qa()
+    dev_names = sorted({q.disease for q in qa.dev})
+    val_items = world.heldout_questions(dev_names)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=len(tok), context=96, n_layer=1, n_head=2, d_model=16))
+    k, rows = choose_shots(model, tok, qa.train, val_items, (1, 2), context=96)
+    assert k in (1, 2) and max(r["val_acc"] for r in rows) == next(r for r in rows if r["shots"] == k)["val_acc"]
+    phrasing, rows = choose_cloze(model, tok, world, dev_names)
+    assert phrasing in (0, 1) and len(rows) == 2
+    soft, best, rows = tune_soft_prompt(model, tok, qa.train[:16], val_items, token_grid=(2,), lr_grid=(1e-2, 1e-1),
+                                        steps=2, eval_every=1, batch_size=4, progress=False)
+    assert best["val_acc"] == max(r["val_acc"] for r in rows) and soft.prompt.shape[0] == 2
+    metrics = {"items": 200, "zero_shot_acc": 0.0, "few_shot_acc": 0.05, "cloze_prompt_acc": 0.3,
+               "soft_prompt_acc": 0.1, "finetuned_acc": 0.6}
+    assert all(c.verdict(metrics) for c in CLAIMS)
+    assert not CLAIMS[0].verdict({**metrics, "finetuned_acc": 0.08})     # within 2 SE: a tie, not a win
