@@ -40,9 +40,9 @@ def cases(mode, device):
     yield ("bird counter (lesson 05)", lambda: count_model(False, seed=0, train_mean=4.0, device=device),
            poisson_loss, Batches(x, y, batch_size=counter.batch_size, shuffle=False), resnet_layout)
     gen = generator_config(mode)
-    x = torch.rand(gen.batch_size * 2, 3, gen.image_size, gen.image_size, device=device) * 2 - 1
+    x = torch.rand(gen.pretrain_batch * 2, 3, gen.image_size, gen.image_size, device=device) * 2 - 1
     yield ("generator (lesson 11)", lambda: create_generator(gen, seed=0), flow_matching_loss,
-           Batches(x, batch_size=gen.batch_size, shuffle=False), training_layout(device))
+           Batches(x, batch_size=gen.pretrain_batch, shuffle=False), training_layout(device))
 
 
 def main(argv=None):

@@ -1,0 +1,49 @@
+"""Every benchmark script runs end to end with tiny settings and prints the line it promises."""
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def run(capsys, script, *argv):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        module = importlib.import_module(script)
+        module.main(list(argv))
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return capsys.readouterr().out.strip().splitlines()
+
+
+def test_loop_overhead_prints_a_paired_ratio_with_its_spread(capsys):
+    lines = run(capsys, "loop_overhead", "--steps", "1", "--min-rounds", "2", "--max-rounds", "2",
+                "--batch-size", "4", "--width", "8", "--image-size", "24", "--quiet", "--device", "cpu")
+    assert lines[-1].startswith("ratio ") and "median of 2 paired ratios" in lines[-1] and "IQR" in lines[-1]
+
+
+def test_roofline_prints_fractions_last(capsys):
+    lines = run(capsys, "roofline", "--mode", "smoke", "--rounds", "1", "--steps", "1", "--matmul", "64",
+                "--batch-scale", "0.1", "--top", "2", "--device", "cpu")
+    assert all("fraction" in line for line in lines[-3:]) and "fraction" not in lines[-4]
+    assert any("practical peak fp32" in line for line in lines)
+
+
+def test_bf16_cpu_prints_ratios_per_model(capsys):
+    lines = run(capsys, "bf16_cpu", "--mode", "smoke", "--rounds", "1", "--steps", "1", "--no-compile",
+                "--batch-scale", "0.1", "--only", "GPT")
+    assert lines[-1].startswith("GPT (lesson 07)")
+
+
+def test_data_throughput_prints_a_ratio(capsys):
+    lines = run(capsys, "data_throughput", "--mode", "smoke", "--rounds", "1", "--chunk", "16", "--steps", "2",
+                "--device", "cpu")
+    assert lines[-1].startswith("ratio ")
+
+
+@pytest.mark.parametrize("script", ["channels_last"])
+def test_channels_last_runs(capsys, script):
+    lines = run(capsys, script, "--mode", "smoke", "--rounds", "1", "--steps", "1", "--device", "cpu")
+    assert any("ratio" in line for line in lines)
