@@ -22,12 +22,15 @@ def test_labels_curve_rows_average_each_arm_over_seeds():
 
 
 def test_lesson_02_claims_need_a_real_difference():
-    base = {"finetuned_acc": 0.86, "scratch_acc": 0.30, "scratch_converged_acc": 0.5,
+    base = {"finetuned_acc": 0.86, "scratch_acc": 0.30, "scratch_converged_acc": 0.8,
             "finetuned_accs": [0.85, 0.86, 0.87], "scratch_accs": [0.29, 0.30, 0.31],
-            "scratch_converged_accs": [0.49, 0.50, 0.51], "finetune_steps": 30, "scratch_converged_budget": 600}
+            "scratch_converged_accs": [0.79, 0.80, 0.81], "finetune_steps": 30, "scratch_converged_steps": 450,
+            "scratch_converged_budget": 600}
     assert all(c.verdict(base) for c in full_finetuning.CLAIMS)
     noisy = dict(base, scratch_converged_accs=[0.2, 0.9, 0.95], scratch_converged_acc=0.68)
-    assert full_finetuning.CLAIMS[2].verdict(noisy) is False           # inside the noise: a tie
+    assert full_finetuning.CLAIMS[1].verdict(noisy) is False           # inside the noise: a tie
+    early = dict(base, scratch_converged_steps=200)
+    assert full_finetuning.CLAIMS[3].verdict(early) is False
 
 
 def test_seed_rows_and_method_rows_keep_val_and_test_apart():

@@ -45,9 +45,10 @@ CLAIMS = [
                 "budget (beyond twice the standard error): the same-budget baseline is under-trained",
           lambda m: difference(m["scratch_converged_accs"], m["scratch_accs"]).real
           and m["scratch_converged_acc"] > m["scratch_acc"]),
-    Claim("02", "at the headline labels, fine-tuning still beats the converged from-scratch model "
-                "(beyond twice the standard error), with a twentieth of its steps or less",
-          lambda m: difference(m["finetuned_accs"], m["scratch_converged_accs"]).real
-          and m["finetuned_acc"] > m["scratch_converged_acc"]
-          and 20 * m["finetune_steps"] <= m["scratch_converged_budget"]),
+    Claim("02", "the same-budget from-scratch run understates from scratch by more than 20 points of test "
+                "accuracy at the headline labels",
+          lambda m: m["scratch_converged_acc"] - m["scratch_acc"] > 0.20),
+    Claim("02", "from scratch reaches its best validation accuracy only after at least ten times "
+                "fine-tuning's budget of steps (mean over seeds)",
+          lambda m: m["scratch_converged_steps"] >= 10 * m["finetune_steps"]),
 ]
