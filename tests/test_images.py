@@ -101,3 +101,28 @@ def test_world_stream_is_repeatable_and_fresh():
 def test_render_on_test_device(device):
     x, y = ImageWorld(image_size=24).render(4, seed=0, device=device)
     assert x.device.type == device.type and y.device.type == device.type
+
+
+def _reference():
+    import importlib.util
+    import json
+    from pathlib import Path
+    here = Path(__file__).parent / "data"
+    spec = importlib.util.spec_from_file_location("capture_image_world_hashes", here / "capture_image_world_hashes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, json.loads((here / "image_world_hashes.json").read_text())
+
+
+def test_renderer_draws_the_reference_images_bit_for_bit():
+    """Any change to the renderer (a speed-up) must draw WORLD_VERSION 2's images exactly: the
+    hashes were captured from the renderer before any speed-up. Only a WORLD_VERSION bump (which
+    rebuilds every cache) may change them, together with the reference file."""
+    from helpers.images import WORLD_VERSION
+    module, reference = _reference()
+    assert WORLD_VERSION == 2, "a new world version needs new reference hashes (see tests/data/capture_image_world_hashes.py)"
+    cases = module.cases()
+    assert set(cases) == set(reference)
+    skip = {"ImageWorld s40 seed11 n1024"}            # the large case: run the capture script for it
+    differ = [name for name, make in cases.items() if name not in skip and module.digest(*make()) != reference[name]]
+    assert not differ, f"renderer output changed for {differ[:5]} ({len(differ)} cases)"
