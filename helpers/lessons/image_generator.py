@@ -125,14 +125,11 @@ def choose_rate(make, images: torch.Tensor, val_images: torch.Tensor, *, rates, 
     return rows, best_by(rows, "val_loss", higher_is_better=False), models
 
 
-def _tie_or_win(m, winner: str, loser: str) -> bool:
-    from ..stats import difference
-    d = difference(m[f"orca_rates_{winner}"], m[f"orca_rates_{loser}"])
-    return d.real and d.diff > 0
-
-
 CLAIMS = [
     Claim("11", "the memorisation measure tells noisy copies of the training orcas (ratio below 0.5) "
                 "from fresh real orcas (ratio between 0.7 and 1.3)",
           lambda m: m["memorisation_ratio_copies"] < 0.5 and 0.7 <= m["memorisation_ratio_fresh"] <= 1.3),
+    Claim("11", "the judge recognises most of the pre-trained generator's samples (some class at "
+                "probability 0.5 or more for at least half of them)",
+          lambda m: m["judge_confident_pretrained"] >= 0.5),
 ]
