@@ -251,11 +251,12 @@ def transfer_verdict(summary) -> str:
             f"(beyond twice the standard error over {m['digits_seeds']} seeds).")
 
 
+# Registered from what holds by construction or was seen in smoke runs only: the class-mode run of this
+# lesson has not been measured yet (the class checkpoint was being rebuilt). The digits' direction is NOT
+# registered: the lesson prints it from the numbers (transfer_verdict), whatever it shows.
 CLAIMS = [
     Claim("13", "the search's chosen configuration reaches above-chance test accuracy on the world's bird folder",
           lambda m: m["own_best_test"] > 1.5 / m["own_classes"]),
     Claim("13", "the exported model predicts the same class as the model in memory",
           lambda m: m["export_agrees"] == 1.0),
-    Claim("13", "on real digits, fine-tuning the world's model and a linear probe on it beat chance (10%)",
-          lambda m: m["digits_ft_test"] > 0.2 and m["digits_probe_test"] > 0.2),
 ]
