@@ -45,9 +45,18 @@ class CheckpointError(RuntimeError):
 
 
 def data_dir() -> Path:
-    """The course's data folder: ``$COURSE_DATA``, else ``data/`` in the repository."""
+    """The course's data folder: ``$COURSE_DATA``; else ``data/`` in the repository when the package
+    runs from a checkout; else (``pip install`` on a hosted notebook or a JupyterHub) the user's
+    cache folder, ``$XDG_CACHE_HOME/fine-tuning-course`` or ``~/.cache/fine-tuning-course``."""
     root = os.environ.get("COURSE_DATA")
-    path = Path(root) if root else Path(__file__).resolve().parent.parent / "data"
+    repo = Path(__file__).resolve().parent.parent
+    if root:
+        path = Path(root)
+    elif (repo / "pyproject.toml").is_file() and (repo / "notebooks").is_dir():
+        path = repo / "data"
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or (os.environ.get("LOCALAPPDATA") if os.name == "nt" else None)
+        path = Path(base or Path.home() / ".cache") / "fine-tuning-course"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

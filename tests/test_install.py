@@ -74,8 +74,6 @@ def test_lesson_00_runs_in_smoke_mode_outside_the_checkout(installed):
     assert not list(work.glob("data")), "the lesson wrote a data folder into the working directory"
 
 
-@pytest.mark.xfail(strict=True, reason="helpers/cache.py data_dir() still defaults to <package>/../data "
-                   "(inside site-packages) outside a checkout; it should default to the user cache dir")
 def test_data_folder_defaults_to_user_cache_outside_a_checkout(installed):
     python, env, tmp = installed
     out = _run([str(python), "-c", "from helpers.cache import data_dir; print(data_dir())"], cwd=tmp, env=env)
