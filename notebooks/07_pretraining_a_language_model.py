@@ -142,7 +142,13 @@ print(f"validation loss, every word: {info['val_loss']:.3f} at the kept step, lo
       f"{info['unigram_loss']:.3f}")
 print(f"{info['tokens']:,} training tokens = {o['passes']:.0f} passes over the {info['corpus_tokens']:,}-token "
       f"corpus ({o['passes_at_best']:.0f} passes by the kept step), {info['tokens_per_s']:,.0f} tokens/s")
-print(f"validation minus training loss: {o['gap_at_best']:.3f} at the kept step, {o['gap_final']:.3f} at the end")
+print(f"validation minus training loss: {o['gap_at_val_min']:.3f} where the validation loss was lowest, "
+      f"{o['gap_final']:.3f} at the end")
+if o["best_step"] == o["steps"]:
+    print("The fact loss was still falling at the last step, so the kept checkpoint is the last one: more steps "
+          "could store the facts better, while the held-out phrasings' own words were over-fitted long before.")
+else:
+    print(f"The fact loss was lowest at step {o['best_step']}: later steps over-fitted the facts too.")
 
 # %% [markdown]
 # ## Over-fitting: why the validation loss turns
@@ -155,7 +161,8 @@ print(f"validation minus training loss: {o['gap_at_best']:.3f} at the kept step,
 # stops falling and rises while the gap between the curves widens. The facts can go on improving
 # for longer, since every extra pass states them again. The numbers above say what happened in
 # this run (the claims at the end check it). Early stopping keeps the weights from before the
-# turn that matters to us; more data (more articles, more phrasings) would delay both turns.
+# turn that matters to us, if it comes within the budget; more data (more articles, more
+# phrasings) would delay both turns.
 
 # %% [markdown]
 # ## Samples during training
@@ -282,6 +289,7 @@ check("the step to keep", lambda: my_best_step == min(info["history"]["evals"], 
 metrics = {"val_loss": info["val_loss"], "val_loss_final": info["val_loss_final"], "best_step": info["best_step"],
            "val_fact_loss": info["val_fact_loss"], "val_fact_loss_final": info["val_fact_loss_final"],
            "val_loss_min": o["val_loss_min"], "val_loss_min_step": o["val_loss_min_step"],
+           "gap_at_val_min": o["gap_at_val_min"],
            "steps": info["steps"], "unigram_loss": info["unigram_loss"], "train_loss": info["train_loss"],
            "train_loss_final": info["train_loss_final"], "gap_at_best": o["gap_at_best"], "gap_final": o["gap_final"],
            "passes": o["passes"], "probe_acc": probe_acc, "tokens": info["tokens"], "params": params,
