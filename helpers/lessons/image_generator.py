@@ -132,4 +132,14 @@ CLAIMS = [
     Claim("11", "the judge recognises most of the pre-trained generator's samples (some class at "
                 "probability 0.5 or more for at least half of them)",
           lambda m: m["judge_confident_pretrained"] >= 0.5),
+    Claim("11", "fine-tuned, the generator draws more orcas than the same network trained from scratch on the "
+                "same orcas and budget, each at its own rate chosen on held-out orcas (beyond twice the "
+                "standard error over the seeds)",
+          lambda m: _beats(m["orca_rates_finetuned"], m["orca_rates_scratch"])),
 ]
+
+
+def _beats(a, b) -> bool:
+    from ..stats import difference
+    d = difference(a, b)
+    return d.real and d.diff > 0
