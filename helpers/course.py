@@ -37,7 +37,9 @@ PREPARE = [
 
 
 def notebooks(pattern: str = "*.ipynb") -> list[Path]:
-    return sorted((ROOT / "notebooks").glob(pattern))
+    """The lesson notebooks matching ``pattern`` (``"07*"`` means lesson 07's notebook, not its
+    paired .py source)."""
+    return sorted(p for p in (ROOT / "notebooks").glob(pattern) if p.suffix == ".ipynb")
 
 
 def execute_notebook(path: Path, out_dir: Path | None = None, timeout: int = 1800,

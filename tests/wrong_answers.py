@@ -54,4 +54,20 @@ WRONG_ANSWERS: dict[str, dict[str, list[str]]] = {
         "parameters of layer4": [   # the stage before it
             "layer4_params = sum(p.numel() for p in model.layer3.parameters())"],
     },
+    "07": {
+        "characters per word": [   # the ratio upside down, and tokens of the wrong stream
+            "chars_per_word = len(chars) / len(tok)",
+            "chars_per_word = len(word_ids) / len(char_ids)"],
+    },
+    "08": {
+        "labelled positions": [    # every position of the sequence, not only the answer's
+            "_, y_all = qa_tensors(tok, qa.train, answer_only=False)\n_, y_ans = qa_tensors(tok, qa.train)\n"
+            "label_ratio = (y_ans != IGNORE).sum().item() / (y_all != IGNORE).sum().item()"],
+        "your own question": [     # a question the test set already asks, word for word
+            "my_prompt = qa.test[0].prompt\nmy_answer = answer(finetuned, tok, my_prompt)"],
+    },
+    "09": {
+        "cloze prompts for the town": [   # the held-out diseases' sentences, not the test names'
+            "my_prompts = [q for q in world.heldout_cloze(test_names) if q.attribute == 'town']"],
+    },
 }
