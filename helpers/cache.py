@@ -25,6 +25,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -59,6 +60,17 @@ def data_dir() -> Path:
         path = Path(base or Path.home() / ".cache") / "fine-tuning-course"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def data_fingerprint(*tensors: torch.Tensor) -> str:
+    """A short hash of the bytes of ``tensors`` (shape and dtype included): cache keys name the exact
+    data a checkpoint was trained on with it (``config_key`` hashes the settings)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{tuple(t.shape)} {t.dtype}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def config_key(config) -> str:

@@ -21,14 +21,12 @@ Example:
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 
-import torch
 import torch.nn as nn
 
 from .augment import flip_and_shift
-from .cache import cached_model, checkpoint_path
+from .cache import cached_model, checkpoint_path, config_key, data_fingerprint
 from .checks import keywords_checked, one_of, whole_number
 from .device import resolve_device, seed_everything
 from .losses import cross_entropy_loss
@@ -111,11 +109,8 @@ def fastest_seconds_per_step(history: History) -> float:
 
 def state_hash(model: nn.Module) -> str:
     """A short fingerprint of every weight and buffer: equal hashes mean equal models."""
-    h = hashlib.sha1()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:12]
+    state = sorted(model.state_dict().items())
+    return data_fingerprint(*(t for _, t in state)) + config_key([name for name, _ in state])[:4]
 
 
 def build_model(*, from_scratch: bool = False, head: str = "linear", hidden: int = 64, seed: int = 0,
@@ -318,14 +313,6 @@ class ScratchConfig:
     recipe: int = RECIPE
 
 
-def data_fingerprint(*tensors: torch.Tensor) -> str:
-    """A short hash of the bytes of ``tensors`` (shape and dtype included)."""
-    h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{tuple(t.shape)} {t.dtype}".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def scratch_converged(labels_per_class: int | None = None, *, seed: int = 0, lr: float | None = None,

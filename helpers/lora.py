@@ -44,7 +44,7 @@ from safetensors.torch import load_file, save_file
 from .cache import FORMAT as CHECKPOINT_FORMAT
 from .cache import atomic_write
 from .checks import keywords_checked
-from .surgery import freeze_stages, stages, unfreeze
+from .surgery import _set_submodule, freeze_stages, stages, unfreeze
 
 DEFAULT = "default"
 
@@ -266,12 +266,6 @@ def find_targets(model: nn.Module, targets) -> dict[str, nn.Module]:
                   f"'layer4.*.conv*', or a container such as 'layer4'.")
         found.update({n: layers[n] for n in sorted(hits, key=list(layers).index)})
     return found
-
-
-def _set_submodule(model, path, module):
-    parent_path, _, attr = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    setattr(parent, attr, module)
 
 
 # ---------------------------------------------------------------------------------------------

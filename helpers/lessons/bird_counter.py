@@ -29,7 +29,6 @@ Example:
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -40,7 +39,7 @@ import torch
 import torch.nn as nn
 
 from ..augment import flip
-from ..cache import cached_model, checkpoint_path
+from ..cache import cached_model, checkpoint_path, data_fingerprint
 from ..checks import keywords_checked
 from ..claims import Claim
 from ..device import resolve_device, seed_everything
@@ -282,14 +281,6 @@ class ScratchCounterConfig:
     freeze: int
 
 
-def data_fingerprint(*tensors: torch.Tensor) -> str:
-    """A short hash of the bytes of ``tensors`` (shape and dtype included)."""
-    h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{tuple(t.shape)} {t.dtype}".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 @keywords_checked
