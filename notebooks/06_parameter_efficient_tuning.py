@@ -280,7 +280,6 @@ def lora_params(c_in, c_out, k, r):
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution (click to expand)
-# Solution (click to expand)
 def lora_params(c_in, c_out, k, r):
     return r * c_in * k * k + c_out * r      # A: (r, c_in, k, k); B: (c_out, r)
 
@@ -303,7 +302,6 @@ with torch.no_grad():
 merged_conv = None   # your plain nn.Conv2d here
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
 # Solution (click to expand)
 merged_conv = copy.deepcopy(wrapped.base)
 with torch.no_grad():

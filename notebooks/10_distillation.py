@@ -220,7 +220,6 @@ probs_t8 = None
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
 # Solution (click to expand)
-# Solution (click to expand)
 probs_t1 = F.softmax(logits0 / 1, dim=0)
 probs_t8 = F.softmax(logits0 / 8, dim=0)
 
@@ -241,7 +240,6 @@ check("softened probabilities", lambda: torch.allclose(probs_t8.sum(), torch.ten
 pseudo_labels = None   # a tensor of species indices, one per unlabelled image
 
 # %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
 # Solution (click to expand)
 pseudo_labels = soft_u[y_u < 0].argmax(dim=1)
 

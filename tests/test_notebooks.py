@@ -119,3 +119,4 @@ def test_notebook_is_committed_clean(path):
         first = cell.source.splitlines()[0] if cell.source else ""
         assert re.match(r"^# Solution\b[^=]*$", first), \
             f"{path.name}: a folded solution shows its first line beside the fold; it must give nothing away: {first!r}"
+        assert cell.source.count(first) == 1, f"{path.name}: a folded solution repeats its first line {first!r}"
