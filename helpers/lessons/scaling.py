@@ -102,11 +102,16 @@ def finetune_lm(args) -> dict:
         result["heldout_acc"] = exact_match(model, tok, qa.test)
         print(f"[rank 0 of {world}] done: final loss {history.loss[-1]:.6f}, held-out exact match "
               f"{result['heldout_acc']:.3f}, {result['train_s']:.1f} s", flush=True)
-        if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps(result, indent=1))
+        _write(result, args.out)
     cleanup()
     return result
+
+
+def _write(result: dict, out: str | None) -> None:
+    """Rank 0's results as JSON at ``out`` (if given), for the launching notebook to read."""
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=1))
 
 
 def finetune(args, loss_fn=cross_entropy_loss) -> dict:
@@ -170,9 +175,7 @@ def finetune(args, loss_fn=cross_entropy_loss) -> dict:
     if is_main_process():
         print(f"[rank 0 of {world}] done: final loss {history.loss[-1]:.6f}, test accuracy "
               f"{result['test_acc']:.3f}, {result['train_s']:.1f} s", flush=True)
-        if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps(result, indent=1))
+        _write(result, args.out)
     cleanup()
     return result
 
