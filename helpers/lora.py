@@ -44,7 +44,7 @@ from safetensors.torch import load_file, save_file
 from .cache import FORMAT as CHECKPOINT_FORMAT
 from .cache import atomic_write
 from .checks import keywords_checked
-from .surgery import _set_submodule, freeze_stages, stages, unfreeze
+from .surgery import _set_submodule, count_params, freeze_stages, stages, unfreeze
 
 DEFAULT = "default"
 
@@ -493,9 +493,7 @@ def bitfit(model: nn.Module, also=None) -> nn.Module:
 
 def trainable_share(model: nn.Module) -> float:
     """Trainable parameters / all parameters (each shared tensor counted once)."""
-    params = {id(p): p for p in model.parameters()}.values()
-    total = sum(p.numel() for p in params)
-    return sum(p.numel() for p in params if p.requires_grad) / total
+    return count_params(model, "trainable") / count_params(model)
 
 
 @keywords_checked
@@ -509,10 +507,9 @@ def memory_report(model: nn.Module, *, optimizer: str = "adamw") -> dict:
     per_param = {"adamw": 2, "adam": 2, "sgd_momentum": 1, "sgd": 0}
     if optimizer not in per_param:
         raise ValueError(f"optimizer must be one of {sorted(per_param)}; got {optimizer!r}")
-    params = list({id(p): p for p in model.parameters()}.values())
+    params = list(model.parameters())           # each shared tensor once
     trainable = [p for p in params if p.requires_grad]
-    n_train = sum(p.numel() for p in trainable)
-    n_total = sum(p.numel() for p in params)
+    n_train, n_total = count_params(model, "trainable"), count_params(model)
     train_bytes = sum(p.numel() * p.element_size() for p in trainable)
     return {"total_params": n_total, "trainable_params": n_train, "trainable_frac": n_train / n_total,
             "weight_bytes": sum(p.numel() * p.element_size() for p in params),

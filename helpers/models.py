@@ -20,6 +20,7 @@ from .device import resolve_device, seed_everything, seeded
 from .images import CLASSES, WORLD_VERSION, ImageWorld, WorldStream
 from .losses import cross_entropy_loss
 from .modes import checkpoint_config, sizes
+from .surgery import count_params  # noqa: F401  (lessons 01, 10 and 11 count parameters from here)
 from .training import RECIPE, accuracy, train
 
 
@@ -60,10 +61,6 @@ def create_image_model(config: ImageModelConfig | None = None, num_classes: int 
                                  replace_stem_pool=False)
 
 
-def count_params(model: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
 def pretrain_image_model(model: nn.Module, config: ImageModelConfig, *, device="auto",
                          val_images: int = 2048, progress: bool = True, hook=None):
     """Train ``model`` from scratch on the general world (lesson 01). Returns (history, val_acc)."""
@@ -79,23 +76,53 @@ def pretrain_image_model(model: nn.Module, config: ImageModelConfig, *, device="
     return history, history.last_eval("val_acc")
 
 
-def pretrained_source() -> str:
-    """Where pre-trained image weights come from: ``$COURSE_PRETRAINED``, ``course`` (lesson 01's
-    model, the default, offline) or ``timm`` (timm's published ImageNet weights for the full-width
-    architecture; needs the network once)."""
+PRETRAINED_SOURCES = ("course", "timm")
+
+
+def pretrained_source(source: str | None = None) -> str:
+    """Where pre-trained image weights come from: ``source`` when given, else ``$COURSE_PRETRAINED``
+    (the one place that reads it); ``course`` (lesson 01's model, the default, offline) or ``timm``
+    (timm's published ImageNet weights for the full-width architecture; needs the network once)."""
     import os
-    source = os.environ.get("COURSE_PRETRAINED", "course").strip().lower() or "course"
-    if source not in ("course", "timm"):
-        raise ValueError(f"COURSE_PRETRAINED={source!r}: choose 'course' or 'timm'")
+    given = source is not None
+    source = (source if given else os.environ.get("COURSE_PRETRAINED", "course")).strip().lower() or "course"
+    if source not in PRETRAINED_SOURCES:
+        where = "source" if given else "COURSE_PRETRAINED"
+        raise ValueError(f"{where}={source!r}: choose one of {list(PRETRAINED_SOURCES)}")
     return source
 
 
-def pretrained_image_model(config: ImageModelConfig | None = None, *, device="auto",
+def pretrained_image_size(mode: str | None = None, source: str | None = None) -> int:
+    """The side of the images the pre-trained model expects: lesson 01's size in ``mode``, or, with
+    timm's weights (``source="timm"`` or ``$COURSE_PRETRAINED=timm``), the input size of the
+    architecture's published pretrained configuration (224 for resnet18): fine-tuning shows a
+    network images at the resolution its features were learnt at."""
+    config = image_model_config(mode)
+    if pretrained_source(source) != "timm":
+        return config.image_size
+    cfg = timm.get_pretrained_cfg(config.arch)
+    return int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else config.image_size
+
+
+def scratch_image_model(config: ImageModelConfig | None = None, num_classes: int | None = None, *, seed: int = 0,
+                        source: str | None = None) -> nn.Module:
+    """Random weights in the architecture the pre-trained model has, so from scratch is a fair
+    baseline: the narrow course CNN, or with timm's weights (``source``/``$COURSE_PRETRAINED``)
+    timm's full-width ``config.arch``."""
+    config = config or image_model_config()
+    if pretrained_source(source) != "timm":
+        return create_image_model(config, num_classes=num_classes, seed=seed)
+    with seeded(seed):
+        return timm.create_model(config.arch, pretrained=False, num_classes=num_classes or config.num_classes)
+
+
+def pretrained_image_model(config: ImageModelConfig | None = None, *, device="auto", source: str | None = None,
                            rebuild: bool = False, verbose: bool = True, hook=None):
     """A fresh copy of lesson 01's pre-trained model: from the cache, or trained now.
 
     Every call returns new weights read from the checkpoint, so an experiment cell that calls
-    it never starts from weights another cell changed.
+    it never starts from weights another cell changed. ``source`` (``"course"`` or ``"timm"``)
+    defaults to ``$COURSE_PRETRAINED``, read here, at the lesson's call.
 
     Returns:
         (model, info): the model on ``device`` (in train mode), and what was stored with it:
@@ -103,7 +130,7 @@ def pretrained_image_model(config: ImageModelConfig | None = None, *, device="au
     """
     config = config or image_model_config()
     device = resolve_device(device)
-    if pretrained_source() == "timm":
+    if pretrained_source(source) == "timm":
         from .own_data import timm_pretrained
         model = timm_pretrained(config.arch, config.num_classes).to(device)
         if verbose:

@@ -404,14 +404,26 @@ def unfreeze(model: nn.Module, patterns=None) -> nn.Module:
     return model
 
 
+PARAM_KINDS = ("all", "trainable", "frozen")
+
+
+def count_params(model: nn.Module, which: str = "all") -> int:
+    """How many parameters ``model`` holds (a tensor shared by two modules counts once):
+    ``"all"``, ``"trainable"`` (``requires_grad``: what an optimiser changes) or ``"frozen"``."""
+    if which not in PARAM_KINDS:
+        raise ValueError(f"which must be one of {list(PARAM_KINDS)}; got {which!r}")
+    return sum(p.numel() for p in model.parameters()
+               if which == "all" or p.requires_grad == (which == "trainable"))
+
+
 def trainable_params(model: nn.Module) -> int:
     """Number of parameters that an optimiser will change (``requires_grad``)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return count_params(model, "trainable")
 
 
 def frozen_params(model: nn.Module) -> int:
     """Number of parameters that stay fixed."""
-    return sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    return count_params(model, "frozen")
 
 
 def stage_table(model: nn.Module) -> pd.DataFrame:

@@ -9,6 +9,7 @@ import torch.nn as nn
 from helpers.surgery import (
     add_block,
     bn_stats_frozen,
+    count_params,
     freeze,
     freeze_stages,
     frozen_params,
@@ -331,3 +332,16 @@ def test_head_and_block_seeds_leave_the_global_generator_alone():
     replace_head(twin, 3, seed=11)
     add_block(twin, seed=11)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
+
+
+def test_count_params_counts_a_shared_tensor_once_and_names_bad_kinds():
+    shared = nn.Linear(3, 4)                   # 16 parameters, used twice
+    model = nn.Sequential(shared, nn.ReLU(), shared, nn.Linear(4, 2))
+    model[3].requires_grad_(False)             # 10 frozen
+    assert count_params(model) == 26
+    assert count_params(model, "trainable") == trainable_params(model) == 16
+    assert count_params(model, "frozen") == frozen_params(model) == 10
+    from helpers.models import count_params as from_models
+    assert from_models is count_params        # one implementation, two import paths
+    with pytest.raises(ValueError, match=r"which must be one of \['all', 'trainable', 'frozen'\]; got 'grad'"):
+        count_params(model, "grad")
