@@ -66,11 +66,11 @@ def setup(backend: str | None = None, timeout_s: int = 300):
     Returns:
         (rank, world_size, device)
     """
+    from .device import resolve_device
     if "WORLD_SIZE" not in os.environ:
-        from .device import resolve_device
         return 0, 1, resolve_device("auto")
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    use_cuda = torch.cuda.is_available() and os.environ.get("TORCH_DEVICE", "cuda").startswith("cuda")
+    use_cuda = resolve_device("auto").type == "cuda"      # $TORCH_DEVICE is read in one place
     if use_cuda:
         if local_rank >= torch.cuda.device_count():
             raise RuntimeError(f"rank {local_rank} needs GPU {local_rank}, but this machine has "

@@ -30,12 +30,13 @@ from .cache import cached_model, checkpoint_path, config_key, data_fingerprint
 from .checks import keywords_checked, one_of, whole_number
 from .device import resolve_device, seed_everything
 from .losses import cross_entropy_loss
-from .models import create_image_model, image_model_config, pretrained_image_model
+from .models import image_model_config, pretrained_image_model, scratch_image_model
 from .modes import current_mode, sizes
 from .surgery import (
     BN_CHOICES,
     BN_DEFAULT,
     add_block,
+    count_params,
     freeze_stages,
     layerwise_lr_groups,
     replace_head,
@@ -125,8 +126,8 @@ def build_model(*, from_scratch: bool = False, head: str = "linear", hidden: int
     device = resolve_device(device)
     num_classes = num_classes or species_task().num_classes
     config = image_model_config(mode)
-    if from_scratch:
-        model = create_image_model(config, num_classes=num_classes, seed=seed).to(device)
+    if from_scratch:        # the pre-trained model's architecture and width (timm's under COURSE_PRETRAINED=timm)
+        model = scratch_image_model(config, num_classes=num_classes, seed=seed).to(device)
     else:
         model, _ = pretrained_image_model(config, device=device, verbose=False)
     seed_everything(seed)
@@ -269,7 +270,7 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
     result = RunResult(
         settings=settings,
         metrics=metrics,
-        trainable_params=trainable_params(model), total_params=sum(p.numel() for p in model.parameters()),
+        trainable_params=trainable_params(model), total_params=count_params(model),
         steps=history.steps_done + (lp_history.steps_done if lp_history else 0),
         train_s=(history.seconds[-1] if history.seconds else 0.0) +
                 (lp_history.seconds[-1] if lp_history and lp_history.seconds else 0.0),
@@ -311,8 +312,6 @@ class ScratchConfig:
     batch_size: int
     augment: bool
     recipe: int = RECIPE
-
-
 
 
 def scratch_converged(labels_per_class: int | None = None, *, seed: int = 0, lr: float | None = None,
@@ -360,8 +359,8 @@ def scratch_converged(labels_per_class: int | None = None, *, seed: int = 0, lr:
                   "seed": seed, "batch_size": batch_size, "augment": True, "note": "converged"},
         metrics={"val_acc": accuracy(model, task.x_val, task.y_val),
                  "test_acc": accuracy(model, task.x_test, task.y_test)},
-        trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
-        total_params=sum(p.numel() for p in model.parameters()), steps=S.scratch_steps,
+        trainable_params=trainable_params(model),
+        total_params=count_params(model), steps=S.scratch_steps,
         train_s=info["train_s"], history=history, cached=cached, extra={"best_step": info["best_step"]})
 
 

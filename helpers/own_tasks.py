@@ -45,10 +45,17 @@ from .device import resolve_device, seed_everything, seeded
 from .experiments import HEADS, RunResult, fastest_seconds_per_step, state_hash
 from .lora import add_lora, lora_layers, merge_lora, train_only_lora
 from .losses import cross_entropy_loss
-from .models import ImageModelConfig, create_image_model, image_model_config, pretrained_image_model
+from .models import (
+    ImageModelConfig,
+    create_image_model,
+    image_model_config,
+    pretrained_image_model,
+    pretrained_image_size,
+    scratch_image_model,
+)
 from .modes import sizes
 from .own_data import DataError, PretrainedUnavailable, load_image, load_image_folder, timm_pretrained
-from .surgery import add_block, freeze_stages, replace_head, stages, trainable_params, unfreeze
+from .surgery import add_block, count_params, freeze_stages, replace_head, stages, trainable_params, unfreeze
 from .tasks import ClassificationTask
 from .text_world import QA, QASplits
 from .training import Batches, accuracy, train
@@ -112,7 +119,7 @@ def image_folder_task(root, image_size: int | None = None, *, val_frac: float = 
     ``image_size_for(source)`` for another model.
     """
     root = Path(root)
-    image_size = image_size or image_model_config().image_size
+    image_size = image_size or pretrained_image_size()
     name = name or root.name
     if all((root / s).is_dir() for s in SPLITS):
         x, y, classes = load_image_folder(root / "train", image_size)
@@ -212,7 +219,7 @@ def image_size_for(source) -> int:
     ``pretrained_cfg`` (else the course resolution)."""
     _check_source(source)
     if source == "course":
-        return image_model_config().image_size
+        return pretrained_image_size()
     if isinstance(source, str):
         cfg = timm.get_pretrained_cfg(source)
         if cfg is not None and getattr(cfg, "input_size", None):
@@ -250,12 +257,8 @@ def scratch_twin(source="course", num_classes: int | None = None, *, seed: int =
     baseline (a full-width ImageNet ResNet is not compared with the narrow course CNN)."""
     _check_source(source)
     device = resolve_device(device)
-    if source == "course":
-        from .models import pretrained_source
-        if pretrained_source() == "timm":       # the course's timm weights are the full-width arch
-            source = image_model_config().arch
-        else:
-            return create_image_model(num_classes=num_classes, seed=seed).to(device)
+    if source == "course":          # the course CNN, or timm's full-width arch under COURSE_PRETRAINED=timm
+        return scratch_image_model(num_classes=num_classes, seed=seed).to(device)
     with seeded(seed):
         if isinstance(source, str):
             return timm.create_model(source, pretrained=False, num_classes=num_classes or 1000).to(device)
@@ -357,7 +360,7 @@ def finetune_task(task: ClassificationTask, *, source="course", frozen_stages: i
     result = RunResult(
         settings=settings,
         metrics={"val_acc": val_acc, **({"test_acc": accuracy(model, task.x_test, task.y_test)} if read_test else {})},
-        trainable_params=trainable_params(model), total_params=sum(p.numel() for p in model.parameters()),
+        trainable_params=trainable_params(model), total_params=count_params(model),
         steps=history.steps_done, train_s=history.seconds[-1] if history.seconds else 0.0,
         history=history, model=model if keep_model else None,
         extra={"sec_per_step": fastest_seconds_per_step(history), "start_state_hash": start_hash,

@@ -21,7 +21,7 @@ import torch
 
 from .device import resolve_device
 from .images import BirdSpecies
-from .models import image_model_config
+from .models import pretrained_image_size
 from .modes import sizes
 
 TEST_SEED = 990_001          # the test set's seed: no training set uses it
@@ -81,10 +81,11 @@ class ClassificationTask:
 
 
 def species_task(backgrounds: tuple | None = None, mode: str | None = None) -> BirdSpecies:
-    """The fine-grained species world, at the image size of lesson 01's model (``backgrounds``:
-    only these backgrounds; default all)."""
+    """The fine-grained species world, at the image size the pre-trained model expects
+    (``pretrained_image_size``: lesson 01's, or timm's pretrained input size under
+    ``COURSE_PRETRAINED=timm``); ``backgrounds``: only these backgrounds (default all)."""
     extra = {"backgrounds": tuple(backgrounds)} if backgrounds else {}
-    return BirdSpecies(image_size=image_model_config(mode).image_size, **extra)
+    return BirdSpecies(image_size=pretrained_image_size(mode), **extra)
 
 
 @lru_cache(maxsize=16)

@@ -67,5 +67,28 @@ def test_timm_weights_offline_give_a_message_not_a_stack_trace(monkeypatch):
 def test_pretrained_switch_rejects_unknown_sources(monkeypatch):
     from helpers.models import pretrained_source
     monkeypatch.setenv("COURSE_PRETRAINED", "imagenet")
-    with pytest.raises(ValueError, match="choose 'course' or 'timm'"):
+    with pytest.raises(ValueError, match=r"COURSE_PRETRAINED='imagenet': choose one of \['course', 'timm'\]"):
         pretrained_source()
+    assert pretrained_source("timm") == "timm"               # an explicit choice wins over the environment
+    with pytest.raises(ValueError, match=r"source='tf': choose one of"):
+        pretrained_source("tf")
+
+
+def test_with_timm_weights_the_baseline_and_the_images_follow_the_pretrained_model(monkeypatch):
+    """COURSE_PRETRAINED=timm: from scratch is timm's full-width architecture (not the narrow course
+    CNN) and the species images come at the pretrained configuration's input size."""
+    import timm
+
+    from helpers.experiments import build_model
+    from helpers.models import image_model_config, pretrained_image_size, scratch_image_model
+    from helpers.tasks import species_task
+    config = image_model_config("smoke")
+    expected = timm.create_model(config.arch, pretrained=False, num_classes=6)
+    assert pretrained_image_size("smoke") == config.image_size
+    monkeypatch.setenv("COURSE_PRETRAINED", "timm")
+    size = int(timm.get_pretrained_cfg(config.arch).input_size[-1])
+    assert pretrained_image_size("smoke") == size == species_task(mode="smoke").image_size != config.image_size
+    scratch = build_model(from_scratch=True, num_classes=6, mode="smoke", device="cpu")
+    assert [p.shape for p in scratch.parameters()] == [p.shape for p in expected.parameters()]
+    assert sum(p.numel() for p in scratch_image_model(config, 6, source="course").parameters()) < \
+        sum(p.numel() for p in expected.parameters()) / 4
