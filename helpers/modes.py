@@ -148,20 +148,25 @@ class FineTune:
     scratch_steps: int       # budget of the converged from-scratch runs (early-stopped on validation)
     scratch_evals: int       # validation evaluations along them
     scratch_lr_grid: tuple   # from scratch's own rate is chosen on validation from these
+    converged_steps: int     # fine-tuning's own budget in lesson 02's fair crossover (early-stopped)
+    converged_evals: int     # validation evaluations along it
 
 
 SIZES["finetune"] = {
     "smoke": FineTune(labels_per_class=(2, 4), headline_labels=4, seeds=1, test_images=48, val_images=48, steps=4,
                       batch_size=16, lr=1e-3, scratch_lr=3e-3, probe_lr=1e-2, lr_sweep=(1e-3, 1e-1), evals=1,
-                      scratch_steps=8, scratch_evals=2, scratch_lr_grid=(3e-3, 1e-2)),
+                      scratch_steps=8, scratch_evals=2, scratch_lr_grid=(3e-3, 1e-2),
+                      converged_steps=8, converged_evals=2),
     "class": FineTune(labels_per_class=(5, 10, 50), headline_labels=10, seeds=3, test_images=600,
                       val_images=600, steps=30, batch_size=24, lr=1e-3, scratch_lr=1e-2, probe_lr=1e-2,
                       lr_sweep=(1e-4, 1e-3, 1e-2, 1e-1), evals=1,
-                      scratch_steps=600, scratch_evals=12, scratch_lr_grid=(3e-3, 1e-2)),
+                      scratch_steps=600, scratch_evals=12, scratch_lr_grid=(3e-3, 1e-2),
+                      converged_steps=300, converged_evals=10),
     "full": FineTune(labels_per_class=(5, 10, 20, 50, 100), headline_labels=10, seeds=3, test_images=3000,
                      val_images=3000, steps=400, batch_size=64, lr=1e-3, scratch_lr=3e-3, probe_lr=1e-2,
                      lr_sweep=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), evals=8,
-                     scratch_steps=3000, scratch_evals=15, scratch_lr_grid=(1e-3, 3e-3, 1e-2)),
+                     scratch_steps=3000, scratch_evals=15, scratch_lr_grid=(1e-3, 3e-3, 1e-2),
+                     converged_steps=1600, converged_evals=16),
 }
 
 
@@ -279,18 +284,24 @@ class BirdCounter:
     loss: str              # loss of the headline runs: "poisson", "mse" or "huber"
     freeze_depths: tuple   # stages frozen from the input, compared with full fine-tuning (0)
     eval_every: int        # steps between test evaluations on the live curve
+    scratch_steps: int     # from scratch's own budget (headline labels, S.seeds seeds), early-stopped
+    scratch_evals: int     # validation evaluations along it (the best one's weights are kept)
+    scratch_lr_grid: tuple  # from scratch's own rate: the best on validation MAE of these (seed 0)
 
 
 SIZES["bird_counter"] = {
     "smoke": BirdCounter(image_size=32, pool=64, test_scenes=32, shifted_scenes=16, labels=32, seeds=2,
                          curve=(16, 32, 64), curve_seeds=1, steps=3, batch_size=16, lr=3e-3,
-                         loss="poisson", freeze_depths=(2,), eval_every=2),
+                         loss="poisson", freeze_depths=(2,), eval_every=2,
+                         scratch_steps=6, scratch_evals=2, scratch_lr_grid=(3e-3, 1e-2)),
     "class": BirdCounter(image_size=64, pool=2000, test_scenes=400, shifted_scenes=200, labels=1000, seeds=3,
                          curve=(250, 1000, 2000), curve_seeds=1, steps=300, batch_size=32, lr=5e-3,
-                         loss="poisson", freeze_depths=(2, 4), eval_every=100),
+                         loss="poisson", freeze_depths=(2, 4), eval_every=100,
+                         scratch_steps=900, scratch_evals=6, scratch_lr_grid=(5e-3, 1e-2)),
     "full": BirdCounter(image_size=64, pool=2000, test_scenes=2000, shifted_scenes=1000, labels=1000, seeds=3,
                         curve=(250, 500, 1000, 2000), curve_seeds=3, steps=600, batch_size=64, lr=3e-3,
-                        loss="poisson", freeze_depths=(1, 2, 3, 4, 5), eval_every=50),
+                        loss="poisson", freeze_depths=(1, 2, 3, 4, 5), eval_every=50,
+                        scratch_steps=2400, scratch_evals=12, scratch_lr_grid=(1e-3, 3e-3, 1e-2)),
 }
 
 

@@ -121,6 +121,34 @@ def test_scratch_runs_are_cached_by_scenes_and_settings(data_dir, capsys):
     assert len(list((data_dir / "cache").glob("counter_scratch-*"))) == 3
 
 
+def test_keep_best_restores_the_best_validation_weights_and_caches_them(data_dir):
+    data = count_data(n_train=24, n_test=8, n_shifted=2, image_size=32)
+    kw = dict(labels=16, loss="poisson", steps=6, batch_size=8, lr=3e-2, eval_every=2, progress=False)
+    with pytest.raises(ValueError, match="keep_best=True needs eval_every"):
+        run_counter(data, pretrained=False, keep_best=True, **{**kw, "eval_every": None})
+    r = run_counter(data, pretrained=False, keep_best=True, keep_model=True, **kw)
+    evals = r.history.evals
+    assert [e["step"] for e in evals] == [2, 4, 6]
+    best = min(evals, key=lambda e: e["val_mae"])
+    assert r.best_step == best["step"] and r.val_mae == pytest.approx(best["val_mae"], abs=1e-5)
+    again = run_counter(data, pretrained=False, keep_best=True, keep_model=True, **kw)
+    assert again.cached and again.best_step == r.best_step
+    assert all(torch.equal(a, b) for a, b in zip(r.model.state_dict().values(), again.model.state_dict().values()))
+    last = run_counter(data, pretrained=False, **kw)            # no early stopping: the last weights
+    assert not last.cached and last.val_mae == pytest.approx(evals[-1]["val_mae"], abs=1e-5)
+
+
+def test_converged_scratch_counters_pick_their_rate_on_validation(data_dir):
+    from helpers.lessons.bird_counter import converged_scratch_counters, lesson_count_data
+    from helpers.modes import sizes
+    S = sizes("bird_counter", "smoke")
+    data = lesson_count_data("smoke")
+    lr, grid, seeds = converged_scratch_counters(data, mode="smoke", progress=False)
+    assert [r.lr for r in grid] == list(S.scratch_lr_grid) and all(r.steps == S.scratch_steps for r in grid)
+    assert lr == min(grid, key=lambda r: r.val_mae).lr
+    assert len(seeds) == S.seeds and all(r.lr == lr for r in seeds) and seeds[0].cached   # seed 0 is a grid run
+
+
 # --- losses and metrics ---------------------------------------------------------------------------
 
 class Constant(nn.Module):

@@ -48,8 +48,8 @@ from ..images import BACKGROUNDS, CountWorld
 from ..losses import COUNT_LOSSES
 from ..models import create_image_model, image_model_config, pretrained_image_model
 from ..modes import sizes
-from ..stats import difference
-from ..surgery import freeze_stages, replace_head
+from ..stats import best_by, difference
+from ..surgery import count_params, freeze_stages, replace_head, trainable_params
 from ..training import Batches, History, predict, train
 
 # ---------------------------------------------------------------------------------------------
@@ -201,13 +201,6 @@ def predict_counts(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> 
 # ---------------------------------------------------------------------------------------------
 
 
-
-
-
-
-
-
-
 # ---------------------------------------------------------------------------------------------
 # Metrics
 # ---------------------------------------------------------------------------------------------
@@ -244,7 +237,6 @@ def mean_baseline(y_train, y_test) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------
 
 
-
 def fit_counter(model, x, y, *, steps: int, batch_size: int, lr: float, loss: str = "mse",
                 seed: int = 0, weight_decay: float = 0.01, augment: bool = True, evaluate=None,
                 eval_every=None, hook=None, progress: bool = True, desc: str = "counting"):
@@ -279,27 +271,29 @@ class ScratchCounterConfig:
     batch_size: int
     lr: float
     freeze: int
-
-
+    eval_every: int | None = None
+    keep_best: bool = False
 
 
 @keywords_checked
 def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: str = "mse",
                 seed: int = 0, steps: int, batch_size: int, lr: float, freeze: int = 0,
-                eval_every: int | None = None, hook=None, progress: bool = True,
+                eval_every: int | None = None, keep_best: bool = False, hook=None, progress: bool = True,
                 keep_model: bool = False, cache: bool = True, mode: str | None = None) -> RunResult:
     """One experiment: a fresh model, ``labels`` training scenes, ``steps`` steps; validation and
     test metrics. Returns a ``RunResult``.
 
     With ``eval_every`` the validation MAE is also measured during training (``val_mae`` in the
-    History's evals, e.g. for ``LiveCurve(metric="val_mae")``).
+    History's evals, e.g. for ``LiveCurve(metric="val_mae")``). With ``keep_best`` (early stopping
+    on validation) the model keeps the weights of the evaluation with the lowest validation MAE;
+    ``extra["best_step"]`` says which step that was.
 
     From-scratch runs are baselines that every class repeats identically, so (with ``cache``)
     the trained counter is stored in the cache, keyed by the exact training scenes and every
     setting (``ScratchCounterConfig``), and loaded the next time the same run is asked for;
     ``make prepare`` trains lesson 05's in advance (``prepare_scratch_counters``). Fine-tuned
-    runs, the subject of the lesson, always train. A run with ``eval_every`` or a ``hook``
-    always trains too, since it needs the live curve.
+    runs, the subject of the lesson, always train. A run with a ``hook`` always trains too, since
+    it draws the live curve.
 
     The result's settings are labels, start ("fine-tuned" or "scratch"), loss, freeze, seed; its
     metrics val_mae and test_mae, test_rmse, test_exact_acc, test_within1_acc
@@ -313,68 +307,116 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
     def make():
         return count_model(pretrained, seed=seed, train_mean=y.mean().item(), freeze=freeze, mode=mode, device=device)
 
-    evaluate = None
-    if eval_every:
-        def evaluate(m):
-            return {"val_mae": count_metrics(predict_counts(m, data.x_val), data.y_val)["mae"]}
-    fit = dict(steps=steps, batch_size=batch_size, lr=lr, loss=loss, seed=seed, progress=progress,
-               desc=f"{name}, {labels} labels, {loss}, seed {seed}")
+    if keep_best and not eval_every:
+        raise ValueError("keep_best=True needs eval_every (validation evaluations to choose from); got "
+                         f"eval_every={eval_every!r}")
+    best = {"val_mae": math.inf, "state": None}
+
+    def evaluate(m):
+        mae = count_metrics(predict_counts(m, data.x_val), data.y_val)["mae"]
+        if keep_best and mae < best["val_mae"]:
+            best.update(val_mae=mae, state={k: v.detach().clone() for k, v in m.state_dict().items()})
+        return {"val_mae": mae}
+
+    def fit_it(model, hook=None):
+        h = fit_counter(model, x, y, steps=steps, batch_size=batch_size, lr=lr, loss=loss, seed=seed,
+                        progress=progress, desc=f"{name}, {labels} labels, {loss}, seed {seed}",
+                        evaluate=evaluate if eval_every else None, eval_every=eval_every, hook=hook)
+        if best["state"] is not None:                   # early stopping: the best validation weights
+            model.load_state_dict(best["state"])
+            best["best_step"] = min(h.evals, key=lambda e: e["val_mae"])["step"]    # the first of the best
+        return h
+
     cached = False
-    if pretrained or not cache or eval_every or hook is not None:
+    if pretrained or not cache or hook is not None:
         model = make()
-        history = fit_counter(model, x, y, evaluate=evaluate, eval_every=eval_every, hook=hook, **fit)
+        history = fit_it(model, hook)
+        best_step = best.get("best_step")
     else:
         config = ScratchCounterConfig(arch=asdict(image_model_config(mode)), data=data_fingerprint(x, y),
                                       labels=labels, seed=seed, loss=loss, steps=steps,
-                                      batch_size=batch_size, lr=lr, freeze=freeze)
+                                      batch_size=batch_size, lr=lr, freeze=freeze,
+                                      eval_every=eval_every, keep_best=keep_best)
         cached = checkpoint_path("counter_scratch", config).exists()
 
         def build(model):
-            h = fit_counter(model, x, y, **fit)
-            return {"history": h.as_dict(), "interrupted": h.interrupted}
+            h = fit_it(model)
+            return {"history": h.as_dict(), "interrupted": h.interrupted, "best_step": best.get("best_step")}
 
         model, info = cached_model("counter_scratch", config, make, build, device=device, verbose=False)
-        history = History.from_dict(info["history"])
+        history, best_step = History.from_dict(info["history"]), info.get("best_step")
         if cached:
-            print(f"from scratch, {labels} labels, {loss}, seed {seed}: loaded from the cache "
+            print(f"from scratch, {labels} labels, {loss}, seed {seed}, lr {lr:g}: loaded from the cache "
                   f"(trained earlier with these exact scenes and settings in {history.seconds[-1]:.0f} s)")
     val = count_metrics(predict_counts(model, data.x_val), data.y_val)
     test = count_metrics(predict_counts(model, data.x_test), data.y_test)
     return RunResult(
         settings={"labels": labels, "start": name, "loss": loss, "freeze": freeze, "seed": seed, "lr": lr},
         metrics={"val_mae": val["mae"], **{f"test_{k}": v for k, v in test.items()}},
-        trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
-        total_params=sum(p.numel() for p in model.parameters()),
+        trainable_params=trainable_params(model),
+        total_params=count_params(model),
         steps=history.steps_done, train_s=history.seconds[-1] if history.seconds else 0.0,
-        history=history, model=model if keep_model else None, cached=cached)
+        history=history, model=model if keep_model else None, cached=cached,
+        extra={"best_step": best_step} if keep_best else {})
+
+
+def scratch_counter_converged(data: CountData, *, lr: float, seed: int = 0, mode: str | None = None,
+                              progress: bool = True) -> RunResult:
+    """From scratch with its own budget: ``S.scratch_steps`` steps at ``S.labels`` labels and rate
+    ``lr``, keeping the weights of the best of ``S.scratch_evals`` validation evaluations (early
+    stopping). Cached like every from-scratch counter; ``make prepare`` builds them."""
+    S = sizes("bird_counter", mode)
+    return run_counter(data, labels=S.labels, pretrained=False, loss=S.loss, seed=seed, steps=S.scratch_steps,
+                       batch_size=S.batch_size, lr=lr, eval_every=max(1, S.scratch_steps // S.scratch_evals),
+                       keep_best=True, progress=progress, mode=mode)
+
+
+def scratch_counter_lr_runs(data: CountData, *, mode: str | None = None, progress: bool = True) -> list[RunResult]:
+    """One converged from-scratch counter per rate of ``S.scratch_lr_grid`` (seed 0); the rate
+    with the lowest validation MAE is from scratch's own (``best_by(runs, "val_mae", ...)``)."""
+    S = sizes("bird_counter", mode)
+    return [scratch_counter_converged(data, lr=lr, seed=0, mode=mode, progress=progress) for lr in S.scratch_lr_grid]
+
+
+def converged_scratch_counters(data: CountData, *, mode: str | None = None, progress: bool = True):
+    """From scratch at its own rate (chosen on validation MAE) and budget, over ``S.seeds`` seeds.
+    Returns (rate, rate-grid runs, the seeds' runs); seed 0 at the chosen rate is a grid run."""
+    S = sizes("bird_counter", mode)
+    grid = scratch_counter_lr_runs(data, mode=mode, progress=progress)
+    lr = best_by(grid, "val_mae", higher_is_better=False).lr
+    return lr, grid, [scratch_counter_converged(data, lr=lr, seed=seed, mode=mode, progress=progress)
+                      for seed in range(S.seeds)]
 
 
 def prepare_scratch_counters(mode: str | None = None) -> list[RunResult]:
     """Train (or find in the cache) every from-scratch counter lesson 05 runs in ``mode``.
 
-    The same runs as the lesson's sections 4 (``S.seeds`` seeds at ``S.labels`` labels) and the
-    labels curve (``S.curve_seeds`` seeds at each other point of ``S.curve``), on the same
-    scenes, with ``mode``'s backbone. Used by ``make prepare``; returns their results.
+    The same runs as the lesson's sections 4 (``S.seeds`` seeds at ``S.labels`` labels, at
+    fine-tuning's budget and at from scratch's own: ``converged_scratch_counters``) and the labels
+    curve (``S.curve_seeds`` seeds at each other point of ``S.curve``), on the same scenes, with
+    ``mode``'s backbone. Used by ``make prepare``; returns their results.
     """
     S = sizes("bird_counter", mode)
-    data = count_data(n_train=S.pool, n_test=S.test_scenes, n_shifted=S.shifted_scenes, image_size=S.image_size,
-                      device=resolve_device("auto"))
+    data = lesson_count_data(mode)
     runs = [(S.labels, seed) for seed in range(S.seeds)]
     runs += [(labels, seed) for labels in S.curve if labels != S.labels for seed in range(S.curve_seeds)]
-    return [run_counter(data, labels=labels, pretrained=False, loss=S.loss, seed=seed, steps=S.steps,
-                        batch_size=S.batch_size, lr=S.lr, mode=mode) for labels, seed in runs]
+    same_budget = [run_counter(data, labels=labels, pretrained=False, loss=S.loss, seed=seed, steps=S.steps,
+                               batch_size=S.batch_size, lr=S.lr, mode=mode) for labels, seed in runs]
+    _, grid, converged = converged_scratch_counters(data, mode=mode)
+    return same_budget + grid + converged
+
+
+def lesson_count_data(mode: str | None = None, device="cpu") -> CountData:
+    """Lesson 05's scenes in ``mode``: the pool, validation, test and shifted sets its sizes name
+    (rendered on the CPU by default, as the lesson does, so the cache keys of prepared runs match)."""
+    S = sizes("bird_counter", mode)
+    return count_data(n_train=S.pool, n_test=S.test_scenes, n_shifted=S.shifted_scenes, image_size=S.image_size,
+                      device=resolve_device(device))
 
 
 # ---------------------------------------------------------------------------------------------
 # Your own photos: a folder of images and counts.csv with rows "filename,count"
 # ---------------------------------------------------------------------------------------------
-
-
-
-
-
-
-
 
 
 def write_example_photos(folder, n: int = 12, image_size: int = 160, seed: int = 7,
