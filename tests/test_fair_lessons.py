@@ -14,10 +14,14 @@ def test_labels_curve_rows_average_each_arm_over_seeds():
     ft = {5: [run(test_acc=0.8), run(test_acc=0.9)], 50: [run(test_acc=0.95), run(test_acc=0.97)]}
     sc = {5: [run(test_acc=0.3), run(test_acc=0.3)], 50: [run(test_acc=0.4), run(test_acc=0.5)]}
     cv = {5: [run(test_acc=0.4), run(test_acc=0.5)], 50: [run(test_acc=0.9), run(test_acc=0.92)]}
-    rows = full_finetuning.labels_curve_rows(ft, sc, cv)
+    fc = {5: [run(test_acc=0.86), run(test_acc=0.9)], 50: [run(test_acc=0.96), run(test_acc=0.98)]}
+    rows = full_finetuning.labels_curve_rows(ft, sc, cv, fc)
     assert [r["labels_per_class"] for r in rows] == [5, 50]
     assert abs(rows[0]["finetuned_acc"] - 0.85) < 1e-9 and abs(rows[1]["scratch_converged_acc"] - 0.91) < 1e-9
+    assert abs(rows[0]["finetuned_converged_acc"] - 0.88) < 1e-9 and rows[0]["finetuned_converged_accs"] == [0.86, 0.9]
     assert rows[0]["seeds"] == 2
+    # the fair gap compares each side at its own budget, not the same-budget fine-tuning
+    assert abs(full_finetuning.gap(rows[0]).diff - (0.88 - 0.45)) < 1e-9
     assert full_finetuning.gap(rows[1]).diff < full_finetuning.gap(rows[0]).diff
 
 
@@ -56,3 +60,23 @@ def test_distillation_factorial_has_the_four_students():
     assert len(names) == 4 and len(set(names)) == 4
     assert {(kind, unl, hard) for _, kind, unl, hard in distillation.STUDENTS} == {
         ("labels", False, False), ("kd", False, False), ("labels", True, True), ("kd", True, False)}
+
+
+def test_digits_verdict_compares_each_arm_at_the_budget_validation_prefers():
+    from helpers.lessons.your_own import transfer_metrics, transfer_verdict
+
+    def arm(steps, val, test):
+        return {"lr": 0.01, "steps": steps, "val": val, "test": test}
+    summary = {"fine-tuned": arm(60, [0.80, 0.82, 0.81], [0.80, 0.81, 0.82]),
+               "linear probe": arm(60, [0.5] * 3, [0.48, 0.49, 0.47]),
+               "from scratch": arm(60, [0.80, 0.81, 0.80], [0.82, 0.83, 0.81]),
+               "fine-tuned, 3x budget": arm(180, [0.90, 0.91, 0.92], [0.90, 0.91, 0.92]),
+               "from scratch, 3x budget": arm(180, [0.88, 0.89, 0.88], [0.88, 0.89, 0.87])}
+    m = transfer_metrics(summary)
+    assert m["digits_ft_best_steps"] == m["digits_scratch_best_steps"] == 180
+    assert abs(m["digits_ft_long_test"] - 0.91) < 1e-9 and abs(m["digits_scratch_test"] - 0.82) < 1e-9
+    assert abs(m["digits_ft_minus_scratch"] - (0.91 - 0.88)) < 1e-9 and m["digits_ft_minus_scratch_real"]
+    assert "helps: fine-tuned 91.0% vs from scratch 88.0% (180 and 180 steps" in transfer_verdict(summary)
+    # a short fine-tuning run is not held against a long from-scratch one
+    short = {k: v for k, v in summary.items() if k != "fine-tuned, 3x budget"}
+    assert transfer_metrics(short)["digits_ft_best_steps"] == 60
