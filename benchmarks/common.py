@@ -51,3 +51,13 @@ def median_spread(values):
         return statistics.median(values), (values[-1] - values[0]) if values else 0.0
     q = statistics.quantiles(values, n=4)
     return statistics.median(values), q[2] - q[0]
+
+
+def median_standard_error(values) -> float:
+    """The standard error of the median of ``values``: about 1.2533 sigma / sqrt(n) for roughly
+    normal data, with sigma estimated robustly as IQR / 1.349. It shrinks as pairs are added (the
+    IQR of single ratios does not: it is the noise of one pair)."""
+    n = len(values)
+    if n < 4:
+        return float("inf")
+    return 1.2533 * (median_spread(values)[1] / 1.349) / n ** 0.5

@@ -3,13 +3,15 @@
 Both loops train the same model (lesson 01's CNN) on the same pre-rendered batches with the
 same optimiser settings. Rounds are PAIRS: the two loops run back to back (alternating which
 goes first), and each pair gives one ratio, helpers samples/s over raw samples/s. A busy machine
-slows both halves of a pair alike, so the per-pair ratios are far steadier than the rates. Pairs
-are added until the interquartile range of the ratios is below ``--target-spread`` (or
-``--max-rounds`` is reached); the median ratio and its spread are printed last:
+slows both halves of a pair alike, so the per-pair ratios are far steadier than the rates. Even
+on a quiet virtual machine one pair's ratio varies by about +-0.05 (its IQR, the noise of a single
+pair, does not shrink with more pairs), so pairs are added until the standard error of their
+median is below ``--target-spread`` (or ``--max-rounds`` / ``--max-seconds`` is reached); the
+median ratio, its standard error and the pairs' IQR are printed last:
 
     python benchmarks/loop_overhead.py [--device auto] [--steps 30] [--target-spread 0.02]
 
-    ratio X.XX  (median of N paired ratios, IQR 0.0X, MAD 0.0X; helpers over raw, 1.00 = no overhead; goal >= 0.97)
+    ratio X.XX  (median of N paired ratios, standard error 0.0X, IQR 0.0X, MAD 0.0X; helpers over raw, ...)
 """
 import argparse
 import statistics
@@ -18,7 +20,7 @@ from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
-from common import median_spread
+from common import median_spread, median_standard_error
 
 from helpers.device import autocast, autocast_dtype, prefers_channels_last, resolve_device, synchronize
 from helpers.images import ImageWorld
@@ -56,8 +58,9 @@ def main(argv=None):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=30, help="optimiser steps per loop per round")
     parser.add_argument("--min-rounds", type=int, default=8)
-    parser.add_argument("--max-rounds", type=int, default=60)
-    parser.add_argument("--target-spread", type=float, default=0.02, help="stop when the ratios' IQR is below this")
+    parser.add_argument("--max-rounds", type=int, default=100)
+    parser.add_argument("--target-spread", type=float, default=0.02,
+                        help="stop when the standard error of the median ratio is below this")
     parser.add_argument("--max-seconds", type=float, default=1800, help="add no pair after this long")
     parser.add_argument("--quiet", action="store_true", help="no line per pair")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -97,19 +100,22 @@ def main(argv=None):
         for name in pair:
             rates[name].append(pair[name])
         ratios.append(pair["helpers"] / pair["raw"])
-        median, spread = median_spread(ratios)
+        median, iqr = median_spread(ratios)
+        spread = median_standard_error(ratios)
         if not args.quiet:
             print(f"pair {len(ratios):2d}: helpers {pair['helpers']:7.1f}, raw {pair['raw']:7.1f} samples/s, "
-                  f"ratio {ratios[-1]:.3f}; median so far {median:.3f}, IQR {spread:.3f}", flush=True)
+                  f"ratio {ratios[-1]:.3f}; median so far {median:.3f} (standard error {spread:.3f}, IQR {iqr:.3f})",
+                  flush=True)
     mad = statistics.median(abs(r - median) for r in ratios)
     for name, values in rates.items():
         print(f"{name:>8}: median {statistics.median(values):8.1f} samples/s over {len(values)} rounds "
               f"(min {min(values):.1f}, max {max(values):.1f})")
     print(f"device {device.type}, {torch.get_num_threads()} threads, model width {args.width}, "
           f"batch {args.batch_size}, {args.steps} steps a loop a round")
-    note = "" if spread < args.target_spread else f"; spread above the target {args.target_spread} after {len(ratios)} pairs"
-    print(f"ratio {median:.3f}  (median of {len(ratios)} paired ratios, IQR {spread:.3f}, MAD {mad:.3f}; "
-          f"helpers over raw, 1.00 = no overhead; goal >= 0.97{note})")
+    note = "" if spread < args.target_spread else \
+        f"; standard error above the target {args.target_spread} after {len(ratios)} pairs"
+    print(f"ratio {median:.3f}  (median of {len(ratios)} paired ratios, standard error {spread:.3f}, IQR {iqr:.3f}, "
+          f"MAD {mad:.3f}; helpers over raw, 1.00 = no overhead; goal >= 0.97{note})")
     return median, spread
 
 
