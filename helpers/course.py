@@ -24,15 +24,16 @@ from .results import load_results, results_path, results_table
 ROOT = Path(__file__).resolve().parent.parent
 
 # What `make prepare` builds: "module:function" entries, each loading its models from the cache
-# and training the missing ones. Lessons add theirs here.
+# and training the missing ones. Lessons add theirs here. Longest first (class mode on a 2-core
+# CPU), so that with --jobs 2 the builds end at about the same time.
 PREPARE = [
-    "helpers.models:pretrained_image_model",
+    "helpers.generator:pretrained_generator",   # lesson 11: the generator pre-trained on the world
     "helpers.experiments:prepare_scratch_baselines",  # lessons 02-03: converged from-scratch species models
     "helpers.lessons.bird_counter:prepare_scratch_counters",  # lesson 05: its from-scratch baselines
     "helpers.lm:pretrained_lm",                 # lessons 07-09: the LM pre-trained on the augmented encyclopedia
     "helpers.lm:pretrained_lm_once_only",       # lesson 08's ablation: the once-only encyclopedia
+    "helpers.models:pretrained_image_model",    # lessons 01-06, 10, 13: lesson 01's model
     "helpers.lessons.image_generator:orca_judge",            # lesson 11: the classifier that measures the orca rate
-    "helpers.generator:pretrained_generator",   # lesson 11: the generator pre-trained on the world
 ]
 
 
@@ -118,15 +119,50 @@ def report_claims(mode: str) -> int:
     return broken
 
 
-def prepare() -> int:
-    mode = current_mode()
-    print(f"Preparing the cached checkpoints for mode {mode!r}.")
-    for entry in PREPARE:
-        module, name = entry.split(":")
-        start = time.perf_counter()
-        print(f"- {entry}")
+def _build(entry: str, log: str | None = None, threads: int | None = None) -> float:
+    """Build one ``PREPARE`` entry; returns its seconds. With ``log``, its output goes to that file
+    (a worker of a parallel ``prepare``), with ``threads`` PyTorch threads."""
+    import contextlib
+
+    import torch
+    if threads:
+        torch.set_num_threads(threads)
+    module, name = entry.split(":")
+    start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if log:
+            out = stack.enter_context(open(log, "w", buffering=1))
+            stack.enter_context(contextlib.redirect_stdout(out))
+            stack.enter_context(contextlib.redirect_stderr(out))
         getattr(importlib.import_module(module), name)()
-        print(f"  ready in {time.perf_counter() - start:.0f} s")
+    return time.perf_counter() - start
+
+
+def prepare(jobs: int = 1) -> int:
+    """Build every ``PREPARE`` entry of the current mode. ``jobs`` > 1 builds that many at once, in
+    processes that share the CPU cores between them (each entry's output goes to a log file in
+    ``build/prepare/``): small models use two cores better as two one-thread jobs than as one
+    two-thread job (``benchmarks`` and the README's timings say by how much)."""
+    mode = current_mode()
+    print(f"Preparing the cached checkpoints for mode {mode!r}" + (f", {jobs} at a time." if jobs > 1 else "."))
+    start = time.perf_counter()
+    if jobs <= 1:
+        for entry in PREPARE:
+            print(f"- {entry}")
+            print(f"  ready in {_build(entry):.0f} s")
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        logs = ROOT / "build" / "prepare"
+        logs.mkdir(parents=True, exist_ok=True)
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_build, entry, str(logs / f"{entry.replace(':', '.')}.log"), threads): entry
+                       for entry in PREPARE}
+            for future in as_completed(futures):
+                print(f"- {futures[future]} ready in {future.result():.0f} s "
+                      f"(log: {logs.relative_to(ROOT)}/{futures[future].replace(':', '.')}.log)", flush=True)
+    print(f"All ready in {time.perf_counter() - start:.0f} s.")
     return 0
 
 
@@ -135,12 +171,15 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["run", "prepare", "results", "claims"])
     parser.add_argument("--only", default="*.ipynb", help="glob of notebooks to run, e.g. '0[0-3]*'")
+    parser.add_argument("--jobs", type=int, default=1, help="prepare: checkpoints built at once (processes)")
     args = parser.parse_args(argv)
     os.environ.setdefault("COURSE_MODE", current_mode())
     if args.command == "run":
         return run_course(args.only)
     if args.command == "prepare":
-        return prepare()
+        if args.jobs < 1:
+            parser.error(f"--jobs must be at least 1; got {args.jobs}")
+        return prepare(args.jobs)
     if args.command == "claims":
         return 1 if report_claims(current_mode()) else 0
     print(results_table())
