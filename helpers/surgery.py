@@ -69,13 +69,18 @@ class Stage(nn.Module):
 
 
 def _matcher_ordinals(model):
-    """Map each parameter/buffer name to a group ordinal via timm's ``group_matcher``, or None."""
+    """Map each parameter/buffer name to a group ordinal via timm's ``group_matcher``, or None.
+
+    timm's matcher is a dict of regexes (most models) or a function from a name to a group
+    number (CaiT); both are read as timm's own ``group_with_matcher`` reads them."""
     if not hasattr(model, "group_matcher"):
         return None
     try:
         matcher = model.group_matcher(coarse=True)
     except (NotImplementedError, TypeError):
         return None
+    if callable(matcher):
+        return _function_ordinals(matcher)
     compiled = []                           # (regex, group position, suffix), as timm reads it
     for position, spec in enumerate(matcher.values()):
         if spec is None:
@@ -93,6 +98,26 @@ def _matcher_ordinals(model):
     return ordinal
 
 
+def _function_ordinals(matcher):
+    """The ordinal function for a ``group_matcher`` that is itself a function: its number (or
+    tuple of numbers) as a tuple; ``float('inf')``, timm's mark for layers outside every group
+    (the head), becomes None as an unmatched regex does."""
+    def ordinal(name):
+        key = matcher(name)
+        key = tuple(key) if isinstance(key, (tuple, list)) else (key,)
+        return None if not key or key[0] is None or math.isinf(key[0]) else tuple(float(k) for k in key)
+    return ordinal
+
+
+def _classifiers(model) -> list[nn.Module]:
+    """The modules timm's ``get_classifier()`` returns: one, or a tuple of two for a distilled
+    model (DeiT, LeViT: ``head`` and ``head_dist``). Empty for a model without the method."""
+    if not hasattr(model, "get_classifier"):
+        return []
+    clf = model.get_classifier()
+    return [c for c in (clf if isinstance(clf, (tuple, list)) else (clf,)) if isinstance(c, nn.Module)]
+
+
 def _tensor_names(model):
     """Names of every parameter and buffer, in registration order (shared ones once)."""
     names, seen = [], set()
@@ -105,11 +130,8 @@ def _tensor_names(model):
 
 def _stage_of_tensor(model):
     """{tensor name: stage index or None for the head}, plus the stage names in order."""
-    head_prefixes = set()
-    if hasattr(model, "get_classifier"):
-        clf = model.get_classifier()
-        if isinstance(clf, nn.Module):
-            head_prefixes = {n for n, m in model.named_modules() if m is clf and n}
+    classifiers = _classifiers(model)
+    head_prefixes = {n for n, m in model.named_modules() if n and any(m is c for c in classifiers)}
 
     def in_head(name):
         return any(name == p or name.startswith(p + ".") for p in head_prefixes)
@@ -127,7 +149,9 @@ def _stage_of_tensor(model):
             stage_of_key[k] = i
         stage = {n: (None if k is None else stage_of_key[k]) for n, k in keys.items()}
     else:
-        # Not a timm model: each top-level child with parameters is a stage, the last one the head.
+        # No group_matcher (PiT, or not a timm model): each top-level child with parameters is a
+        # stage, the last one the head unless get_classifier() names it. A tensor the model holds
+        # itself (PiT's pos_embed and cls_token) acts at the input: it belongs to the first stage.
         children = [n for n, c in model.named_children() if any(True for _ in c.parameters())]
         if not head_prefixes and children:
             head_prefixes = {children[-1]}
@@ -135,7 +159,10 @@ def _stage_of_tensor(model):
         stage = {}
         for n in names:
             first = n.split(".")[0]
-            stage[n] = None if in_head(n) or first not in top else top.index(first)
+            if "." not in n and top:
+                stage[n] = 0
+            else:
+                stage[n] = None if in_head(n) or first not in top else top.index(first)
     return stage
 
 
@@ -150,9 +177,12 @@ def _stage_name(index, part_names, loose_names, model):
 def stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The model's stages from the input side: ``[(name, Stage), ...]``, stem first, head excluded.
 
-    Stages come from the model itself (timm's coarse ``group_matcher``), so this works for any
-    timm architecture; for other models each top-level child with parameters is a stage and the
-    last one is the head. A ``Stage`` refers to the model's own modules (no copies).
+    Stages come from the model itself (timm's coarse ``group_matcher``, a dict of regexes or a
+    function), so this works for any timm architecture; for a model without one each top-level
+    child with parameters is a stage, the last one (or what ``get_classifier()`` names) is the
+    head, and parameters the model holds itself (position embeddings, class tokens) join the
+    first stage. Every classifier ``get_classifier()`` returns (both heads of a distilled model)
+    is in the head. A ``Stage`` refers to the model's own modules (no copies).
 
     Example:
         >>> [n for n, _ in stages(timm.create_model("convnext_atto"))]

@@ -114,8 +114,6 @@ MODELS = {
 }
 
 # Known failures, by (check, model): the cause, in a helper the test's author does not own.
-_CALLABLE_MATCHER = ("helpers/surgery.py _matcher_ordinals: CaiT's group_matcher returns a function, not a dict "
-                     "(AttributeError 'function' object has no attribute 'values')")
 _SAME_PAD = ("helpers/lora.py LoRA.forward: timm's Conv2dSame pads inside forward (its .padding is 0), so the "
              "adapter's F.conv2d(x, A, padding=c.padding) gives a smaller map than the base (15 vs 16)")
 _BLOCK_SIZE = ("helpers/surgery.py add_block: ConvBlock is two 3x3 convolutions at the full width of the last "
@@ -127,11 +125,6 @@ _IMG_SIZE = ("helpers/surgery.py _last_stage_output: probes at 64x64 unless the 
 _CHANNELS_LAST = ("helpers/surgery.py _last_stage_output: a channels-last (B, H, W, C) stage output is read as "
                   "(B, C, H, W), so the ConvBlock is built on H channels (2) instead of C")
 KNOWN = {
-    ("freeze", "cait"): _CALLABLE_MATCHER,
-    ("freeze_path", "cait"): _CALLABLE_MATCHER,
-    ("block", "cait"): _CALLABLE_MATCHER,
-    ("freeze", "pit"): ("helpers/surgery.py _stage_of_tensor: PiT has no group_matcher; the fallback puts the "
-                        "model's own top-level parameter pos_embed in no stage, so it trains when all is frozen"),
     ("head", "deit_distilled"): ("helpers/surgery.py _classifier_path: get_classifier() of a distilled model is a "
                                  "tuple (head, head_dist); only the last Linear (head_dist) gets the MLP/activation"),
     ("head", "levit_distilled"): ("helpers/surgery.py replace_head: LeViT's distilled heads are NormLinear and "
