@@ -497,17 +497,36 @@ def _set_submodule(model, path, module):
     setattr(parent, attr, module)
 
 
-def _classifier_path(model):
-    """Path and module of the model's final linear layer (timm's ``get_classifier()``)."""
-    clf = model.get_classifier() if hasattr(model, "get_classifier") else None
-    if isinstance(clf, nn.Module):
-        for n, m in model.named_modules():
-            if m is clf and n:
-                return n, m
+def _classifier_paths(model) -> list[tuple[str, nn.Module]]:
+    """[(path, module)] of the model's classifier layers: what timm's ``get_classifier()`` names
+    (both heads of a distilled model), else the model's last ``nn.Linear``."""
+    classifiers = _classifiers(model)
+    found = [next(((n, m) for n, m in model.named_modules() if m is c and n), None) for c in classifiers]
+    if classifiers and all(found):
+        return found
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise ValueError("cannot find the model's head: it has no get_classifier() and no nn.Linear")
-    return linears[-1]
+    return [linears[-1]]
+
+
+def _is_pointwise(module) -> bool:
+    """A 1x1 convolution: a classifier that a model applies to its pooled (B, C, 1, 1) map before
+    flattening (DLA's ``fc``), where an ``nn.Linear`` would act on the last axis of size 1."""
+    return isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.groups == 1
+
+
+def _head_input(model, path, old) -> tuple[int, bool]:
+    """(input width, pointwise) of a new head in place of ``old``; pointwise: it must be built of
+    1x1 convolutions because the model feeds it a (B, C, 1, 1) map."""
+    if isinstance(old, nn.Linear):
+        return old.in_features, False
+    if _is_pointwise(old):
+        return old.in_channels, True
+    if hasattr(model, "num_features"):
+        return model.num_features, False
+    raise ValueError(f"cannot tell the head's input size from {type(old).__name__} at {path!r}: it is "
+                     f"neither nn.Linear nor a 1x1 nn.Conv2d, and the model has no num_features")
 
 
 def _check_whole(value, what: str, meaning: str) -> None:
@@ -530,6 +549,10 @@ def replace_head(model: nn.Module, num_outputs: int, hidden: int | None = None, 
     ``activation`` ("softplus", "sigmoid", an ``nn.Module``...) is applied to the outputs, e.g.
     softplus keeps a count non-negative. ``dropout`` applies before each linear layer.
 
+    Every classifier ``get_classifier()`` names is replaced so: both heads of a distilled model
+    (DeiT, LeViT, PiT average them at inference) get the same kind of head. A classifier that is a
+    1x1 convolution on the pooled map (DLA) gets 1x1 convolutions in place of the linear layers.
+
     Shapes: the model then maps (B, 3, H, W) images to (B, num_outputs).
     Returns the same model. Bad arguments raise before the model changes.
     """
@@ -540,41 +563,49 @@ def replace_head(model: nn.Module, num_outputs: int, hidden: int | None = None, 
         raise ValueError(f"dropout must be a probability in [0, 1), e.g. 0.1, got {dropout!r}")
     _activation(activation)             # raises now for an unknown activation, not half-way
     _check_seed_arg(seed)
-    path, old = _classifier_path(model)         # the input size is known before anything changes
-    if isinstance(old, nn.Linear):
-        in_features = old.in_features
-    elif hasattr(model, "num_features"):
-        in_features = model.num_features
-    else:
-        raise ValueError(f"cannot tell the head's input size from {type(old).__name__} at {path!r}")
+    for path, old in _classifier_paths(model):      # every head's input size is known before anything changes
+        _head_input(model, path, old)
     with seeded(seed) if seed is not None else contextlib.nullcontext():
-        return _build_head(model, num_outputs, in_features, hidden, dropout, activation)
+        return _build_heads(model, num_outputs, hidden, dropout, activation)
 
 
-def _build_head(model, num_outputs, in_features, hidden, dropout, activation):
+def _build_heads(model, num_outputs, hidden, dropout, activation):
+    """Reset the model's classifier(s) to ``num_outputs`` and put a new head in each place, of
+    the kind and input width of the classifier ``reset_classifier`` built there (DLA's is a 1x1
+    convolution even when an earlier ``replace_head`` left an MLP)."""
     if hasattr(model, "reset_classifier"):
         model.reset_classifier(num_outputs)
-    path, _ = _classifier_path(model)          # reset_classifier may have rebuilt the head
     device = next(model.parameters()).device
+    for path, clf in _classifier_paths(model):    # reset_classifier may have rebuilt the heads
+        in_features, pointwise = _head_input(model, path, clf)
+        head = _new_head(in_features, num_outputs, hidden, dropout, activation, pointwise)
+        _set_submodule(model, path, head.to(device))
+    if hasattr(model, "num_classes"):
+        model.num_classes = num_outputs
+    return model
+
+
+def _new_head(in_features, num_outputs, hidden, dropout, activation, pointwise=False):
+    """One linear layer, or Linear -> GELU -> Dropout -> Linear with ``hidden`` units, then
+    ``activation``; with ``pointwise`` the linear layers are 1x1 convolutions."""
+    def linear(n_in, n_out):
+        return nn.Conv2d(n_in, n_out, 1) if pointwise else nn.Linear(n_in, n_out)
+
     layers = OrderedDict()
     if dropout:
         layers["drop1"] = nn.Dropout(dropout)
     if hidden is None:
-        layers["fc"] = nn.Linear(in_features, num_outputs)
+        layers["fc"] = linear(in_features, num_outputs)
     else:
-        layers["fc1"] = nn.Linear(in_features, hidden)
+        layers["fc1"] = linear(in_features, hidden)
         layers["act"] = nn.GELU()
         if dropout:
             layers["drop2"] = nn.Dropout(dropout)
-        layers["fc2"] = nn.Linear(hidden, num_outputs)
+        layers["fc2"] = linear(hidden, num_outputs)
     out_act = _activation(activation)
     if out_act is not None:
         layers["out_act"] = out_act
-    head = layers["fc"] if list(layers) == ["fc"] else nn.Sequential(layers)
-    _set_submodule(model, path, head.to(device))
-    if hasattr(model, "num_classes"):
-        model.num_classes = num_outputs
-    return model
+    return layers["fc"] if list(layers) == ["fc"] else nn.Sequential(layers)
 
 
 class ConvBlock(nn.Module):

@@ -298,11 +298,11 @@ def test_surgery_twice_or_on_nothing_says_so():
 
 
 def test_replace_head_failing_leaves_the_model_as_it_was():
-    class Odd(nn.Module):            # a head that is neither Linear nor announced by num_features
+    class Odd(nn.Module):            # a head that is neither Linear, nor 1x1, nor announced by num_features
         def __init__(self):
             super().__init__()
             self.body = nn.Conv2d(3, 4, 3)
-            self.fc = nn.Conv2d(4, 2, 1)
+            self.fc = nn.Conv2d(4, 2, 3)
 
         def forward(self, x):
             return self.fc(self.body(x)).mean((2, 3))
@@ -311,7 +311,7 @@ def test_replace_head_failing_leaves_the_model_as_it_was():
             return self.fc
 
         def reset_classifier(self, n):
-            self.fc = nn.Conv2d(4, n, 1)
+            self.fc = nn.Conv2d(4, n, 3)
     model = Odd()
     before = str(model)
     with pytest.raises(ValueError, match="cannot tell the head's input size"):
