@@ -114,8 +114,6 @@ MODELS = {
 }
 
 # Known failures, by (check, model): the cause, in a helper the test's author does not own.
-_SAME_PAD = ("helpers/lora.py LoRA.forward: timm's Conv2dSame pads inside forward (its .padding is 0), so the "
-             "adapter's F.conv2d(x, A, padding=c.padding) gives a smaller map than the base (15 vs 16)")
 _BLOCK_SIZE = ("helpers/surgery.py add_block: ConvBlock is two 3x3 convolutions at the full width of the last "
                "module (a 1x1 conv_head of 1280 channels in EfficientNet/MobileNet), far larger than the stage")
 _KWARGS = ("helpers/surgery.py add_block: the wrapped blocks are called with keyword arguments (shared relative "
@@ -125,13 +123,6 @@ _IMG_SIZE = ("helpers/surgery.py _last_stage_output: probes at 64x64 unless the 
 _CHANNELS_LAST = ("helpers/surgery.py _last_stage_output: a channels-last (B, H, W, C) stage output is read as "
                   "(B, C, H, W), so the ConvBlock is built on H channels (2) instead of C")
 KNOWN = {
-    ("lora", "nfnet"): ("helpers/lora.py LoRA.forward/merge: ScaledStdConv2d standardises its weight in forward; "
-                        "the adapter path is added unstandardised, and merging adds dW before standardisation, "
-                        "so merged outputs differ"),
-    ("lora", "tf_efficientnet_same"): _SAME_PAD,
-    ("lora", "tf_mobilenetv3"): _SAME_PAD,
-    ("lora", "edgenext"): ("helpers/lora.py LoRA: EdgeNeXt reads token_projection.weight of a wrapped layer; the "
-                           "wrapper has no .weight/.bias attributes"),
     ("block", "vit_relpos"): _KWARGS,
     ("block", "beit"): _KWARGS,
     ("block", "resmlp"): _IMG_SIZE,
