@@ -210,11 +210,18 @@ def test_add_block_starts_as_identity_and_trains(arch):
     with torch.no_grad():
         before = model(x)
     n_before = sum(p.numel() for p in model.parameters())
+    path = stages(model)[-1][1].part_names[-1]
+    old = model.get_submodule(path)
     add_block(model)
     model.eval()
     with torch.no_grad():
         after = model(x)
     assert torch.allclose(before, after, atol=1e-5)
+    # the module is wrapped in place; what model code reads of it is still there
+    wrapped = model.get_submodule(path)
+    assert wrapped.stage is old and isinstance(wrapped.extra, nn.Module)
+    names = [a for a in vars(old) if not a.startswith("_") and a != "training"] + [n for n, _ in old.named_children()]
+    assert all(getattr(wrapped, a) is getattr(old, a) for a in names)
     assert sum(p.numel() for p in model.parameters()) > n_before
     # with everything but the last stage frozen, the block is among what trains
     freeze_stages(model, len(stages(model)) - 1)
