@@ -7,7 +7,10 @@ LoRA (low-rank adaptation) keeps a layer's weight ``W`` frozen and learns a low-
 
 ``B`` starts at zero, so a freshly wrapped model computes exactly what the base model computed.
 For a convolution, ``A`` is a convolution with the base layer's kernel, stride and padding into
-``rank`` channels and ``B`` a 1x1 convolution back to the output channels.
+``rank`` channels and ``B`` a 1x1 convolution back to the output channels. A layer whose own
+forward does more than ``F.linear`` / ``F.conv2d`` (timm's ``ScaledStdConv2d`` standardises its
+weight, ``Conv2dSame`` pads the input, a padding mode other than zeros) instead runs its own
+forward with the adapted weight ``W + ΔW``, so it computes exactly what the merged layer computes.
 
 ``LoRA`` wraps the base layer (it does not copy or subclass it) and can hold several named
 adapters; one of them (or none) is active. Merging adds the active adapter's ``ΔW`` into the base
@@ -122,7 +125,8 @@ def _merged_layers(model) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 class LoRA(nn.Module):
-    """A frozen ``nn.Linear`` or ``nn.Conv2d`` plus named low-rank adapters.
+    """A frozen ``nn.Linear`` or ``nn.Conv2d`` (or a subclass, such as timm's ``ScaledStdConv2d``
+    and ``Conv2dSame``) plus named low-rank adapters.
 
     Attributes:
         base: the original layer (its weights stay where they were; ``add_lora`` freezes them).
@@ -131,6 +135,9 @@ class LoRA(nn.Module):
         scaling: {adapter name: alpha / rank}.
         active: the adapter used in forward, or None (the base layer alone).
         merged: the adapter currently added into ``base.weight``, or None.
+        weight, bias: what the layer computes with, for models that read a layer's tensors instead
+            of calling it (EdgeNeXt reads ``.weight.device``, BEiT passes ``qkv.weight`` to
+            ``F.linear``): ``weight`` is the base weight plus the active adapter's ΔW.
     """
 
     def __init__(self, base: nn.Module):
@@ -180,17 +187,42 @@ class LoRA(nn.Module):
         delta = B @ A.flatten(1)                            # (out, r) @ (r, in·kh·kw)
         return self.scaling[name] * delta.view_as(self.base.weight)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The weight the layer computes with: the base weight plus the active adapter's ΔW
+        (the base weight alone when no adapter is active or the active one is merged)."""
+        name = self.active
+        if name is None or name == self.merged:
+            return self.base.weight
+        return self.base.weight + self.delta_weight(name)
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.base.bias
+
+    @property
+    def plain(self) -> bool:
+        """True when the base layer's forward is torch's own ``F.linear`` / zero-padded ``F.conv2d``,
+        so the adapter can run as two thin layers beside it (cheaper to train than a full ΔW)."""
+        if self.is_conv:
+            return type(self.base).forward is nn.Conv2d.forward and self.base.padding_mode == "zeros"
+        return type(self.base).forward is nn.Linear.forward
+
     def forward(self, x):
-        y = self.base(x)
         name = self.active
         if name is None:
-            return y
+            return self.base(x)
         if name == self.merged:                             # already inside base.weight
             if self.training and torch.is_grad_enabled() and self.lora_A[name].requires_grad:
                 warnings.warn(f"training a model whose adapter {name!r} is merged (merge_lora): its A "
                               f"and B are not used, so they do not learn. Call unmerge_lora(model) "
                               f"before training, merge_lora(model) after.", stacklevel=2)
-            return y
+            return self.base(x)
+        if not self.plain:
+            # the base's own forward with W + ΔW: weight standardisation and 'same' padding act on
+            # the adapted weight exactly as they will on the merged one
+            return torch.func.functional_call(self.base, {"weight": self.weight}, (x,))
+        y = self.base(x)
         A, B, s = self.lora_A[name], self.lora_B[name], self.scaling[name]
         if self.is_conv:
             c = self.base

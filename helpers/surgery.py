@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import fnmatch
+import itertools
 import math
 import numbers
 import re
@@ -69,13 +70,18 @@ class Stage(nn.Module):
 
 
 def _matcher_ordinals(model):
-    """Map each parameter/buffer name to a group ordinal via timm's ``group_matcher``, or None."""
+    """Map each parameter/buffer name to a group ordinal via timm's ``group_matcher``, or None.
+
+    timm's matcher is a dict of regexes (most models) or a function from a name to a group
+    number (CaiT); both are read as timm's own ``group_with_matcher`` reads them."""
     if not hasattr(model, "group_matcher"):
         return None
     try:
         matcher = model.group_matcher(coarse=True)
     except (NotImplementedError, TypeError):
         return None
+    if callable(matcher):
+        return _function_ordinals(matcher)
     compiled = []                           # (regex, group position, suffix), as timm reads it
     for position, spec in enumerate(matcher.values()):
         if spec is None:
@@ -93,6 +99,26 @@ def _matcher_ordinals(model):
     return ordinal
 
 
+def _function_ordinals(matcher):
+    """The ordinal function for a ``group_matcher`` that is itself a function: its number (or
+    tuple of numbers) as a tuple; ``float('inf')``, timm's mark for layers outside every group
+    (the head), becomes None as an unmatched regex does."""
+    def ordinal(name):
+        key = matcher(name)
+        key = tuple(key) if isinstance(key, (tuple, list)) else (key,)
+        return None if not key or key[0] is None or math.isinf(key[0]) else tuple(float(k) for k in key)
+    return ordinal
+
+
+def _classifiers(model) -> list[nn.Module]:
+    """The modules timm's ``get_classifier()`` returns: one, or a tuple of two for a distilled
+    model (DeiT, LeViT: ``head`` and ``head_dist``). Empty for a model without the method."""
+    if not hasattr(model, "get_classifier"):
+        return []
+    clf = model.get_classifier()
+    return [c for c in (clf if isinstance(clf, (tuple, list)) else (clf,)) if isinstance(c, nn.Module)]
+
+
 def _tensor_names(model):
     """Names of every parameter and buffer, in registration order (shared ones once)."""
     names, seen = [], set()
@@ -105,11 +131,8 @@ def _tensor_names(model):
 
 def _stage_of_tensor(model):
     """{tensor name: stage index or None for the head}, plus the stage names in order."""
-    head_prefixes = set()
-    if hasattr(model, "get_classifier"):
-        clf = model.get_classifier()
-        if isinstance(clf, nn.Module):
-            head_prefixes = {n for n, m in model.named_modules() if m is clf and n}
+    classifiers = _classifiers(model)
+    head_prefixes = {n for n, m in model.named_modules() if n and any(m is c for c in classifiers)}
 
     def in_head(name):
         return any(name == p or name.startswith(p + ".") for p in head_prefixes)
@@ -127,7 +150,9 @@ def _stage_of_tensor(model):
             stage_of_key[k] = i
         stage = {n: (None if k is None else stage_of_key[k]) for n, k in keys.items()}
     else:
-        # Not a timm model: each top-level child with parameters is a stage, the last one the head.
+        # No group_matcher (PiT, or not a timm model): each top-level child with parameters is a
+        # stage, the last one the head unless get_classifier() names it. A tensor the model holds
+        # itself (PiT's pos_embed and cls_token) acts at the input: it belongs to the first stage.
         children = [n for n, c in model.named_children() if any(True for _ in c.parameters())]
         if not head_prefixes and children:
             head_prefixes = {children[-1]}
@@ -135,7 +160,10 @@ def _stage_of_tensor(model):
         stage = {}
         for n in names:
             first = n.split(".")[0]
-            stage[n] = None if in_head(n) or first not in top else top.index(first)
+            if "." not in n and top:
+                stage[n] = 0
+            else:
+                stage[n] = None if in_head(n) or first not in top else top.index(first)
     return stage
 
 
@@ -150,9 +178,12 @@ def _stage_name(index, part_names, loose_names, model):
 def stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The model's stages from the input side: ``[(name, Stage), ...]``, stem first, head excluded.
 
-    Stages come from the model itself (timm's coarse ``group_matcher``), so this works for any
-    timm architecture; for other models each top-level child with parameters is a stage and the
-    last one is the head. A ``Stage`` refers to the model's own modules (no copies).
+    Stages come from the model itself (timm's coarse ``group_matcher``, a dict of regexes or a
+    function), so this works for any timm architecture; for a model without one each top-level
+    child with parameters is a stage, the last one (or what ``get_classifier()`` names) is the
+    head, and parameters the model holds itself (position embeddings, class tokens) join the
+    first stage. Every classifier ``get_classifier()`` returns (both heads of a distilled model)
+    is in the head. A ``Stage`` refers to the model's own modules (no copies).
 
     Example:
         >>> [n for n, _ in stages(timm.create_model("convnext_atto"))]
@@ -479,17 +510,36 @@ def _set_submodule(model, path, module):
     setattr(parent, attr, module)
 
 
-def _classifier_path(model):
-    """Path and module of the model's final linear layer (timm's ``get_classifier()``)."""
-    clf = model.get_classifier() if hasattr(model, "get_classifier") else None
-    if isinstance(clf, nn.Module):
-        for n, m in model.named_modules():
-            if m is clf and n:
-                return n, m
+def _classifier_paths(model) -> list[tuple[str, nn.Module]]:
+    """[(path, module)] of the model's classifier layers: what timm's ``get_classifier()`` names
+    (both heads of a distilled model), else the model's last ``nn.Linear``."""
+    classifiers = _classifiers(model)
+    found = [next(((n, m) for n, m in model.named_modules() if m is c and n), None) for c in classifiers]
+    if classifiers and all(found):
+        return found
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise ValueError("cannot find the model's head: it has no get_classifier() and no nn.Linear")
-    return linears[-1]
+    return [linears[-1]]
+
+
+def _is_pointwise(module) -> bool:
+    """A 1x1 convolution: a classifier that a model applies to its pooled (B, C, 1, 1) map before
+    flattening (DLA's ``fc``), where an ``nn.Linear`` would act on the last axis of size 1."""
+    return isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.groups == 1
+
+
+def _head_input(model, path, old) -> tuple[int, bool]:
+    """(input width, pointwise) of a new head in place of ``old``; pointwise: it must be built of
+    1x1 convolutions because the model feeds it a (B, C, 1, 1) map."""
+    if isinstance(old, nn.Linear):
+        return old.in_features, False
+    if _is_pointwise(old):
+        return old.in_channels, True
+    if hasattr(model, "num_features"):
+        return model.num_features, False
+    raise ValueError(f"cannot tell the head's input size from {type(old).__name__} at {path!r}: it is "
+                     f"neither nn.Linear nor a 1x1 nn.Conv2d, and the model has no num_features")
 
 
 def _check_whole(value, what: str, meaning: str) -> None:
@@ -512,6 +562,10 @@ def replace_head(model: nn.Module, num_outputs: int, hidden: int | None = None, 
     ``activation`` ("softplus", "sigmoid", an ``nn.Module``...) is applied to the outputs, e.g.
     softplus keeps a count non-negative. ``dropout`` applies before each linear layer.
 
+    Every classifier ``get_classifier()`` names is replaced so: both heads of a distilled model
+    (DeiT, LeViT, PiT average them at inference) get the same kind of head. A classifier that is a
+    1x1 convolution on the pooled map (DLA) gets 1x1 convolutions in place of the linear layers.
+
     Shapes: the model then maps (B, 3, H, W) images to (B, num_outputs).
     Returns the same model. Bad arguments raise before the model changes.
     """
@@ -522,53 +576,70 @@ def replace_head(model: nn.Module, num_outputs: int, hidden: int | None = None, 
         raise ValueError(f"dropout must be a probability in [0, 1), e.g. 0.1, got {dropout!r}")
     _activation(activation)             # raises now for an unknown activation, not half-way
     _check_seed_arg(seed)
-    path, old = _classifier_path(model)         # the input size is known before anything changes
-    if isinstance(old, nn.Linear):
-        in_features = old.in_features
-    elif hasattr(model, "num_features"):
-        in_features = model.num_features
-    else:
-        raise ValueError(f"cannot tell the head's input size from {type(old).__name__} at {path!r}")
+    for path, old in _classifier_paths(model):      # every head's input size is known before anything changes
+        _head_input(model, path, old)
     with seeded(seed) if seed is not None else contextlib.nullcontext():
-        return _build_head(model, num_outputs, in_features, hidden, dropout, activation)
+        return _build_heads(model, num_outputs, hidden, dropout, activation)
 
 
-def _build_head(model, num_outputs, in_features, hidden, dropout, activation):
+def _build_heads(model, num_outputs, hidden, dropout, activation):
+    """Reset the model's classifier(s) to ``num_outputs`` and put a new head in each place, of
+    the kind and input width of the classifier ``reset_classifier`` built there (DLA's is a 1x1
+    convolution even when an earlier ``replace_head`` left an MLP)."""
     if hasattr(model, "reset_classifier"):
         model.reset_classifier(num_outputs)
-    path, _ = _classifier_path(model)          # reset_classifier may have rebuilt the head
     device = next(model.parameters()).device
-    layers = OrderedDict()
-    if dropout:
-        layers["drop1"] = nn.Dropout(dropout)
-    if hidden is None:
-        layers["fc"] = nn.Linear(in_features, num_outputs)
-    else:
-        layers["fc1"] = nn.Linear(in_features, hidden)
-        layers["act"] = nn.GELU()
-        if dropout:
-            layers["drop2"] = nn.Dropout(dropout)
-        layers["fc2"] = nn.Linear(hidden, num_outputs)
-    out_act = _activation(activation)
-    if out_act is not None:
-        layers["out_act"] = out_act
-    head = layers["fc"] if list(layers) == ["fc"] else nn.Sequential(layers)
-    _set_submodule(model, path, head.to(device))
+    for path, clf in _classifier_paths(model):    # reset_classifier may have rebuilt the heads
+        in_features, pointwise = _head_input(model, path, clf)
+        head = _new_head(in_features, num_outputs, hidden, dropout, activation, pointwise)
+        _set_submodule(model, path, head.to(device))
     if hasattr(model, "num_classes"):
         model.num_classes = num_outputs
     return model
 
 
+def _new_head(in_features, num_outputs, hidden, dropout, activation, pointwise=False):
+    """One linear layer, or Linear -> GELU -> Dropout -> Linear with ``hidden`` units, then
+    ``activation``; with ``pointwise`` the linear layers are 1x1 convolutions."""
+    def linear(n_in, n_out):
+        return nn.Conv2d(n_in, n_out, 1) if pointwise else nn.Linear(n_in, n_out)
+
+    layers = OrderedDict()
+    if dropout:
+        layers["drop1"] = nn.Dropout(dropout)
+    if hidden is None:
+        layers["fc"] = linear(in_features, num_outputs)
+    else:
+        layers["fc1"] = linear(in_features, hidden)
+        layers["act"] = nn.GELU()
+        if dropout:
+            layers["drop2"] = nn.Dropout(dropout)
+        layers["fc2"] = linear(hidden, num_outputs)
+    out_act = _activation(activation)
+    if out_act is not None:
+        layers["out_act"] = out_act
+    return layers["fc"] if list(layers) == ["fc"] else nn.Sequential(layers)
+
+
+BLOCK_SHARE = 0.1
+"""``add_block``'s default block has at most as many parameters as the stage it follows, or this
+share of the model's parameters where the stage is smaller (an EfficientNet's last stage is small
+beside its 1280-channel output)."""
+
+
 class ConvBlock(nn.Module):
-    """A residual block for (B, C, H, W) feature maps: conv-BN-ReLU-conv-BN plus the input.
+    """A residual block for (B, C, H, W) feature maps: conv-BN-ReLU-conv-BN plus the input, with
+    ``hidden`` channels in between (default ``channels * expansion``).
 
     The last BatchNorm starts at zero scale, so the block starts as the identity and adding it
     does not change what the pretrained model computes until it trains.
     """
 
-    def __init__(self, channels: int, expansion: float = 1.0):
+    EXPANSION = 1.0
+
+    def __init__(self, channels: int, expansion: float = EXPANSION, hidden: int | None = None):
         super().__init__()
-        hidden = max(1, int(channels * expansion))
+        hidden = hidden if hidden is not None else max(1, int(channels * expansion))
         self.conv1 = nn.Conv2d(channels, hidden, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(hidden)
         self.act = nn.ReLU(inplace=True)
@@ -576,62 +647,185 @@ class ConvBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(channels)
         nn.init.zeros_(self.bn2.weight)
 
+    @staticmethod
+    def num_params(channels: int, hidden: int) -> int:
+        """Its parameter count: two 3x3 convolutions without bias, two BatchNorms."""
+        return 18 * channels * hidden + 2 * hidden + 2 * channels
+
     def forward(self, x):                                   # (B, C, H, W) -> (B, C, H, W)
         return x + self.bn2(self.conv2(self.act(self.bn1(self.conv1(x)))))
 
 
 class TokenBlock(nn.Module):
-    """A residual MLP block for (B, T, D) token features (vision transformers), zero-initialised
-    output so it starts as the identity."""
+    """A residual MLP block on the last axis of its input: (B, T, D) tokens of a vision
+    transformer, or channels-last (B, H, W, C) maps (Swin, MambaOut). Zero-initialised output, so
+    it starts as the identity."""
 
-    def __init__(self, dim: int, expansion: float = 2.0):
+    EXPANSION = 2.0
+
+    def __init__(self, dim: int, expansion: float = EXPANSION, hidden: int | None = None):
         super().__init__()
-        hidden = max(1, int(dim * expansion))
+        hidden = hidden if hidden is not None else max(1, int(dim * expansion))
         self.norm = nn.LayerNorm(dim)
         self.fc1 = nn.Linear(dim, hidden)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, dim)
         nn.init.zeros_(self.fc2.weight), nn.init.zeros_(self.fc2.bias)
 
-    def forward(self, x):                                   # (B, T, D) -> (B, T, D)
+    @staticmethod
+    def num_params(dim: int, hidden: int) -> int:
+        """Its parameter count: a LayerNorm, two Linear layers with biases."""
+        return 2 * dim + (dim + 1) * hidden + (hidden + 1) * dim
+
+    def forward(self, x):                                   # (..., D) -> (..., D)
         return x + self.fc2(self.act(self.fc1(self.norm(x))))
 
 
-def _last_stage_output(model, path):
-    """(channels, is_token_sequence) of the module at ``path``, from one tiny forward pass."""
-    module = model.get_submodule(path)
-    seen = {}
+class StageWithBlock(nn.Sequential):
+    """``stage`` and then ``extra``, in the place of the module ``add_block`` puts a block after.
+    Unlike a plain ``nn.Sequential`` it hands every argument the model calls the module with on
+    to ``stage`` (BEiT's blocks get a shared relative position bias by keyword), and what it lacks
+    itself it finds on ``stage``, so model code that reads the module's parts still works (BEiT's
+    ``set_input_size`` reads ``blocks[i].attn``)."""
 
-    def remember(_module, _inputs, output):
-        seen["shape"] = output.shape
+    def forward(self, *args, **kwargs):
+        return self.extra(self.stage(*args, **kwargs))
 
-    handle = module.register_forward_hook(remember)
-    size = getattr(getattr(model, "patch_embed", None), "img_size", None)
-    size = tuple(size) if size is not None else (64, 64)
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "stage" or "stage" not in self.__dict__.get("_modules", {}):
+                raise                               # half-built (copying, unpickling): nothing to ask
+            return getattr(self._modules["stage"], name)
+
+
+def _probe_sizes(model) -> list[tuple[int, int]]:
+    """Image sizes to run the model at, the likeliest first: the size its patch embedding or stem
+    was built for (ViT, Swin, MLP-Mixer take no other), 64x64 (cheap, and any convolutional net
+    takes it), then its pretrained_cfg's input size (a model with parts of a fixed size and no
+    img_size attribute, such as LeViT's attention biases)."""
+    owners = (getattr(model, "patch_embed", None), getattr(model, "stem", None), model)
+    candidates = [getattr(owner, "img_size", None) for owner in owners] + [64]
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
+    input_size = cfg.get("input_size") if isinstance(cfg, dict) else getattr(cfg, "input_size", None)
+    if input_size:
+        candidates.append(tuple(input_size[-2:]))
+    sizes = []
+    for size in candidates:
+        size = (size, size) if isinstance(size, numbers.Integral) else size
+        if isinstance(size, (tuple, list)) and len(size) == 2 and tuple(size) not in sizes:
+            sizes.append(tuple(int(v) for v in size))
+    return sizes
+
+
+def _stage_outputs(model, paths) -> dict:
+    """{path: what the module returned} for the modules at ``paths`` that ran when the model ran
+    on a blank image (eval mode, no gradients), in the order they finished, at the first of
+    ``_probe_sizes`` the model accepts."""
+    seen, errors = {}, []
+
+    def remember(path):
+        def hook(_module, _inputs, output):
+            seen.pop(path, None)                # a module that runs twice counts where it ran last
+            seen[path] = output
+        return hook
+
+    handles = [model.get_submodule(path).register_forward_hook(remember(path)) for path in paths]
+    p = next(model.parameters())
+    was = model.training
+    model.eval()
     try:
-        p = next(model.parameters())
-        with torch.no_grad():
-            was = model.training
-            model.eval()
-            model(torch.zeros(1, 3, *size, device=p.device, dtype=p.dtype))
-            model.train(was)
+        for size in _probe_sizes(model):
+            seen.clear()
+            try:
+                with torch.no_grad():
+                    model(torch.zeros(1, 3, *size, device=p.device, dtype=p.dtype))
+                break
+            except Exception as err:                # a size this model does not take: the next one
+                errors.append(f"{size[0]}x{size[1]}: {type(err).__name__}: {err}")
+        else:
+            raise ValueError(f"add_block runs {type(model).__name__} once on a blank image to see what its "
+                             f"last stage returns, but no image size worked: {'; '.join(errors)}")
     finally:
-        handle.remove()
-    shape = seen["shape"]
-    return (shape[1], False) if len(shape) == 4 else (shape[-1], True)
+        for handle in handles:
+            handle.remove()
+        model.train(was)
+    return seen
+
+
+def _block_place(model, outputs: dict) -> str:
+    """The module to put the block after: of the last stage's modules, the last to run whose
+    output holds the model's ``num_features`` features, else the last to run. (GhostNet groups
+    its conv_head with the last stage, but runs it after pooling, as part of the head.)"""
+    if not outputs:
+        raise ValueError(f"{type(model).__name__}: no module of its last stage ran in the model's forward "
+                         f"pass, so add_block cannot put a block after one")
+    width = getattr(model, "num_features", None)
+    fits = [path for path, out in outputs.items()
+            if torch.is_tensor(out) and out.dim() >= 2 and width in (out.shape[1], out.shape[-1])]
+    return (fits or list(outputs))[-1]
+
+
+def _layout(model, path, output) -> tuple[str, int]:
+    """How the stage's ``output`` holds its features, and their number: ("maps", C) for
+    (B, C, H, W); ("last", C) for channels-last (B, H, W, C) maps (timm's output_fmt "NHWC", as
+    Swin and MambaOut, or only the last axis has the model's num_features); ("tokens", D) for
+    (B, T, D) tokens or (B, D) features. Anything but one tensor is refused, naming the model."""
+    if not torch.is_tensor(output):
+        what = (f"a {type(output).__name__} of {len(output)} tensors" if isinstance(output, (list, tuple))
+                else f"a {type(output).__name__}")
+        raise ValueError(
+            f"add_block does not support {type(model).__name__}: its last stage's module {path!r} returns "
+            f"{what}, not one tensor (a multi-resolution net such as HRNet returns one feature map per "
+            f"resolution), and add_block puts its block after a stage that returns one tensor of feature "
+            f"maps or tokens. replace_head(model, n, hidden=...) adds trainable layers on the model's "
+            f"fused features instead.")
+    if output.dim() != 4:
+        return "tokens", output.shape[-1]
+    width = getattr(model, "num_features", None)
+    channels_last = getattr(model, "output_fmt", None) == "NHWC" or (
+        output.shape[-1] == width and output.shape[1] != width)
+    return ("last", output.shape[-1]) if channels_last else ("maps", output.shape[1])
+
+
+def _block_width(block_class, channels, expansion, model, stage) -> int:
+    """The block's hidden width: ``expansion`` times its channels when given; by default the
+    class's own expansion, narrowed so the block has at most max(the stage's parameters,
+    ``BLOCK_SHARE`` of the model's)."""
+    if expansion is not None:
+        return max(1, int(channels * expansion))
+    widest = max(1, int(channels * block_class.EXPANSION))
+    budget = max(sum(p.numel() for p in stage.parameters()),
+                 BLOCK_SHARE * sum(p.numel() for p in model.parameters()))
+    fixed = block_class.num_params(channels, 0)
+    per_unit = block_class.num_params(channels, 1) - fixed
+    return max(1, min(widest, int((budget - fixed) // per_unit)))
 
 
 def add_block(model: nn.Module, expansion: float | None = None, seed: int | None = None) -> nn.Module:
     """Add a trainable residual block after the backbone's last stage (before the head).
 
-    The last module ``S`` of the last stage (``layer4`` in a ResNet, ``bn2`` after an
-    EfficientNet's ``conv_head``) becomes ``nn.Sequential(stage=S, extra=block)`` in place, so the
-    block belongs to the last stage in ``stages()`` and runs wherever the model ran ``S``. The block
-    (``ConvBlock`` for feature maps, ``TokenBlock`` for transformer tokens) starts as the
+    The last module ``S`` of the last stage to run with the backbone's features as its output
+    (``layer4`` in a ResNet, ``bn2`` after an EfficientNet's ``conv_head``, the last block of a
+    BEiT; not GhostNet's ``conv_head``, which runs after pooling) becomes
+    ``StageWithBlock(stage=S, extra=block)`` in place, so the block belongs to the last stage in
+    ``stages()`` and runs wherever the model ran ``S``, given what ``S`` was given. The block fits
+    the stage's output: ``ConvBlock`` for (B, C, H, W) feature maps, ``TokenBlock`` for transformer
+    tokens (B, T, D) and for channels-last (B, H, W, C) maps (Swin, MambaOut). It starts as the
     identity, so the model's outputs are unchanged until it trains.
 
-    Returns the same model. The new block's parameters are trainable. Bad arguments raise
-    before the model changes.
+    Its size: ``expansion`` sets its hidden width as a multiple of its channels. By default (None)
+    that is 1 for ``ConvBlock`` and 2 for ``TokenBlock``, narrowed where needed so that the block
+    has no more parameters than the last stage, or than ``BLOCK_SHARE`` of the model where the
+    stage is smaller: a wide output after a small stage (EfficientNet, MobileNet) gets a thin block.
+
+    To see what the stage returns, the model runs once on a blank image: at the size its patch
+    embedding or stem was built for, else 64x64, else its pretrained_cfg's input size.
+
+    Returns the same model. The new block's parameters are trainable. Bad arguments, and a model
+    whose last stage returns several tensors (HRNet: one map per resolution), raise before the
+    model changes.
     """
     if expansion is not None and (isinstance(expansion, bool) or not isinstance(expansion, numbers.Real)
                                   or not math.isfinite(expansion) or expansion <= 0):
@@ -641,16 +835,20 @@ def add_block(model: nn.Module, expansion: float | None = None, seed: int | None
     name, last = stages(model)[-1]
     if not last.part_names:
         raise ValueError(f"the last stage {name!r} holds no module to add a block after")
-    path = last.part_names[-1]          # modules register in the order they run: the last one
-    old = model.get_submodule(path)
-    if isinstance(old, nn.Sequential) and "extra" in old._modules:
-        raise ValueError(f"the model already has an extra block after {path}.stage; a second call would stack "
+    added = [n for n, m in model.named_modules() if isinstance(m, StageWithBlock)]
+    if added:
+        raise ValueError(f"the model already has an extra block after {added[0]}.stage; a second call would stack "
                          f"another one. Build a fresh model to change the block (e.g. build_model(head='block')).")
-    channels, tokens = _last_stage_output(model, path)
+    outputs = _stage_outputs(model, last.part_names)
+    path = _block_place(model, outputs)
+    old = model.get_submodule(path)
+    layout, channels = _layout(model, path, outputs[path])
+    block_class = ConvBlock if layout == "maps" else TokenBlock
+    hidden = _block_width(block_class, channels, expansion, model, last)
     with seeded(seed) if seed is not None else contextlib.nullcontext():
-        block = TokenBlock(channels, expansion or 2.0) if tokens else ConvBlock(channels, expansion or 1.0)
-    p = next(old.parameters())
-    _set_submodule(model, path, nn.Sequential(OrderedDict(stage=old, extra=block.to(p.device))))
+        block = block_class(channels, hidden=hidden)
+    device = next(itertools.chain(old.parameters(), model.parameters())).device
+    _set_submodule(model, path, StageWithBlock(OrderedDict(stage=old, extra=block.to(device))))
     return model
 
 

@@ -240,6 +240,43 @@ def test_notebook_lora_layer_matches_helpers(base):
     torch.testing.assert_close(mine.delta_weight(), theirs.delta_weight("default"))
 
 
+def _timm_conv(kind):
+    from timm.layers import Conv2dSame, ScaledStdConv2d
+    return Conv2dSame(5, 6, 3, stride=2) if kind == "same" else ScaledStdConv2d(5, 6, 3, padding=1)
+
+
+BASES = {
+    "linear": lambda: nn.Linear(12, 7),
+    "conv": lambda: nn.Conv2d(5, 6, 3, padding=1),
+    "conv2d_same": lambda: _timm_conv("same"),          # pads its input in forward (TF ports)
+    "scaled_std_conv": lambda: _timm_conv("std"),       # standardises its weight in forward (NFNet)
+    "reflect_padding": lambda: nn.Conv2d(5, 6, 3, padding=1, padding_mode="reflect"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BASES))
+def test_wrapper_computes_with_its_adapted_weight(kind):
+    """The wrapper's .weight is W + ΔW: running the base layer with it is what the wrapper computes
+    (so a model that reads .weight, as BEiT's qkv and EdgeNeXt do, gets the adapter), and merging
+    gives the same outputs, also where the base pads in forward or standardises its weight."""
+    torch.manual_seed(0)
+    base = BASES[kind]()
+    x = torch.randn(3, 12) if isinstance(base, nn.Linear) else torch.randn(3, 5, 9, 9)
+    layer = LoRA(copy.deepcopy(base).requires_grad_(False)).add_adapter("a", rank=2, seed=0)
+    torch.testing.assert_close(layer(x), base(x), rtol=0, atol=0)           # B = 0: exactly the base
+    assert layer.weight.shape == base.weight.shape and layer.bias is layer.base.bias
+    with torch.no_grad():
+        layer.lora_B["a"].normal_()
+        adapted = layer(x)
+        assert not torch.allclose(adapted, base(x))
+        reference = torch.func.functional_call(base, {"weight": layer.weight}, (x,))
+        torch.testing.assert_close(adapted, reference, rtol=1e-5, atol=1e-5)
+        layer.merge()
+        assert layer.weight is layer.base.weight
+        torch.testing.assert_close(layer(x), adapted, rtol=1e-5, atol=1e-5)
+    assert layer.plain == (kind in ("linear", "conv"))     # the others run the base's own forward
+
+
 @pytest.mark.parametrize("method", ["probe", "bitfit", "lora"])
 def test_peft_methods_leave_the_base_model_unchanged(method):
     """Only the method's parameters move, and BatchNorm statistics stay: adapters can be swapped."""

@@ -211,11 +211,18 @@ def test_add_block_starts_as_identity_and_trains(arch):
     with torch.no_grad():
         before = model(x)
     n_before = sum(p.numel() for p in model.parameters())
+    path = stages(model)[-1][1].part_names[-1]
+    old = model.get_submodule(path)
     add_block(model)
     model.eval()
     with torch.no_grad():
         after = model(x)
     assert torch.allclose(before, after, atol=1e-5)
+    # the module is wrapped in place; what model code reads of it is still there
+    wrapped = model.get_submodule(path)
+    assert wrapped.stage is old and isinstance(wrapped.extra, nn.Module)
+    names = [a for a in vars(old) if not a.startswith("_") and a != "training"] + [n for n, _ in old.named_children()]
+    assert all(getattr(wrapped, a) is getattr(old, a) for a in names)
     assert sum(p.numel() for p in model.parameters()) > n_before
     # with everything but the last stage frozen, the block is among what trains
     freeze_stages(model, len(stages(model)) - 1)
@@ -299,11 +306,11 @@ def test_surgery_twice_or_on_nothing_says_so():
 
 
 def test_replace_head_failing_leaves_the_model_as_it_was():
-    class Odd(nn.Module):            # a head that is neither Linear nor announced by num_features
+    class Odd(nn.Module):            # a head that is neither Linear, nor 1x1, nor announced by num_features
         def __init__(self):
             super().__init__()
             self.body = nn.Conv2d(3, 4, 3)
-            self.fc = nn.Conv2d(4, 2, 1)
+            self.fc = nn.Conv2d(4, 2, 3)
 
         def forward(self, x):
             return self.fc(self.body(x)).mean((2, 3))
@@ -312,7 +319,7 @@ def test_replace_head_failing_leaves_the_model_as_it_was():
             return self.fc
 
         def reset_classifier(self, n):
-            self.fc = nn.Conv2d(4, n, 1)
+            self.fc = nn.Conv2d(4, n, 3)
     model = Odd()
     before = str(model)
     with pytest.raises(ValueError, match="cannot tell the head's input size"):
