@@ -48,6 +48,7 @@ from ..images import BACKGROUNDS, CountWorld
 from ..losses import COUNT_LOSSES
 from ..models import create_image_model, image_model_config, pretrained_image_model
 from ..modes import sizes
+from ..own_data import load_photo_counts
 from ..stats import best_by, difference
 from ..surgery import count_params, freeze_stages, replace_head, trainable_params
 from ..training import Batches, History, predict, train
@@ -100,7 +101,7 @@ class CountData:
     count); the test set reports. ``shift_kind`` names, for each shifted scene, which shift it
     comes from.
     """
-    world: CountWorld
+    world: CountWorld | None          # None for your own photos (``photo_count_data``)
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_val: torch.Tensor
@@ -417,6 +418,31 @@ def lesson_count_data(mode: str | None = None, device="cpu") -> CountData:
 # ---------------------------------------------------------------------------------------------
 # Your own photos: a folder of images and counts.csv with rows "filename,count"
 # ---------------------------------------------------------------------------------------------
+
+
+def photo_count_data(folder, *, image_size: int | None = None, val_frac: float = 0.2, test_frac: float = 0.2,
+                     seed: int = 0, csv_name: str = "counts.csv") -> CountData:
+    """Your own photos with a ``counts.csv`` as the lesson's data, in one call: read by
+    ``helpers.own_data.load_photo_counts`` (which names the file and row of every problem), then
+    split at random with ``seed`` into training, validation and test photos (``val_frac``,
+    ``test_frac``; at least one photo each). ``run_counter(data, labels=len(data.y_train), ...)``
+    then fine-tunes and evaluates on them like on the world's scenes; there is no shifted set.
+    ``image_size`` defaults to the lesson's (``sizes("bird_counter").image_size``)."""
+    for name, frac in (("val_frac", val_frac), ("test_frac", test_frac)):
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
+            raise ValueError(f"{name} must be a fraction between 0 and 1; got {frac!r}")
+    if val_frac + test_frac >= 1:
+        raise ValueError(f"val_frac + test_frac must leave photos to train on; got {val_frac} + {test_frac}")
+    x, y, names = load_photo_counts(folder, csv_name=csv_name, image_size=image_size or sizes("bird_counter").image_size)
+    n = len(y)
+    n_val, n_test = max(1, round(n * val_frac)), max(1, round(n * test_frac))
+    if n - n_val - n_test < 1:
+        raise ValueError(f"{folder}: {n} photos are too few to split into training, validation and test; "
+                         f"add photos (at least 3)")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val, test, train = order[:n_val], order[n_val:n_val + n_test], order[n_val + n_test:]
+    empty = x[:0]
+    return CountData(None, x[train], y[train], x[val], y[val], x[test], y[test], empty, y[:0], [])
 
 
 def write_example_photos(folder, n: int = 12, image_size: int = 160, seed: int = 7,
