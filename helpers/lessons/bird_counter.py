@@ -46,7 +46,7 @@ from ..device import resolve_device, seed_everything
 from ..experiments import RunResult
 from ..images import BACKGROUNDS, CountWorld
 from ..losses import COUNT_LOSSES
-from ..models import create_image_model, image_model_config, pretrained_image_model
+from ..models import image_model_config, pretrained_image_model, scratch_image_model
 from ..modes import sizes
 from ..own_data import load_photo_counts
 from ..stats import best_by, difference
@@ -183,7 +183,7 @@ def count_model(pretrained: bool = True, *, seed: int = 0, train_mean: float | N
     if pretrained:
         model, _ = pretrained_image_model(config, device=device, verbose=False)
     else:
-        model = create_image_model(config, seed=seed).to(device)
+        model = scratch_image_model(config, seed=seed).to(device)   # timm's full-width arch under COURSE_PRETRAINED=timm
     replace_head(model, 1, activation="softplus", seed=seed)
     if train_mean is not None:
         start_at_mean(model, train_mean)
