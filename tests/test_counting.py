@@ -14,6 +14,7 @@ from helpers.lessons.bird_counter import (
     count_world,
     fit_counter,
     mean_baseline,
+    photo_count_data,
     predict_counts,
     run_counter,
     saliency,
@@ -241,3 +242,22 @@ def test_missing_csv_or_header(tmp_path):
     (tmp_path / "counts.csv").write_text("filename,count\n")
     with pytest.raises(DataError, match="no rows after the header"):
         load_photo_counts(tmp_path)
+
+
+def test_your_photo_folder_runs_through_the_lessons_counter_in_one_call(tmp_path, data_dir):
+    folder = write_example_photos(tmp_path / "photos", n=10, image_size=48)
+    data = photo_count_data(folder, image_size=32, seed=0)
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (6, 2, 2) and data.world is None
+    assert data.x_train.shape[1:] == (3, 32, 32) and len(data.x_shift) == 0
+    everything = sorted(torch.cat([data.y_train, data.y_val, data.y_test]).tolist())
+    assert everything == sorted(load_photo_counts(folder, image_size=32)[1].tolist())   # a split, nothing lost
+    other = photo_count_data(folder, image_size=32, seed=1)
+    assert not torch.equal(other.y_test, data.y_test) or not torch.equal(other.y_val, data.y_val)
+    r = run_counter(data, labels=len(data.y_train), pretrained=True, loss="poisson", steps=2, batch_size=4,
+                    lr=1e-3, progress=False, mode="smoke")
+    assert r.steps == 2 and math.isfinite(r.val_mae) and math.isfinite(r.test_mae)
+    with pytest.raises(ValueError, match="val_frac must be a fraction between 0 and 1; got 1.5"):
+        photo_count_data(folder, val_frac=1.5)
+    tiny = write_example_photos(tmp_path / "two", n=2, image_size=48)
+    with pytest.raises(ValueError, match="2 photos are too few"):
+        photo_count_data(tiny)

@@ -29,8 +29,15 @@ def test_lesson_02_claims_need_a_real_difference():
     base = {"finetuned_acc": 0.86, "scratch_acc": 0.30, "scratch_converged_acc": 0.8,
             "finetuned_accs": [0.85, 0.86, 0.87], "scratch_accs": [0.29, 0.30, 0.31],
             "scratch_converged_accs": [0.79, 0.80, 0.81], "finetune_steps": 30, "scratch_converged_steps": 450,
-            "scratch_converged_budget": 600}
+            "scratch_converged_budget": 600, "finetuned_converged_acc": 0.95,
+            "finetuned_converged_accs": [0.94, 0.95, 0.96],
+            "labels_curve": [{"finetuned_converged_acc": 0.75, "scratch_converged_acc": 0.53},
+                             {"finetuned_converged_acc": 0.99, "scratch_converged_acc": 0.98}]}
     assert all(c.verdict(base) for c in full_finetuning.CLAIMS)
+    fair_tie = dict(base, finetuned_converged_accs=[0.70, 0.95, 0.99], finetuned_converged_acc=0.88)
+    assert full_finetuning.CLAIMS[4].verdict(fair_tie) is False         # inside the noise: no claim
+    widening = dict(base, labels_curve=[base["labels_curve"][1], base["labels_curve"][0]])
+    assert full_finetuning.CLAIMS[5].verdict(widening) is False
     noisy = dict(base, scratch_converged_accs=[0.2, 0.9, 0.95], scratch_converged_acc=0.68)
     assert full_finetuning.CLAIMS[1].verdict(noisy) is False           # inside the noise: a tie
     early = dict(base, scratch_converged_steps=200)

@@ -46,8 +46,9 @@ from ..device import resolve_device, seed_everything
 from ..experiments import RunResult
 from ..images import BACKGROUNDS, CountWorld
 from ..losses import COUNT_LOSSES
-from ..models import create_image_model, image_model_config, pretrained_image_model
+from ..models import image_model_config, pretrained_image_model, scratch_image_model
 from ..modes import sizes
+from ..own_data import load_photo_counts
 from ..stats import best_by, difference
 from ..surgery import count_params, freeze_stages, replace_head, trainable_params
 from ..training import Batches, History, predict, train
@@ -100,7 +101,7 @@ class CountData:
     count); the test set reports. ``shift_kind`` names, for each shifted scene, which shift it
     comes from.
     """
-    world: CountWorld
+    world: CountWorld | None          # None for your own photos (``photo_count_data``)
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_val: torch.Tensor
@@ -182,7 +183,7 @@ def count_model(pretrained: bool = True, *, seed: int = 0, train_mean: float | N
     if pretrained:
         model, _ = pretrained_image_model(config, device=device, verbose=False)
     else:
-        model = create_image_model(config, seed=seed).to(device)
+        model = scratch_image_model(config, seed=seed).to(device)   # timm's full-width arch under COURSE_PRETRAINED=timm
     replace_head(model, 1, activation="softplus", seed=seed)
     if train_mean is not None:
         start_at_mean(model, train_mean)
@@ -275,6 +276,12 @@ class ScratchCounterConfig:
     keep_best: bool = False
 
 
+@dataclass(frozen=True)
+class FinetunedCounterConfig(ScratchCounterConfig):
+    """The same fields for a fine-tuned counter at its own budget (early-stopped): its hash differs
+    by the type's name, so it never collides with a from-scratch entry."""
+
+
 @keywords_checked
 def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: str = "mse",
                 seed: int = 0, steps: int, batch_size: int, lr: float, freeze: int = 0,
@@ -292,8 +299,9 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
     the trained counter is stored in the cache, keyed by the exact training scenes and every
     setting (``ScratchCounterConfig``), and loaded the next time the same run is asked for;
     ``make prepare`` trains lesson 05's in advance (``prepare_scratch_counters``). Fine-tuned
-    runs, the subject of the lesson, always train. A run with a ``hook`` always trains too, since
-    it draws the live curve.
+    runs, the subject of the lesson, train in the lesson, except the long early-stopped ones
+    (``keep_best``) of the fair comparison, cached the same way. A run with a ``hook`` always
+    trains, since it draws the live curve.
 
     The result's settings are labels, start ("fine-tuned" or "scratch"), loss, freeze, seed; its
     metrics val_mae and test_mae, test_rmse, test_exact_acc, test_within1_acc
@@ -328,25 +336,27 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
         return h
 
     cached = False
-    if pretrained or not cache or hook is not None:
+    if (pretrained and not keep_best) or not cache or hook is not None:
         model = make()
         history = fit_it(model, hook)
         best_step = best.get("best_step")
     else:
-        config = ScratchCounterConfig(arch=asdict(image_model_config(mode)), data=data_fingerprint(x, y),
+        kind, config_type = ("counter_finetuned", FinetunedCounterConfig) if pretrained else \
+            ("counter_scratch", ScratchCounterConfig)
+        config = config_type(arch=asdict(image_model_config(mode)), data=data_fingerprint(x, y),
                                       labels=labels, seed=seed, loss=loss, steps=steps,
                                       batch_size=batch_size, lr=lr, freeze=freeze,
                                       eval_every=eval_every, keep_best=keep_best)
-        cached = checkpoint_path("counter_scratch", config).exists()
+        cached = checkpoint_path(kind, config).exists()
 
         def build(model):
             h = fit_it(model)
             return {"history": h.as_dict(), "interrupted": h.interrupted, "best_step": best.get("best_step")}
 
-        model, info = cached_model("counter_scratch", config, make, build, device=device, verbose=False)
+        model, info = cached_model(kind, config, make, build, device=device, verbose=False)
         history, best_step = History.from_dict(info["history"]), info.get("best_step")
         if cached:
-            print(f"from scratch, {labels} labels, {loss}, seed {seed}, lr {lr:g}: loaded from the cache "
+            print(f"{name}, {labels} labels, {loss}, seed {seed}, lr {lr:g}: loaded from the cache "
                   f"(trained earlier with these exact scenes and settings in {history.seconds[-1]:.0f} s)")
     val = count_metrics(predict_counts(model, data.x_val), data.y_val)
     test = count_metrics(predict_counts(model, data.x_test), data.y_test)
@@ -369,6 +379,16 @@ def scratch_counter_converged(data: CountData, *, lr: float, seed: int = 0, mode
     return run_counter(data, labels=S.labels, pretrained=False, loss=S.loss, seed=seed, steps=S.scratch_steps,
                        batch_size=S.batch_size, lr=lr, eval_every=max(1, S.scratch_steps // S.scratch_evals),
                        keep_best=True, progress=progress, mode=mode)
+
+
+def finetuned_counters_converged(data: CountData, *, mode: str | None = None, progress: bool = True) -> list[RunResult]:
+    """Fine-tuned at the same own budget as from scratch (``S.scratch_steps`` steps, early-stopped
+    on validation MAE) at fine-tuning's rate ``S.lr``, over ``S.seeds`` seeds, so that neither side
+    of the fair comparison is stopped while still improving. Cached (``make prepare``)."""
+    S = sizes("bird_counter", mode)
+    return [run_counter(data, labels=S.labels, pretrained=True, loss=S.loss, seed=seed, steps=S.scratch_steps,
+                        batch_size=S.batch_size, lr=S.lr, eval_every=max(1, S.scratch_steps // S.scratch_evals),
+                        keep_best=True, progress=progress, mode=mode) for seed in range(S.seeds)]
 
 
 def scratch_counter_lr_runs(data: CountData, *, mode: str | None = None, progress: bool = True) -> list[RunResult]:
@@ -403,7 +423,7 @@ def prepare_scratch_counters(mode: str | None = None) -> list[RunResult]:
     same_budget = [run_counter(data, labels=labels, pretrained=False, loss=S.loss, seed=seed, steps=S.steps,
                                batch_size=S.batch_size, lr=S.lr, mode=mode) for labels, seed in runs]
     _, grid, converged = converged_scratch_counters(data, mode=mode)
-    return same_budget + grid + converged
+    return same_budget + grid + converged + finetuned_counters_converged(data, mode=mode)
 
 
 def lesson_count_data(mode: str | None = None, device="cpu") -> CountData:
@@ -417,6 +437,31 @@ def lesson_count_data(mode: str | None = None, device="cpu") -> CountData:
 # ---------------------------------------------------------------------------------------------
 # Your own photos: a folder of images and counts.csv with rows "filename,count"
 # ---------------------------------------------------------------------------------------------
+
+
+def photo_count_data(folder, *, image_size: int | None = None, val_frac: float = 0.2, test_frac: float = 0.2,
+                     seed: int = 0, csv_name: str = "counts.csv") -> CountData:
+    """Your own photos with a ``counts.csv`` as the lesson's data, in one call: read by
+    ``helpers.own_data.load_photo_counts`` (which names the file and row of every problem), then
+    split at random with ``seed`` into training, validation and test photos (``val_frac``,
+    ``test_frac``; at least one photo each). ``run_counter(data, labels=len(data.y_train), ...)``
+    then fine-tunes and evaluates on them like on the world's scenes; there is no shifted set.
+    ``image_size`` defaults to the lesson's (``sizes("bird_counter").image_size``)."""
+    for name, frac in (("val_frac", val_frac), ("test_frac", test_frac)):
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
+            raise ValueError(f"{name} must be a fraction between 0 and 1; got {frac!r}")
+    if val_frac + test_frac >= 1:
+        raise ValueError(f"val_frac + test_frac must leave photos to train on; got {val_frac} + {test_frac}")
+    x, y, names = load_photo_counts(folder, csv_name=csv_name, image_size=image_size or sizes("bird_counter").image_size)
+    n = len(y)
+    n_val, n_test = max(1, round(n * val_frac)), max(1, round(n * test_frac))
+    if n - n_val - n_test < 1:
+        raise ValueError(f"{folder}: {n} photos are too few to split into training, validation and test; "
+                         f"add photos (at least 3)")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val, test, train = order[:n_val], order[n_val:n_val + n_test], order[n_val + n_test:]
+    empty = x[:0]
+    return CountData(None, x[train], y[train], x[val], y[val], x[test], y[test], empty, y[:0], [])
 
 
 def write_example_photos(folder, n: int = 12, image_size: int = 160, seed: int = 7,
