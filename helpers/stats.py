@@ -48,9 +48,9 @@ class Difference:
     def real(self) -> bool:
         return self.n_a > 1 and self.n_b > 1 and abs(self.diff) > 2 * self.se
 
-    def describe(self, a: str, b: str, scale: float = 100, unit: str = "points") -> str:
-        """A sentence that follows from the numbers: who wins, by how much, or a tie."""
-        size = f"{abs(self.diff) * scale:.1f} ± {self.se * scale:.1f} {unit}"
+    def describe(self, a: str, b: str, scale: float = 100, unit: str = "points", digits: int = 1) -> str:
+        """A sentence that follows from the numbers: who wins, by how much (``digits`` decimals), or a tie."""
+        size = f"{abs(self.diff) * scale:.{digits}f} ± {self.se * scale:.{digits}f} {unit}"
         if self.n_a < 2 or self.n_b < 2:
             return f"{a} and {b} differ by {size}, from a single seed: too few runs to call it"
         if not self.real:

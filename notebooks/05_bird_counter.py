@@ -243,7 +243,7 @@ maes_scratch = headline[headline.start == "scratch"].test_mae.tolist()
 print(f"{S.labels} labelled scenes, {S.steps} steps, mean of {S.seeds} seeds:")
 print(f"  fine-tuned MAE {mae_ft:.2f} | from scratch {mae_scratch:.2f} | predict-the-mean {baseline['mae']:.2f}")
 print("  " + difference(maes_scratch, maes_ft).describe("fine-tuned", "from scratch", scale=1,
-                                                       unit="birds of MAE"))
+                                                       unit="birds of MAE", digits=2))
 print(f"  fine-tuned / scratch = {mae_ft / mae_scratch:.2f}, fine-tuned / mean = {mae_ft / baseline['mae']:.2f}")
 
 # %% [markdown]
@@ -280,7 +280,7 @@ for arm, arm_runs, budget in (("fine-tuned", finetuned_long, S.scratch_steps), (
         print(f"  {arm}: still at its best at the end of {budget} steps for some seed, so its number is an upper "
               f"bound on its error")
 print("each at its own budget: " + difference(maes_converged, maes_ft_long).describe(
-    "fine-tuned", "from scratch", scale=1, unit="birds of MAE"))
+    "fine-tuned", "from scratch", scale=1, unit="birds of MAE", digits=2))
 
 # %% [markdown]
 # The fine-tuning budget is deliberately small, `S.steps` steps per run, so that the whole lesson

@@ -87,3 +87,16 @@ def test_digits_verdict_compares_each_arm_at_the_budget_validation_prefers():
     # a short fine-tuning run is not held against a long from-scratch one
     short = {k: v for k, v in summary.items() if k != "fine-tuned, 3x budget"}
     assert transfer_metrics(short)["digits_ft_best_steps"] == 60
+
+
+def test_lesson_05_fair_claim_needs_each_side_at_its_own_budget_and_a_real_gap():
+    from helpers.lessons.bird_counter import CLAIMS
+    fair = CLAIMS[-1]
+    m = {"maes_finetuned_long": [0.221, 0.218, 0.211], "mae_finetuned_long": 0.2167,
+         "maes_scratch_converged": [0.318, 0.234, 0.254], "mae_scratch_converged": 0.2687}
+    assert fair.verdict(m) is True
+    noisy = dict(m, maes_scratch_converged=[0.10, 0.45, 0.26], mae_scratch_converged=0.27)
+    assert fair.verdict(noisy) is False
+    from helpers.stats import difference
+    assert "0.05 ± 0.03 birds" in difference([0.318, 0.234, 0.254], [0.221, 0.218, 0.211]).describe(
+        "fine-tuned", "from scratch", scale=1, unit="birds", digits=2)
