@@ -19,9 +19,11 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -38,58 +40,170 @@ WORLD_VERSION = 2
 # Drawing: signed distances in an object's own frame, composited with premultiplied alpha.
 # ---------------------------------------------------------------------------------------------
 
+_U, _V = 4, 5          # the channels of a pen's layer that hold the local coordinates
+
+
 def _col(x):
     """A scalar, or a per-object tensor (n,) shaped to broadcast over (n, H, W)."""
     return x.view(-1, 1, 1) if torch.is_tensor(x) else x
 
 
-class _Pen:
-    """Paints parts of n objects into an RGBA layer, in each object's local frame.
+def _np(x):
+    """A scalar, or a per-object tensor (n,) as a float64 array, for window arithmetic."""
+    return x.detach().cpu().double().numpy() if torch.is_tensor(x) else x
 
-    ``u, v``: (n, H, W) local coordinates (the object faces +u, "up" is -v, it spans about
-    [-1, 1]); ``pix``: (n, 1, 1) the size of one pixel in local units, for anti-aliased edges.
+
+@functools.lru_cache(maxsize=1024)
+def _row_starts(size, h, device):
+    """(6, h): where each row of an h-row window starts, from the window's first pixel, in each
+    of 6 channels of (S, S) pixels."""
+    return torch.arange(6, device=device).view(6, 1) * (size * size) + torch.arange(h, device=device) * size
+
+
+def _rows(image, w):
+    """``image`` as rows of ``w`` pixels that start at every pixel: a (numel - w + 1, w) view.
+    Windows are taken (``index_select``) and written back (``index_copy_``) a row at a time, far
+    faster than pixel by pixel; the rows of the windows taken or written at once never overlap."""
+    flat = image.view(-1)
+    return flat.as_strided((flat.numel() - w + 1, w), (1, 1))
+
+
+def _span(lo, hi, size):
+    """One window size for all objects: lo, hi (2, m) the first and last pixel (x, then y) each
+    object needs. Returns the windows' first pixels (2, m), inside the image, and (width, height)."""
+    count = np.maximum(hi - lo, 0).max(axis=1) + 1
+    start = np.maximum(np.minimum(lo, size - count[:, None]), 0)
+    return start, (int(count[0]), int(count[1]))
+
+
+def _ellipse_reach(r, other, reach):
+    """How far along its axis of radius ``r`` an ellipse paints: ``r`` plus ``reach`` (half a
+    pixel) times a factor for its distance estimate, which is below the true distance (the
+    estimate is exact on the axis; off it, ``reach`` of estimate can be up to ``B`` of distance
+    along the axis, with B = q^2 / (2 sqrt(q^2 - 1)) for q = r / other >= sqrt 2, else 1)."""
+    q2 = (np.asarray(r, dtype=np.float64) / other) ** 2
+    return r + reach * np.where(q2 >= 2, q2 / (2 * np.sqrt(np.maximum(q2 - 1, 1.0))), 1.0)
+
+
+class _Pen:
+    """Paints parts of m objects into an RGBA layer, in each object's local frame.
+
+    ``layer``: (m, 6, S, S), premultiplied colour (channels 0-2), coverage of the whole object
+    (3) and each pixel's local coordinates u, v (4, 5): the object faces +u, "up" is -v, it spans
+    about [-1, 1]. ``pix``: (m, 1, 1) the size of one pixel in local units, for anti-aliased edges.
+
+    A part covers a pixel only where its signed distance is below half a pixel, and painting with
+    coverage 0 leaves a pixel exactly as it was (``lerp`` with weight 0 returns its start), so
+    each part is painted only inside a window: per object, a box of pixels that holds every pixel
+    the part can cover (from the part's shape and the object's pose, plus a pixel of margin), the
+    same size for all m objects. Inside it every pixel goes through the same operations as when
+    the whole image is painted, so the layer is the same bit for bit, for a fraction of the work.
     """
 
-    def __init__(self, u, v, pix):
-        self.u, self.v, self.pix = u, v, pix
-        n, h, w = u.shape
-        self.rgb = u.new_zeros(n, 3, h, w)      # premultiplied colour
-        self.alpha = u.new_zeros(n, h, w)        # coverage of the whole object
+    def __init__(self, cx, cy, scale, angle, flip, image_size, device):
+        """Pose of the m objects, (m,) each: centre in [-1, 1] image units (y down), half-size as
+        a fraction of the half-image, rotation in radians, mirrored left-right (bool)."""
+        m, s = len(cx), image_size
+        self.size, self.device = s, device
+        coords = (torch.arange(s, device=device, dtype=torch.float32) + 0.5) / s * 2 - 1
+        c, sn = torch.cos(angle).to(device).view(-1, 1, 1), torch.sin(angle).to(device).view(-1, 1, 1)
+        sc = scale.to(device).view(-1, 1, 1)
+        dx = coords.view(1, 1, s) - cx.to(device).view(-1, 1, 1)             # (m, 1, S)
+        dy = coords.view(1, s, 1) - cy.to(device).view(-1, 1, 1)             # (m, S, 1)
+        self.layer = torch.empty(m, 6, s, s, device=device)
+        self.layer[:, :_U].zero_()
+        # u = (c dx + sn dy) / sc, negated for mirrored objects by negating c and sn: the same
+        # numbers (rounding is symmetric), up to the sign of an exact zero, which no part's
+        # coverage depends on.
+        mirror = flip.to(device).view(-1, 1, 1)
+        torch.add(torch.where(mirror, -c, c) * dx, torch.where(mirror, -sn, sn) * dy,
+                  out=self.layer[:, _U]).div_(sc)
+        torch.add(-sn * dx, c * dy, out=self.layer[:, _V]).div_(sc)
+        self.pix = (2.0 / s) / sc
+        # The pose in float64 for the windows: image point = centre + to_image @ (u, v).
+        sc64, a64 = _np(scale), _np(angle)
+        f = np.where(flip.cpu().numpy(), -1.0, 1.0)
+        cos, sin = np.cos(a64), np.sin(a64)
+        self._centre = np.stack([_np(cx), _np(cy)])                           # (2, m)
+        self._to_image = np.array([[sc64 * cos * f, -sc64 * sin], [sc64 * sin * f, sc64 * cos]])
+        self._spread = np.abs(self._to_image)                                # (2, 2, m)
+        self._reach = 1.0 / (s * sc64)                 # half a pixel in local units, (m,)
+        self._base = np.arange(m) * (6 * s * s)        # where each object's layer starts
+        self.lo = np.full((2, m), s)                   # the pixels any part may cover (x, y)
+        self.hi = np.full((2, m), -1)
 
-    def paint(self, d, color, on=None):
-        """Paint where the signed distance ``d`` < 0 with ``color`` (n, 3) or (3,)."""
+    def _to(self, x):
+        """A scalar, or a per-object tensor shaped to broadcast over (m, H, W) on the pen's device."""
+        return _col(x).to(self.device) if torch.is_tensor(x) else x
+
+    def _window(self, lo_u, hi_u, lo_v, hi_v):
+        """Take every object's window around the local box [lo_u, hi_u] x [lo_v, hi_v] (floats or
+        (m,) arrays). Returns where its rows start in ``layer`` (m, 6, h) and a copy of it (m, 6, h, w)."""
+        pu, eu = (lo_u + hi_u) / 2, (hi_u - lo_u) / 2
+        pv, ev = (lo_v + hi_v) / 2, (hi_v - lo_v) / 2
+        centre = self._centre + self._to_image[:, 0] * pu + self._to_image[:, 1] * pv   # (2, m)
+        half = self._spread[:, 0] * eu + self._spread[:, 1] * ev
+        s = self.size
+        lo = np.clip(np.ceil((centre - half + 1) * (s / 2) - 0.5) - 1, 0, s - 1).astype(np.int64)
+        hi = np.clip(np.floor((centre + half + 1) * (s / 2) - 0.5) + 1, 0, s - 1).astype(np.int64)
+        np.minimum(self.lo, lo, out=self.lo)
+        np.maximum(self.hi, hi, out=self.hi)
+        start, (w, h) = _span(lo, hi, s)
+        base = torch.from_numpy(self._base + start[1] * s + start[0]).to(self.device)
+        starts = base.view(-1, 1, 1) + _row_starts(s, h, self.device)
+        return starts, _rows(self.layer, w).index_select(0, starts.view(-1)).view(-1, 6, h, w)
+
+    def _rotated(self, cx, cy, reach_x, reach_y, angle):
+        """The local box around a shape centred at (cx, cy) that reaches reach_x, reach_y along
+        its own axes, turned by ``angle``."""
+        a = _np(angle)
+        c, s = np.abs(np.cos(a)), np.abs(np.sin(a))
+        eu, ev = c * reach_x + s * reach_y, s * reach_x + c * reach_y
+        cx, cy = _np(cx), _np(cy)
+        return cx - eu, cx + eu, cy - ev, cy + ev
+
+    def _paint(self, starts, window, d, color, on=None):
+        """Paint where the signed distance ``d`` (m, h, w) < 0 with ``color`` (n, 3) or (3,), in the
+        window ``window`` whose rows start at ``starts`` (from ``_window``)."""
         a = d.div_(self.pix).neg_().add_(0.5).clamp_(0, 1)     # coverage of each pixel
         if on is not None:                       # per-object switch (n,), e.g. "has a crest"
             a.mul_(on.to(device=a.device, dtype=a.dtype).view(-1, 1, 1))
         color = torch.as_tensor(color, dtype=a.dtype).to(a.device)
-        color = color.view(-1, 3, 1, 1) if color.dim() == 2 else color.view(1, 3, 1, 1)
-        self.rgb.lerp_(color.expand_as(self.rgb), a.unsqueeze(1))        # paint over
-        self.alpha.lerp_(torch.ones_like(a), a)                           # union of coverage
+        end = F.pad(color.view(-1, 3), (0, 1), value=1.0).view(-1, 4, 1, 1)  # colour, full coverage
+        rgba = torch.lerp(window[:, :_U], end.expand_as(window[:, :_U]), a.unsqueeze(1))   # paint over
+        _rows(self.layer, rgba.shape[-1]).index_copy_(0, starts[:, :_U].reshape(-1), rgba.view(-1, rgba.shape[-1]))
 
-    def _frame(self, cx, cy, angle):
-        x, y = self.u - _col(cx), self.v - _col(cy)
+    def _frame(self, window, cx, cy, angle):
+        x, y = window[:, _U] - self._to(cx), window[:, _V] - self._to(cy)
         if isinstance(angle, (int, float)) and angle == 0:
             return x, y
         c, s = (torch.cos(angle), torch.sin(angle)) if torch.is_tensor(angle) else (math.cos(angle), math.sin(angle))
-        c, s = _col(c), _col(s)
+        c, s = self._to(c), self._to(s)
         return c * x + s * y, -s * x + c * y
 
     def ellipse(self, cx, cy, rx, ry, color, angle=0.0, on=None):
-        x, y = self._frame(cx, cy, angle)
-        rx, ry = _col(rx), _col(ry)
+        reach_x = _ellipse_reach(_np(rx), _np(ry), self._reach)
+        reach_y = _ellipse_reach(_np(ry), _np(rx), self._reach)
+        starts, window = self._window(*self._rotated(cx, cy, reach_x, reach_y, angle))
+        x, y = self._frame(window, cx, cy, angle)
+        rx, ry = self._to(rx), self._to(ry)
         k = torch.sqrt((x / rx) ** 2 + (y / ry) ** 2 + 1e-12)
         grad = torch.sqrt((x / rx**2) ** 2 + (y / ry**2) ** 2 + 1e-12) / k
-        self.paint((k - 1) / grad, color, on)
+        self._paint(starts, window, (k - 1) / grad, color, on)
 
     def box(self, cx, cy, hx, hy, color, angle=0.0, on=None):
-        x, y = self._frame(cx, cy, angle)
-        qx, qy = x.abs() - _col(hx), y.abs() - _col(hy)
+        reach_x, reach_y = _np(hx) + self._reach, _np(hy) + self._reach     # the distance is exact
+        starts, window = self._window(*self._rotated(cx, cy, reach_x, reach_y, angle))
+        x, y = self._frame(window, cx, cy, angle)
+        qx, qy = x.abs() - self._to(hx), y.abs() - self._to(hy)
         outside = torch.sqrt(qx.clamp(min=0) ** 2 + qy.clamp(min=0) ** 2)
-        self.paint(outside + torch.maximum(qx, qy).clamp(max=0), color, on)
+        self._paint(starts, window, outside + torch.maximum(qx, qy).clamp(max=0), color, on)
 
     def poly(self, points, color, on=None):
         """A convex polygon through ``points`` [(x, y), ...], in either winding order."""
-        pts = [(_col(px), _col(py)) for px, py in points]
+        starts, window = self._window(*self._poly_box(points))
+        u, v = window[:, _U], window[:, _V]
+        pts = [(self._to(px), self._to(py)) for px, py in points]
         mx = sum(p[0] for p in pts) / len(pts)
         my = sum(p[1] for p in pts) / len(pts)
         d = None
@@ -98,9 +212,48 @@ class _Pen:
             length = (ex * ex + ey * ey) ** 0.5 + 1e-9
             nx, ny = ey / length, -ex / length
             sign = -torch.sign(torch.as_tensor(nx * (mx - x0) + ny * (my - y0)) + 1e-12)
-            dist = sign * (nx * (self.u - x0) + ny * (self.v - y0))
+            dist = sign * (nx * (u - x0) + ny * (v - y0))
             d = dist if d is None else torch.maximum(d, dist)
-        self.paint(d, color, on)
+        self._paint(starts, window, d, color, on)
+
+    def _poly_box(self, points):
+        """The local box of the pixels a convex polygon paints: the distance is the largest of
+        the distances to its edges' lines, so it paints the polygon grown by half a pixel with
+        every edge moved out along its normal; a corner between edges with outward unit normals
+        a, b moves by reach * (a + b) / (1 + a.b)."""
+        pts = [(_np(px), _np(py)) for px, py in points]
+        mx = sum(p[0] for p in pts) / len(pts)
+        my = sum(p[1] for p in pts) / len(pts)
+        normals = []
+        for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1]):
+            ex, ey = x1 - x0, y1 - y0
+            length = np.sqrt(ex * ex + ey * ey)
+            nx, ny = ey / length, -ex / length
+            out = np.where(nx * (mx - x0) + ny * (my - y0) > 0, -1.0, 1.0)      # outward
+            normals.append((out * nx, out * ny))
+        xs, ys = [], []
+        for i, (px, py) in enumerate(pts):
+            (ax, ay), (bx, by) = normals[i - 1], normals[i]        # the edges ending, starting here
+            k = self._reach / (1 + ax * bx + ay * by)
+            xs.append(px + k * (ax + bx))
+            ys.append(py + k * (ay + by))
+        return (functools.reduce(np.minimum, xs), functools.reduce(np.maximum, xs),
+                functools.reduce(np.minimum, ys), functools.reduce(np.maximum, ys))
+
+    def paint_over(self, scene, rows):
+        """Composite the layer over ``scene`` (N, 3, S, S): object i over scene ``rows[i]``
+        (``scene * (1 - alpha) + rgb``), only inside the pixels some part may cover (elsewhere
+        alpha and rgb are 0 and the scene stays as it is)."""
+        s = self.size
+        start, (w, h) = _span(self.lo, self.hi, s)
+        first = start[1] * s + start[0]
+        offsets = _row_starts(s, h, self.device)
+        mine = torch.from_numpy(self._base + first).to(self.device).view(-1, 1, 1) + offsets[:_U]
+        theirs = torch.from_numpy(np.asarray(rows) * (3 * s * s) + first).to(self.device).view(-1, 1, 1) + offsets[:3]
+        over = _rows(self.layer, w).index_select(0, mine.view(-1)).view(-1, _U, h, w)
+        under = _rows(scene, w).index_select(0, theirs.view(-1)).view(-1, 3, h, w)
+        under.mul_(1 - over[:, 3:4]).add_(over[:, :3])
+        _rows(scene, w).index_copy_(0, theirs.view(-1), under.view(-1, w))
 
 
 def _palette(g, n, base, jitter):
@@ -280,6 +433,19 @@ _DRAW = {"orca": _draw_orca, "whale": _draw_whale, "fish": _draw_fish, "boat": _
          "flower": _draw_flower}
 
 
+def _draw_objects(names, cx, cy, scale, angle, flip, species, image_size, g, device):
+    """Draw the objects class by class, in sorted order (the order the random colours are drawn
+    in). Yields each class's indices into ``names`` (m,) and the pen holding their layer."""
+    for name in sorted(set(names)):
+        idx = torch.tensor([i for i, nm in enumerate(names) if nm == name])
+        pen = _Pen(cx[idx], cy[idx], scale[idx], angle[idx], flip[idx], image_size, device)
+        if name == "bird":
+            _draw_bird(pen, g, len(idx), species[idx])
+        else:
+            _DRAW[name](pen, g, len(idx))
+        yield idx, pen
+
+
 def render_objects(names, cx, cy, scale, angle, flip, species, image_size, g, device):
     """Draw one object per scene into an RGBA layer.
 
@@ -292,28 +458,22 @@ def render_objects(names, cx, cy, scale, angle, flip, species, image_size, g, de
         rgb (n, 3, S, S) premultiplied colour and alpha (n, S, S), on ``device``.
     """
     n, s = len(names), image_size
-    coords = (torch.arange(s, device=device, dtype=torch.float32) + 0.5) / s * 2 - 1
-    gy, gx = torch.meshgrid(coords, coords, indexing="ij")                   # (S, S)
     rgb = torch.zeros(n, 3, s, s, device=device)
     alpha = torch.zeros(n, s, s, device=device)
-    for name in sorted(set(names)):
-        idx = torch.tensor([i for i, nm in enumerate(names) if nm == name])
-        m = len(idx)
-        c, sn = torch.cos(angle[idx]).to(device), torch.sin(angle[idx]).to(device)
-        sc = scale[idx].to(device).view(-1, 1, 1)
-        dx = gx - cx[idx].to(device).view(-1, 1, 1)                          # (m, S, S)
-        dy = gy - cy[idx].to(device).view(-1, 1, 1)
-        u = (c.view(-1, 1, 1) * dx + sn.view(-1, 1, 1) * dy) / sc
-        v = (-sn.view(-1, 1, 1) * dx + c.view(-1, 1, 1) * dy) / sc
-        u = torch.where(flip[idx].to(device).view(-1, 1, 1), -u, u)
-        pen = _Pen(u, v, (2.0 / s) / sc)
-        if name == "bird":
-            _draw_bird(pen, g, m, species[idx])
-        else:
-            _DRAW[name](pen, g, m)
-        rgb[idx.to(device)] = pen.rgb
-        alpha[idx.to(device)] = pen.alpha
+    for idx, pen in _draw_objects(names, cx, cy, scale, angle, flip, species, image_size, g, device):
+        rgb[idx.to(device)] = pen.layer[:, :3]
+        alpha[idx.to(device)] = pen.layer[:, 3]
     return rgb, alpha
+
+
+def _paint_objects(scene, rows, names, cx, cy, scale, angle, flip, species, g):
+    """Draw one object over each of the scenes ``rows`` (n,) of ``scene`` (N, 3, S, S), in place:
+    the same pixels as compositing ``render_objects``'s layer (``scene * (1 - alpha) + rgb``),
+    without full-size layers. The other arguments are ``render_objects``'s."""
+    rows = np.asarray(rows)
+    for idx, pen in _draw_objects(names, cx, cy, scale, angle, flip, species, scene.shape[-1], g, scene.device):
+        pen.paint_over(scene, rows[idx.numpy()])
+    return scene
 
 
 def render_backgrounds(kinds, image_size, g, device):
@@ -321,7 +481,7 @@ def render_backgrounds(kinds, image_size, g, device):
     n, s = len(kinds), image_size
     y = ((torch.arange(s, device=device, dtype=torch.float32) + 0.5) / s).view(1, 1, s, 1)
     x = ((torch.arange(s, device=device, dtype=torch.float32) + 0.5) / s).view(1, 1, 1, s)
-    out = torch.zeros(n, 3, s, s, device=device)
+    out = torch.empty(n, 3, s, s, device=device)           # every scene gets one kind below
     for kind in sorted(set(kinds)):
         idx = torch.tensor([i for i, k in enumerate(kinds) if k == kind])
         m = len(idx)
@@ -335,30 +495,34 @@ def render_backgrounds(kinds, image_size, g, device):
         }[kind]
         top = _palette(g, m, top_bottom[0], 0.08).to(device).view(m, 3, 1, 1)
         bottom = _palette(g, m, top_bottom[1], 0.08).to(device).view(m, 3, 1, 1)
-        bg = top + (bottom - top) * y                                         # (m, 3, S, 1)
-        bg = bg.expand(m, 3, s, s).clone()
+        bg = (top + (bottom - top) * y).expand(m, 3, s, s)                     # (m, 3, S, 1) gradient
+        # The terms below are added in place where the sum is a fresh tensor: the same sums.
         if kind == "sea":
             phase = (torch.rand(m, 1, 1, 1, generator=g) * 6.28).to(device)
             freq = (20 + torch.rand(m, 1, 1, 1, generator=g) * 20).to(device)
-            bg = bg + 0.05 * torch.sin(freq * y + 3 * torch.sin(6 * x + phase) + phase)
+            bg = bg + torch.sin(freq * y + 3 * torch.sin(6 * x + phase) + phase).mul_(0.05)
         elif kind == "grass":
             blades = torch.rand(m, 1, s // 2, s, generator=g).to(device)
-            bg = bg + 0.12 * (F.interpolate(blades, size=(s, s), mode="bilinear") - 0.5) * y
+            bg = bg + F.interpolate(blades, size=(s, s), mode="bilinear").sub_(0.5).mul_(0.12).mul_(y)
         elif kind == "clouds":
-            for _ in range(3):
+            for i in range(3):
                 ccx = (torch.rand(m, 1, 1, 1, generator=g)).to(device)
                 ccy = (torch.rand(m, 1, 1, 1, generator=g) * 0.6).to(device)
                 r = ((x - ccx) / 0.25) ** 2 + ((y - ccy) / 0.1) ** 2
-                bg = bg + (0.9 - bg) * torch.exp(-r) * 0.9
+                glow = (0.9 - bg).mul_(torch.exp(-r)).mul_(0.9)
+                bg = bg + glow if i == 0 else bg.add_(glow)
         elif kind == "noise":
             low = torch.rand(m, 3, 5, 5, generator=g).to(device)
-            bg = 0.25 + 0.5 * F.interpolate(low, size=(s, s), mode="bicubic", align_corners=False)
-        out[idx.to(device)] = bg
-    return out.clamp(0, 1)
+            bg = F.interpolate(low, size=(s, s), mode="bicubic", align_corners=False).mul_(0.5).add_(0.25)
+        out.index_copy_(0, idx.to(device), bg)
+    return out.clamp_(0, 1)
 
 
-def _finish(scene, g, noise, device):
-    """Camera effects: brightness and contrast jitter, sensor noise; result in [0, 1]."""
+def _finish(scene, g, noise, device, chunk=64):
+    """Camera effects: brightness and contrast jitter, sensor noise; result in [0, 1].
+
+    Works in place on ``scene`` and returns it, ``chunk`` images at a time so that each step's
+    numbers stay in the processor's cache (the same operations on every pixel as all at once)."""
     n = scene.shape[0]
     gain = (0.85 + 0.3 * torch.rand(n, 1, 1, 1, generator=g)).to(device)
     shift = (0.08 * (torch.rand(n, 1, 1, 1, generator=g) * 2 - 1)).to(device)
@@ -367,8 +531,11 @@ def _finish(scene, g, noise, device):
     bank = _grain_bank(scene.shape[-1], device)
     pick = torch.randint(0, len(bank), (n,), generator=g).to(device)
     offset = int(torch.randint(0, scene.shape[-1], (1,), generator=g))
-    grain = torch.roll(bank[pick], shifts=offset, dims=-1)
-    return grain.mul_(noise).addcmul_(scene, gain).add_(shift).clamp_(0, 1)
+    for i in range(0, n, chunk):
+        part = scene[i:i + chunk]
+        grain = torch.roll(bank[pick[i:i + chunk]], shifts=offset, dims=-1).mul_(noise)
+        torch.addcmul(grain, part, gain[i:i + chunk], out=part).add_(shift[i:i + chunk]).clamp_(0, 1)
+    return scene
 
 
 _GRAIN = {}
@@ -441,9 +608,7 @@ class ImageWorld:
         scale = _uniform(g, n, *self.scale)
         angle = _uniform(g, n, -self.max_rotation, self.max_rotation)
         flip = torch.rand(n, generator=g) < 0.5
-        rgb, alpha = render_objects(names, cx, cy, scale, angle, flip, species,
-                                    self.image_size, g, device)
-        scene = bg.mul_(1 - alpha.unsqueeze(1)).add_(rgb)               # object over background
+        scene = _paint_objects(bg, np.arange(n), names, cx, cy, scale, angle, flip, species, g)  # over the background
         return _finish(scene, g, self.noise, device), labels.to(device)
 
 
@@ -461,13 +626,9 @@ class ImageWorld:
         corner = torch.randint(0, 4, (m,), generator=g)
         cx = torch.where(corner % 2 == 0, -0.65, 0.65) + _uniform(g, m, -0.15, 0.15)
         cy = torch.where(corner < 2, -0.65, 0.65) + _uniform(g, m, -0.15, 0.15)
-        rgb, alpha = render_objects(names, cx, cy, _uniform(g, m, 0.15, 0.28), _uniform(g, m, -0.4, 0.4),
-                                    torch.rand(m, generator=g) < 0.5,
-                                    torch.randint(0, len(BIRD_SPECIES), (m,), generator=g),
-                                    self.image_size, g, device)
-        idx = torch.tensor(who, device=device)
-        scene[idx] = scene[idx] * (1 - alpha.unsqueeze(1)) + rgb
-        return scene
+        return _paint_objects(scene, np.array(who), names, cx, cy, _uniform(g, m, 0.15, 0.28), _uniform(g, m, -0.4, 0.4),
+                              torch.rand(m, generator=g) < 0.5,
+                              torch.randint(0, len(BIRD_SPECIES), (m,), generator=g), g)
 
 
 @dataclass(frozen=True)
