@@ -40,9 +40,6 @@ WORLD_VERSION = 2
 # Drawing: signed distances in an object's own frame, composited with premultiplied alpha.
 # ---------------------------------------------------------------------------------------------
 
-_U, _V = 4, 5          # the channels of a pen's layer that hold the local coordinates
-
-
 def _col(x):
     """A scalar, or a per-object tensor (n,) shaped to broadcast over (n, H, W)."""
     return x.view(-1, 1, 1) if torch.is_tensor(x) else x
@@ -53,11 +50,12 @@ def _np(x):
     return x.detach().cpu().double().numpy() if torch.is_tensor(x) else x
 
 
-@functools.lru_cache(maxsize=1024)
-def _row_starts(size, h, device):
-    """(6, h): where each row of an h-row window starts, from the window's first pixel, in each
-    of 6 channels of (S, S) pixels."""
-    return torch.arange(6, device=device).view(6, 1) * (size * size) + torch.arange(h, device=device) * size
+@functools.lru_cache(maxsize=256)
+def _row_starts(size, channels, h, device):
+    """(channels, h): where each row of an h-row window starts, counted from the window's first
+    pixel, in images of ``channels`` x (S, S) pixels."""
+    return (torch.arange(channels, device=device).view(-1, 1) * (size * size)
+            + torch.arange(h, device=device) * size)
 
 
 def _rows(image, w):
@@ -71,16 +69,18 @@ def _rows(image, w):
 def _span(lo, hi, size):
     """One window size for all objects: lo, hi (2, m) the first and last pixel (x, then y) each
     object needs. Returns the windows' first pixels (2, m), inside the image, and (width, height)."""
+    lo, hi = np.clip(lo, 0, size - 1), np.clip(hi, 0, size - 1)
     count = np.maximum(hi - lo, 0).max(axis=1) + 1
     start = np.maximum(np.minimum(lo, size - count[:, None]), 0)
     return start, (int(count[0]), int(count[1]))
 
 
 def _ellipse_reach(r, other, reach):
-    """How far along its axis of radius ``r`` an ellipse paints: ``r`` plus ``reach`` (half a
-    pixel) times a factor for its distance estimate, which is below the true distance (the
-    estimate is exact on the axis; off it, ``reach`` of estimate can be up to ``B`` of distance
-    along the axis, with B = q^2 / (2 sqrt(q^2 - 1)) for q = r / other >= sqrt 2, else 1)."""
+    """How far from its centre along its axis of radius ``r`` an ellipse can paint: ``r`` plus
+    ``reach`` (half a pixel) times a factor, as its signed distance is an estimate that is exact on
+    the axes and falls below the true distance elsewhere: where the estimate is ``reach``, a point
+    is at most r + B * reach along the axis, B = q^2 / (2 sqrt(q^2 - 1)) for q = r / other >= sqrt 2,
+    else 1."""
     q2 = (np.asarray(r, dtype=np.float64) / other) ** 2
     return r + reach * np.where(q2 >= 2, q2 / (2 * np.sqrt(np.maximum(q2 - 1, 1.0))), 1.0)
 
@@ -88,16 +88,20 @@ def _ellipse_reach(r, other, reach):
 class _Pen:
     """Paints parts of m objects into an RGBA layer, in each object's local frame.
 
-    ``layer``: (m, 6, S, S), premultiplied colour (channels 0-2), coverage of the whole object
-    (3) and each pixel's local coordinates u, v (4, 5): the object faces +u, "up" is -v, it spans
-    about [-1, 1]. ``pix``: (m, 1, 1) the size of one pixel in local units, for anti-aliased edges.
+    Parts are recorded as the drawing calls them (with the colours it has drawn) and painted by
+    ``paint``, over one window per object: a box of pixels that holds every pixel any part can
+    cover, the same size for all m objects. A part covers a pixel only where its signed distance
+    is below half a pixel, so the box follows from each part's shape and the object's pose (plus a
+    pixel of margin); outside it nothing is painted, and painting with coverage 0 would leave a
+    pixel as it was anyway (``lerp`` with weight 0 returns its start). Inside it every pixel goes
+    through the same operations as when the whole image is painted, so the layer is the same bit
+    for bit, for a fraction of the work.
 
-    A part covers a pixel only where its signed distance is below half a pixel, and painting with
-    coverage 0 leaves a pixel exactly as it was (``lerp`` with weight 0 returns its start), so
-    each part is painted only inside a window: per object, a box of pixels that holds every pixel
-    the part can cover (from the part's shape and the object's pose, plus a pixel of margin), the
-    same size for all m objects. Inside it every pixel goes through the same operations as when
-    the whole image is painted, so the layer is the same bit for bit, for a fraction of the work.
+    After ``paint``: ``layer`` (m, 4, h, w), premultiplied colour (channels 0-2) and coverage of
+    the whole object (3) over the windows, whose first pixels (x, then y) are ``start`` (2, m).
+    While painting: ``u, v`` (m, h, w) the local coordinates of the windows' pixels (the object
+    faces +u, "up" is -v, it spans about [-1, 1]); ``pix`` (m, 1, 1) the size of one pixel in
+    local units, for anti-aliased edges.
     """
 
     def __init__(self, cx, cy, scale, angle, flip, image_size, device):
@@ -105,21 +109,9 @@ class _Pen:
         a fraction of the half-image, rotation in radians, mirrored left-right (bool)."""
         m, s = len(cx), image_size
         self.size, self.device = s, device
-        coords = (torch.arange(s, device=device, dtype=torch.float32) + 0.5) / s * 2 - 1
-        c, sn = torch.cos(angle).to(device).view(-1, 1, 1), torch.sin(angle).to(device).view(-1, 1, 1)
-        sc = scale.to(device).view(-1, 1, 1)
-        dx = coords.view(1, 1, s) - cx.to(device).view(-1, 1, 1)             # (m, 1, S)
-        dy = coords.view(1, s, 1) - cy.to(device).view(-1, 1, 1)             # (m, S, 1)
-        self.layer = torch.empty(m, 6, s, s, device=device)
-        self.layer[:, :_U].zero_()
-        # u = (c dx + sn dy) / sc, negated for mirrored objects by negating c and sn: the same
-        # numbers (rounding is symmetric), up to the sign of an exact zero, which no part's
-        # coverage depends on.
-        mirror = flip.to(device).view(-1, 1, 1)
-        torch.add(torch.where(mirror, -c, c) * dx, torch.where(mirror, -sn, sn) * dy,
-                  out=self.layer[:, _U]).div_(sc)
-        torch.add(-sn * dx, c * dy, out=self.layer[:, _V]).div_(sc)
-        self.pix = (2.0 / s) / sc
+        self._pose = cx, cy, scale, angle, flip
+        self._parts = []
+        self.pix = (2.0 / s) / scale.to(device).view(-1, 1, 1)
         # The pose in float64 for the windows: image point = centre + to_image @ (u, v).
         sc64, a64 = _np(scale), _np(angle)
         f = np.where(flip.cpu().numpy(), -1.0, 1.0)
@@ -128,30 +120,25 @@ class _Pen:
         self._to_image = np.array([[sc64 * cos * f, -sc64 * sin], [sc64 * sin * f, sc64 * cos]])
         self._spread = np.abs(self._to_image)                                # (2, 2, m)
         self._reach = 1.0 / (s * sc64)                 # half a pixel in local units, (m,)
-        self._base = np.arange(m) * (6 * s * s)        # where each object's layer starts
-        self.lo = np.full((2, m), s)                   # the pixels any part may cover (x, y)
+        self.lo = np.full((2, m), s)                   # the pixels some part may cover (x, y)
         self.hi = np.full((2, m), -1)
 
     def _to(self, x):
         """A scalar, or a per-object tensor shaped to broadcast over (m, H, W) on the pen's device."""
         return _col(x).to(self.device) if torch.is_tensor(x) else x
 
-    def _window(self, lo_u, hi_u, lo_v, hi_v):
-        """Take every object's window around the local box [lo_u, hi_u] x [lo_v, hi_v] (floats or
-        (m,) arrays). Returns where its rows start in ``layer`` (m, 6, h) and a copy of it (m, 6, h, w)."""
+    # Recording: what each part may cover.
+
+    def _reserve(self, lo_u, hi_u, lo_v, hi_v):
+        """Add to every object's window the pixels of the local box [lo_u, hi_u] x [lo_v, hi_v]
+        (floats or (m,) arrays), one pixel of margin each side."""
         pu, eu = (lo_u + hi_u) / 2, (hi_u - lo_u) / 2
         pv, ev = (lo_v + hi_v) / 2, (hi_v - lo_v) / 2
         centre = self._centre + self._to_image[:, 0] * pu + self._to_image[:, 1] * pv   # (2, m)
         half = self._spread[:, 0] * eu + self._spread[:, 1] * ev
         s = self.size
-        lo = np.clip(np.ceil((centre - half + 1) * (s / 2) - 0.5) - 1, 0, s - 1).astype(np.int64)
-        hi = np.clip(np.floor((centre + half + 1) * (s / 2) - 0.5) + 1, 0, s - 1).astype(np.int64)
-        np.minimum(self.lo, lo, out=self.lo)
-        np.maximum(self.hi, hi, out=self.hi)
-        start, (w, h) = _span(lo, hi, s)
-        base = torch.from_numpy(self._base + start[1] * s + start[0]).to(self.device)
-        starts = base.view(-1, 1, 1) + _row_starts(s, h, self.device)
-        return starts, _rows(self.layer, w).index_select(0, starts.view(-1)).view(-1, 6, h, w)
+        np.minimum(self.lo, np.ceil((centre - half + 1) * (s / 2) - 0.5) - 1, out=self.lo, casting="unsafe")
+        np.maximum(self.hi, np.floor((centre + half + 1) * (s / 2) - 0.5) + 1, out=self.hi, casting="unsafe")
 
     def _rotated(self, cx, cy, reach_x, reach_y, angle):
         """The local box around a shape centred at (cx, cy) that reaches reach_x, reach_y along
@@ -162,63 +149,9 @@ class _Pen:
         cx, cy = _np(cx), _np(cy)
         return cx - eu, cx + eu, cy - ev, cy + ev
 
-    def _paint(self, starts, window, d, color, on=None):
-        """Paint where the signed distance ``d`` (m, h, w) < 0 with ``color`` (n, 3) or (3,), in the
-        window ``window`` whose rows start at ``starts`` (from ``_window``)."""
-        a = d.div_(self.pix).neg_().add_(0.5).clamp_(0, 1)     # coverage of each pixel
-        if on is not None:                       # per-object switch (n,), e.g. "has a crest"
-            a.mul_(on.to(device=a.device, dtype=a.dtype).view(-1, 1, 1))
-        color = torch.as_tensor(color, dtype=a.dtype).to(a.device)
-        end = F.pad(color.view(-1, 3), (0, 1), value=1.0).view(-1, 4, 1, 1)  # colour, full coverage
-        rgba = torch.lerp(window[:, :_U], end.expand_as(window[:, :_U]), a.unsqueeze(1))   # paint over
-        _rows(self.layer, rgba.shape[-1]).index_copy_(0, starts[:, :_U].reshape(-1), rgba.view(-1, rgba.shape[-1]))
-
-    def _frame(self, window, cx, cy, angle):
-        x, y = window[:, _U] - self._to(cx), window[:, _V] - self._to(cy)
-        if isinstance(angle, (int, float)) and angle == 0:
-            return x, y
-        c, s = (torch.cos(angle), torch.sin(angle)) if torch.is_tensor(angle) else (math.cos(angle), math.sin(angle))
-        c, s = self._to(c), self._to(s)
-        return c * x + s * y, -s * x + c * y
-
-    def ellipse(self, cx, cy, rx, ry, color, angle=0.0, on=None):
-        reach_x = _ellipse_reach(_np(rx), _np(ry), self._reach)
-        reach_y = _ellipse_reach(_np(ry), _np(rx), self._reach)
-        starts, window = self._window(*self._rotated(cx, cy, reach_x, reach_y, angle))
-        x, y = self._frame(window, cx, cy, angle)
-        rx, ry = self._to(rx), self._to(ry)
-        k = torch.sqrt((x / rx) ** 2 + (y / ry) ** 2 + 1e-12)
-        grad = torch.sqrt((x / rx**2) ** 2 + (y / ry**2) ** 2 + 1e-12) / k
-        self._paint(starts, window, (k - 1) / grad, color, on)
-
-    def box(self, cx, cy, hx, hy, color, angle=0.0, on=None):
-        reach_x, reach_y = _np(hx) + self._reach, _np(hy) + self._reach     # the distance is exact
-        starts, window = self._window(*self._rotated(cx, cy, reach_x, reach_y, angle))
-        x, y = self._frame(window, cx, cy, angle)
-        qx, qy = x.abs() - self._to(hx), y.abs() - self._to(hy)
-        outside = torch.sqrt(qx.clamp(min=0) ** 2 + qy.clamp(min=0) ** 2)
-        self._paint(starts, window, outside + torch.maximum(qx, qy).clamp(max=0), color, on)
-
-    def poly(self, points, color, on=None):
-        """A convex polygon through ``points`` [(x, y), ...], in either winding order."""
-        starts, window = self._window(*self._poly_box(points))
-        u, v = window[:, _U], window[:, _V]
-        pts = [(self._to(px), self._to(py)) for px, py in points]
-        mx = sum(p[0] for p in pts) / len(pts)
-        my = sum(p[1] for p in pts) / len(pts)
-        d = None
-        for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1]):
-            ex, ey = x1 - x0, y1 - y0
-            length = (ex * ex + ey * ey) ** 0.5 + 1e-9
-            nx, ny = ey / length, -ex / length
-            sign = -torch.sign(torch.as_tensor(nx * (mx - x0) + ny * (my - y0)) + 1e-12)
-            dist = sign * (nx * (u - x0) + ny * (v - y0))
-            d = dist if d is None else torch.maximum(d, dist)
-        self._paint(starts, window, d, color, on)
-
     def _poly_box(self, points):
-        """The local box of the pixels a convex polygon paints: the distance is the largest of
-        the distances to its edges' lines, so it paints the polygon grown by half a pixel with
+        """The local box of the pixels a convex polygon can cover: its distance is the largest of
+        the distances to its edges' lines, so it covers the polygon grown by half a pixel with
         every edge moved out along its normal; a corner between edges with outward unit normals
         a, b moves by reach * (a + b) / (1 + a.b)."""
         pts = [(_np(px), _np(py)) for px, py in points]
@@ -240,20 +173,123 @@ class _Pen:
         return (functools.reduce(np.minimum, xs), functools.reduce(np.maximum, xs),
                 functools.reduce(np.minimum, ys), functools.reduce(np.maximum, ys))
 
+    def ellipse(self, cx, cy, rx, ry, color, angle=0.0, on=None):
+        reach_x = _ellipse_reach(_np(rx), _np(ry), self._reach)
+        reach_y = _ellipse_reach(_np(ry), _np(rx), self._reach)
+        self._reserve(*self._rotated(cx, cy, reach_x, reach_y, angle))
+        self._parts.append((self._ellipse, (cx, cy, rx, ry, color, angle, on)))
+
+    def box(self, cx, cy, hx, hy, color, angle=0.0, on=None):
+        reach_x, reach_y = _np(hx) + self._reach, _np(hy) + self._reach     # the distance is exact
+        self._reserve(*self._rotated(cx, cy, reach_x, reach_y, angle))
+        self._parts.append((self._box, (cx, cy, hx, hy, color, angle, on)))
+
+    def poly(self, points, color, on=None):
+        """A convex polygon through ``points`` [(x, y), ...], in either winding order."""
+        self._reserve(*self._poly_box(points))
+        self._parts.append((self._poly, (points, color, on)))
+
+    # Painting.
+
+    def paint(self):
+        """Paint the recorded parts into ``layer``, in the order they were drawn."""
+        s, device = self.size, self.device
+        cx, cy, scale, angle, flip = self._pose
+        self.start, (w, h) = _span(self.lo, self.hi, s)
+        coords = (torch.arange(s, device=device, dtype=torch.float32) + 0.5) / s * 2 - 1
+        cols = torch.from_numpy(self.start[0][:, None] + np.arange(w)).to(device)
+        rows = torch.from_numpy(self.start[1][:, None] + np.arange(h)).to(device)
+        dx = coords[cols].view(-1, 1, w) - cx.to(device).view(-1, 1, 1)       # (m, 1, w)
+        dy = coords[rows].view(-1, h, 1) - cy.to(device).view(-1, 1, 1)       # (m, h, 1)
+        c, sn = torch.cos(angle).to(device).view(-1, 1, 1), torch.sin(angle).to(device).view(-1, 1, 1)
+        sc = scale.to(device).view(-1, 1, 1)
+        # u = (c dx + sn dy) / sc, negated for mirrored objects by negating c and sn: the same
+        # numbers (rounding is symmetric), up to the sign of an exact zero, which no part's
+        # coverage depends on.
+        mirror = flip.to(device).view(-1, 1, 1)
+        self.u = torch.add(torch.where(mirror, -c, c) * dx, torch.where(mirror, -sn, sn) * dy).div_(sc)
+        self.v = torch.add(-sn * dx, c * dy).div_(sc)
+        self.layer = torch.zeros(len(cx), 4, h, w, device=device)
+        for part, args in self._parts:
+            part(*args)
+        del self.u, self.v
+        self._parts = []
+
+    def _cover(self, d, color, on=None):
+        """Paint where the signed distance ``d`` (m, h, w) < 0 with ``color`` (n, 3) or (3,)."""
+        a = d.div_(self.pix).neg_().add_(0.5).clamp_(0, 1)     # coverage of each pixel
+        if on is not None:                       # per-object switch (n,), e.g. "has a crest"
+            a.mul_(on.to(device=a.device, dtype=a.dtype).view(-1, 1, 1))
+        color = torch.as_tensor(color, dtype=a.dtype).to(a.device)
+        end = F.pad(color.view(-1, 3), (0, 1), value=1.0).view(-1, 4, 1, 1)  # colour, full coverage
+        self.layer.lerp_(end.expand_as(self.layer), a.unsqueeze(1))          # paint over
+
+    def _frame(self, cx, cy, angle):
+        """Fresh tensors (m, h, w): the windows' pixels in a part's frame, centred at (cx, cy) and
+        turned by ``angle``."""
+        x, y = self.u - self._to(cx), self.v - self._to(cy)
+        if isinstance(angle, (int, float)) and angle == 0:
+            return x, y
+        c, s = (torch.cos(angle), torch.sin(angle)) if torch.is_tensor(angle) else (math.cos(angle), math.sin(angle))
+        c, s = self._to(c), self._to(s)
+        return (c * x).add_(s * y), (-s * x).add_(c * y)
+
+    # Each signed distance below is the same sequence of operations as its plain formula, written
+    # in place where a temporary is not used again.
+
+    def _ellipse(self, cx, cy, rx, ry, color, angle, on):
+        x, y = self._frame(cx, cy, angle)
+        rx, ry = self._to(rx), self._to(ry)
+        # k = sqrt((x / rx)^2 + (y / ry)^2 + 1e-12); grad = sqrt((x / rx^2)^2 + (y / ry^2)^2 + 1e-12) / k
+        k = (x / rx).square_().add_((y / ry).square_()).add_(1e-12).sqrt_()
+        grad = x.div_(rx**2).square_().add_(y.div_(ry**2).square_()).add_(1e-12).sqrt_().div_(k)
+        self._cover(k.sub_(1).div_(grad), color, on)                              # (k - 1) / grad
+
+    def _box(self, cx, cy, hx, hy, color, angle, on):
+        x, y = self._frame(cx, cy, angle)
+        qx, qy = x.abs_().sub_(self._to(hx)), y.abs_().sub_(self._to(hy))
+        # outside: sqrt(max(qx, 0)^2 + max(qy, 0)^2); inside: min(max(qx, qy), 0)
+        outside = qx.clamp(min=0).square_().add_(qy.clamp(min=0).square_()).sqrt_()
+        self._cover(outside.add_(torch.maximum(qx, qy).clamp_(max=0)), color, on)
+
+    def _poly(self, points, color, on):
+        pts = [(self._to(px), self._to(py)) for px, py in points]
+        mx = sum(p[0] for p in pts) / len(pts)
+        my = sum(p[1] for p in pts) / len(pts)
+        d = None
+        for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1]):
+            ex, ey = x1 - x0, y1 - y0
+            length = (ex * ex + ey * ey) ** 0.5 + 1e-9
+            nx, ny = ey / length, -ex / length
+            sign = -torch.sign(torch.as_tensor(nx * (mx - x0) + ny * (my - y0)) + 1e-12)
+            dist = (self.u - x0).mul_(nx).add_((self.v - y0).mul_(ny)).mul_(sign)   # signed edge distance
+            d = dist if d is None else torch.maximum(d, dist, out=d)
+        self._cover(d, color, on)
+
+    def _window_rows(self, channels, images=None):
+        """Where each row of every object's window starts in (N, channels, S, S) images, object i
+        in image ``images[i]`` (default: image i): (m, channels, h)."""
+        s, h = self.size, self.layer.shape[-2]
+        image = np.arange(self.layer.shape[0]) if images is None else np.asarray(images)
+        first = image * (channels * s * s) + self.start[1] * s + self.start[0]
+        return torch.from_numpy(first).to(self.device).view(-1, 1, 1) + _row_starts(s, channels, h, self.device)
+
+    def full_layer(self):
+        """The layer over whole images: (m, 4, S, S)."""
+        s, w = self.size, self.layer.shape[-1]
+        out = torch.zeros(self.layer.shape[0], 4, s, s, device=self.device)
+        _rows(out, w).index_copy_(0, self._window_rows(4).view(-1), self.layer.view(-1, w))
+        return out
+
     def paint_over(self, scene, rows):
         """Composite the layer over ``scene`` (N, 3, S, S): object i over scene ``rows[i]``
-        (``scene * (1 - alpha) + rgb``), only inside the pixels some part may cover (elsewhere
-        alpha and rgb are 0 and the scene stays as it is)."""
-        s = self.size
-        start, (w, h) = _span(self.lo, self.hi, s)
-        first = start[1] * s + start[0]
-        offsets = _row_starts(s, h, self.device)
-        mine = torch.from_numpy(self._base + first).to(self.device).view(-1, 1, 1) + offsets[:_U]
-        theirs = torch.from_numpy(np.asarray(rows) * (3 * s * s) + first).to(self.device).view(-1, 1, 1) + offsets[:3]
-        over = _rows(self.layer, w).index_select(0, mine.view(-1)).view(-1, _U, h, w)
-        under = _rows(scene, w).index_select(0, theirs.view(-1)).view(-1, 3, h, w)
-        under.mul_(1 - over[:, 3:4]).add_(over[:, :3])
-        _rows(scene, w).index_copy_(0, theirs.view(-1), under.view(-1, w))
+        (``scene * (1 - alpha) + rgb``), inside the windows (outside them alpha and rgb are 0 and
+        the scene stays as it is)."""
+        h, w = self.layer.shape[-2:]
+        theirs = self._window_rows(3, rows).view(-1)
+        under = _rows(scene, w).index_select(0, theirs).view(-1, 3, h, w)
+        under.mul_(1 - self.layer[:, 3:]).add_(self.layer[:, :3])
+        _rows(scene, w).index_copy_(0, theirs, under.view(-1, w))
 
 
 def _palette(g, n, base, jitter):
@@ -443,6 +479,7 @@ def _draw_objects(names, cx, cy, scale, angle, flip, species, image_size, g, dev
             _draw_bird(pen, g, len(idx), species[idx])
         else:
             _DRAW[name](pen, g, len(idx))
+        pen.paint()
         yield idx, pen
 
 
@@ -461,8 +498,9 @@ def render_objects(names, cx, cy, scale, angle, flip, species, image_size, g, de
     rgb = torch.zeros(n, 3, s, s, device=device)
     alpha = torch.zeros(n, s, s, device=device)
     for idx, pen in _draw_objects(names, cx, cy, scale, angle, flip, species, image_size, g, device):
-        rgb[idx.to(device)] = pen.layer[:, :3]
-        alpha[idx.to(device)] = pen.layer[:, 3]
+        layer = pen.full_layer()
+        rgb[idx.to(device)] = layer[:, :3]
+        alpha[idx.to(device)] = layer[:, 3]
     return rgb, alpha
 
 
