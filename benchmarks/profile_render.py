@@ -10,6 +10,7 @@ import argparse
 import time
 from collections import defaultdict
 
+import numpy as np
 import torch
 
 from helpers import images
@@ -18,13 +19,13 @@ from helpers.models import image_model_config
 
 
 def _timed(stages, name, fn):
-    """``fn`` wrapped to add its wall time to ``stages[name]``."""
+    """``fn`` wrapped to add its wall time and this process's CPU time to ``stages[name]``."""
     def wrapper(*args, **kwargs):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         try:
             return fn(*args, **kwargs)
         finally:
-            stages[name] += time.perf_counter() - start
+            stages[name] += np.array([time.perf_counter() - wall, time.process_time() - cpu])
     return wrapper
 
 
@@ -41,7 +42,7 @@ def main(argv=None):
     world = ImageWorld(image_size=image_model_config(args.mode).image_size)
     world.render(args.chunk, seed=0)                                    # warm up (grain bank)
 
-    stages = defaultdict(float)
+    stages = defaultdict(lambda: np.zeros(2))
     wrapped = {"render_backgrounds": "backgrounds", "render_objects": "objects (main and clutter)",
                "_paint_objects": "objects (main and clutter)", "_finish": "finish (camera effects)"}
     originals = {name: getattr(images, name) for name in wrapped if hasattr(images, name)}
@@ -50,18 +51,20 @@ def main(argv=None):
         for name, fn in originals.items():
             setattr(images, name, _timed(stages, wrapped[name], fn))
         ImageWorld._add_clutter = _timed(stages, "clutter (with its objects)", clutter)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for seed in range(1, args.chunks + 1):
             world.render(args.chunk, seed=seed)
-        total = time.perf_counter() - start
+        total, cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
         for name, fn in originals.items():
             setattr(images, name, fn)
         ImageWorld._add_clutter = clutter
     print(f"{args.chunks} chunks of {args.chunk} images at {world.image_size} px, "
           f"{torch.get_num_threads()} threads: {args.chunks * args.chunk / total:.0f} images/s")
-    for name, seconds in sorted(stages.items(), key=lambda kv: -kv[1]):
-        print(f"  {name:30s} {1000 * seconds / args.chunks:7.1f} ms/chunk  {100 * seconds / total:5.1f}%")
+    print(f"  {'whole render':30s} {1000 * total / args.chunks:7.1f} ms/chunk wall {1000 * cpu / args.chunks:7.1f} ms/chunk CPU")
+    for name, (wall, cpu_s) in sorted(stages.items(), key=lambda kv: -kv[1][1]):
+        print(f"  {name:30s} {1000 * wall / args.chunks:7.1f} ms/chunk wall {1000 * cpu_s / args.chunks:7.1f} ms/chunk CPU"
+              f" {100 * cpu_s / cpu:5.1f}%")
     print("  (objects include the clutter's; clutter includes its compositing)")
 
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:

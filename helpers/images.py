@@ -50,6 +50,9 @@ def _np(x):
     return x.detach().cpu().double().numpy() if torch.is_tensor(x) else x
 
 
+_OWN_WINDOW_SAVES = 20_000   # pixels (all objects) a part must save to be computed over its own window
+
+
 @functools.lru_cache(maxsize=256)
 def _row_starts(size, channels, h, device):
     """(channels, h): where each row of an h-row window starts, counted from the window's first
@@ -75,6 +78,16 @@ def _span(lo, hi, size):
     return start, (int(count[0]), int(count[1]))
 
 
+def _paint_end(color, device):
+    """What painting ``color`` (n, 3) or (3,) lerps a layer's pixels towards: (n or 1, 4, 1, 1),
+    the colour and full coverage."""
+    color = torch.as_tensor(color, dtype=torch.float32).to(device)
+    return F.pad(color.view(-1, 3), (0, 1), value=1.0).view(-1, 4, 1, 1)
+
+
+_constant_paint_end = functools.lru_cache(maxsize=256)(_paint_end)     # for colours given as tuples
+
+
 def _ellipse_reach(r, other, reach):
     """How far from its centre along its axis of radius ``r`` an ellipse can paint: ``r`` plus
     ``reach`` (half a pixel) times a factor, as its signed distance is an estimate that is exact on
@@ -93,15 +106,17 @@ class _Pen:
     cover, the same size for all m objects. A part covers a pixel only where its signed distance
     is below half a pixel, so the box follows from each part's shape and the object's pose (plus a
     pixel of margin); outside it nothing is painted, and painting with coverage 0 would leave a
-    pixel as it was anyway (``lerp`` with weight 0 returns its start). Inside it every pixel goes
-    through the same operations as when the whole image is painted, so the layer is the same bit
-    for bit, for a fraction of the work.
+    pixel as it was anyway (``lerp`` with weight 0 returns its start). A part much smaller than
+    the window (an eye) has its signed distance and coverage computed only over its own window,
+    the coverage being 0 elsewhere. Every pixel that is computed goes through the same operations
+    as when the whole image is painted, so the layer is the same bit for bit, for a fraction of
+    the work.
 
     After ``paint``: ``layer`` (m, 4, h, w), premultiplied colour (channels 0-2) and coverage of
     the whole object (3) over the windows, whose first pixels (x, then y) are ``start`` (2, m).
-    While painting: ``u, v`` (m, h, w) the local coordinates of the windows' pixels (the object
-    faces +u, "up" is -v, it spans about [-1, 1]); ``pix`` (m, 1, 1) the size of one pixel in
-    local units, for anti-aliased edges.
+    While painting: ``uv`` (m, 2, h, w) the local coordinates u, v of the windows' pixels (the
+    object faces +u, "up" is -v, it spans about [-1, 1]); ``pix`` (m, 1, 1) the size of one pixel
+    in local units, for anti-aliased edges.
     """
 
     def __init__(self, cx, cy, scale, angle, flip, image_size, device):
@@ -129,16 +144,35 @@ class _Pen:
 
     # Recording: what each part may cover.
 
-    def _reserve(self, lo_u, hi_u, lo_v, hi_v):
-        """Add to every object's window the pixels of the local box [lo_u, hi_u] x [lo_v, hi_v]
-        (floats or (m,) arrays), one pixel of margin each side."""
+    def ellipse(self, cx, cy, rx, ry, color, angle=0.0, on=None):
+        reach_x = _ellipse_reach(_np(rx), _np(ry), self._reach)
+        reach_y = _ellipse_reach(_np(ry), _np(rx), self._reach)
+        self._record(self._ellipse, (cx, cy, rx, ry, angle), color, on,
+                     self._rotated(cx, cy, reach_x, reach_y, angle))
+
+    def box(self, cx, cy, hx, hy, color, angle=0.0, on=None):
+        reach_x, reach_y = _np(hx) + self._reach, _np(hy) + self._reach     # the distance is exact
+        self._record(self._box, (cx, cy, hx, hy, angle), color, on, self._rotated(cx, cy, reach_x, reach_y, angle))
+
+    def poly(self, points, color, on=None):
+        """A convex polygon through ``points`` [(x, y), ...], in either winding order."""
+        self._record(self._poly, (points,), color, on, self._poly_box(points))
+
+    def _record(self, shape, args, color, on, local_box):
+        """Keep a part for ``paint`` with the pixels it may cover, (2, m) first and last (x, y):
+        those of the local box [lo_u, hi_u] x [lo_v, hi_v] (floats or (m,) arrays), with one
+        pixel of margin each side."""
+        lo_u, hi_u, lo_v, hi_v = local_box
         pu, eu = (lo_u + hi_u) / 2, (hi_u - lo_u) / 2
         pv, ev = (lo_v + hi_v) / 2, (hi_v - lo_v) / 2
         centre = self._centre + self._to_image[:, 0] * pu + self._to_image[:, 1] * pv   # (2, m)
         half = self._spread[:, 0] * eu + self._spread[:, 1] * ev
         s = self.size
-        np.minimum(self.lo, np.ceil((centre - half + 1) * (s / 2) - 0.5) - 1, out=self.lo, casting="unsafe")
-        np.maximum(self.hi, np.floor((centre + half + 1) * (s / 2) - 0.5) + 1, out=self.hi, casting="unsafe")
+        lo = np.clip(np.ceil((centre - half + 1) * (s / 2) - 0.5) - 1, 0, s - 1).astype(np.int64)
+        hi = np.clip(np.floor((centre + half + 1) * (s / 2) - 0.5) + 1, 0, s - 1).astype(np.int64)
+        np.minimum(self.lo, lo, out=self.lo)
+        np.maximum(self.hi, hi, out=self.hi)
+        self._parts.append((shape, args, color, on, lo, hi))
 
     def _rotated(self, cx, cy, reach_x, reach_y, angle):
         """The local box around a shape centred at (cx, cy) that reaches reach_x, reach_y along
@@ -173,22 +207,6 @@ class _Pen:
         return (functools.reduce(np.minimum, xs), functools.reduce(np.maximum, xs),
                 functools.reduce(np.minimum, ys), functools.reduce(np.maximum, ys))
 
-    def ellipse(self, cx, cy, rx, ry, color, angle=0.0, on=None):
-        reach_x = _ellipse_reach(_np(rx), _np(ry), self._reach)
-        reach_y = _ellipse_reach(_np(ry), _np(rx), self._reach)
-        self._reserve(*self._rotated(cx, cy, reach_x, reach_y, angle))
-        self._parts.append((self._ellipse, (cx, cy, rx, ry, color, angle, on)))
-
-    def box(self, cx, cy, hx, hy, color, angle=0.0, on=None):
-        reach_x, reach_y = _np(hx) + self._reach, _np(hy) + self._reach     # the distance is exact
-        self._reserve(*self._rotated(cx, cy, reach_x, reach_y, angle))
-        self._parts.append((self._box, (cx, cy, hx, hy, color, angle, on)))
-
-    def poly(self, points, color, on=None):
-        """A convex polygon through ``points`` [(x, y), ...], in either winding order."""
-        self._reserve(*self._poly_box(points))
-        self._parts.append((self._poly, (points, color, on)))
-
     # Painting.
 
     def paint(self):
@@ -207,27 +225,47 @@ class _Pen:
         # numbers (rounding is symmetric), up to the sign of an exact zero, which no part's
         # coverage depends on.
         mirror = flip.to(device).view(-1, 1, 1)
-        self.u = torch.add(torch.where(mirror, -c, c) * dx, torch.where(mirror, -sn, sn) * dy).div_(sc)
-        self.v = torch.add(-sn * dx, c * dy).div_(sc)
+        self.uv = torch.empty(len(cx), 2, h, w, device=device)
+        torch.add(torch.where(mirror, -c, c) * dx, torch.where(mirror, -sn, sn) * dy, out=self.uv[:, 0]).div_(sc)
+        torch.add(-sn * dx, c * dy, out=self.uv[:, 1]).div_(sc)
         self.layer = torch.zeros(len(cx), 4, h, w, device=device)
-        for part, args in self._parts:
-            part(*args)
-        del self.u, self.v
+        for part in self._parts:
+            self._paint_part(*part)
+        del self.uv
         self._parts = []
 
-    def _cover(self, d, color, on=None):
-        """Paint where the signed distance ``d`` (m, h, w) < 0 with ``color`` (n, 3) or (3,)."""
-        a = d.div_(self.pix).neg_().add_(0.5).clamp_(0, 1)     # coverage of each pixel
-        if on is not None:                       # per-object switch (n,), e.g. "has a crest"
-            a.mul_(on.to(device=a.device, dtype=a.dtype).view(-1, 1, 1))
-        color = torch.as_tensor(color, dtype=a.dtype).to(a.device)
-        end = F.pad(color.view(-1, 3), (0, 1), value=1.0).view(-1, 4, 1, 1)  # colour, full coverage
+    def _paint_part(self, shape, args, color, on, lo, hi):
+        """Paint where the part's signed distance < 0 with ``color`` (n, 3) or (3,). ``lo``, ``hi``:
+        (2, m) the first and last pixels (x, y) it may cover."""
+        m, _, h, w = self.layer.shape
+        ow, oh = (hi - lo).max(axis=1) + 1                       # the part's own window
+        if (h * w - ow * oh) * m < _OWN_WINDOW_SAVES:
+            a = self._coverage(shape(self.uv[:, 0], self.uv[:, 1], *args), on)
+        else:       # placed inside the object's window, which holds every pixel the part may cover
+            offset = np.minimum(lo, self.start + np.array([[w], [h]]) - np.array([[ow], [oh]])) - self.start
+            first = offset[1] * w + offset[0]                    # in each object's (h, w) window
+            row = np.arange(oh) * w
+            uv_rows = (np.arange(m) * (2 * h * w) + first)[:, None, None] + np.array([0, h * w])[:, None] + row
+            uv = _rows(self.uv, ow).index_select(0, torch.from_numpy(uv_rows.reshape(-1)).to(self.device))
+            uv = uv.view(m, 2, oh, ow)
+            plane = torch.from_numpy(((np.arange(m) * (h * w) + first)[:, None] + row).reshape(-1)).to(self.device)
+            own = self._coverage(shape(uv[:, 0], uv[:, 1], *args), on)
+            a = torch.zeros(m, h, w, device=self.device)
+            _rows(a, ow).index_copy_(0, plane, own.view(-1, ow))
+        end = (_constant_paint_end if isinstance(color, tuple) else _paint_end)(color, self.device)
         self.layer.lerp_(end.expand_as(self.layer), a.unsqueeze(1))          # paint over
 
-    def _frame(self, cx, cy, angle):
-        """Fresh tensors (m, h, w): the windows' pixels in a part's frame, centred at (cx, cy) and
-        turned by ``angle``."""
-        x, y = self.u - self._to(cx), self.v - self._to(cy)
+    def _coverage(self, d, on):
+        """(m, h, w) coverage of each pixel by a part whose signed distance is ``d`` (m, h, w)."""
+        a = d.div_(self.pix).neg_().add_(0.5).clamp_(0, 1)
+        if on is not None:                       # per-object switch (n,), e.g. "has a crest"
+            a.mul_(on.to(device=a.device, dtype=a.dtype).view(-1, 1, 1))
+        return a
+
+    def _frame(self, u, v, cx, cy, angle):
+        """Fresh tensors: the pixels' coordinates in a part's frame, centred at (cx, cy) and turned
+        by ``angle``."""
+        x, y = u - self._to(cx), v - self._to(cy)
         if isinstance(angle, (int, float)) and angle == 0:
             return x, y
         c, s = (torch.cos(angle), torch.sin(angle)) if torch.is_tensor(angle) else (math.cos(angle), math.sin(angle))
@@ -237,22 +275,22 @@ class _Pen:
     # Each signed distance below is the same sequence of operations as its plain formula, written
     # in place where a temporary is not used again.
 
-    def _ellipse(self, cx, cy, rx, ry, color, angle, on):
-        x, y = self._frame(cx, cy, angle)
+    def _ellipse(self, u, v, cx, cy, rx, ry, angle):
+        x, y = self._frame(u, v, cx, cy, angle)
         rx, ry = self._to(rx), self._to(ry)
         # k = sqrt((x / rx)^2 + (y / ry)^2 + 1e-12); grad = sqrt((x / rx^2)^2 + (y / ry^2)^2 + 1e-12) / k
         k = (x / rx).square_().add_((y / ry).square_()).add_(1e-12).sqrt_()
         grad = x.div_(rx**2).square_().add_(y.div_(ry**2).square_()).add_(1e-12).sqrt_().div_(k)
-        self._cover(k.sub_(1).div_(grad), color, on)                              # (k - 1) / grad
+        return k.sub_(1).div_(grad)                                               # (k - 1) / grad
 
-    def _box(self, cx, cy, hx, hy, color, angle, on):
-        x, y = self._frame(cx, cy, angle)
+    def _box(self, u, v, cx, cy, hx, hy, angle):
+        x, y = self._frame(u, v, cx, cy, angle)
         qx, qy = x.abs_().sub_(self._to(hx)), y.abs_().sub_(self._to(hy))
         # outside: sqrt(max(qx, 0)^2 + max(qy, 0)^2); inside: min(max(qx, qy), 0)
         outside = qx.clamp(min=0).square_().add_(qy.clamp(min=0).square_()).sqrt_()
-        self._cover(outside.add_(torch.maximum(qx, qy).clamp_(max=0)), color, on)
+        return outside.add_(torch.maximum(qx, qy).clamp_(max=0))
 
-    def _poly(self, points, color, on):
+    def _poly(self, u, v, points):
         pts = [(self._to(px), self._to(py)) for px, py in points]
         mx = sum(p[0] for p in pts) / len(pts)
         my = sum(p[1] for p in pts) / len(pts)
@@ -261,10 +299,16 @@ class _Pen:
             ex, ey = x1 - x0, y1 - y0
             length = (ex * ex + ey * ey) ** 0.5 + 1e-9
             nx, ny = ey / length, -ex / length
-            sign = -torch.sign(torch.as_tensor(nx * (mx - x0) + ny * (my - y0)) + 1e-12)
-            dist = (self.u - x0).mul_(nx).add_((self.v - y0).mul_(ny)).mul_(sign)   # signed edge distance
+            side = nx * (mx - x0) + ny * (my - y0)                 # > 0: the centre is on the normal's side
+            if torch.is_tensor(side):
+                sign = -torch.sign(side + 1e-12)
+            else:                           # as the float32 tensor it would be: the same sign
+                sign = -float(np.sign(np.float32(side) + np.float32(1e-12)))
+            dist = (u - x0).mul_(nx).add_((v - y0).mul_(ny)).mul_(sign)            # signed edge distance
             d = dist if d is None else torch.maximum(d, dist, out=d)
-        self._cover(d, color, on)
+        return d
+
+    # Using the layer.
 
     def _window_rows(self, channels, images=None):
         """Where each row of every object's window starts in (N, channels, S, S) images, object i
@@ -469,11 +513,16 @@ _DRAW = {"orca": _draw_orca, "whale": _draw_whale, "fish": _draw_fish, "boat": _
          "flower": _draw_flower}
 
 
+def _groups(names):
+    """[(name, indices of its entries as an int64 tensor)] for each distinct name, sorted."""
+    names = np.asarray(names)
+    return [(name, torch.from_numpy(np.flatnonzero(names == name))) for name in sorted(set(names.tolist()))]
+
+
 def _draw_objects(names, cx, cy, scale, angle, flip, species, image_size, g, device):
     """Draw the objects class by class, in sorted order (the order the random colours are drawn
     in). Yields each class's indices into ``names`` (m,) and the pen holding their layer."""
-    for name in sorted(set(names)):
-        idx = torch.tensor([i for i, nm in enumerate(names) if nm == name])
+    for name, idx in _groups(names):
         pen = _Pen(cx[idx], cy[idx], scale[idx], angle[idx], flip[idx], image_size, device)
         if name == "bird":
             _draw_bird(pen, g, len(idx), species[idx])
@@ -520,8 +569,7 @@ def render_backgrounds(kinds, image_size, g, device):
     y = ((torch.arange(s, device=device, dtype=torch.float32) + 0.5) / s).view(1, 1, s, 1)
     x = ((torch.arange(s, device=device, dtype=torch.float32) + 0.5) / s).view(1, 1, 1, s)
     out = torch.empty(n, 3, s, s, device=device)           # every scene gets one kind below
-    for kind in sorted(set(kinds)):
-        idx = torch.tensor([i for i, k in enumerate(kinds) if k == kind])
+    for kind, idx in _groups(kinds):
         m = len(idx)
         top_bottom = {
             "sky": ((0.35, 0.60, 0.95), (0.75, 0.88, 1.00)),
