@@ -209,6 +209,7 @@ class _Pen:
 
     # Painting.
 
+    @torch.inference_mode()         # no autograd: cheaper operations; the layer stays internal
     def paint(self):
         """Paint the recorded parts into ``layer``, in the order they were drawn."""
         s, device = self.size, self.device
@@ -325,6 +326,7 @@ class _Pen:
         _rows(out, w).index_copy_(0, self._window_rows(4).view(-1), self.layer.view(-1, w))
         return out
 
+    @torch.inference_mode()         # writes into ``scene``, which stays an ordinary tensor
     def paint_over(self, scene, rows):
         """Composite the layer over ``scene`` (N, 3, S, S): object i over scene ``rows[i]``
         (``scene * (1 - alpha) + rgb``), inside the windows (outside them alpha and rgb are 0 and
@@ -565,10 +567,17 @@ def _paint_objects(scene, rows, names, cx, cy, scale, angle, flip, species, g):
 
 def render_backgrounds(kinds, image_size, g, device):
     """(n, 3, S, S) backgrounds, one of BACKGROUNDS per scene."""
-    n, s = len(kinds), image_size
+    out = torch.empty(len(kinds), 3, image_size, image_size, device=device)   # every scene gets one
+    with torch.inference_mode():          # no autograd: cheaper; ``out`` stays an ordinary tensor
+        _paint_backgrounds(out, kinds, g)
+    return out
+
+
+def _paint_backgrounds(out, kinds, g):
+    """Paint into each image of ``out`` (n, 3, S, S) the background ``kinds`` names for it."""
+    s, device = out.shape[-1], out.device
     y = ((torch.arange(s, device=device, dtype=torch.float32) + 0.5) / s).view(1, 1, s, 1)
     x = ((torch.arange(s, device=device, dtype=torch.float32) + 0.5) / s).view(1, 1, 1, s)
-    out = torch.empty(n, 3, s, s, device=device)           # every scene gets one kind below
     for kind, idx in _groups(kinds):
         m = len(idx)
         top_bottom = {
@@ -601,7 +610,7 @@ def render_backgrounds(kinds, image_size, g, device):
             low = torch.rand(m, 3, 5, 5, generator=g).to(device)
             bg = F.interpolate(low, size=(s, s), mode="bicubic", align_corners=False).mul_(0.5).add_(0.25)
         out.index_copy_(0, idx.to(device), bg)
-    return out.clamp_(0, 1)
+    out.clamp_(0, 1)
 
 
 def _finish(scene, g, noise, device, chunk=64):
@@ -617,10 +626,11 @@ def _finish(scene, g, noise, device, chunk=64):
     bank = _grain_bank(scene.shape[-1], device)
     pick = torch.randint(0, len(bank), (n,), generator=g).to(device)
     offset = int(torch.randint(0, scene.shape[-1], (1,), generator=g))
-    for i in range(0, n, chunk):
-        part = scene[i:i + chunk]
-        grain = torch.roll(bank[pick[i:i + chunk]], shifts=offset, dims=-1).mul_(noise)
-        torch.addcmul(grain, part, gain[i:i + chunk], out=part).add_(shift[i:i + chunk]).clamp_(0, 1)
+    with torch.inference_mode():          # no autograd: cheaper; ``scene`` stays an ordinary tensor
+        for i in range(0, n, chunk):
+            part = scene[i:i + chunk]
+            grain = torch.roll(bank[pick[i:i + chunk]], shifts=offset, dims=-1).mul_(noise)
+            torch.addcmul(grain, part, gain[i:i + chunk], out=part).add_(shift[i:i + chunk]).clamp_(0, 1)
     return scene
 
 

@@ -126,3 +126,13 @@ def test_renderer_draws_the_reference_images_bit_for_bit():
     skip = {"ImageWorld s40 seed11 n1024"}            # the large case: run the capture script for it
     differ = [name for name, make in cases.items() if name not in skip and module.digest(*make()) != reference[name]]
     assert not differ, f"renderer output changed for {differ[:5]} ({len(differ)} cases)"
+
+
+def test_rendered_tensors_are_ordinary_tensors():
+    """The renderer paints in inference mode; what it returns must still work with autograd."""
+    x, y = ImageWorld(image_size=24).render(8, seed=0)
+    counts = CountWorld(image_size=32).render(4, seed=0)
+    assert not any(t.is_inference() for t in (x, y, *counts))
+    weight = torch.ones(3, requires_grad=True)
+    (x.mean((0, 2, 3)) * weight).sum().backward()
+    assert weight.grad is not None
