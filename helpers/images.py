@@ -127,6 +127,7 @@ class _Pen:
         self._pose = cx, cy, scale, angle, flip
         self._parts = []
         self.pix = (2.0 / s) / scale.to(device).view(-1, 1, 1)
+        self._minus_pix = -self.pix
         # The pose in float64 for the windows: image point = centre + to_image @ (u, v).
         sc64, a64 = _np(scale), _np(angle)
         f = np.where(flip.cpu().numpy(), -1.0, 1.0)
@@ -258,7 +259,8 @@ class _Pen:
 
     def _coverage(self, d, on):
         """(m, h, w) coverage of each pixel by a part whose signed distance is ``d`` (m, h, w)."""
-        a = d.div_(self.pix).neg_().add_(0.5).clamp_(0, 1)
+        # 0.5 - d / pix, with -(d / pix) as d / -pix (the same number, sign of zero included)
+        a = d.div_(self._minus_pix).add_(0.5).clamp_(0, 1)
         if on is not None:                       # per-object switch (n,), e.g. "has a crest"
             a.mul_(on.to(device=a.device, dtype=a.dtype).view(-1, 1, 1))
         return a
@@ -305,7 +307,10 @@ class _Pen:
                 sign = -torch.sign(side + 1e-12)
             else:                           # as the float32 tensor it would be: the same sign
                 sign = -float(np.sign(np.float32(side) + np.float32(1e-12)))
-            dist = (u - x0).mul_(nx).add_((v - y0).mul_(ny)).mul_(sign)            # signed edge distance
+            # the signed distance to the edge, sign * (nx (u - x0) + ny (v - y0)), as (sign nx) (u - x0)
+            # + (sign ny) (v - y0): the same number up to the sign of an exact zero, which no
+            # coverage depends on (0.5 - 0 / pix is 0.5 either way)
+            dist = (u - x0).mul_(sign * nx).add_((v - y0).mul_(sign * ny))
             d = dist if d is None else torch.maximum(d, dist, out=d)
         return d
 
