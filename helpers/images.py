@@ -583,6 +583,7 @@ def _paint_backgrounds(out, kinds, g):
     s, device = out.shape[-1], out.device
     y = ((torch.arange(s, device=device, dtype=torch.float32) + 0.5) / s).view(1, 1, s, 1)
     x = ((torch.arange(s, device=device, dtype=torch.float32) + 0.5) / s).view(1, 1, 1, s)
+    y_everywhere = y.expand(1, 1, s, s).contiguous()
     for kind, idx in _groups(kinds):
         m = len(idx)
         top_bottom = {
@@ -595,23 +596,26 @@ def _paint_backgrounds(out, kinds, g):
         }[kind]
         top = _palette(g, m, top_bottom[0], 0.08).to(device).view(m, 3, 1, 1)
         bottom = _palette(g, m, top_bottom[1], 0.08).to(device).view(m, 3, 1, 1)
-        bg = (top + (bottom - top) * y).expand(m, 3, s, s)                     # (m, 3, S, 1) gradient
-        # The terms below are added in place where the sum is a fresh tensor: the same sums.
+        # The vertical gradient top + (bottom - top) * y: spread over x where nothing is added to
+        # it, else written out at every pixel (the same sums), and the terms added in place.
+        if kind in ("sky", "sunset"):
+            bg = (top + (bottom - top) * y).expand(m, 3, s, s)
+        elif kind != "noise":
+            bg = ((bottom - top) * y_everywhere).add_(top)
         if kind == "sea":
             phase = (torch.rand(m, 1, 1, 1, generator=g) * 6.28).to(device)
             freq = (20 + torch.rand(m, 1, 1, 1, generator=g) * 20).to(device)
-            bg = bg + torch.sin(freq * y + 3 * torch.sin(6 * x + phase) + phase).mul_(0.05)
+            bg.add_(torch.sin(freq * y + 3 * torch.sin(6 * x + phase) + phase).mul_(0.05))
         elif kind == "grass":
             blades = torch.rand(m, 1, s // 2, s, generator=g).to(device)
-            bg = bg + F.interpolate(blades, size=(s, s), mode="bilinear").sub_(0.5).mul_(0.12).mul_(y)
+            bg.add_(F.interpolate(blades, size=(s, s), mode="bilinear").sub_(0.5).mul_(0.12).mul_(y))
         elif kind == "clouds":
-            for i in range(3):
+            for _ in range(3):
                 ccx = (torch.rand(m, 1, 1, 1, generator=g)).to(device)
                 ccy = (torch.rand(m, 1, 1, 1, generator=g) * 0.6).to(device)
                 r = ((x - ccx) / 0.25) ** 2 + ((y - ccy) / 0.1) ** 2
-                glow = (0.9 - bg).mul_(torch.exp(-r)).mul_(0.9)
-                bg = bg + glow if i == 0 else bg.add_(glow)
-        elif kind == "noise":
+                bg.add_((0.9 - bg).mul_(torch.exp(-r)).mul_(0.9))       # bg + (0.9 - bg) * exp(-r) * 0.9
+        elif kind == "noise":                 # (the gradient is not used)
             low = torch.rand(m, 3, 5, 5, generator=g).to(device)
             bg = F.interpolate(low, size=(s, s), mode="bicubic", align_corners=False).mul_(0.5).add_(0.25)
         out.index_copy_(0, idx.to(device), bg)
