@@ -636,9 +636,12 @@ def _finish(scene, g, noise, device, chunk=64):
     pick = torch.randint(0, len(bank), (n,), generator=g).to(device)
     offset = int(torch.randint(0, scene.shape[-1], (1,), generator=g))
     with torch.inference_mode():          # no autograd: cheaper; ``scene`` stays an ordinary tensor
+        if n >= len(bank):                # then rolling the fields once moves fewer numbers
+            bank, offset = torch.roll(bank, shifts=offset, dims=-1), 0
         for i in range(0, n, chunk):
             part = scene[i:i + chunk]
-            grain = torch.roll(bank[pick[i:i + chunk]], shifts=offset, dims=-1).mul_(noise)
+            grain = bank[pick[i:i + chunk]]
+            grain = (torch.roll(grain, shifts=offset, dims=-1) if offset else grain).mul_(noise)
             torch.addcmul(grain, part, gain[i:i + chunk], out=part).add_(shift[i:i + chunk]).clamp_(0, 1)
     return scene
 
