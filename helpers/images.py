@@ -47,7 +47,7 @@ def _col(x):
 
 def _np(x):
     """A scalar, or a per-object tensor (n,) as a float64 array, for window arithmetic."""
-    return x.detach().cpu().double().numpy() if torch.is_tensor(x) else x
+    return np.asarray(x.detach().cpu().numpy(), dtype=np.float64) if torch.is_tensor(x) else x
 
 
 _OWN_WINDOW_SAVES = 20_000   # pixels (all objects) a part must save to be computed over its own window
@@ -128,13 +128,14 @@ class _Pen:
         self._parts = []
         self.pix = (2.0 / s) / scale.to(device).view(-1, 1, 1)
         self._minus_pix = -self.pix
-        # The pose in float64 for the windows: image point = centre + to_image @ (u, v).
+        # The pose in float64 for the windows, in pixels: a local point (u, v) is at pixel
+        # centre + to_pixels @ (u, v) (x, then y; pixel j's centre is at (j + 0.5) / S * 2 - 1).
         sc64, a64 = _np(scale), _np(angle)
         f = np.where(flip.cpu().numpy(), -1.0, 1.0)
         cos, sin = np.cos(a64), np.sin(a64)
-        self._centre = np.stack([_np(cx), _np(cy)])                           # (2, m)
-        self._to_image = np.array([[sc64 * cos * f, -sc64 * sin], [sc64 * sin * f, sc64 * cos]])
-        self._spread = np.abs(self._to_image)                                # (2, 2, m)
+        self._centre = (np.stack([_np(cx), _np(cy)]) + 1) * (s / 2) - 0.5                 # (2, m)
+        self._to_pixels = np.array([[sc64 * cos * f, -sc64 * sin], [sc64 * sin * f, sc64 * cos]]) * (s / 2)
+        self._spread = np.abs(self._to_pixels)                               # (2, 2, m)
         self._reach = 1.0 / (s * sc64)                 # half a pixel in local units, (m,)
         self.lo = np.full((2, m), s)                   # the pixels some part may cover (x, y)
         self.hi = np.full((2, m), -1)
@@ -166,11 +167,11 @@ class _Pen:
         lo_u, hi_u, lo_v, hi_v = local_box
         pu, eu = (lo_u + hi_u) / 2, (hi_u - lo_u) / 2
         pv, ev = (lo_v + hi_v) / 2, (hi_v - lo_v) / 2
-        centre = self._centre + self._to_image[:, 0] * pu + self._to_image[:, 1] * pv   # (2, m)
+        centre = self._centre + self._to_pixels[:, 0] * pu + self._to_pixels[:, 1] * pv   # (2, m)
         half = self._spread[:, 0] * eu + self._spread[:, 1] * ev
         s = self.size
-        lo = np.clip(np.ceil((centre - half + 1) * (s / 2) - 0.5) - 1, 0, s - 1).astype(np.int64)
-        hi = np.clip(np.floor((centre + half + 1) * (s / 2) - 0.5) + 1, 0, s - 1).astype(np.int64)
+        lo = np.clip(np.ceil(centre - half) - 1, 0, s - 1).astype(np.int64)
+        hi = np.clip(np.floor(centre + half) + 1, 0, s - 1).astype(np.int64)
         np.minimum(self.lo, lo, out=self.lo)
         np.maximum(self.hi, hi, out=self.hi)
         self._parts.append((shape, args, color, on, lo, hi))
