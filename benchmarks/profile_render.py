@@ -36,10 +36,11 @@ def main(argv=None):
     parser.add_argument("--mode", default="class")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own)")
+    parser.add_argument("--size", type=int, default=0, help="image size (default: lesson 01's)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    world = ImageWorld(image_size=image_model_config(args.mode).image_size)
+    world = ImageWorld(image_size=args.size or image_model_config(args.mode).image_size)
     world.render(args.chunk, seed=0)                                    # warm up (grain bank)
 
     stages = defaultdict(lambda: np.zeros(2))

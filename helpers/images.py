@@ -98,6 +98,70 @@ def _ellipse_reach(r, other, reach):
     return r + reach * np.where(q2 >= 2, q2 / (2 * np.sqrt(np.maximum(q2 - 1, 1.0))), 1.0)
 
 
+def _rotated_box(cx, cy, reach_x, reach_y, angle):
+    """(lo_u, hi_u, lo_v, hi_v): the local box around a shape centred at (cx, cy) that reaches
+    reach_x, reach_y along its own axes, turned by ``angle`` (floats or (m,) arrays)."""
+    c, s = np.abs(np.cos(angle)), np.abs(np.sin(angle))
+    eu, ev = c * reach_x + s * reach_y, s * reach_x + c * reach_y
+    return cx - eu, cx + eu, cy - ev, cy + ev
+
+
+def _ellipse_box(cx, cy, rx, ry, angle, reach):
+    """The local box of the pixels an ellipse can cover, ``reach`` being half a pixel."""
+    return _rotated_box(cx, cy, _ellipse_reach(rx, ry, reach), _ellipse_reach(ry, rx, reach), angle)
+
+
+def _rectangle_box(cx, cy, hx, hy, angle, reach):
+    """The local box of the pixels a box can cover (its signed distance is exact)."""
+    return _rotated_box(cx, cy, hx + reach, hy + reach, angle)
+
+
+def _polygon_corners(points, reach):
+    """The corners (xs, ys) of what a convex polygon can cover: its distance is the largest of the
+    distances to its edges' lines, so it covers the polygon grown by ``reach`` with every edge
+    moved out along its normal; a corner between edges with outward unit normals a, b moves by
+    reach * (a + b) / (1 + a.b)."""
+    mx = sum(p[0] for p in points) / len(points)
+    my = sum(p[1] for p in points) / len(points)
+    normals = []
+    for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1]):
+        ex, ey = x1 - x0, y1 - y0
+        length = np.sqrt(ex * ex + ey * ey)
+        nx, ny = ey / length, -ex / length
+        out = np.where(nx * (mx - x0) + ny * (my - y0) > 0, -1.0, 1.0)      # outward
+        normals.append((out * nx, out * ny))
+    xs, ys = [], []
+    for i, (px, py) in enumerate(points):
+        (ax, ay), (bx, by) = normals[i - 1], normals[i]            # the edges ending, starting here
+        k = reach / (1 + ax * bx + ay * by)
+        xs.append(px + k * (ax + bx))
+        ys.append(py + k * (ay + by))
+    return xs, ys
+
+
+def _polygon_box(points, reach):
+    """The local box of the pixels a convex polygon can cover."""
+    xs, ys = _polygon_corners(points, reach)
+    return (functools.reduce(np.minimum, xs), functools.reduce(np.maximum, xs),
+            functools.reduce(np.minimum, ys), functools.reduce(np.maximum, ys))
+
+
+@functools.lru_cache(maxsize=1024)
+def _constant_box(kind, params):
+    """The local box of a part whose parameters are all numbers, as base + reach * slope, (4,)
+    arrays each (lo_u, hi_u, lo_v, hi_v). An ellipse's or a box's bounds grow linearly with the
+    reach; a polygon's are bounded by its lowest and highest corner at reach 0 plus the least and
+    most any corner moves per unit of reach."""
+    if kind == "poly":
+        (xs, ys), (xs1, ys1) = _polygon_corners(params, 0.0), _polygon_corners(params, 1.0)
+        kx, ky = np.subtract(xs1, xs), np.subtract(ys1, ys)
+        return (np.array([min(xs), max(xs), min(ys), max(ys)], dtype=float),
+                np.array([kx.min(), kx.max(), ky.min(), ky.max()]))
+    box = {"ellipse": _ellipse_box, "box": _rectangle_box}[kind]
+    base = np.array(box(*params, 0.0), dtype=float)
+    return base, np.array(box(*params, 1.0), dtype=float) - base
+
+
 class _Pen:
     """Paints parts of m objects into an RGBA layer, in each object's local frame.
 
@@ -147,18 +211,28 @@ class _Pen:
     # Recording: what each part may cover.
 
     def ellipse(self, cx, cy, rx, ry, color, angle=0.0, on=None):
-        reach_x = _ellipse_reach(_np(rx), _np(ry), self._reach)
-        reach_y = _ellipse_reach(_np(ry), _np(rx), self._reach)
-        self._record(self._ellipse, (cx, cy, rx, ry, angle), color, on,
-                     self._rotated(cx, cy, reach_x, reach_y, angle))
+        params = (cx, cy, rx, ry, angle)
+        self._record(self._ellipse, params, color, on, self._local_box("ellipse", params, _ellipse_box))
 
     def box(self, cx, cy, hx, hy, color, angle=0.0, on=None):
-        reach_x, reach_y = _np(hx) + self._reach, _np(hy) + self._reach     # the distance is exact
-        self._record(self._box, (cx, cy, hx, hy, angle), color, on, self._rotated(cx, cy, reach_x, reach_y, angle))
+        params = (cx, cy, hx, hy, angle)
+        self._record(self._box, params, color, on, self._local_box("box", params, _rectangle_box))
 
     def poly(self, points, color, on=None):
         """A convex polygon through ``points`` [(x, y), ...], in either winding order."""
-        self._record(self._poly, (points,), color, on, self._poly_box(points))
+        points = [tuple(p) for p in points]
+        if any(torch.is_tensor(c) for p in points for c in p):
+            box = _polygon_box([(_np(px), _np(py)) for px, py in points], self._reach)
+        else:
+            box = self._local_box("poly", tuple(points), None)
+        self._record(self._poly, (points,), color, on, box)
+
+    def _local_box(self, kind, params, box):
+        """(lo_u, hi_u, lo_v, hi_v), each (m,): the local box of the pixels a part can cover."""
+        if any(torch.is_tensor(p) for p in params):                 # per-object parameters
+            return box(*map(_np, params), self._reach)
+        base, slope = _constant_box(kind, params)
+        return base[:, None] + slope[:, None] * self._reach
 
     def _record(self, shape, args, color, on, local_box):
         """Keep a part for ``paint`` with the pixels it may cover, (2, m) first and last (x, y):
@@ -175,39 +249,6 @@ class _Pen:
         np.minimum(self.lo, lo, out=self.lo)
         np.maximum(self.hi, hi, out=self.hi)
         self._parts.append((shape, args, color, on, lo, hi))
-
-    def _rotated(self, cx, cy, reach_x, reach_y, angle):
-        """The local box around a shape centred at (cx, cy) that reaches reach_x, reach_y along
-        its own axes, turned by ``angle``."""
-        a = _np(angle)
-        c, s = np.abs(np.cos(a)), np.abs(np.sin(a))
-        eu, ev = c * reach_x + s * reach_y, s * reach_x + c * reach_y
-        cx, cy = _np(cx), _np(cy)
-        return cx - eu, cx + eu, cy - ev, cy + ev
-
-    def _poly_box(self, points):
-        """The local box of the pixels a convex polygon can cover: its distance is the largest of
-        the distances to its edges' lines, so it covers the polygon grown by half a pixel with
-        every edge moved out along its normal; a corner between edges with outward unit normals
-        a, b moves by reach * (a + b) / (1 + a.b)."""
-        pts = [(_np(px), _np(py)) for px, py in points]
-        mx = sum(p[0] for p in pts) / len(pts)
-        my = sum(p[1] for p in pts) / len(pts)
-        normals = []
-        for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1]):
-            ex, ey = x1 - x0, y1 - y0
-            length = np.sqrt(ex * ex + ey * ey)
-            nx, ny = ey / length, -ex / length
-            out = np.where(nx * (mx - x0) + ny * (my - y0) > 0, -1.0, 1.0)      # outward
-            normals.append((out * nx, out * ny))
-        xs, ys = [], []
-        for i, (px, py) in enumerate(pts):
-            (ax, ay), (bx, by) = normals[i - 1], normals[i]        # the edges ending, starting here
-            k = self._reach / (1 + ax * bx + ay * by)
-            xs.append(px + k * (ax + bx))
-            ys.append(py + k * (ay + by))
-        return (functools.reduce(np.minimum, xs), functools.reduce(np.maximum, xs),
-                functools.reduce(np.minimum, ys), functools.reduce(np.maximum, ys))
 
     # Painting.
 
@@ -724,14 +765,14 @@ class ImageWorld:
     def _add_clutter(self, scene, labels, g, device):
         """Small objects of other classes (from all of CLASSES), behind the main object."""
         n = len(labels)
-        has = torch.rand(n, generator=g) < self.clutter
-        other = torch.randint(0, len(CLASSES), (n,), generator=g)
+        has = (torch.rand(n, generator=g) < self.clutter).tolist()
+        other = torch.randint(0, len(CLASSES), (n,), generator=g).tolist()
         main = [CLASSES.index(self.classes[i]) for i in labels.tolist()]
-        who = [i for i in range(n) if has[i] and int(other[i]) != main[i]]
+        who = [i for i in range(n) if has[i] and other[i] != main[i]]
         if not who:
             return scene
         m = len(who)
-        names = [CLASSES[int(other[i])] for i in who]
+        names = [CLASSES[other[i]] for i in who]
         corner = torch.randint(0, 4, (m,), generator=g)
         cx = torch.where(corner % 2 == 0, -0.65, 0.65) + _uniform(g, m, -0.15, 0.15)
         cy = torch.where(corner < 2, -0.65, 0.65) + _uniform(g, m, -0.15, 0.15)
