@@ -186,7 +186,7 @@ class _Pen:
     def __init__(self, cx, cy, scale, angle, flip, image_size, device):
         """Pose of the m objects, (m,) each: centre in [-1, 1] image units (y down), half-size as
         a fraction of the half-image, rotation in radians, mirrored left-right (bool)."""
-        m, s = len(cx), image_size
+        s = image_size
         self.size, self.device = s, device
         self._pose = cx, cy, scale, angle, flip
         self._parts = []
@@ -201,8 +201,7 @@ class _Pen:
         self._to_pixels = np.array([[sc64 * cos * f, -sc64 * sin], [sc64 * sin * f, sc64 * cos]]) * (s / 2)
         self._spread = np.abs(self._to_pixels)                               # (2, 2, m)
         self._reach = 1.0 / (s * sc64)                 # half a pixel in local units, (m,)
-        self.lo = np.full((2, m), s)                   # the pixels some part may cover (x, y)
-        self.hi = np.full((2, m), -1)
+        self._boxes = []
 
     def _to(self, x):
         """A scalar, or a per-object tensor shaped to broadcast over (m, H, W) on the pen's device."""
@@ -235,20 +234,23 @@ class _Pen:
         return base[:, None] + slope[:, None] * self._reach
 
     def _record(self, shape, args, color, on, local_box):
-        """Keep a part for ``paint`` with the pixels it may cover, (2, m) first and last (x, y):
-        those of the local box [lo_u, hi_u] x [lo_v, hi_v] (floats or (m,) arrays), with one
-        pixel of margin each side."""
-        lo_u, hi_u, lo_v, hi_v = local_box
+        """Keep a part for ``paint``, with the local box [lo_u, hi_u] x [lo_v, hi_v] (floats or
+        (m,) arrays) of the pixels it may cover."""
+        self._parts.append((shape, args, color, on))
+        self._boxes.append(np.broadcast_to(np.asarray(local_box, dtype=float), (4, len(self._reach))))
+
+    def _pixels(self):
+        """The first and last pixels (x, y) each part may cover, (P, 2, m) each, with one pixel of
+        margin each side: those of the parts' local boxes, all parts at once."""
+        lo_u, hi_u, lo_v, hi_v = np.moveaxis(np.stack(self._boxes), 1, 0)         # (P, m) each
         pu, eu = (lo_u + hi_u) / 2, (hi_u - lo_u) / 2
         pv, ev = (lo_v + hi_v) / 2, (hi_v - lo_v) / 2
-        centre = self._centre + self._to_pixels[:, 0] * pu + self._to_pixels[:, 1] * pv   # (2, m)
-        half = self._spread[:, 0] * eu + self._spread[:, 1] * ev
+        centre = self._centre + self._to_pixels[:, 0] * pu[:, None] + self._to_pixels[:, 1] * pv[:, None]
+        half = self._spread[:, 0] * eu[:, None] + self._spread[:, 1] * ev[:, None]
         s = self.size
         lo = np.clip(np.ceil(centre - half) - 1, 0, s - 1).astype(np.int64)
         hi = np.clip(np.floor(centre + half) + 1, 0, s - 1).astype(np.int64)
-        np.minimum(self.lo, lo, out=self.lo)
-        np.maximum(self.hi, hi, out=self.hi)
-        self._parts.append((shape, args, color, on, lo, hi))
+        return lo, hi
 
     # Painting.
 
@@ -257,7 +259,8 @@ class _Pen:
         """Paint the recorded parts into ``layer``, in the order they were drawn."""
         s, device = self.size, self.device
         cx, cy, scale, angle, flip = self._pose
-        self.start, (w, h) = _span(self.lo, self.hi, s)
+        lo, hi = self._pixels()
+        self.start, (w, h) = _span(lo.min(axis=0), hi.max(axis=0), s)
         coords = (torch.arange(s, device=device, dtype=torch.float32) + 0.5) / s * 2 - 1
         cols = torch.from_numpy(self.start[0][:, None] + np.arange(w)).to(device)
         rows = torch.from_numpy(self.start[1][:, None] + np.arange(h)).to(device)
@@ -273,10 +276,10 @@ class _Pen:
         torch.add(torch.where(mirror, -c, c) * dx, torch.where(mirror, -sn, sn) * dy, out=self.uv[:, 0]).div_(sc)
         torch.add(-sn * dx, c * dy, out=self.uv[:, 1]).div_(sc)
         self.layer = torch.zeros(len(cx), 4, h, w, device=device)
-        for part in self._parts:
-            self._paint_part(*part)
+        for part, part_lo, part_hi in zip(self._parts, lo, hi):
+            self._paint_part(*part, part_lo, part_hi)
         del self.uv
-        self._parts = []
+        self._parts, self._boxes = [], []
 
     def _paint_part(self, shape, args, color, on, lo, hi):
         """Paint where the part's signed distance < 0 with ``color`` (n, 3) or (3,). ``lo``, ``hi``:
