@@ -4,7 +4,9 @@ Renders ``--chunks`` chunks of ``--chunk`` images at lesson 01's image size, the
 spent in each stage of ``ImageWorld.render`` (backgrounds, clutter, main objects, compositing and
 camera effects) and the tensor operations that took the most time (torch.profiler):
 
-    python benchmarks/profile_render.py [--chunks 3] [--chunk 1024] [--mode class] [--top 25] [--threads N]
+    python benchmarks/profile_render.py [--chunks 3] [--chunk 1024] [--mode class] [--top 25] [--threads N] [--size S]
+
+``--size 8`` leaves almost no pixels to compute, so what remains is Python and per-operation overhead.
 """
 import argparse
 import time
