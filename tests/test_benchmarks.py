@@ -47,3 +47,9 @@ def test_data_throughput_prints_a_ratio(capsys):
 def test_channels_last_runs(capsys, script):
     lines = run(capsys, script, "--mode", "smoke", "--rounds", "1", "--steps", "1", "--device", "cpu")
     assert any("ratio" in line for line in lines)
+
+
+def test_profile_render_prints_stages_and_ops(capsys):
+    lines = run(capsys, "profile_render", "--mode", "smoke", "--chunks", "1", "--chunk", "8", "--top", "3")
+    assert "images/s" in lines[0] and any("backgrounds" in line for line in lines)
+    assert any("Self CPU" in line for line in lines)

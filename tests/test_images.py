@@ -126,3 +126,39 @@ def test_renderer_draws_the_reference_images_bit_for_bit():
     skip = {"ImageWorld s40 seed11 n1024"}            # the large case: run the capture script for it
     differ = [name for name, make in cases.items() if name not in skip and module.digest(*make()) != reference[name]]
     assert not differ, f"renderer output changed for {differ[:5]} ({len(differ)} cases)"
+
+
+def test_rendered_tensors_are_ordinary_tensors():
+    """The renderer paints in inference mode; what it returns must still work with autograd."""
+    x, y = ImageWorld(image_size=24).render(8, seed=0)
+    counts = CountWorld(image_size=32).render(4, seed=0)
+    assert not any(t.is_inference() for t in (x, y, *counts))
+    weight = torch.ones(3, requires_grad=True)
+    (x.mean((0, 2, 3)) * weight).sum().backward()
+    assert weight.grad is not None
+
+
+def test_windows_hold_every_pixel_a_part_covers(monkeypatch):
+    """Each object is painted only inside a window around the pixels its parts can cover: for
+    any pose (far beyond the worlds' ranges), that paints the same layer, bit for bit, as painting
+    the whole image."""
+    import numpy as np
+
+    from helpers import images
+    g = torch.Generator().manual_seed(0)
+    for size in (19, 32):
+        n = 300
+        names = [CLASSES[i] for i in torch.randint(0, len(CLASSES), (n,), generator=g).tolist()]
+        cx, cy = (torch.rand(n, generator=g) * 2.4 - 1.2 for _ in range(2))
+        scale = torch.rand(n, generator=g) * 1.2 + 0.03
+        angle = (torch.rand(n, generator=g) * 2 - 1) * 3.2
+        flip = torch.rand(n, generator=g) < 0.5
+        species = torch.randint(0, len(BIRD_SPECIES), (n,), generator=g)
+        args = (names, cx, cy, scale, angle, flip, species, size)
+        windowed = images.render_objects(*args, torch.Generator().manual_seed(1), "cpu")
+        with monkeypatch.context() as m:
+            m.setattr(images, "_span", lambda lo, hi, s: (np.zeros_like(lo), (s, s)))
+            m.setattr(images, "_OWN_WINDOW_SAVES", float("inf"))
+            whole = images.render_objects(*args, torch.Generator().manual_seed(1), "cpu")
+        assert all(torch.equal(a, b) for a, b in zip(windowed, whole)), size
+        assert windowed[1].sum() > 0
