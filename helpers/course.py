@@ -2,6 +2,7 @@
 
     python -m helpers.course run        # execute notebooks/*.ipynb into build/<mode>/, print results
     python -m helpers.course prepare    # build every cached checkpoint the lessons load
+    python -m helpers.course run --jobs 2   # two at a time, one CPU thread each (`make` does this)
     python -m helpers.course results    # print the results table of the current mode
     python -m helpers.course claims     # check every registered claim against the results file
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import pkgutil
 import sys
@@ -25,16 +27,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # What `make prepare` builds: "module:function" entries, each loading its models from the cache
 # and training the missing ones. Lessons add theirs here. Longest first (class mode on a 2-core
-# CPU), so that with --jobs 2 the builds end at about the same time.
+# CPU), so that with --jobs 2 the builds end at about the same time; an entry that loads another's
+# checkpoint names it in NEEDS, and a parallel prepare starts it only once that one is ready.
 PREPARE = [
+    "helpers.models:pretrained_image_model",    # lessons 01-06, 10, 13: lesson 01's model
     "helpers.generator:pretrained_generator",   # lesson 11: the generator pre-trained on the world
+    "helpers.lessons.bird_counter:prepare_scratch_counters",  # lesson 05: its long-budget baselines
     "helpers.experiments:prepare_scratch_baselines",  # lessons 02-03: converged from-scratch species models
-    "helpers.lessons.bird_counter:prepare_scratch_counters",  # lesson 05: its from-scratch baselines
     "helpers.lm:pretrained_lm",                 # lessons 07-09: the LM pre-trained on the augmented encyclopedia
     "helpers.lm:pretrained_lm_once_only",       # lesson 08's ablation: the once-only encyclopedia
-    "helpers.models:pretrained_image_model",    # lessons 01-06, 10, 13: lesson 01's model
     "helpers.lessons.image_generator:orca_judge",            # lesson 11: the classifier that measures the orca rate
 ]
+NEEDS = {
+    # lesson 05's fine-tuned counters at the long budget start from lesson 01's model
+    "helpers.lessons.bird_counter:prepare_scratch_counters": "helpers.models:pretrained_image_model",
+}
 
 
 def notebooks(pattern: str = "*.ipynb") -> list[Path]:
@@ -67,24 +74,65 @@ def execute_notebook(path: Path, out_dir: Path | None = None, timeout: int = 180
     return nb
 
 
-def run_course(pattern: str = "*.ipynb") -> int:
+def _run_notebook(path: Path, out_dir: Path, threads: int | None = None) -> tuple[float, str | None]:
+    """Execute one lesson (its kernel with ``threads`` CPU threads, when given); returns its
+    seconds and, when it failed, a one-line reason instead of raising: one broken lesson should
+    not hide the others."""
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)   # the kernel inherits it; PyTorch reads it
+    start = time.perf_counter()
+    try:
+        execute_notebook(path, out_dir)
+        return time.perf_counter() - start, None
+    except Exception as err:
+        return time.perf_counter() - start, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
+def longest_first(paths: list[Path], mode: str) -> list[Path]:
+    """``paths`` ordered by the time each lesson last took in ``mode`` (the results file's
+    ``wall_s``), longest first, so that lessons run in parallel end at about the same time; lessons
+    never recorded go first, in course order."""
+    results = load_results(mode)
+
+    def last_time(path):
+        entry = results.get(path.name[:2])
+        return entry["wall_s"] if entry and isinstance(entry.get("wall_s"), (int, float)) else math.inf
+
+    return sorted(paths, key=lambda p: (-last_time(p), p.name))
+
+
+def run_course(pattern: str = "*.ipynb", jobs: int = 1) -> int:
+    """Execute the lessons matching ``pattern`` in the current mode, ``jobs`` at a time (each a
+    kernel with its share of the CPU threads), save them under ``build/<mode>/``, print the results
+    table and every registered claim's verdict. Returns 1 when a lesson failed or a claim does not
+    hold."""
     mode = current_mode()
     out_dir = ROOT / "build" / mode
     failed = []
-    for path in notebooks(pattern):
-        start = time.perf_counter()
-        print(f"[{mode}] {path.name} ...", flush=True)
-        try:
-            execute_notebook(path, out_dir)
-            print(f"    done in {time.perf_counter() - start:.0f} s", flush=True)
-        except Exception as err:  # keep going: one broken lesson should not hide the others
+
+    def done(path, outcome):
+        seconds, error = outcome
+        if error:
             failed.append(path.name)
-            print(f"    FAILED after {time.perf_counter() - start:.0f} s: {type(err).__name__}: "
-                  f"{str(err).splitlines()[0] if str(err) else ''}", flush=True)
-    print(f"\nExecuted notebooks are in {out_dir}.\nResults ({results_path(mode)}):\n")
+            print(f"[{mode}] {path.name} FAILED after {seconds:.0f} s: {error}", flush=True)
+        else:
+            print(f"[{mode}] {path.name} done in {seconds:.0f} s", flush=True)
+
+    start = time.perf_counter()
+    paths = notebooks(pattern)
+    if jobs <= 1:
+        for path in paths:
+            print(f"[{mode}] {path.name} ...", flush=True)
+            done(path, _run_notebook(path, out_dir))
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        print(f"[{mode}] {len(paths)} lessons, {jobs} at a time ({threads} thread(s) each), longest first", flush=True)
+        _in_parallel(longest_first(paths, mode), jobs, lambda path: (_run_notebook, path, out_dir, threads), done)
+    print(f"\nAll lessons in {time.perf_counter() - start:.0f} s. Executed notebooks are in {out_dir}."
+          f"\nResults ({results_path(mode)}):\n")
     print(results_table(mode))
     if failed:
-        print(f"\n{len(failed)} notebook(s) failed: {', '.join(failed)}")
+        print(f"\n{len(failed)} notebook(s) failed: {', '.join(sorted(failed))}")
     broken = report_claims(mode)
     return 1 if failed or broken else 0
 
@@ -138,6 +186,32 @@ def _build(entry: str, log: str | None = None, threads: int | None = None) -> fl
     return time.perf_counter() - start
 
 
+def _in_parallel(items, jobs, call, done, needs=None):
+    """Run ``call(item) -> (function, *args)`` for every item, ``jobs`` at a time in spawned
+    processes, starting them in ``items``' order; an item named in ``needs`` waits for the item it
+    needs. ``done(item, result)`` is called as each finishes; the first error is raised."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    needs = {item: need for item, need in (needs or {}).items() if need in items}  # others: nothing to wait for
+    waiting, running, finished = list(items), {}, set()
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        while waiting or running:
+            for item in [i for i in waiting if i not in needs or needs[i] in finished]:
+                if len(running) == jobs:
+                    break
+                waiting.remove(item)
+                function, *args = call(item)
+                running[pool.submit(function, *args)] = item
+            if not running:
+                raise RuntimeError(f"{waiting} wait on each other ({needs})")
+            ready, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in ready:
+                item = running.pop(future)
+                done(item, future.result())
+                finished.add(item)
+
+
 def prepare(jobs: int = 1) -> int:
     """Build every ``PREPARE`` entry of the current mode. ``jobs`` > 1 builds that many at once, in
     processes that share the CPU cores between them (each entry's output goes to a log file in
@@ -151,17 +225,17 @@ def prepare(jobs: int = 1) -> int:
             print(f"- {entry}")
             print(f"  ready in {_build(entry):.0f} s")
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
         logs = ROOT / "build" / "prepare"
         logs.mkdir(parents=True, exist_ok=True)
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_build, entry, str(logs / f"{entry.replace(':', '.')}.log"), threads): entry
-                       for entry in PREPARE}
-            for future in as_completed(futures):
-                print(f"- {futures[future]} ready in {future.result():.0f} s "
-                      f"(log: {logs.relative_to(ROOT)}/{futures[future].replace(':', '.')}.log)", flush=True)
+
+        def log(entry):
+            return logs / f"{entry.replace(':', '.')}.log"
+
+        def done(entry, seconds):
+            print(f"- {entry} ready in {seconds:.0f} s (log: {log(entry).relative_to(ROOT)})", flush=True)
+
+        _in_parallel(PREPARE, jobs, lambda entry: (_build, entry, str(log(entry)), threads), done, needs=NEEDS)
     print(f"All ready in {time.perf_counter() - start:.0f} s.")
     return 0
 
@@ -171,14 +245,15 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["run", "prepare", "results", "claims"])
     parser.add_argument("--only", default="*.ipynb", help="glob of notebooks to run, e.g. '0[0-3]*'")
-    parser.add_argument("--jobs", type=int, default=1, help="prepare: checkpoints built at once (processes)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="run and prepare: lessons or checkpoints at once (processes sharing the CPU threads)")
     args = parser.parse_args(argv)
     os.environ.setdefault("COURSE_MODE", current_mode())
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1; got {args.jobs}")
     if args.command == "run":
-        return run_course(args.only)
+        return run_course(args.only, args.jobs)
     if args.command == "prepare":
-        if args.jobs < 1:
-            parser.error(f"--jobs must be at least 1; got {args.jobs}")
         return prepare(args.jobs)
     if args.command == "claims":
         return 1 if report_claims(current_mode()) else 0

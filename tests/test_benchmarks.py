@@ -53,3 +53,8 @@ def test_profile_render_prints_stages_and_ops(capsys):
     lines = run(capsys, "profile_render", "--mode", "smoke", "--chunks", "1", "--chunk", "8", "--top", "3")
     assert "images/s" in lines[0] and any("backgrounds" in line for line in lines)
     assert any("Self CPU" in line for line in lines)
+
+
+def test_parallel_jobs_prints_a_ratio(capsys):
+    lines = run(capsys, "parallel_jobs", "--mode", "smoke", "--rounds", "1", "--steps", "1", "--only", "GPT")
+    assert lines[-1].startswith("ratio ") and "GPT" in lines[-1] and "over 1 job of" in lines[-1]
