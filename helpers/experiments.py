@@ -21,7 +21,7 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch.nn as nn
 
@@ -30,7 +30,7 @@ from .cache import cached_model, checkpoint_path, config_key, data_fingerprint
 from .checks import keywords_checked, one_of, whole_number
 from .device import resolve_device, seed_everything
 from .losses import cross_entropy_loss
-from .models import image_model_config, pretrained_image_model, scratch_image_model
+from .models import backbone_key, image_model_config, pretrained_image_model, scratch_image_model
 from .modes import current_mode, sizes
 from .surgery import (
     BN_CHOICES,
@@ -331,7 +331,7 @@ def scratch_converged(labels_per_class: int | None = None, *, seed: int = 0, lr:
     lr = lr or tuned_scratch_lr(mode=mode, progress=progress, device=device)
     task = species_data(labels_per_class, seed=seed, device=device, mode=mode)
     batch_size = min(S.batch_size, len(task.x_train))
-    config = ScratchConfig(arch=asdict(image_model_config(mode)),
+    config = ScratchConfig(arch=backbone_key(mode),
                            data=data_fingerprint(task.x_train, task.y_train, task.x_val, task.y_val),
                            labels_per_class=labels_per_class, seed=seed, steps=S.scratch_steps,
                            evals=S.scratch_evals, lr=lr, batch_size=batch_size, augment=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -715,12 +715,11 @@ def _uniform(g, n, low, high):
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class ImageWorld:
-    """The general pre-training task: one main object per scene; the label is its class.
+class Scenes:
+    """How the scenes of ``ImageWorld`` and ``BirdSpecies`` look (both tasks extend it).
 
     Args:
         image_size: side of the square images, in pixels.
-        classes: the object classes drawn (labels index into this tuple).
         backgrounds: background kinds drawn.
         scale: (low, high) object half-size as a fraction of the half-image.
         max_rotation: objects are rotated by up to this many radians either way.
@@ -729,7 +728,6 @@ class ImageWorld:
             so the model must learn which object the label is about.
     """
     image_size: int = 48
-    classes: tuple[str, ...] = CLASSES
     backgrounds: tuple[str, ...] = BACKGROUNDS
     scale: tuple[float, float] = (0.45, 0.8)
     max_rotation: float = 0.4
@@ -737,10 +735,28 @@ class ImageWorld:
     clutter: float = 0.5
 
     def __post_init__(self):
+        _check_backgrounds(self.backgrounds)
+
+    def scene_fields(self) -> dict:
+        """This task's ``Scenes`` fields by name (to build another task with the same look)."""
+        return {f.name: getattr(self, f.name) for f in fields(Scenes)}
+
+
+@dataclass(frozen=True)
+class ImageWorld(Scenes):
+    """The general pre-training task: one main object per scene; the label is its class.
+
+    Args:
+        classes: the object classes drawn (labels index into this tuple).
+        The other fields, the look of the scenes, are ``Scenes``'.
+    """
+    classes: tuple[str, ...] = CLASSES
+
+    def __post_init__(self):
         unknown = [c for c in self.classes if c not in CLASSES]
         if unknown:
             raise ValueError(f"unknown classes {unknown}; valid classes are {list(CLASSES)}")
-        _check_backgrounds(self.backgrounds)
+        super().__post_init__()
 
     @property
     def num_classes(self) -> int:
@@ -785,26 +801,20 @@ class ImageWorld:
 
 
 @dataclass(frozen=True)
-class BirdSpecies:
+class BirdSpecies(Scenes):
     """Fine-grained task: which species is the bird? Labels index into ``species``.
 
     The species differ in colours (body, breast, wing, beak) and in shape details (crest,
     face mask, tail and beak length); pose, scale, background and lighting vary as in the
-    general world, so colour alone under one light is not enough.
+    general world (the same ``Scenes`` fields), so colour alone under one light is not enough.
     """
-    image_size: int = 48
     species: tuple[str, ...] = BIRD_SPECIES
-    backgrounds: tuple[str, ...] = BACKGROUNDS
-    scale: tuple[float, float] = (0.45, 0.8)
-    max_rotation: float = 0.4
-    noise: float = 0.04
-    clutter: float = 0.5
 
     def __post_init__(self):
         unknown = [s for s in self.species if s not in BIRD_SPECIES]
         if unknown:
             raise ValueError(f"unknown species {unknown}; valid species are {list(BIRD_SPECIES)}")
-        _check_backgrounds(self.backgrounds)
+        super().__post_init__()
 
     @property
     def num_classes(self) -> int:
@@ -815,9 +825,7 @@ class BirdSpecies:
         g = torch.Generator().manual_seed(seed)
         labels = torch.randint(0, len(self.species), (n,), generator=g)
         ids = torch.tensor([BIRD_SPECIES.index(s) for s in self.species])[labels]
-        world = ImageWorld(image_size=self.image_size, classes=("bird",), backgrounds=self.backgrounds,
-                           scale=self.scale, max_rotation=self.max_rotation, noise=self.noise,
-                           clutter=self.clutter)
+        world = ImageWorld(classes=("bird",), **self.scene_fields())
         images, _ = world.render(n, seed=int(torch.randint(0, 2**62, (1,), generator=g)),
                                  device=device, species=ids)
         return images, labels.to(device)

@@ -92,6 +92,16 @@ def pretrained_source(source: str | None = None) -> str:
     return source
 
 
+def backbone_key(mode: str | None = None, source: str | None = None) -> dict:
+    """What a cached run's key records about its network: lesson 01's configuration in ``mode``,
+    and, with timm's weights (``source``/``$COURSE_PRETRAINED``), that the network is timm's
+    full-width ``arch`` (random or ImageNet weights), so the two never share a cache entry."""
+    key = asdict(image_model_config(mode))
+    if pretrained_source(source) == "timm":
+        key["pretrained"] = "timm"
+    return key
+
+
 def pretrained_image_size(mode: str | None = None, source: str | None = None) -> int:
     """The side of the images the pre-trained model expects: lesson 01's size in ``mode``, or, with
     timm's weights (``source="timm"`` or ``$COURSE_PRETRAINED=timm``), the input size of the

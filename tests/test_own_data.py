@@ -74,6 +74,25 @@ def test_pretrained_switch_rejects_unknown_sources(monkeypatch):
         pretrained_source("tf")
 
 
+def test_cached_runs_on_timm_networks_never_share_an_entry_with_the_course_network(monkeypatch):
+    """Lesson 05's scenes do not depend on the source, so a from-scratch counter keyed only on
+    lesson 01's configuration would load the course CNN's weights into timm's ResNet."""
+    from dataclasses import asdict
+
+    from helpers.cache import config_key
+    from helpers.lessons.bird_counter import ScratchCounterConfig
+    from helpers.models import backbone_key, image_model_config
+    monkeypatch.delenv("COURSE_PRETRAINED", raising=False)
+    assert backbone_key("smoke") == asdict(image_model_config("smoke"))     # the course's cache keys unchanged
+
+    def key(**source):
+        return config_key(ScratchCounterConfig(arch=backbone_key("smoke", **source), data="d", labels=8, seed=0,
+                                               loss="mse", steps=3, batch_size=4, lr=0.01, freeze=0))
+    assert key() == key(source="course") != key(source="timm")
+    monkeypatch.setenv("COURSE_PRETRAINED", "timm")
+    assert key() == key(source="timm")
+
+
 def test_with_timm_weights_the_baseline_and_the_images_follow_the_pretrained_model(monkeypatch):
     """COURSE_PRETRAINED=timm: from scratch is timm's full-width architecture (not the narrow course
     CNN) and the species images come at the pretrained configuration's input size."""

@@ -30,7 +30,7 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -46,7 +46,7 @@ from ..device import resolve_device, seed_everything
 from ..experiments import RunResult
 from ..images import BACKGROUNDS, CountWorld
 from ..losses import COUNT_LOSSES
-from ..models import image_model_config, pretrained_image_model, scratch_image_model
+from ..models import backbone_key, image_model_config, pretrained_image_model, scratch_image_model
 from ..modes import sizes
 from ..own_data import load_photo_counts
 from ..stats import best_by, difference
@@ -343,10 +343,10 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
     else:
         kind, config_type = ("counter_finetuned", FinetunedCounterConfig) if pretrained else \
             ("counter_scratch", ScratchCounterConfig)
-        config = config_type(arch=asdict(image_model_config(mode)), data=data_fingerprint(x, y),
-                                      labels=labels, seed=seed, loss=loss, steps=steps,
-                                      batch_size=batch_size, lr=lr, freeze=freeze,
-                                      eval_every=eval_every, keep_best=keep_best)
+        config = config_type(arch=backbone_key(mode), data=data_fingerprint(x, y),
+                             labels=labels, seed=seed, loss=loss, steps=steps,
+                             batch_size=batch_size, lr=lr, freeze=freeze,
+                             eval_every=eval_every, keep_best=keep_best)
         cached = checkpoint_path(kind, config).exists()
 
         def build(model):
