@@ -569,8 +569,12 @@ CLAIMS = [
     Claim("05", "fine-tuned counts better than from scratch with the same labels and budget "
                 "(lower MAE, beyond twice the standard error)",
           lambda m: difference(m["maes_scratch"], m["maes_finetuned"]).real and m["mae_finetuned"] < m["mae_scratch"]),
-    Claim("05", "each at its own long budget (early-stopped on validation MAE, from scratch at its own rate), "
-                "fine-tuned still counts better than from scratch (beyond twice the standard error)",
-          lambda m: difference(m["maes_scratch_converged"], m["maes_finetuned_long"]).real
-          and m["mae_finetuned_long"] < m["mae_scratch_converged"]),
+    # Each at its own long budget, the gap is small and its reality depends on the run (beyond
+    # 2 SE with two threads per job on 2026-12-02, 0.052 ± 0.025; within it with one thread,
+    # 0.040 ± 0.022): the lesson prints that verdict from its numbers. What holds in every run,
+    # and is the lesson's point, is how much the same-budget comparison overstates the gap.
+    Claim("05", "the same-budget comparison overstates fine-tuning's lead: each at its own long budget "
+                "(early-stopped on validation MAE, from scratch at its own rate), from scratch's MAE gap to "
+                "fine-tuning is less than half the gap at the same budget",
+          lambda m: m["mae_scratch_converged"] - m["mae_finetuned_long"] < 0.5 * (m["mae_scratch"] - m["mae_finetuned"])),
 ]
