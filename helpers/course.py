@@ -36,6 +36,7 @@ PREPARE = [
     "helpers.experiments:prepare_scratch_baselines",  # lessons 02-03: converged from-scratch species models
     "helpers.lm:pretrained_lm",                 # lessons 07-09: the LM pre-trained on the augmented encyclopedia
     "helpers.lm:pretrained_lm_once_only",       # lesson 08's ablation: the once-only encyclopedia
+    "helpers.lessons.your_own:fractal_pretrained_model",     # lesson 13: lesson 01's network pre-trained on fractals
     "helpers.lessons.image_generator:orca_judge",            # lesson 11: the classifier that measures the orca rate
 ]
 NEEDS = {

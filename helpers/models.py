@@ -62,10 +62,12 @@ def create_image_model(config: ImageModelConfig | None = None, num_classes: int 
 
 
 def pretrain_image_model(model: nn.Module, config: ImageModelConfig, *, device="auto",
-                         val_images: int = 2048, progress: bool = True, hook=None):
-    """Train ``model`` from scratch on the general world (lesson 01). Returns (history, val_acc)."""
+                         val_images: int = 2048, progress: bool = True, hook=None, world=None):
+    """Train ``model`` from scratch on the general world (lesson 01), or on another ``world`` (any
+    object with ``render(n, seed, device) -> (images, labels)``, e.g. ``FractalWorld``) with the
+    same budget, rate and weight decay. Returns (history, val_acc)."""
     device = resolve_device(device)
-    world = ImageWorld(image_size=config.image_size)
+    world = world or ImageWorld(image_size=config.image_size)
     x_val, y_val = world.render(val_images, seed=10_000 + config.seed, device=device)
     stream = WorldStream(world, config.batch_size, config.steps, seed=config.seed, device=device)
     seed_everything(config.seed)

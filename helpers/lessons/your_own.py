@@ -12,13 +12,16 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ..cache import data_dir, read_checkpoint, save_checkpoint
+from ..cache import cached_model, data_dir, read_checkpoint, save_checkpoint
 from ..claims import Claim
+from ..device import resolve_device
+from ..fractals import FractalWorld
 from ..gpt import GPT, GPTConfig
 from ..lm import exact_match, finetune_qa, pretrained_lm
 from ..models import image_model_config
@@ -185,12 +188,15 @@ TRANSFER_METHODS = {
 }
 
 
-def transfer_study(*, progress: bool = False, device="auto"):
+def transfer_study(*, source="course", methods=None, progress: bool = False, device="auto"):
     """Pre-trained vs from scratch vs linear probe on the digits, each method's learning rate tuned
     on validation (seed 0), then every method run over ``transfer_seeds`` seeds at its rate. Fine-
     tuning and from scratch also get ``scratch_long`` times the budget (tuned the same way), in case
     the shared budget stops either before its validation accuracy has stopped improving; the verdict
     compares each at the budget its validation accuracy prefers.
+
+    ``source``: the pre-trained model (``finetune_task``'s: "course", a timm name or an ``nn.Module``
+    such as ``fractal_pretrained_model()``); ``methods``: run only these (default all five).
 
     Returns:
         (rows, summary): one row per run; summary {method: {"lr", "steps", "test": [per seed], "val": [...]}}.
@@ -199,23 +205,27 @@ def transfer_study(*, progress: bool = False, device="auto"):
     from ..models import create_image_model
     from ..surgery import stages
     n_stages = len(stages(create_image_model()))
-    methods = dict(copy.deepcopy(TRANSFER_METHODS))
-    methods["linear probe"]["frozen_stages"] = n_stages
+    every = dict(copy.deepcopy(TRANSFER_METHODS))
+    every["linear probe"]["frozen_stages"] = n_stages
     long = S.transfer_steps * S.scratch_long
-    methods[f"fine-tuned, {S.scratch_long}x budget"] = {"frozen_stages": 0, "steps": long}
-    methods[f"from scratch, {S.scratch_long}x budget"] = {"from_scratch": True, "steps": long}
+    every[f"fine-tuned, {S.scratch_long}x budget"] = {"frozen_stages": 0, "steps": long}
+    every[f"from scratch, {S.scratch_long}x budget"] = {"from_scratch": True, "steps": long}
+    unknown = [m for m in methods or () if m not in every]
+    if unknown:
+        raise ValueError(f"methods: unknown {unknown}; valid methods are {list(every)}")
+    methods = {m: every[m] for m in methods or every}
     rows, summary = [], {}
     tasks = {seed: digits_task(S.transfer_labels, seed) for seed in range(S.transfer_seeds)}
     for method, config in methods.items():
         config = {"steps": S.transfer_steps, **config}
         tuning = []
         for lr in S.transfer_lrs:                       # tune the rate on validation, seed 0
-            r = finetune_task(tasks[0], lr=lr, seed=0, read_test=False, keep_model=True, progress=progress,
-                              device=device, evals=1, **config)
+            r = finetune_task(tasks[0], source=source, lr=lr, seed=0, read_test=False, keep_model=True,
+                              progress=progress, device=device, evals=1, **config)
             tuning.append(r)
         best = best_by(tuning, "val_acc")
-        runs = [best] + [finetune_task(tasks[s], lr=best.lr, seed=s, read_test=False, keep_model=True,
-                                       progress=progress, device=device, evals=1, **config)
+        runs = [best] + [finetune_task(tasks[s], source=source, lr=best.lr, seed=s, read_test=False,
+                                       keep_model=True, progress=progress, device=device, evals=1, **config)
                          for s in range(1, S.transfer_seeds)]
         for s, r in enumerate(runs):
             read_test_once(r, tasks[s])
@@ -260,6 +270,90 @@ def transfer_verdict(summary) -> str:
     better = "helps" if m["digits_ft_minus_scratch"] > 0 else "hurts"
     return (f"On real digits the world's pre-training {better}: fine-tuned {ft:.1%} vs from scratch {sc:.1%} "
             f"({budgets}; beyond twice the standard error over {m['digits_seeds']} seeds).")
+
+
+# ---------------------------------------------------------------------------------------------
+# A second world for pre-training: fractals (FractalDB's recipe), measured on the same digits
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FractalPretrainConfig:
+    """Keys the cached fractal-pre-trained model: lesson 01's network and budget, and the world."""
+    arch: dict          # lesson 01's ImageModelConfig: width, image size, steps, batch, rate
+    world: dict         # the FractalWorld
+    recipe: int = 1
+
+
+def fractal_world(mode: str | None = None) -> FractalWorld:
+    """The fractal world at lesson 01's image size (64 systems, FractalDB's parameters)."""
+    return FractalWorld(image_size=image_model_config(mode).image_size)
+
+
+def fractal_pretrained_model(mode: str | None = None, *, device="auto", verbose: bool = True):
+    """Lesson 01's network pre-trained on ``fractal_world`` with lesson 01's budget (the same
+    steps, batch, rate and weight decay), cached; ``make prepare`` builds it. Returns (model, info)
+    with ``info["val_acc"]`` on held-out fractals."""
+    from ..models import create_image_model, pretrain_image_model
+    config, world = image_model_config(mode), fractal_world(mode)
+    key = FractalPretrainConfig(arch=asdict(config), world=asdict(world))
+    device = resolve_device(device)
+
+    def build(model):
+        history, val_acc = pretrain_image_model(model, config, device=device, world=world,
+                                                val_images=sizes("pretrain_image", mode).val_images)
+        return {"val_acc": val_acc, "history": history.as_dict(), "interrupted": history.interrupted}
+
+    return cached_model("image_fractal_pretrained", key,
+                        lambda: create_image_model(config, num_classes=world.num_classes, seed=config.seed),
+                        build, device=device, verbose=verbose)
+
+
+FRACTAL_METHODS = ("fine-tuned", "linear probe")
+
+
+def fractal_transfer_study(*, progress: bool = False, device="auto"):
+    """``transfer_study``'s fine-tuned arms (both budgets) and linear probe, started from the
+    fractal-pre-trained network instead of the object world's: the same digits, seeds, rate grid
+    and budgets. Returns (rows, summary) like ``transfer_study``."""
+    S = sizes("your_own")
+    model, _ = fractal_pretrained_model(device=device, verbose=False)
+    methods = FRACTAL_METHODS + (f"fine-tuned, {S.scratch_long}x budget",)
+    return transfer_study(source=model, methods=methods, progress=progress, device=device)
+
+
+def fractal_metrics(world_summary, fractal_summary) -> dict:
+    """Fractal pre-training against the object world's, fine-tuned at the budget validation
+    prefers for each, and each linear probe; the differences with their reality (beyond 2 SE)."""
+    out = {}
+    ft_world, ft_fractal = (_best_budget(s, "fine-tuned") for s in (world_summary, fractal_summary))
+    out["fractal_ft_best_test"] = mean_and_spread(fractal_summary[ft_fractal]["test"])[0]
+    out["fractal_ft_best_steps"] = fractal_summary[ft_fractal]["steps"]
+    out["fractal_probe_test"] = mean_and_spread(fractal_summary["linear probe"]["test"])[0]
+    d = difference(fractal_summary[ft_fractal]["test"], world_summary[ft_world]["test"])
+    out["fractal_minus_world_ft"], out["fractal_minus_world_ft_real"] = d.diff, bool(d.real)
+    sc = _best_budget(world_summary, "from scratch")
+    d = difference(fractal_summary[ft_fractal]["test"], world_summary[sc]["test"])
+    out["fractal_minus_scratch"], out["fractal_minus_scratch_real"] = d.diff, bool(d.real)
+    d = difference(fractal_summary["linear probe"]["test"], world_summary["linear probe"]["test"])
+    out["fractal_minus_world_probe"], out["fractal_minus_world_probe_real"] = d.diff, bool(d.real)
+    return out
+
+
+def fractal_verdict(world_summary, fractal_summary) -> str:
+    """The comparison as sentences printed from the numbers."""
+    m = fractal_metrics(world_summary, fractal_summary)
+
+    def versus(key, what):
+        diff, real = m[key], m[f"{key}_real"]
+        if not real:
+            return f"ties with {what} ({100 * diff:+.1f} points, within twice the standard error)"
+        return f"{'beats' if diff > 0 else 'falls behind'} {what} by {100 * abs(diff):.1f} points (beyond 2 SE)"
+
+    world_probe = "the object world's"
+    return (f"Fine-tuned from the fractals ({m['fractal_ft_best_test']:.1%} at {m['fractal_ft_best_steps']} steps) "
+            f"{versus('fractal_minus_world_ft', 'fine-tuning from the object world')} and "
+            f"{versus('fractal_minus_scratch', 'from scratch')}; its frozen features (linear probe "
+            f"{m['fractal_probe_test']:.1%}) {versus('fractal_minus_world_probe', world_probe)}.")
 
 
 # The digits' direction is NOT registered: the lesson prints it from the numbers (transfer_verdict),
