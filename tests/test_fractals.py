@@ -47,3 +47,22 @@ def test_bad_settings_are_refused_by_name():
         FractalWorld(num_classes=1)
     with pytest.raises(ValueError, match=r"jitter must be in \[0, 1\); got 1.5"):
         FractalWorld(jitter=1.5)
+
+
+def test_the_fractal_verdict_follows_the_numbers():
+    from helpers.lessons.your_own import fractal_metrics, fractal_verdict
+
+    def arm(test, val=None, steps=60):
+        return {"lr": 0.01, "steps": steps, "test": test, "val": val or test}
+
+    world = {"fine-tuned": arm([0.80, 0.82, 0.81]), "fine-tuned, 3x budget": arm([0.84, 0.85, 0.86], steps=180),
+             "from scratch": arm([0.78, 0.80, 0.79]), "from scratch, 3x budget": arm([0.85, 0.86, 0.84], steps=180),
+             "linear probe": arm([0.45, 0.47, 0.46])}
+    fractal = {"fine-tuned": arm([0.86, 0.84, 0.85]), "fine-tuned, 3x budget": arm([0.85, 0.86, 0.845], steps=180),
+               "linear probe": arm([0.80, 0.79, 0.81])}
+    m = fractal_metrics(world, fractal)
+    assert m["fractal_ft_best_steps"] == 180                   # the budget validation prefers, not the test
+    assert not m["fractal_minus_world_ft_real"] and m["fractal_minus_world_probe_real"]
+    text = fractal_verdict(world, fractal)
+    assert "ties with fine-tuning from the object world" in text
+    assert "beats the object world's (46.0%) by 34.0 points" in text

@@ -349,11 +349,11 @@ def fractal_verdict(world_summary, fractal_summary) -> str:
             return f"ties with {what} ({100 * diff:+.1f} points, within twice the standard error)"
         return f"{'beats' if diff > 0 else 'falls behind'} {what} by {100 * abs(diff):.1f} points (beyond 2 SE)"
 
-    world_probe = "the object world's"
+    world_probe = f"the object world's ({mean_and_spread(world_summary['linear probe']['test'])[0]:.1%})"
     return (f"Fine-tuned from the fractals ({m['fractal_ft_best_test']:.1%} at {m['fractal_ft_best_steps']} steps) "
             f"{versus('fractal_minus_world_ft', 'fine-tuning from the object world')} and "
-            f"{versus('fractal_minus_scratch', 'from scratch')}; its frozen features (linear probe "
-            f"{m['fractal_probe_test']:.1%}) {versus('fractal_minus_world_probe', world_probe)}.")
+            f"{versus('fractal_minus_scratch', 'from scratch')}. A linear probe on its frozen features "
+            f"({m['fractal_probe_test']:.1%}) {versus('fractal_minus_world_probe', world_probe)}.")
 
 
 # The digits' direction is NOT registered: the lesson prints it from the numbers (transfer_verdict),
