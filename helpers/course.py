@@ -64,7 +64,10 @@ def execute_notebook(path: Path, out_dir: Path | None = None, timeout: int = 180
     nb = nbformat.read(path, as_version=4)
     if transform is not None:
         nb = transform(nb)
+    # The kernel's own log stays quiet below errors: a headless run on loopback TCP would otherwise
+    # print ipykernel's "running over TCP without encryption" warning once per lesson.
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"],
                             resources={"metadata": {"path": str(path.parent)}})
     try:
         client.execute()
