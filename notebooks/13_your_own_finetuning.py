@@ -216,10 +216,15 @@ digits
 # digits, seeds, rate grid and budgets. One recipe, one run: nothing in it was tuned to the digits.
 
 # %%
+fractal_images, fractal_labels = fractal_world().render(16, seed=0)
+image_grid(fractal_images, [f"system {c}" for c in fractal_labels.tolist()], cols=8,
+           title="the fractal world: a random system per image")
+
+# %% [markdown]
+# The fractal-pre-trained network (`make prepare` builds it), then its three arms on the digits:
+
+# %%
 if digits_available():
-    fractal_images, fractal_labels = fractal_world().render(16, seed=0)
-    fig = image_grid(fractal_images, [f"system {c}" for c in fractal_labels.tolist()], cols=8,
-                     title="the fractal world: a random system per image")
     fractal_model, fractal_info = fractal_pretrained_model(verbose=False)
     print(f"pre-trained on fractals: held-out fractal accuracy {fractal_info['val_acc']:.1%} "
           f"({fractal_world().num_classes} classes)")
@@ -230,10 +235,7 @@ if digits_available():
         lr=("lr", "first"), steps=("steps", "first"), val_acc=("val_acc", "mean"),
         test_acc=("test_acc", "mean"), test_sd=("test_acc", "std"), seeds=("seed", "count"))
 else:
-    fig, fractals = None, None
-fig
-
-# %%
+    fractals = None
 fractals
 
 # %% [markdown]

@@ -89,14 +89,16 @@ def test_digits_verdict_compares_each_arm_at_the_budget_validation_prefers():
     assert transfer_metrics(short)["digits_ft_best_steps"] == 60
 
 
-def test_lesson_05_fair_claim_needs_each_side_at_its_own_budget_and_a_real_gap():
+def test_lesson_05_fair_claim_says_the_same_budget_overstates_the_gap():
+    """The registered claim: each at its own long budget, the gap is under half the same-budget gap
+    (true in both quiet runs of 2026-12-02); whether the long-budget gap itself is real is printed by
+    the lesson, not registered, since it was beyond 2 SE in one run and within it in the other."""
     from helpers.lessons.bird_counter import CLAIMS
     fair = CLAIMS[-1]
-    m = {"maes_finetuned_long": [0.221, 0.218, 0.211], "mae_finetuned_long": 0.2167,
-         "maes_scratch_converged": [0.318, 0.234, 0.254], "mae_scratch_converged": 0.2687}
-    assert fair.verdict(m) is True
-    noisy = dict(m, maes_scratch_converged=[0.10, 0.45, 0.26], mae_scratch_converged=0.27)
-    assert fair.verdict(noisy) is False
+    run = {"mae_finetuned": 0.3715, "mae_scratch": 0.6770, "mae_finetuned_long": 0.2068, "mae_scratch_converged": 0.2466}
+    assert fair.verdict(run) is True
+    caught_up_less = dict(run, mae_scratch_converged=0.2068 + 0.6 * (0.6770 - 0.3715))
+    assert fair.verdict(caught_up_less) is False
     from helpers.stats import difference
-    assert "0.05 ± 0.03 birds" in difference([0.318, 0.234, 0.254], [0.221, 0.218, 0.211]).describe(
+    assert "tie at this budget (0.04 ± 0.02 birds" in difference([0.2345, 0.2178, 0.2875], [0.2157, 0.2040, 0.2006]).describe(
         "fine-tuned", "from scratch", scale=1, unit="birds", digits=2)
