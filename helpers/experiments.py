@@ -115,21 +115,23 @@ def state_hash(model: nn.Module) -> str:
 
 
 def build_model(*, from_scratch: bool = False, head: str = "linear", hidden: int = 64, seed: int = 0,
-                num_classes: int | None = None, device="auto", mode: str | None = None) -> nn.Module:
+                num_classes: int | None = None, device="auto", mode: str | None = None,
+                source: str | None = None) -> nn.Module:
     """A fresh model for the species task: lesson 01's weights (or random ones) and a new head.
 
     ``head``: "linear" (one new linear layer), "mlp" (a hidden layer of ``hidden`` units) or
     "block" (an extra residual block after the last stage, then a linear head).
     ``num_classes``: the head's outputs (default: the six species).
+    ``source``: "course" or "timm" (``pretrained_source``; None: ``$COURSE_PRETRAINED``).
     """
     one_of("head", head, HEADS)
     device = resolve_device(device)
     num_classes = num_classes or species_task().num_classes
     config = image_model_config(mode)
-    if from_scratch:        # the pre-trained model's architecture and width (timm's under COURSE_PRETRAINED=timm)
-        model = scratch_image_model(config, num_classes=num_classes, seed=seed).to(device)
+    if from_scratch:        # the pre-trained model's architecture and width (timm's with source "timm")
+        model = scratch_image_model(config, num_classes=num_classes, seed=seed, source=source).to(device)
     else:
-        model, _ = pretrained_image_model(config, device=device, verbose=False)
+        model, _ = pretrained_image_model(config, device=device, verbose=False, source=source)
     seed_everything(seed)
     if head == "block":
         add_block(model, seed=seed)
@@ -145,7 +147,8 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
                  batch_size: int | None = None, augment: bool = True, evals: int | None = None,
                  keep_best: bool = False, test_curve: bool = False,
                  log=None, note: str | None = None, hook=None, progress: bool = True,
-                 keep_model: bool = False, device="auto", mode: str | None = None) -> RunResult:
+                 keep_model: bool = False, device="auto", mode: str | None = None,
+                 source: str | None = None) -> RunResult:
     """One fine-tuning experiment from a fresh model. Returns a ``RunResult``.
 
     Args:
@@ -176,6 +179,8 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
         hook: ``hook(history)`` during training, e.g. a ``LiveCurve`` (metric ``val_acc``).
         keep_model: also return the trained model (``result.model``).
         mode: the course mode whose sizes and checkpoint to use (default: the current one).
+        source: the pre-trained weights, "course" or "timm" (default: ``$COURSE_PRETRAINED``,
+            read by ``pretrained_source``); the species images follow its input size.
     Returns:
         RunResult with metrics val_acc and test_acc (and shifted_acc when the task has a shifted
         test set); extra: best_step (the step whose weights were kept), sec_per_epoch (training seconds per
@@ -203,13 +208,13 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
         raise ValueError("keep_best=True needs evaluations along the run (evals >= 1) to choose from")
     if task is None:
         labels_per_class = labels_per_class or S.headline_labels
-        task = species_data(labels_per_class, seed=seed, device=device, mode=mode)
+        task = species_data(labels_per_class, seed=seed, device=device, mode=mode, source=source)
     else:
         task = task.to(device)
         labels_per_class = None
 
     model = build_model(from_scratch=from_scratch, head=head, hidden=hidden, seed=seed,
-                        num_classes=task.num_classes, device=device, mode=mode)
+                        num_classes=task.num_classes, device=device, mode=mode, source=source)
     n_stages = len(stages(model))
     if frozen_stages > n_stages:
         freeze_stages(model, frozen_stages, bn=bn)          # raises, listing the valid depths
@@ -315,7 +320,8 @@ class ScratchConfig:
 
 
 def scratch_converged(labels_per_class: int | None = None, *, seed: int = 0, lr: float | None = None,
-                      mode: str | None = None, progress: bool = True, device="auto") -> RunResult:
+                      mode: str | None = None, progress: bool = True, device="auto",
+                      source: str | None = None) -> RunResult:
     """From scratch with its own budget: ``S.scratch_steps`` steps at its own rate (default the
     rate ``tuned_scratch_lr`` chose on validation), keeping the weights of the best validation
     evaluation (early stopping). Every class repeats these runs identically, so the trained model
@@ -328,22 +334,23 @@ def scratch_converged(labels_per_class: int | None = None, *, seed: int = 0, lr:
     S = sizes("finetune", mode)
     device = resolve_device(device)
     labels_per_class = labels_per_class or S.headline_labels
-    lr = lr or tuned_scratch_lr(mode=mode, progress=progress, device=device)
-    task = species_data(labels_per_class, seed=seed, device=device, mode=mode)
+    lr = lr or tuned_scratch_lr(mode=mode, progress=progress, device=device, source=source)
+    task = species_data(labels_per_class, seed=seed, device=device, mode=mode, source=source)
     batch_size = min(S.batch_size, len(task.x_train))
-    config = ScratchConfig(arch=backbone_key(mode),
+    config = ScratchConfig(arch=backbone_key(mode, source),
                            data=data_fingerprint(task.x_train, task.y_train, task.x_val, task.y_val),
                            labels_per_class=labels_per_class, seed=seed, steps=S.scratch_steps,
                            evals=S.scratch_evals, lr=lr, batch_size=batch_size, augment=True)
     cached = checkpoint_path("species_scratch", config).exists()
 
     def make():
-        return build_model(from_scratch=True, seed=seed, num_classes=task.num_classes, device=device, mode=mode)
+        return build_model(from_scratch=True, seed=seed, num_classes=task.num_classes, device=device, mode=mode,
+                           source=source)
 
     def build(model):
         r = run_finetune(labels_per_class, from_scratch=True, lr=lr, seed=seed, steps=S.scratch_steps,
                          evals=S.scratch_evals, keep_best=True, test_curve=True, keep_model=True,
-                         progress=progress, device=device, mode=mode)
+                         progress=progress, device=device, mode=mode, source=source)
         model.load_state_dict(r.model.state_dict())
         return {"history": r.history.as_dict(), "best_step": r.best_step, "train_s": r.train_s,
                 "trainable_params": r.trainable_params, "interrupted": r.interrupted}
@@ -364,19 +371,22 @@ def scratch_converged(labels_per_class: int | None = None, *, seed: int = 0, lr:
         train_s=info["train_s"], history=history, cached=cached, extra={"best_step": info["best_step"]})
 
 
-def scratch_lr_runs(*, mode: str | None = None, progress: bool = True, device="auto") -> list[RunResult]:
+def scratch_lr_runs(*, mode: str | None = None, progress: bool = True, device="auto",
+                    source: str | None = None) -> list[RunResult]:
     """The from-scratch learning-rate grid ``S.scratch_lr_grid``: one converged run per rate at
     the headline labels, seed 0 (cached)."""
     S = sizes("finetune", mode)
-    return [scratch_converged(S.headline_labels, seed=0, lr=lr, mode=mode, progress=progress, device=device)
+    return [scratch_converged(S.headline_labels, seed=0, lr=lr, mode=mode, progress=progress, device=device,
+                              source=source)
             for lr in S.scratch_lr_grid]
 
 
-def tuned_scratch_lr(*, mode: str | None = None, progress: bool = True, device="auto") -> float:
+def tuned_scratch_lr(*, mode: str | None = None, progress: bool = True, device="auto",
+                     source: str | None = None) -> float:
     """From scratch's own learning rate: the rate of ``S.scratch_lr_grid`` with the best
     validation accuracy (``scratch_lr_runs``)."""
     from .stats import best_by
-    return best_by(scratch_lr_runs(mode=mode, progress=progress, device=device), "val_acc").lr
+    return best_by(scratch_lr_runs(mode=mode, progress=progress, device=device, source=source), "val_acc").lr
 
 
 def prepare_scratch_baselines(mode: str | None = None) -> list[RunResult]:

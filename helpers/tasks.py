@@ -80,12 +80,13 @@ class ClassificationTask:
         return ClassificationTask(self.classes, name=self.name, **moved)
 
 
-def species_task(backgrounds: tuple | None = None, mode: str | None = None) -> BirdSpecies:
+def species_task(backgrounds: tuple | None = None, mode: str | None = None, source: str | None = None) -> BirdSpecies:
     """The fine-grained species world, at the image size the pre-trained model expects
-    (``pretrained_image_size``: lesson 01's, or timm's pretrained input size under
-    ``COURSE_PRETRAINED=timm``); ``backgrounds``: only these backgrounds (default all)."""
+    (``pretrained_image_size``: lesson 01's, or timm's pretrained input size with ``source="timm"``
+    or, when no source is given, ``COURSE_PRETRAINED=timm``); ``backgrounds``: only these
+    backgrounds (default all). Every function below takes ``source`` the same way."""
     extra = {"backgrounds": tuple(backgrounds)} if backgrounds else {}
-    return BirdSpecies(image_size=pretrained_image_size(mode), **extra)
+    return BirdSpecies(image_size=pretrained_image_size(mode, source), **extra)
 
 
 @lru_cache(maxsize=16)
@@ -95,27 +96,31 @@ def _rendered(n: int, seed: int, image_size: int, device: str, backgrounds: tupl
     return BirdSpecies(image_size=image_size, **extra).render(n, seed=seed, device=device)
 
 
-def species_test_set(n: int | None = None, device="auto", backgrounds: tuple | None = None, mode: str | None = None):
+def species_test_set(n: int | None = None, device="auto", backgrounds: tuple | None = None, mode: str | None = None,
+                     source: str | None = None):
     """The fixed test set: ``n`` images (default from the lesson sizes) and species labels."""
     n = n or sizes("finetune", mode).test_images
-    return _rendered(n, TEST_SEED, species_task(mode=mode).image_size, str(resolve_device(device)), backgrounds)
+    return _rendered(n, TEST_SEED, species_task(mode=mode, source=source).image_size, str(resolve_device(device)),
+                     backgrounds)
 
 
-def species_val_set(n: int | None = None, device="auto", backgrounds: tuple | None = None, mode: str | None = None):
+def species_val_set(n: int | None = None, device="auto", backgrounds: tuple | None = None, mode: str | None = None,
+                    source: str | None = None):
     """The fixed validation set (its own seed): every selection is made on it, never on test."""
     n = n or sizes("finetune", mode).val_images
-    return _rendered(n, VAL_SEED, species_task(mode=mode).image_size, str(resolve_device(device)), backgrounds)
+    return _rendered(n, VAL_SEED, species_task(mode=mode, source=source).image_size, str(resolve_device(device)),
+                     backgrounds)
 
 
-def species_shifted_set(n: int | None = None, device="auto", mode: str | None = None):
+def species_shifted_set(n: int | None = None, device="auto", mode: str | None = None, source: str | None = None):
     """Lesson 04's shifted test set: the six species on ``SHIFTED_BACKGROUNDS`` (its own seed)."""
     n = n or sizes("finetune", mode).test_images
-    return _rendered(n, SHIFT_SEED, species_task(mode=mode).image_size, str(resolve_device(device)),
+    return _rendered(n, SHIFT_SEED, species_task(mode=mode, source=source).image_size, str(resolve_device(device)),
                      SHIFTED_BACKGROUNDS)
 
 
 def species_train_set(labels_per_class: int, seed: int = 0, device="auto", backgrounds: tuple | None = None,
-                      mode: str | None = None):
+                      mode: str | None = None, source: str | None = None):
     """A training set with exactly ``labels_per_class`` images of each species.
 
     Different seeds give different images; the same seed gives the same images, and a set with
@@ -123,27 +128,30 @@ def species_train_set(labels_per_class: int, seed: int = 0, device="auto", backg
     """
     if isinstance(labels_per_class, bool) or not isinstance(labels_per_class, int) or labels_per_class < 1:
         raise ValueError(f"labels_per_class must be a whole number of at least 1; got {labels_per_class!r}")
-    return species_task(backgrounds, mode).balanced(labels_per_class, seed=1 + seed, device=resolve_device(device))
+    return species_task(backgrounds, mode, source).balanced(labels_per_class, seed=1 + seed,
+                                                            device=resolve_device(device))
 
 
 def species_data(labels_per_class: int | None = None, seed: int = 0, device="auto",
-                 mode: str | None = None) -> ClassificationTask:
+                 mode: str | None = None, source: str | None = None) -> ClassificationTask:
     """The species task with ``labels_per_class`` training images per species (seed ``seed``) and
     the fixed validation and test sets."""
     labels_per_class = labels_per_class or sizes("finetune", mode).headline_labels
-    x, y = species_train_set(labels_per_class, seed=seed, device=device, mode=mode)
-    return ClassificationTask(species_task(mode=mode).species, x, y, *species_val_set(device=device, mode=mode),
-                              *species_test_set(device=device, mode=mode), name="bird species")
+    x, y = species_train_set(labels_per_class, seed=seed, device=device, mode=mode, source=source)
+    return ClassificationTask(species_task(mode=mode).species, x, y,
+                              *species_val_set(device=device, mode=mode, source=source),
+                              *species_test_set(device=device, mode=mode, source=source), name="bird species")
 
 
 def species_shift_data(labels_per_class: int | None = None, seed: int = 0, device="auto",
-                       mode: str | None = None) -> ClassificationTask:
+                       mode: str | None = None, source: str | None = None) -> ClassificationTask:
     """Lesson 04's task with a distribution shift: train, validation and test images on
     ``SEEN_BACKGROUNDS``; ``x_shifted``/``y_shifted`` the same species on ``SHIFTED_BACKGROUNDS``."""
     labels_per_class = labels_per_class or sizes("finetune", mode).headline_labels
-    x, y = species_train_set(labels_per_class, seed=seed, device=device, backgrounds=SEEN_BACKGROUNDS, mode=mode)
-    xs, ys = species_shifted_set(device=device, mode=mode)
+    x, y = species_train_set(labels_per_class, seed=seed, device=device, backgrounds=SEEN_BACKGROUNDS, mode=mode,
+                             source=source)
+    xs, ys = species_shifted_set(device=device, mode=mode, source=source)
     return ClassificationTask(species_task(mode=mode).species, x, y,
-                              *species_val_set(device=device, backgrounds=SEEN_BACKGROUNDS, mode=mode),
-                              *species_test_set(device=device, backgrounds=SEEN_BACKGROUNDS, mode=mode),
+                              *species_val_set(device=device, backgrounds=SEEN_BACKGROUNDS, mode=mode, source=source),
+                              *species_test_set(device=device, backgrounds=SEEN_BACKGROUNDS, mode=mode, source=source),
                               name="bird species, seen backgrounds", x_shifted=xs, y_shifted=ys)

@@ -111,3 +111,25 @@ def test_with_timm_weights_the_baseline_and_the_images_follow_the_pretrained_mod
     assert [p.shape for p in scratch.parameters()] == [p.shape for p in expected.parameters()]
     assert sum(p.numel() for p in scratch_image_model(config, 6, source="course").parameters()) < \
         sum(p.numel() for p in expected.parameters()) / 4
+
+
+def test_the_runners_take_the_source_explicitly_and_it_wins_over_the_environment(monkeypatch):
+    """Lessons 02-05's runners pass ``source`` down to the builders, the images and the cache keys,
+    so a harness called with it never reads ``$COURSE_PRETRAINED``."""
+    import timm
+
+    from helpers.experiments import build_model
+    from helpers.lessons.bird_counter import count_model
+    from helpers.models import backbone_key, image_model_config
+    from helpers.tasks import species_data, species_task
+    config = image_model_config("smoke")
+    timm_shapes = [p.shape for p in timm.create_model(config.arch, pretrained=False, num_classes=6).parameters()]
+    monkeypatch.setenv("COURSE_PRETRAINED", "timm")
+    course = build_model(from_scratch=True, num_classes=6, mode="smoke", device="cpu", source="course")
+    assert [p.shape for p in course.parameters()] != timm_shapes
+    assert species_task(mode="smoke", source="course").image_size == config.image_size
+    assert species_data(3, mode="smoke", device="cpu", source="course").x_train.shape[-1] == config.image_size
+    monkeypatch.delenv("COURSE_PRETRAINED")
+    counter = count_model(pretrained=False, mode="smoke", device="cpu", source="timm")
+    assert [p.shape for p in counter.parameters()][:-2] == timm_shapes[:-2]          # a new 1-output head
+    assert backbone_key("smoke", "timm") != backbone_key("smoke")

@@ -165,7 +165,7 @@ def start_at_mean(model: nn.Module, train_mean: float) -> nn.Module:
 
 
 def count_model(pretrained: bool = True, *, seed: int = 0, train_mean: float | None = None,
-                freeze: int = 0, mode: str | None = None, device="auto") -> nn.Module:
+                freeze: int = 0, mode: str | None = None, device="auto", source: str | None = None) -> nn.Module:
     """The counter: lesson 01's backbone (or the same architecture from scratch) with a new head.
 
     The head is ``Linear(num_features, 1)`` followed by ``Softplus``, so the output is a
@@ -177,13 +177,14 @@ def count_model(pretrained: bool = True, *, seed: int = 0, train_mean: float | N
         train_mean: if given, the head starts out predicting it (``start_at_mean``).
         freeze: freeze this many stages from the input (``helpers.surgery.freeze_stages``).
         mode: whose lesson-01 backbone (default: the current mode's).
+        source: "course" or "timm" (``pretrained_source``; None: ``$COURSE_PRETRAINED``).
     """
     device = resolve_device(device)
     config = image_model_config(mode)
     if pretrained:
-        model, _ = pretrained_image_model(config, device=device, verbose=False)
+        model, _ = pretrained_image_model(config, device=device, verbose=False, source=source)
     else:
-        model = scratch_image_model(config, seed=seed).to(device)   # timm's full-width arch under COURSE_PRETRAINED=timm
+        model = scratch_image_model(config, seed=seed, source=source).to(device)   # timm's full-width arch for "timm"
     replace_head(model, 1, activation="softplus", seed=seed)
     if train_mean is not None:
         start_at_mean(model, train_mean)
@@ -286,9 +287,11 @@ class FinetunedCounterConfig(ScratchCounterConfig):
 def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: str = "mse",
                 seed: int = 0, steps: int, batch_size: int, lr: float, freeze: int = 0,
                 eval_every: int | None = None, keep_best: bool = False, hook=None, progress: bool = True,
-                keep_model: bool = False, cache: bool = True, mode: str | None = None) -> RunResult:
+                keep_model: bool = False, cache: bool = True, mode: str | None = None,
+                source: str | None = None) -> RunResult:
     """One experiment: a fresh model, ``labels`` training scenes, ``steps`` steps; validation and
-    test metrics. Returns a ``RunResult``.
+    test metrics. Returns a ``RunResult``. ``source``: the pre-trained weights, "course" or "timm"
+    (default ``$COURSE_PRETRAINED``); from scratch uses the same architecture.
 
     With ``eval_every`` the validation MAE is also measured during training (``val_mae`` in the
     History's evals, e.g. for ``LiveCurve(metric="val_mae")``). With ``keep_best`` (early stopping
@@ -313,7 +316,8 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
     device = data.x_train.device
 
     def make():
-        return count_model(pretrained, seed=seed, train_mean=y.mean().item(), freeze=freeze, mode=mode, device=device)
+        return count_model(pretrained, seed=seed, train_mean=y.mean().item(), freeze=freeze, mode=mode, device=device,
+                           source=source)
 
     if keep_best and not eval_every:
         raise ValueError("keep_best=True needs eval_every (validation evaluations to choose from); got "
@@ -343,7 +347,7 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
     else:
         kind, config_type = ("counter_finetuned", FinetunedCounterConfig) if pretrained else \
             ("counter_scratch", ScratchCounterConfig)
-        config = config_type(arch=backbone_key(mode), data=data_fingerprint(x, y),
+        config = config_type(arch=backbone_key(mode, source), data=data_fingerprint(x, y),
                              labels=labels, seed=seed, loss=loss, steps=steps,
                              batch_size=batch_size, lr=lr, freeze=freeze,
                              eval_every=eval_every, keep_best=keep_best)
