@@ -26,9 +26,10 @@ from .results import load_results, results_path, results_table
 ROOT = Path(__file__).resolve().parent.parent
 
 # What `make prepare` builds: "module:function" entries, each loading its models from the cache
-# and training the missing ones. Lessons add theirs here. Longest first (class mode on a 2-core
-# CPU), so that with --jobs 2 the builds end at about the same time; an entry that loads another's
-# checkpoint names it in NEEDS, and a parallel prepare starts it only once that one is ready.
+# and training the missing ones. Lessons add theirs here. Lesson 01's model first (lesson 05's
+# build loads it), then longest first (class mode on a 2-core CPU), so that with --jobs 2 the builds
+# end at about the same time; an entry that loads another's checkpoint names it in NEEDS, and a
+# parallel prepare starts it only once that one is ready.
 PREPARE = [
     "helpers.models:pretrained_image_model",    # lessons 01-06, 10, 13: lesson 01's model
     "helpers.generator:pretrained_generator",   # lesson 11: the generator pre-trained on the world
