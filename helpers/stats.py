@@ -67,6 +67,13 @@ def difference(a, b) -> Difference:
     return Difference(sum(a) / len(a) - sum(b) / len(b), se, len(a), len(b))
 
 
+def exceeds(a, b) -> bool:
+    """Whether the mean of ``a`` is above the mean of ``b`` by more than twice the standard error
+    of their difference: the test behind every "beats ... (beyond twice the standard error)" claim."""
+    d = difference(a, b)
+    return d.real and d.diff > 0
+
+
 def best_by(rows, metric: str, *, higher_is_better: bool = True):
     """The row (dict or object) with the best validation ``metric``: selection never looks at
     test numbers. Ties go to the first row."""

@@ -23,6 +23,7 @@ from ..images import WORLD_VERSION, WorldStream
 from ..losses import cross_entropy_loss
 from ..models import ImageModelConfig, create_image_model
 from ..modes import checkpoint_config, sizes
+from ..stats import exceeds
 from ..training import RECIPE, Batches, accuracy, train
 
 
@@ -135,11 +136,7 @@ CLAIMS = [
     Claim("11", "fine-tuned, the generator draws more orcas than the same network trained from scratch on the "
                 "same orcas and budget, each at its own rate chosen on held-out orcas (beyond twice the "
                 "standard error over the seeds)",
-          lambda m: _beats(m["orca_rates_finetuned"], m["orca_rates_scratch"])),
+          lambda m: exceeds(m["orca_rates_finetuned"], m["orca_rates_scratch"])),
 ]
 
 
-def _beats(a, b) -> bool:
-    from ..stats import difference
-    d = difference(a, b)
-    return d.real and d.diff > 0
