@@ -30,6 +30,7 @@ from ..own_tasks import (
     finetune_task,
     questions_task,
     read_test_once,
+    scratch_twin,
     write_image_folder,
     write_questions,
 )
@@ -202,9 +203,8 @@ def transfer_study(*, source="course", methods=None, progress: bool = False, dev
         (rows, summary): one row per run; summary {method: {"lr", "steps", "test": [per seed], "val": [...]}}.
     """
     S = sizes("your_own")
-    from ..models import create_image_model
     from ..surgery import stages
-    n_stages = len(stages(create_image_model()))
+    n_stages = len(stages(scratch_twin(source)))       # the linear probe freezes every stage of the source
     every = dict(copy.deepcopy(TRANSFER_METHODS))
     every["linear probe"]["frozen_stages"] = n_stages
     long = S.transfer_steps * S.scratch_long
