@@ -277,8 +277,7 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
         metrics=metrics,
         trainable_params=trainable_params(model), total_params=count_params(model),
         steps=history.steps_done + (lp_history.steps_done if lp_history else 0),
-        train_s=(history.seconds[-1] if history.seconds else 0.0) +
-                (lp_history.seconds[-1] if lp_history and lp_history.seconds else 0.0),
+        train_s=history.train_s + (lp_history.train_s if lp_history else 0.0),
         history=history, model=model if keep_model else None,
         extra={"best_step": best_step, "epochs": history.steps_done / len(batches), "sec_per_step": sec_per_step,
                "sec_per_epoch": sec_per_step * len(batches), "backbone_change": backbone_change,

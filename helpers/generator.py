@@ -337,7 +337,7 @@ def pretrained_generator(config: GeneratorConfig | None = None, *, device="auto"
         ema.update(model)                       # the last step's weights
         ema.copy_to(model)                      # keep the average
         return {"images_per_s": history.samples_per_s, "interrupted": history.interrupted,
-                "train_s": history.seconds[-1] if history.seconds else 0.0,
+                "train_s": history.train_s,
                 "train_images": history.samples[-1] if history.samples else 0,
                 "history": history.as_dict(), "config": asdict(config)}
 

@@ -345,7 +345,7 @@ def pretrained_lm(augmented: bool = True, config: LMConfig | None = None, *, dev
                 "unigram_loss": unigram_loss(data.train_ids, data.val_ids, len(data.tok)),
                 "tokens": tokens, "corpus_tokens": len(data.train_ids),
                 "tokens_per_s": tokens / history.seconds[-1] if history.seconds else float("nan"),
-                "seconds": history.seconds[-1] if history.seconds else 0.0,
+                "seconds": history.train_s,
                 "interrupted": history.interrupted, "history": history.as_dict(),
                 "samples": samples, "tokenizer": data.tok.to_json(), "config": asdict(config)}
 

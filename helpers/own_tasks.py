@@ -361,7 +361,7 @@ def finetune_task(task: ClassificationTask, *, source="course", frozen_stages: i
         settings=settings,
         metrics={"val_acc": val_acc, **({"test_acc": accuracy(model, task.x_test, task.y_test)} if read_test else {})},
         trainable_params=trainable_params(model), total_params=count_params(model),
-        steps=history.steps_done, train_s=history.seconds[-1] if history.seconds else 0.0,
+        steps=history.steps_done, train_s=history.train_s,
         history=history, model=model if keep_model else None,
         extra={"sec_per_step": fastest_seconds_per_step(history), "start_state_hash": start_hash,
                "stages": n_stages, "eval_s": time.perf_counter() - start})

@@ -63,11 +63,18 @@ class History:
     seconds: list[float] = field(default_factory=list)     # wall time since the start
     samples: list[int] = field(default_factory=list)       # training samples seen
     evals: list[dict] = field(default_factory=list)        # {"step": s, metric: value, ...}
-    interrupted: bool = False
+    interrupted: bool = False                               # stopped early by the user (the stop button)
+    best_step: int | None = None    # the step whose weights the model holds: the last (``train``), or the
+                                    # one early stopping put back (``KeepBest.restore``); None: unknown
 
     @property
     def steps_done(self) -> int:
         return self.step[-1] if self.step else 0
+
+    @property
+    def train_s(self) -> float:
+        """Training wall time in seconds, to the last log refresh (0.0 before the first)."""
+        return self.seconds[-1] if self.seconds else 0.0
 
     @property
     def samples_per_s(self) -> float:
@@ -78,7 +85,8 @@ class History:
         return values[-1] if values else None
 
     def as_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Every field, and ``train_s`` for a reader of the stored JSON (``from_dict`` skips it)."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "train_s": self.train_s}
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
@@ -354,15 +362,72 @@ def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
         if hook is not None and main and hasattr(hook, "finish"):
             hook.finish(history)          # e.g. a live plot draws its final state, last evaluation included
     except KeyboardInterrupt:
-        history.interrupted = True
-        from .results import note_interrupted  # the lesson's results entry is flagged too
-        note_interrupted(desc)
+        history.interrupted = True      # the runner's result and run-log row carry it to the lesson
         print(f"Training stopped by you at step {step} of {total}; the model keeps its weights from "
               f"that step and the history so far is returned.")
         log()
     finally:
         bar.close()
+    history.best_step = step            # the weights the model holds; KeepBest.restore may go back
     return history
+
+
+class KeepBest:
+    """Early stopping on validation, written once for every runner: an ``evaluate`` for ``train``
+    that keeps a copy of the weights with the best ``metric``; after training,
+    ``restore(model, history)`` puts them back and records their step in ``history.best_step``.
+
+    The best is the highest value, or the lowest with ``higher_is_better=False`` (a loss); of
+    equal values the earliest is kept. ``first_where(metrics) -> bool``: keep instead the FIRST
+    evaluation at which it holds, once one does (``reached`` then says so); until then the best.
+    ``best_value`` is the metric's value at the kept evaluation.
+
+    Every call must land in ``history.evals`` in order (``train`` does that; an evaluation made
+    before ``train``, at step 0, is inserted at ``history.evals[0]``).
+
+    Example (a tiny model whose kept weights are those of its best evaluation):
+        >>> import torch.nn.functional as F
+        >>> _ = torch.manual_seed(0)
+        >>> model, x, y = nn.Linear(4, 2), torch.randn(32, 4), torch.randint(0, 2, (32,))
+        >>> keeper = KeepBest(lambda m: {"val_loss": F.cross_entropy(m(x), y).item()}, "val_loss",
+        ...                   higher_is_better=False)
+        >>> history = train(model, lambda m, b: F.cross_entropy(m(b[0]), b[1]), [(x, y)], steps=20,
+        ...                 lr=0.1, device="cpu", evaluate=keeper, eval_every=5, progress=False)
+        >>> history = keeper.restore(model, history)
+        >>> history.best_step == min(history.evals, key=lambda e: e["val_loss"])["step"]
+        True
+    """
+
+    def __init__(self, evaluate: Callable[[nn.Module], dict], metric: str, *, higher_is_better: bool = True,
+                 first_where: Callable[[dict], bool] | None = None):
+        self.evaluate, self.metric, self.sign, self.first_where = \
+            evaluate, metric, 1.0 if higher_is_better else -1.0, first_where
+        self.best_value, self.best_call, self.state, self.calls, self.reached = None, None, None, 0, False
+        self._score = -math.inf             # sign * the kept value: the higher, the better
+
+    def __call__(self, model: nn.Module) -> dict:
+        metrics = self.evaluate(model)
+        if not self.reached:
+            if self.first_where is not None and self.first_where(metrics):
+                self.reached = True
+                self._keep(model, metrics)
+            elif self.sign * metrics[self.metric] > self._score:
+                self._keep(model, metrics)
+        self.calls += 1
+        return metrics
+
+    def _keep(self, model: nn.Module, metrics: dict) -> None:
+        self.best_value, self.best_call = metrics[self.metric], self.calls
+        self._score = self.sign * metrics[self.metric]
+        self.state = {k: v.detach().clone() for k, v in unwrap(model).state_dict().items()}
+
+    def restore(self, model: nn.Module, history: History) -> History:
+        """Load the kept weights into ``model`` and set ``history.best_step`` to their step
+        (nothing changes if no evaluation ran). Returns the history."""
+        if self.state is not None:
+            unwrap(model).load_state_dict(self.state)
+            history.best_step = history.evals[self.best_call]["step"]
+        return history
 
 
 # ---------------------------------------------------------------------------------------------

@@ -361,7 +361,7 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
         history, best_step = History.from_dict(info["history"]), info.get("best_step")
         if cached:
             print(f"{name}, {labels} labels, {loss}, seed {seed}, lr {lr:g}: loaded from the cache "
-                  f"(trained earlier with these exact scenes and settings in {history.seconds[-1]:.0f} s)")
+                  f"(trained earlier with these exact scenes and settings in {history.train_s:.0f} s)")
     val = count_metrics(predict_counts(model, data.x_val), data.y_val)
     test = count_metrics(predict_counts(model, data.x_test), data.y_test)
     return RunResult(
@@ -369,7 +369,7 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
         metrics={"val_mae": val["mae"], **{f"test_{k}": v for k, v in test.items()}},
         trainable_params=trainable_params(model),
         total_params=count_params(model),
-        steps=history.steps_done, train_s=history.seconds[-1] if history.seconds else 0.0,
+        steps=history.steps_done, train_s=history.train_s,
         history=history, model=model if keep_model else None, cached=cached,
         extra={"best_step": best_step} if keep_best else {})
 

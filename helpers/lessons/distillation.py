@@ -158,7 +158,7 @@ def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: tor
         metrics={"val_acc": accuracy(student, *species_val_set(device=device)),
                  "test_acc": accuracy(student, *species_test_set(device=device))},
         trainable_params=count_params(student), total_params=count_params(student),
-        steps=history.steps_done, train_s=history.seconds[-1] if history.seconds else 0.0,
+        steps=history.steps_done, train_s=history.train_s,
         history=history, model=student if keep_model else None)
 
 

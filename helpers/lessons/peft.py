@@ -62,7 +62,7 @@ def run_peft(method: str, *, rank: int = 4, alpha: float | None = None, targets=
                   "task": task.name},
         metrics={"val_acc": accuracy(model, task.x_val, task.y_val), "test_acc": test_acc},
         trainable_params=report["trainable_params"], total_params=report["total_params"],
-        steps=history.steps_done, train_s=history.seconds[-1] if history.seconds else 0.0,
+        steps=history.steps_done, train_s=history.train_s,
         history=history, model=model if keep_model else None,
         extra={"trainable_frac": report["trainable_frac"], "optimizer_bytes": report["optimizer_bytes"],
                "sec_per_epoch": fastest_seconds_per_step(history) * len(batches), "eval_s": eval_s})

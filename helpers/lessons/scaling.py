@@ -96,7 +96,7 @@ def finetune_lm(args) -> dict:
     history = train(net, loss_fn, batches, steps=args.steps, lr=args.lr, weight_decay=0.0, device=device,
                     log_every=1, progress=False)
     result = {"task": "lm", "ranks": world, "batch_size": args.batch_size, "lm_loss": args.lm_loss,
-              "steps": history.steps_done, "loss": history.loss, "train_s": history.seconds[-1],
+              "steps": history.steps_done, "loss": history.loss, "train_s": history.train_s,
               "trainable_params": n_trainable, "device": str(device)}
     if is_main_process():
         result["heldout_acc"] = exact_match(model, tok, qa.test)
@@ -157,7 +157,7 @@ def finetune(args, loss_fn=cross_entropy_loss) -> dict:
         step = history.step[-1]
         if step % print_every == 0 or step == args.steps:
             print(f"[rank 0 of {world}] step {step:4d}/{args.steps}  loss {history.loss[-1]:.6f}  "
-                  f"{history.seconds[-1]:6.1f} s", flush=True)
+                  f"{history.train_s:6.1f} s", flush=True)
 
     if is_main_process():
         print(f"[rank 0 of {world}] device {device}, global batch {args.batch_size} = {world} x "
@@ -170,7 +170,7 @@ def finetune(args, loss_fn=cross_entropy_loss) -> dict:
     result = {"ranks": world, "batch_size": args.batch_size, "per_rank_batch": args.batch_size // world,
               "bn": args.bn, "lora": args.lora, "frozen_stages": args.frozen_stages,
               "steps": history.steps_done, "loss": history.loss, "test_acc": history.last_eval("test_acc"),
-              "train_s": history.seconds[-1], "samples_per_s": history.samples_per_s,
+              "train_s": history.train_s, "samples_per_s": history.samples_per_s,
               "trainable_params": n_trainable, "device": str(device)}
     if is_main_process():
         print(f"[rank 0 of {world}] done: final loss {history.loss[-1]:.6f}, test accuracy "
