@@ -45,7 +45,7 @@ from .surgery import (
     unfreeze,
 )
 from .tasks import ClassificationTask, species_data, species_task
-from .training import RECIPE, Batches, History, accuracy, train
+from .training import RECIPE, Batches, History, KeepBest, accuracy, train
 
 HEADS = ("linear", "mlp", "block")
 
@@ -225,15 +225,13 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
     batches = Batches(task.x_train, task.y_train, batch_size=batch_size, seed=seed,
                       augment=flip_and_shift if augment else None)
 
-    best = {"val_acc": -1.0, "state": None}
-
     def evaluate(m):
         out = {"val_acc": accuracy(m, task.x_val, task.y_val)}
         if test_curve:
             out["test_acc"] = accuracy(m, task.x_test, task.y_test)
-        if keep_best and out["val_acc"] > best["val_acc"]:
-            best.update(val_acc=out["val_acc"], state={k: v.detach().clone() for k, v in m.state_dict().items()})
         return out
+
+    keeper = KeepBest(evaluate, "val_acc") if keep_best else None
 
     seed_everything(seed)
     lp_history = None
@@ -251,12 +249,10 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
     tune_steps = steps - linear_probe_steps
     eval_every = max(1, tune_steps // evals) if evals else None
     history = train(model, cross_entropy_loss, batches, steps=tune_steps, lr=lr, param_groups=groups, device=device,
-                    evaluate=evaluate, eval_every=eval_every, progress=progress, desc=desc, hook=hook)
-    best_step = history.steps_done + (linear_probe_steps if lp_history else 0)
-    if keep_best and best["state"] is not None:
-        model.load_state_dict(best["state"])
-        best_eval = max(history.evals, key=lambda e: e["val_acc"])   # the first of the best
-        best_step = best_eval["step"] + (linear_probe_steps if lp_history else 0)
+                    evaluate=keeper or evaluate, eval_every=eval_every, progress=progress, desc=desc, hook=hook)
+    if keeper is not None:
+        keeper.restore(model, history)            # early stopping: the best validation weights
+    best_step = history.best_step + (linear_probe_steps if lp_history else 0)
     sec_per_step = fastest_seconds_per_step(history)
     moved = [(p.detach() - p0).norm() ** 2 for p0, p in
              zip(start_backbone, (p for _, st in stages(model) for p in st.parameters()))]
@@ -266,7 +262,7 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
                 "from_scratch": from_scratch, "seed": seed, "batch_size": batch_size, "augment": augment}
     if note is not None:
         settings["note"] = note
-    metrics = {"val_acc": best["val_acc"] if keep_best else history.last_eval("val_acc"),
+    metrics = {"val_acc": keeper.best_value if keeper is not None else history.last_eval("val_acc"),
                "test_acc": accuracy(model, task.x_test, task.y_test)}
     if metrics["val_acc"] is None:
         metrics["val_acc"] = accuracy(model, task.x_val, task.y_val)

@@ -19,12 +19,10 @@ Example:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.distributed as dist
-import torch.nn as nn
 import torch.nn.functional as F
 
 from .cache import cached_model
@@ -33,7 +31,7 @@ from .gpt import GPT, GPTConfig, generate
 from .modes import checkpoint_config, sizes
 from .text_world import QA, TextWorld, TextWorldConfig
 from .tokenizer import WordTokenizer, tokenizer_from_json
-from .training import RECIPE, Batches, evaluating, train
+from .training import RECIPE, Batches, KeepBest, evaluating, train
 
 IGNORE = -100      # label of positions that carry no loss (F.cross_entropy's ignore_index)
 
@@ -286,11 +284,7 @@ def pretrain_lm(model: GPT, config: LMConfig, data: LMData, *, device="auto", pr
     history = train(model, lm_loss, stream, steps=config.steps, lr=config.lr, weight_decay=0.1, warmup=0.05,
                     lr_floor=0.1, device=device, evaluate=keeper, eval_every=eval_every or max(1, config.steps // 8),
                     progress=progress, desc="pre-training", hook=hook)
-    history.best_step = history.steps_done
-    if keep_best and keeper.state is not None:
-        history.best_step = history.evals[keeper.best_call]["step"]
-        keeper.restore(model)
-    return history
+    return keeper.restore(model, history) if keep_best else history
 
 
 def pretrained_lm(augmented: bool = True, config: LMConfig | None = None, *, device="auto",
@@ -368,29 +362,6 @@ def pretrained_lm_once_only(**kwargs):
 
 # -- fine-tuning -------------------------------------------------------------------------------
 
-class KeepBest:
-    """An ``evaluate`` function for ``train`` that also remembers the weights with the best
-    ``metric`` (early stopping: ``restore(model)`` puts them back after training). The best is
-    the highest value, or the lowest with ``higher_is_better=False`` (a loss)."""
-
-    def __init__(self, evaluate, metric: str, higher_is_better: bool = True):
-        self.evaluate, self.metric, self.sign = evaluate, metric, 1.0 if higher_is_better else -1.0
-        self.best, self.best_call, self.state, self.calls = -math.inf, -1, None, 0
-
-    def __call__(self, model) -> dict:
-        metrics = self.evaluate(model)
-        if self.sign * metrics[self.metric] > self.best:
-            self.best, self.best_call = self.sign * metrics[self.metric], self.calls
-            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self.calls += 1
-        return metrics
-
-    def restore(self, model: nn.Module) -> nn.Module:
-        if self.state is not None:
-            model.load_state_dict(self.state)
-        return model
-
-
 class WithReplay:
     """Each batch of ``batches`` (x, y) joined by a batch of ``windows`` (general text):
     (x, y, x_general, y_general), for ``replay_loss``."""
@@ -427,9 +398,9 @@ def finetune_qa(model: GPT, tok, qa, *, steps: int, lr: float, batch_size: int =
 
     ``replay_ids``: a token stream of general text (e.g. the pre-training corpus); each step
     then also trains on ``replay_batch`` random windows of it (``replay_context`` tokens), the
-    classic cure for forgetting. ``keep(metrics) -> bool``: besides the best dev step, remember
-    the weights of the FIRST evaluation for which it is true (``history.kept_step``, restored
-    instead of the best dev step; None if never true, then the best dev step is restored).
+    classic cure for forgetting. ``keep(metrics) -> bool``: restore instead the weights of the
+    FIRST evaluation for which it is true (``KeepBest``'s ``first_where``), with or without
+    ``early_stopping``; if it never holds, the best dev step is restored as usual.
 
     Every ``eval_every`` steps it measures exact match on the fine-tuned questions
     (``seen_acc``), the dev diseases (``dev_acc``) and the test diseases (``heldout_acc``).
@@ -449,16 +420,7 @@ def finetune_qa(model: GPT, tok, qa, *, steps: int, lr: float, batch_size: int =
                "heldout_acc": exact_match(m, tok, qa.test)}
         return {**out, **(extra_eval(m) if extra_eval else {})}
 
-    kept = {"call": None, "state": None}
-
-    def metrics_and_keep(m):
-        out = keeper(m)
-        if keep is not None and kept["state"] is None and keep(out):
-            kept["call"] = keeper.calls - 1
-            kept["state"] = {k: v.detach().clone() for k, v in m.state_dict().items()}
-        return out
-
-    keeper = KeepBest(metrics, "dev_acc")
+    keeper = KeepBest(metrics, "dev_acc", first_where=keep)
     batches = Batches(x.to(device), y.to(device), batch_size=batch_size, seed=seed, drop_last=True)
     loss_fn = lm_loss
     if replay_ids is not None:
@@ -468,17 +430,9 @@ def finetune_qa(model: GPT, tok, qa, *, steps: int, lr: float, batch_size: int =
     seed_everything(seed)
     model.to(device)
     with evaluating(model):
-        first = metrics_and_keep(model)   # step 0: the pre-trained model before any fine-tuning
+        first = keeper(model)             # step 0: the pre-trained model before any fine-tuning
     history = train(model, loss_fn, batches, steps=steps, lr=lr, weight_decay=0.0,
-                    warmup=0.05, device=device, evaluate=metrics_and_keep, eval_every=eval_every,
+                    warmup=0.05, device=device, evaluate=keeper, eval_every=eval_every,
                     progress=progress, desc=desc, hook=hook)
     history.evals.insert(0, {"step": 0, **{k: float(v) for k, v in first.items()}})
-    history.best_step = history.steps_done
-    history.kept_step = None
-    if kept["state"] is not None:
-        history.kept_step = history.best_step = history.evals[kept["call"]]["step"]
-        model.load_state_dict(kept["state"])
-    elif early_stopping and keeper.state is not None:
-        history.best_step = history.evals[keeper.best_call]["step"]
-        keeper.restore(model)
-    return history
+    return keeper.restore(model, history) if early_stopping or keeper.reached else history

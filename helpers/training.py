@@ -85,8 +85,8 @@ class History:
         return values[-1] if values else None
 
     def as_dict(self) -> dict:
-        """Every field, and ``train_s`` for a reader of the stored JSON (``from_dict`` skips it)."""
-        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "train_s": self.train_s}
+        """Every field (``History(**d)`` and ``from_dict`` read it back)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":

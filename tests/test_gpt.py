@@ -104,9 +104,20 @@ def test_pretrained_lm_is_cached_and_fresh_each_call(data_dir):
 def test_finetuning_runs_and_restores_the_best_dev_step(data_dir):
     model, tok, _ = pretrained_lm(device="cpu", verbose=False)
     qa = TextWorld(lm_config().world).medical_qa()
-    history = finetune_qa(model, tok, qa, steps=6, lr=1e-3, batch_size=8, eval_every=3, progress=False)
+    snapshots = []
+
+    def snapshot(m):                      # the weights at every evaluation, step 0 included
+        snapshots.append({k: v.clone() for k, v in m.state_dict().items()})
+        return {}
+
+    history = finetune_qa(model, tok, qa, steps=6, lr=1e-2, batch_size=8, eval_every=3, progress=False,
+                          extra_eval=snapshot)
     assert [e["step"] for e in history.evals] == [0, 3, 6]
-    assert history.best_step in (0, 3, 6)
+    best = max(range(3), key=lambda i: history.evals[i]["dev_acc"])       # the first of the best
+    assert history.best_step == history.evals[best]["step"]
+    state = model.state_dict()
+    assert all(torch.equal(state[k], snapshots[best][k]) for k in state)   # its weights, restored
+    assert not all(torch.equal(snapshots[0][k], snapshots[2][k]) for k in state)   # training moved them
 
 
 def test_pretraining_keeps_the_step_with_the_lowest_validation_fact_loss(data_dir):
@@ -139,9 +150,12 @@ def test_replay_mixes_general_text_into_finetuning(data_dir):
 def test_keep_restores_the_first_step_that_meets_the_fit_target(data_dir):
     model, tok, _ = pretrained_lm(device="cpu", verbose=False)
     qa = TextWorld(lm_config().world).medical_qa()
-    history = finetune_qa(model, tok, qa, steps=6, lr=1e-3, batch_size=8, eval_every=3, progress=False,
-                          keep=lambda m: True)
-    assert history.kept_step == 0 and history.best_step == 0
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    history = finetune_qa(model, tok, qa, steps=6, lr=1e-2, batch_size=8, eval_every=3, progress=False,
+                          keep=lambda m: True, early_stopping=False)
+    assert history.best_step == 0 and history.steps_done == 6
+    state = model.state_dict()
+    assert all(torch.equal(state[k], before[k]) for k in state)     # the step-0 weights came back
 
 
 def test_lesson_08_retention_counts_only_facts_known_before():

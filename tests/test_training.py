@@ -10,6 +10,7 @@ from helpers.losses import cross_entropy_loss
 from helpers.training import (
     Batches,
     History,
+    KeepBest,
     NonFiniteLossError,
     accuracy,
     evaluating,
@@ -160,8 +161,53 @@ def test_channels_last_default_is_for_conv_nets_on_cuda_and_x86_cpus(monkeypatch
 
 def test_history_round_trips_through_a_dict():
     h = History(step=[10, 20], loss=[2.0, 1.5], lr=[1e-3, 5e-4], seconds=[0.5, 1.0], samples=[80, 160],
-                evals=[{"step": 20, "acc": 0.5}], interrupted=True)
+                evals=[{"step": 20, "acc": 0.5}], interrupted=True, best_step=10)
     assert History.from_dict(h.as_dict()) == h
+    assert h.as_dict()["best_step"] == 10 and h.train_s == 1.0 and History().train_s == 0.0
+
+
+def test_history_says_which_step_the_weights_are_from():
+    x, y = blobs(64)
+    hist = train(mlp(), cross_entropy_loss, Batches(x, y, batch_size=16), steps=10, device="cpu", progress=False)
+    assert hist.best_step == hist.steps_done == 10
+
+
+def _keeper_run(scores, **keep_kwargs):
+    """Train a tiny model with 4 evaluations whose metric is ``scores`` in turn; return the model,
+    the weights it had at each evaluation, the keeper and the restored History."""
+    x, y = blobs(64)
+    model, snapshots = mlp(), []
+
+    def evaluate(m):
+        snapshots.append({k: v.clone() for k, v in m.state_dict().items()})
+        return {"score": scores[len(snapshots) - 1]}
+
+    keeper = KeepBest(evaluate, "score", **keep_kwargs)
+    hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=16), steps=20, lr=1e-2, device="cpu",
+                 evaluate=keeper, eval_every=5, progress=False)
+    final = {k: v.clone() for k, v in model.state_dict().items()}
+    return model, snapshots, keeper, keeper.restore(model, hist), final
+
+
+def _same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("scores, higher, kept", [([0.2, 0.7, 0.7, 0.5], True, 1),     # the first of the best
+                                                  ([3.0, 2.0, 1.0, 1.5], False, 2)])   # a loss: the lowest
+def test_keep_best_restores_the_weights_of_the_best_evaluation(scores, higher, kept):
+    model, snapshots, keeper, hist, final = _keeper_run(scores, higher_is_better=higher)
+    assert [e["step"] for e in hist.evals] == [5, 10, 15, 20]
+    assert hist.best_step == 5 * (kept + 1) and keeper.best_value == scores[kept]
+    assert _same(model.state_dict(), snapshots[kept])            # exactly the weights of that step
+    assert not _same(model.state_dict(), final)                  # not the last ones
+
+
+def test_keep_best_first_where_keeps_the_first_evaluation_that_meets_it():
+    model, snapshots, keeper, hist, _ = _keeper_run([0.1, 0.4, 0.9, 0.6], first_where=lambda m: m["score"] > 0.3)
+    assert keeper.reached and hist.best_step == 10 and _same(model.state_dict(), snapshots[1])
+    model, snapshots, keeper, hist, _ = _keeper_run([0.1, 0.4, 0.9, 0.6], first_where=lambda m: m["score"] > 5)
+    assert not keeper.reached and hist.best_step == 15 and _same(model.state_dict(), snapshots[2])
 
 
 @pytest.mark.cuda

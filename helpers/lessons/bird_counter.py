@@ -51,7 +51,7 @@ from ..modes import sizes
 from ..own_data import load_photo_counts
 from ..stats import best_by, exceeds
 from ..surgery import count_params, freeze_stages, replace_head, trainable_params
-from ..training import Batches, History, predict, train
+from ..training import Batches, History, KeepBest, predict, train
 
 # ---------------------------------------------------------------------------------------------
 # Data
@@ -322,28 +322,20 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
     if keep_best and not eval_every:
         raise ValueError("keep_best=True needs eval_every (validation evaluations to choose from); got "
                          f"eval_every={eval_every!r}")
-    best = {"val_mae": math.inf, "state": None}
-
     def evaluate(m):
-        mae = count_metrics(predict_counts(m, data.x_val), data.y_val)["mae"]
-        if keep_best and mae < best["val_mae"]:
-            best.update(val_mae=mae, state={k: v.detach().clone() for k, v in m.state_dict().items()})
-        return {"val_mae": mae}
+        return {"val_mae": count_metrics(predict_counts(m, data.x_val), data.y_val)["mae"]}
 
     def fit_it(model, hook=None):
+        keeper = KeepBest(evaluate, "val_mae", higher_is_better=False) if keep_best else None
         h = fit_counter(model, x, y, steps=steps, batch_size=batch_size, lr=lr, loss=loss, seed=seed,
                         progress=progress, desc=f"{name}, {labels} labels, {loss}, seed {seed}",
-                        evaluate=evaluate if eval_every else None, eval_every=eval_every, hook=hook)
-        if best["state"] is not None:                   # early stopping: the best validation weights
-            model.load_state_dict(best["state"])
-            best["best_step"] = min(h.evals, key=lambda e: e["val_mae"])["step"]    # the first of the best
-        return h
+                        evaluate=(keeper or evaluate) if eval_every else None, eval_every=eval_every, hook=hook)
+        return keeper.restore(model, h) if keeper is not None else h   # early stopping: the best validation weights
 
     cached = False
     if (pretrained and not keep_best) or not cache or hook is not None:
         model = make()
         history = fit_it(model, hook)
-        best_step = best.get("best_step")
     else:
         kind, config_type = ("counter_finetuned", FinetunedCounterConfig) if pretrained else \
             ("counter_scratch", ScratchCounterConfig)
@@ -355,10 +347,11 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
 
         def build(model):
             h = fit_it(model)
-            return {"history": h.as_dict(), "interrupted": h.interrupted, "best_step": best.get("best_step")}
+            return {"history": h.as_dict(), "interrupted": h.interrupted, "best_step": h.best_step}
 
         model, info = cached_model(kind, config, make, build, device=device, verbose=False)
-        history, best_step = History.from_dict(info["history"]), info.get("best_step")
+        # entries cached before History carried best_step hold it beside the history
+        history = History.from_dict({"best_step": info.get("best_step"), **info["history"]})
         if cached:
             print(f"{name}, {labels} labels, {loss}, seed {seed}, lr {lr:g}: loaded from the cache "
                   f"(trained earlier with these exact scenes and settings in {history.train_s:.0f} s)")
@@ -371,7 +364,7 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
         total_params=count_params(model),
         steps=history.steps_done, train_s=history.train_s,
         history=history, model=model if keep_model else None, cached=cached,
-        extra={"best_step": best_step} if keep_best else {})
+        extra={"best_step": history.best_step} if keep_best else {})
 
 
 def scratch_counter_converged(data: CountData, *, lr: float, seed: int = 0, mode: str | None = None,

@@ -45,7 +45,7 @@ def run_qa(model, tok, qa, *, label: str, lr: float, steps: int, batch_size: int
                           seed=seed, desc=label, progress=progress, hook=hook, replay_ids=replay_ids,
                           replay_batch=replay_batch, keep=keep)
     row = {"label": label, "seed": seed, "lr": lr, "steps": steps, "kept_step": history.best_step,
-           "reached_fit": history.kept_step is not None if keep is not None else None,
+           "reached_fit": any(keep(e) for e in history.evals) if keep is not None else None,
            "seen_acc": exact_match(model, tok, qa.train), "dev_acc": exact_match(model, tok, qa.dev),
            "heldout_acc": exact_match(model, tok, qa.test), "trainable_share": trainable_share(model)}
     if general is not None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 
 from ..claims import Claim
-from ..lm import KeepBest, exact_match, finetune_qa
+from ..lm import exact_match, finetune_qa
 from ..prompting import few_shot, train_soft_prompt
 from ..text_world import QASplits
+from ..training import KeepBest
 
 
 def score(model, tok, items) -> float:
@@ -54,9 +55,8 @@ def tune_soft_prompt(model, tok, train_pairs, val_items, *, token_grid, lr_grid,
             soft, history = train_soft_prompt(model, tok, train_pairs, n_tokens=n_tokens, steps=steps, lr=lr,
                                               batch_size=batch_size, evaluate=keeper, eval_every=eval_every,
                                               progress=progress)
-            keeper.restore(soft)
-            row = {"soft_tokens": n_tokens, "lr": lr, "best_step": history.evals[keeper.best_call]["step"],
-                   "val_acc": keeper.best}
+            keeper.restore(soft, history)
+            row = {"soft_tokens": n_tokens, "lr": lr, "best_step": history.best_step, "val_acc": keeper.best_value}
             rows.append(row)
             if best is None or row["val_acc"] > best[1]["val_acc"]:
                 best = (soft, row)
