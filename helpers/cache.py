@@ -271,8 +271,7 @@ def cached_model(name: str, config, make: callable, build: callable, *, rebuild:
               f"later calls load {path.name}.")
     extra = build(model)
     if getattr(extra, "get", lambda k: False)("interrupted"):
-        from .results import note_interrupted
-        note_interrupted(f"building {name}")
+        # not cached; the returned extra says so, and the lesson passes it on (Lesson.record(interrupted=))
         print(f"Training was interrupted, so {name} is not cached.")
         return model.to(device), extra
     save_checkpoint(path, model, config, extra)

@@ -39,15 +39,11 @@ class ResultsError(ValueError):
     """The results file cannot be read; the message names it and says what to do."""
 
 
-# Runs stopped early in this process, as (time.perf_counter(), what): a Lesson created before
-# one of them records its entry as interrupted even when the notebook does not say so.
+# Runs logged as stopped early in this process, as (time.perf_counter(), run log name): a Lesson
+# created before one of them records its entry as interrupted even when the notebook does not say
+# so. Only RunLog.add writes it; the training loop and the cache carry interruption in what they
+# return (History.interrupted, the build's "interrupted"), never through here.
 _INTERRUPTIONS: list[tuple[float, str]] = []
-
-
-def note_interrupted(what: str) -> None:
-    """Remember that a run in this process was stopped early (``RunLog.add`` and ``cached_model``
-    call this), so the next ``Lesson.record`` flags its entry ``"interrupted": true``."""
-    _INTERRUPTIONS.append((time.perf_counter(), what))
 
 
 def results_path(mode: str | None = None) -> Path:
@@ -167,8 +163,10 @@ class Lesson:
     def record(self, metrics: dict, *, interrupted: bool = False) -> dict:
         """Record the lesson's headline ``metrics`` (see ``record_results``) and print them.
 
-        The entry is flagged ``"interrupted": true`` when ``interrupted`` is true or when a run
-        logged or built in this process since the lesson started was stopped early.
+        The entry is flagged ``"interrupted": true`` when ``interrupted`` is true (e.g.
+        ``interrupted=info["interrupted"]`` for a checkpoint built in the lesson, or
+        ``history.interrupted``) or when a run logged in a ``RunLog`` in this process since the
+        lesson started was stopped early.
         """
         stopped = [what for t, what in _INTERRUPTIONS if t >= self.start]
         interrupted = bool(interrupted) or bool(stopped)
@@ -271,7 +269,7 @@ class RunLog:
         row = _clean(row)
         if interrupted:
             row["interrupted"] = True
-            note_interrupted(f"a run in {self.name}")
+            _INTERRUPTIONS.append((time.perf_counter(), f"a run in {self.name}"))
         if self.path is None:
             row = {"run": _next_run(self.rows), **row}
             self.rows.append(row)

@@ -171,4 +171,5 @@ check("accuracy on a noisier world",
 
 # %%
 lesson.record({"val_acc": val_acc, "train_images": info["train_images"],
-               "params": count_params(model), "images_per_s": info["images_per_s"]})
+               "params": count_params(model), "images_per_s": info["images_per_s"]},
+              interrupted=info["interrupted"])      # pre-training stopped early: flagged, not cached

@@ -294,6 +294,6 @@ metrics = {"val_loss": info["val_loss"], "val_loss_final": info["val_loss_final"
            "train_loss_final": info["train_loss_final"], "gap_at_best": o["gap_at_best"], "gap_final": o["gap_final"],
            "passes": o["passes"], "probe_acc": probe_acc, "tokens": info["tokens"], "params": params,
            "tokens_per_s": info["tokens_per_s"]}
-lesson.record(metrics)
+lesson.record(metrics, interrupted=info["interrupted"])   # pre-training stopped early: flagged, not cached
 show_claims(CLAIMS, metrics)
 pd.Series({**metrics, "pre-training seconds": info["seconds"]}, name=lesson.mode).map("{:,.4g}".format).to_frame()

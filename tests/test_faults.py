@@ -345,11 +345,11 @@ def test_an_interrupted_lesson_can_say_so_itself(how, data_dir):
     assert load_results()["07"]["interrupted"] is True
 
 
-def test_an_interrupted_build_flags_the_lesson(data_dir):
+def test_an_interrupted_build_is_not_cached_and_its_lesson_says_so(data_dir):
     lesson = Lesson("01")
-    cached_model("toy", Cfg(), make, lambda m: {"interrupted": True})
+    _, info = cached_model("toy", Cfg(), make, lambda m: {"interrupted": True})
     assert not checkpoint_path("toy", Cfg()).exists()
-    assert lesson.record({"val_acc": 0.1})["interrupted"] is True
+    assert lesson.record({"val_acc": 0.1}, interrupted=info["interrupted"])["interrupted"] is True
 
 
 def test_ctrl_c_in_training_is_flagged_through_the_history(data_dir):

@@ -80,3 +80,60 @@ def test_the_checker_sees_a_wrong_direction():
     assert {"helpers.lessons.peft", "helpers.lessons.partial"} <= imported_modules(mechanism, text)
     assert "helpers.lessons.partial" in imported_modules(harness, "from .partial import time_per_epoch\n")
     assert "helpers.training" in imported_modules(harness, "from ..training import train\n")
+
+
+def import_graph(modules=MODULES) -> dict[str, set[str]]:
+    """helpers module -> the helpers modules it imports (at the top or inside functions); a name
+    imported from a module ("from .training import train") counts as that module."""
+    names = {module_name(p): p for p in modules}
+    graph = {}
+    for name, path in names.items():
+        deps = set()
+        for m in imported_modules(path):
+            while m and m not in names:
+                m = m.rpartition(".")[0]
+            if m and m != name:
+                deps.add(m)
+        graph[name] = deps
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of ``graph`` as [a, b, ..., a], or [] if there is none (depth-first)."""
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == "open":
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state and (cycle := visit(dep)):
+                return cycle
+        stack.pop()
+        state[node] = "done"
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return []
+
+
+def test_helpers_has_no_import_cycle():
+    """Imports point down only, those inside functions included: a cycle hidden in a function
+    (cache -> results -> cache) works until someone moves the import to the top."""
+    graph = import_graph()
+    assert "helpers.training" in graph["helpers.experiments"]          # the graph sees real imports
+    cycle = find_cycle(graph)
+    assert not cycle, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_finder_sees_a_cycle_inside_a_function(tmp_path):
+    graph = import_graph()
+    training = HELPERS / "training.py"
+    text = training.read_text() + "\n\ndef late():\n    from .experiments import run_finetune\n"
+    graph["helpers.training"] = graph["helpers.training"] | {
+        m for m in imported_modules(training, text) if m == "helpers.experiments"}
+    cycle = find_cycle(graph)
+    assert cycle[0] == cycle[-1] and "helpers.training" in cycle and "helpers.experiments" in cycle
