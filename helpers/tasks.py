@@ -90,10 +90,16 @@ def species_task(backgrounds: tuple | None = None, mode: str | None = None, sour
 
 
 @lru_cache(maxsize=16)
-def _rendered(n: int, seed: int, image_size: int, device: str, backgrounds: tuple | None = None):
+def _rendered_once(n: int, seed: int, image_size: int, device: str, backgrounds: tuple | None = None):
     """A fixed evaluation set, rendered once per process for each (size, seed, resolution, device)."""
     extra = {"backgrounds": backgrounds} if backgrounds else {}
     return BirdSpecies(image_size=image_size, **extra).render(n, seed=seed, device=device)
+
+
+def _rendered(n: int, seed: int, image_size: int, device: str, backgrounds: tuple | None = None):
+    """A copy of the cached set: an in-place edit by one caller (an exercise that normalises the
+    images, say) must not reach the next run's validation or test set."""
+    return tuple(t.clone() for t in _rendered_once(n, seed, image_size, device, backgrounds))
 
 
 def species_test_set(n: int | None = None, device="auto", backgrounds: tuple | None = None, mode: str | None = None,

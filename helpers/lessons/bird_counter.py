@@ -526,6 +526,7 @@ def truth_plot(pred, true, title: str = "predicted against true count", max_coun
     ax.grid(alpha=0.3), ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
+    plt.close(fig)          # detached: the cell that ends with it shows it once
     return fig
 
 
@@ -540,6 +541,7 @@ def residual_histogram(pred, true, title: str = "residuals (predicted - true)"):
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    plt.close(fig)          # detached: the cell that ends with it shows it once
     return fig
 
 
@@ -557,6 +559,7 @@ def saliency_grid(images, maps, titles=None, size: float = 1.8):
         for ax in axes[:, i]:
             ax.axis("off")
     fig.tight_layout()
+    plt.close(fig)          # detached: the cell that ends with it shows it once
     return fig
 
 
