@@ -2,7 +2,7 @@
 
 - ``keywords_checked``: a misspelled keyword argument (``frozen_stage=2``) raises a TypeError that
   names the closest valid ones, instead of Python's bare "unexpected keyword argument".
-- ``whole_number``, ``one_of``: an argument's name, what was given and what is valid.
+- ``whole_number``, ``check_seed``, ``one_of``: an argument's name, what was given and what is valid.
 """
 from __future__ import annotations
 
@@ -32,16 +32,36 @@ def keywords_checked(fn):
     return wrapper
 
 
-def whole_number(name: str, value, minimum: int = 1, allow_none: bool = False):
+def whole_number(name: str, value, minimum: int = 1, allow_none: bool = False, meaning: str | None = None):
     """``value`` if it is an int of at least ``minimum`` (None too, with ``allow_none``), else a
-    ValueError naming ``name``."""
+    ValueError naming ``name`` (and what it means, if given).
+
+    Example:
+        >>> whole_number("steps", 300)
+        300
+        >>> whole_number("hidden", 0, meaning="the MLP head's hidden width")
+        Traceback (most recent call last):
+        ...
+        ValueError: hidden must be a whole number of at least 1 (the MLP head's hidden width); got 0
+    """
     if value is None and allow_none:
         return value
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = int(value)                    # numpy and torch integers too
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be a whole number of at least {minimum}; got {value!r}")
+        raise ValueError(f"{name} must be a whole number of at least {minimum}"
+                         f"{f' ({meaning})' if meaning else ''}; got {value!r}")
     return value
+
+
+def check_seed(seed, allow_none: bool = False):
+    """``seed`` if it is a whole number (None too, with ``allow_none``: "draw one"), else a
+    TypeError: a seed of 0.5 or "0" is a mistake, not a seed."""
+    if seed is None and allow_none:
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be {'None or ' if allow_none else ''}a whole number such as 0; got {seed!r}")
+    return seed
 
 
 def one_of(name: str, value, choices):

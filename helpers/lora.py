@@ -46,8 +46,8 @@ from safetensors.torch import load_file, save_file
 
 from .cache import FORMAT as CHECKPOINT_FORMAT
 from .cache import atomic_write
-from .checks import keywords_checked
-from .surgery import _set_submodule, count_params, freeze_stages, stages, unfreeze
+from .checks import check_seed, keywords_checked
+from .surgery import BN_DEFAULT, _set_submodule, count_params, freeze_stages, stages, unfreeze
 
 DEFAULT = "default"
 
@@ -79,11 +79,6 @@ def _check_name(name, what="name") -> None:
     if not isinstance(name, str) or not name:
         raise ValueError(f"{what} must be a non-empty string naming the adapter, e.g. 'default' or "
                          f"'species', got {name!r}")
-
-
-def _check_seed(seed) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be a whole number, got {seed!r}")
 
 
 def _check_model(model) -> None:
@@ -353,7 +348,7 @@ def _plan_lora(model, targets, rank, alpha, name, seed, replace, caller="add_lor
     _check_rank(rank)
     _check_alpha(alpha)
     _check_name(name)
-    _check_seed(seed)
+    check_seed(seed)
     alpha = float(alpha if alpha is not None else rank)
     found = find_targets(model, targets)
     same = {p for p, layer in found.items() if isinstance(layer, LoRA) and name in layer.lora_A
@@ -767,7 +762,7 @@ RESNET_TARGETS = ("layer*.*.conv*",)          # every 3x3 convolution in the res
 @keywords_checked
 def prepare_peft(model: nn.Module, method: str, *, rank: int = 4, alpha: float | None = None,
                  targets=RESNET_TARGETS, head: str = "fc", name: str = DEFAULT, seed: int = 0,
-                 bn: str = "update") -> nn.Module:
+                 bn: str = BN_DEFAULT) -> nn.Module:
     """Set up ``model`` for one tuning method (in place); the new head ``head`` always trains.
 
     ``"full"``: everything trains; ``"probe"``: the head alone; ``"bitfit"``: biases and head;

@@ -20,7 +20,6 @@ from .device import resolve_device, seed_everything, seeded
 from .images import CLASSES, WORLD_VERSION, ImageWorld, WorldStream
 from .losses import cross_entropy_loss
 from .modes import checkpoint_config, sizes
-from .surgery import count_params  # noqa: F401  (lessons 01, 10 and 11 count parameters from here)
 from .training import RECIPE, accuracy, train
 
 

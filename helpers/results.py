@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .cache import atomic_write, data_dir, file_lock
-from .checks import keywords_checked
+from .checks import check_seed, keywords_checked
 from .device import describe, resolve_device
 from .distributed import is_main_process
 from .modes import MODES, current_mode
@@ -96,11 +96,6 @@ def _check_lesson(lesson) -> None:
         raise ValueError(f"lesson must be a two-digit string such as '05', got {lesson!r}")
 
 
-def _check_seed(seed) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be a whole number such as 0, got {seed!r}")
-
-
 @keywords_checked
 def record_results(lesson: str, metrics: dict, *, wall_s: float, seed: int = 0, device="auto",
                    mode: str | None = None, interrupted: bool = False) -> dict:
@@ -118,7 +113,7 @@ def record_results(lesson: str, metrics: dict, *, wall_s: float, seed: int = 0, 
     if isinstance(wall_s, bool) or not isinstance(wall_s, numbers.Real) or not math.isfinite(wall_s) \
             or wall_s < 0:
         raise ValueError(f"wall_s must be the lesson's wall time in seconds (a number >= 0), got {wall_s!r}")
-    _check_seed(seed)
+    check_seed(seed)
     path = results_path(mode)          # checks the mode
     mode = mode or current_mode()
     entry = {"mode": mode, "device": resolve_device(device).type, "seed": int(seed),
@@ -149,7 +144,7 @@ class Lesson:
 
     def __init__(self, number: str, seed: int = 0, device="auto"):
         _check_lesson(number)          # now, not after the whole lesson has run
-        _check_seed(seed)
+        check_seed(seed)
         self.number, self.seed = number, seed
         self.device = resolve_device(device)
         self.mode = current_mode()

@@ -37,13 +37,14 @@ import fnmatch
 import itertools
 import math
 import numbers
-import re
 from collections import OrderedDict, defaultdict
 
 import pandas as pd
 import torch
 import torch.nn as nn
+from timm.models._manipulate import group_with_matcher
 
+from .checks import check_seed, whole_number
 from .device import seeded
 
 # ---------------------------------------------------------------------------------------------
@@ -69,45 +70,15 @@ class Stage(nn.Module):
         return f"{self.stage_name}: {', '.join(self.part_names + self.loose_names)}"
 
 
-def _matcher_ordinals(model):
-    """Map each parameter/buffer name to a group ordinal via timm's ``group_matcher``, or None.
-
-    timm's matcher is a dict of regexes (most models) or a function from a name to a group
-    number (CaiT); both are read as timm's own ``group_with_matcher`` reads them."""
+def _group_matcher(model):
+    """timm's coarse ``group_matcher`` of ``model`` (a dict of regexes, or a function from a name
+    to a group number as in CaiT), or None for a model without one."""
     if not hasattr(model, "group_matcher"):
         return None
     try:
-        matcher = model.group_matcher(coarse=True)
+        return model.group_matcher(coarse=True)
     except (NotImplementedError, TypeError):
         return None
-    if callable(matcher):
-        return _function_ordinals(matcher)
-    compiled = []                           # (regex, group position, suffix), as timm reads it
-    for position, spec in enumerate(matcher.values()):
-        if spec is None:
-            continue
-        specs = spec if isinstance(spec, (list, tuple)) else [(spec, None)]
-        compiled += [(re.compile(s[0]), position, s[1]) for s in specs]
-
-    def ordinal(name):
-        for regex, position, suffix in compiled:
-            m = regex.match(name)
-            if m:
-                numbers = [float(g) for g in m.groups() if g is not None]
-                return (position, *numbers, *(suffix or ()))
-        return None                          # unmatched: head (or neck) layers
-    return ordinal
-
-
-def _function_ordinals(matcher):
-    """The ordinal function for a ``group_matcher`` that is itself a function: its number (or
-    tuple of numbers) as a tuple; ``float('inf')``, timm's mark for layers outside every group
-    (the head), becomes None as an unmatched regex does."""
-    def ordinal(name):
-        key = matcher(name)
-        key = tuple(key) if isinstance(key, (tuple, list)) else (key,)
-        return None if not key or key[0] is None or math.isinf(key[0]) else tuple(float(k) for k in key)
-    return ordinal
 
 
 def _classifiers(model) -> list[nn.Module]:
@@ -138,17 +109,20 @@ def _stage_of_tensor(model):
         return any(name == p or name.startswith(p + ".") for p in head_prefixes)
 
     names = _tensor_names(model)
-    ordinal = _matcher_ordinals(model)
-    if ordinal is not None:
-        keys = {n: (None if in_head(n) else ordinal(n)) for n in names}
-        # timm's MATCH_PREV_GROUP suffix (99999,) joins a layer (e.g. a final norm) to the stage before
-        ordered = sorted({k for k in keys.values() if k is not None})
-        stage_of_key, i = {}, -1
-        for k in ordered:
-            if i < 0 or k[-1] != 99999:
-                i += 1
-            stage_of_key[k] = i
-        stage = {n: (None if k is None else stage_of_key[k]) for n, k in keys.items()}
+    matcher = _group_matcher(model)
+    if matcher is not None:
+        # timm's own grouping (``group_with_matcher``, as its layer-decay optimiser uses it): group
+        # numbers in order, a layer marked MATCH_PREV_GROUP (e.g. a final norm) joined to the group
+        # before, names no group matches (neck, head) in one last group, found here by a name
+        # that nothing matches.
+        unmatched = "\x00 matched by no group"
+        groups = group_with_matcher([(n, n) for n in names if not in_head(n)] + [(unmatched, unmatched)], matcher)
+        group_of, count = {}, 0
+        for lid in sorted(groups):
+            index = None if unmatched in groups[lid] else count
+            count += index is not None
+            group_of.update({n: index for n in groups[lid]})
+        stage = {n: None if in_head(n) else group_of[n] for n in names}
     else:
         # No group_matcher (PiT, or not a timm model): each top-level child with parameters is a
         # stage, the last one the head unless get_classifier() names it. A tensor the model holds
@@ -542,17 +516,6 @@ def _head_input(model, path, old) -> tuple[int, bool]:
                      f"neither nn.Linear nor a 1x1 nn.Conv2d, and the model has no num_features")
 
 
-def _check_whole(value, what: str, meaning: str) -> None:
-    """A whole number >= 1 (not a bool, not a float), or a ValueError naming ``what``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{what} must be a whole number >= 1 ({meaning}), got {value!r}")
-
-
-def _check_seed_arg(seed) -> None:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be None or a whole number, got {seed!r}")
-
-
 def replace_head(model: nn.Module, num_outputs: int, hidden: int | None = None, dropout: float = 0.0,
                  activation=None, seed: int | None = None) -> nn.Module:
     """Give the model a new, trainable head with ``num_outputs`` outputs.
@@ -569,13 +532,13 @@ def replace_head(model: nn.Module, num_outputs: int, hidden: int | None = None, 
     Shapes: the model then maps (B, 3, H, W) images to (B, num_outputs).
     Returns the same model. Bad arguments raise before the model changes.
     """
-    _check_whole(num_outputs, "num_outputs", "the head's outputs: classes, or 1 for a count")
+    whole_number("num_outputs", num_outputs, meaning="the head's outputs: classes, or 1 for a count")
     if hidden is not None:
-        _check_whole(hidden, "hidden", "the MLP head's hidden width, or None for a linear head")
+        whole_number("hidden", hidden, meaning="the MLP head's hidden width, or None for a linear head")
     if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a probability in [0, 1), e.g. 0.1, got {dropout!r}")
     _activation(activation)             # raises now for an unknown activation, not half-way
-    _check_seed_arg(seed)
+    check_seed(seed, allow_none=True)
     for path, old in _classifier_paths(model):      # every head's input size is known before anything changes
         _head_input(model, path, old)
     with seeded(seed) if seed is not None else contextlib.nullcontext():
@@ -831,7 +794,7 @@ def add_block(model: nn.Module, expansion: float | None = None, seed: int | None
                                   or not math.isfinite(expansion) or expansion <= 0):
         raise ValueError(f"expansion must be None (the default width) or a number > 0, the block's "
                          f"hidden width as a multiple of its channels (e.g. 1.0 or 2.0), got {expansion!r}")
-    _check_seed_arg(seed)
+    check_seed(seed, allow_none=True)
     name, last = stages(model)[-1]
     if not last.part_names:
         raise ValueError(f"the last stage {name!r} holds no module to add a block after")

@@ -14,10 +14,11 @@
 
 from helpers.device import resolve_device
 from helpers.images import CLASSES, ImageWorld
-from helpers.models import count_params, create_image_model, image_model_config, pretrained_image_model
+from helpers.models import create_image_model, image_model_config, pretrained_image_model
 from helpers.modes import sizes
 from helpers.plots import LiveCurve, confusion_matrix, conv_filters, image_grid, plot_history
 from helpers.results import Lesson
+from helpers.surgery import count_params
 from helpers.training import History, accuracy, predict
 
 lesson = Lesson("01")

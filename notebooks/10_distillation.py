@@ -45,11 +45,11 @@ from helpers.lessons.distillation import (
     run_student,
     transfer_set,
 )
-from helpers.models import count_params
 from helpers.modes import sizes
 from helpers.plots import image_grid
 from helpers.results import Lesson
 from helpers.stats import difference, mean_and_spread
+from helpers.surgery import count_params
 from helpers.tasks import species_task, species_test_set
 from helpers.training import accuracy, inference_seconds, predict
 

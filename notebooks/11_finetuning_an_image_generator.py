@@ -50,11 +50,11 @@ from helpers.generator import (
 )
 from helpers.lessons.image_generator import CLAIMS, choose_rate, finetune_generator, orca_judge
 from helpers.lora import add_lora, train_only_lora, trainable_share
-from helpers.models import count_params
 from helpers.modes import sizes
 from helpers.plots import image_grid, line_plot
 from helpers.results import Lesson
 from helpers.stats import difference, mean_and_spread
+from helpers.surgery import count_params
 
 lesson = Lesson("11")
 S = sizes("generator")

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from helpers.device import prefers_channels_last
 from helpers.lessons.distillation import create_student, run_student
 from helpers.losses import distillation_loss
-from helpers.models import count_params, create_image_model, image_model_config
+from helpers.models import create_image_model, image_model_config
+from helpers.surgery import count_params
 from helpers.training import inference_seconds, predict
 
 

@@ -324,3 +324,48 @@ def test_add_block_refuses_what_it_cannot_fit(name):
 
 def test_sample_covers_thirty_architectures():
     assert len(MODELS) >= 30
+
+
+# The stages ``stages`` found for each model when surgery.py grouped with its own copy of timm's
+# ``group_with_matcher``; it now calls timm's, and must find the same ones (checked tensor by
+# tensor before the change, on every model above).
+STAGES = {
+    "resnet": ["stem", "layer1", "layer2", "layer3", "layer4"],
+    "resnet10t": ["stem", "layer1", "layer2", "layer3", "layer4"],
+    "regnetx": ["stem", "s1", "s2", "s3", "s4"],
+    "mobilenetv3": ["stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "blocks.4", "blocks.5"],
+    "efficientnet": ["stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "blocks.4+conv_head+bn2"],
+    "ghostnet": ["stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "blocks.4", "blocks.5", "blocks.6", "blocks.7", "blocks.8", "blocks.9+conv_head"],
+    "convnext": ["stem", "stages.0", "stages.1", "stages.2", "stages.3"],
+    "densenet": ["stem", "features.denseblock1+features.transition1", "features.denseblock2+features.transition2", "features.denseblock3+features.transition3", "features.denseblock4"],
+    "byobnet": ["stem", "stages.0", "stages.1", "stages.2", "stages.3"],
+    "nfnet": ["stem", "stages.0", "stages.1", "stages.2", "stages.3+final_conv"],
+    "tf_efficientnet_same": ["stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "blocks.4+conv_head+bn2"],
+    "tf_mobilenetv3": ["stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "blocks.4", "blocks.5"],
+    "vit": ["stem", "blocks.0", "blocks.1+norm"],
+    "deit": ["stem", "blocks.0", "blocks.1+norm"],
+    "deit_distilled": ["stem", "blocks.0", "blocks.1+norm"],
+    "vit_relpos": ["stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "blocks.4", "blocks.5", "blocks.6", "blocks.7", "blocks.8"],
+    "beit": ["stem", "blocks.0", "blocks.1"],
+    "cait": ["stem", "blocks.0", "blocks.1+blocks_token_only+norm"],
+    "resmlp": ["stem", "blocks.0", "blocks.1+norm"],
+    "mixer": ["stem", "blocks.0", "blocks.1+norm"],
+    "pit": ["patch_embed+pos_embed+cls_token", "transformers", "norm"],
+    "levit_distilled": ["stem", "stages.0", "stages.1", "stages.2"],
+    "swin": ["stem", "layers.0", "layers.1", "layers.2", "layers.3"],
+    "mambaout": ["stem", "stages.0", "stages.1", "stages.2", "stages.3"],
+    "dla": ["stem", "level0", "level1", "level2", "level3", "level4", "level5"],
+    "hrnet": ["stem", "layer1+transition1", "stage2+transition2", "stage3+transition3", "stage4"],
+    "poolformer": ["stem", "stages", "head.norm"],
+    "poolformerv2": ["stem", "stages", "head.norm"],
+    "coatnet": ["stem", "stages.0", "stages.1", "stages.2", "stages.3+norm"],
+    "maxvit": ["stem", "stages.0", "stages.1", "stages.2", "stages.3+norm"],
+    "edgenext": ["stem", "stages.0", "stages.1", "stages.2", "stages.3"],
+    "mobilevit": ["stem", "stages.0", "stages.1", "stages.2", "stages.3", "stages.4+final_conv"],
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_stages_are_timms_groups(name):
+    model, _ = make(name)
+    assert [n for n, _ in stages(model)] == STAGES[name]

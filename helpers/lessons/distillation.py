@@ -40,9 +40,10 @@ from ..claims import Claim
 from ..device import resolve_device, seed_everything, seeded
 from ..experiments import RunResult, run_finetune
 from ..losses import distillation_loss
-from ..models import count_params, create_image_model, image_model_config
+from ..models import create_image_model, image_model_config
 from ..modes import sizes
 from ..stats import exceeds
+from ..surgery import count_params
 from ..tasks import species_task, species_test_set, species_train_set, species_val_set
 from ..training import Batches, accuracy, predict, train
 
