@@ -46,8 +46,11 @@ WRONG_ANSWERS: dict[str, dict[str, list[str]]] = {
             "                            [r.val_acc for r in no_aug]).diff",
         ],
         "gain over converged from scratch at the smallest label count": [
-            # the same-budget columns, not each method at its own budget
-            "gain_smallest = 100 * (curve_table.finetuned_acc.iloc[0] - curve_table.scratch_acc.iloc[0])",
+            # a share of 1, not points
+            "gain_smallest = curve_table.finetuned_converged_acc.iloc[0] - curve_table.scratch_converged_acc.iloc[0]",
+            # the headline label count, not the smallest
+            "gain_smallest = 100 * (curve_table.finetuned_converged_acc.loc[S.headline_labels]\n"
+            "                       - curve_table.scratch_converged_acc.loc[S.headline_labels])",
         ],
     },
     "03": {
@@ -101,9 +104,6 @@ WRONG_ANSWERS: dict[str, dict[str, list[str]]] = {
         "test-time augmentation": [
             # the mirrored scenes alone, not the average
             "tta_mae = count_metrics(predict_counts(counter, data.x_test.flip(-1)), data.y_test)['mae']",
-            # the two errors averaged, not the two predictions
-            "tta_mae = (count_metrics(predict_counts(counter, data.x_test), data.y_test)['mae']\n"
-            "           + count_metrics(predict_counts(counter, data.x_test.flip(-1)), data.y_test)['mae']) / 2",
         ],
     },
     "06": {
@@ -136,6 +136,8 @@ WRONG_ANSWERS: dict[str, dict[str, list[str]]] = {
         "the step to keep": [
             # the lowest training loss
             "my_best_step = min(info['history']['evals'], key=lambda e: e['train_loss'])['step']",
+            # the validation loss over all text, not over the facts the course keeps the model for
+            "my_best_step = min(info['history']['evals'], key=lambda e: e['val_loss'])['step']",
         ],
     },
     "08": {
