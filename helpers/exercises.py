@@ -1,8 +1,11 @@
 """Checked exercises: a check cell tells the learner whether the answer is right.
 
 Each exercise in a lesson has three cells: a starter the learner edits (it runs as given and
-leaves the answer as ``None`` or an obvious placeholder), a folded solution, and a check cell
-that calls ``check``. Checks use tolerances, not exact outputs, so any correct answer passes.
+leaves the answer as ``None`` or an obvious placeholder), a check cell that calls ``check``, and
+the solution, a markdown cell folded in a ``<details>`` element, which "Run All" never runs. A
+check computes what it needs itself and judges the learner's variables, so after "Run All" with
+the exercise untouched it says "not yet"; it uses a tolerance where a correct answer may differ
+(a seed of the learner's choice), so any correct answer passes.
 
 Example:
     >>> check("frozen stem", lambda: frozen_params(model) > 0, hint="call freeze_stages(model, 1)")

@@ -120,8 +120,10 @@ image_grid(render_class("orca", 8, seed=3, image_size=48, device=device), cols=8
 #   a run log collects them into a table.
 # - **Results.** Each lesson ends by recording its headline numbers in `data/results/<mode>.json`;
 #   `make course` runs every lesson headless and prints them as a table.
-# - **Exercises** have a starter cell you edit, a folded solution (click the "⋯" to open it) and a
-#   check cell that tells you whether your answer is right.
+# - **Exercises** have a starter cell you edit and a check cell below it that tells you whether
+#   your answer is right (after *Run All* with the exercise untouched it says "not yet"). The
+#   solution comes after the check, folded: click "Solution" to open it, and copy it into the
+#   starter if you want to see the check pass.
 
 # %% [markdown]
 # ### Exercise: make the world harder
@@ -136,18 +138,36 @@ from dataclasses import replace
 hard_world = None   # your variant of `world`
 hard_x = None       # 8 images rendered from it
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-hard_world = replace(world, noise=2 * world.noise, backgrounds=("noise",))
-hard_x, _ = hard_world.render(8, seed=4, device=device)
-
 # %% tags=["check"]
 from helpers.exercises import check
 
+
+def _graininess(images):   # how much neighbouring pixels differ: sensor noise raises it
+    return (images[..., 1:] - images[..., :-1]).abs().mean().item()
+
+
+def _rendered_from_the_harder_world(images):
+    """Closer in graininess to the harder world's scenes than to the lesson's own (fresh seeds)."""
+    harder = _graininess(replace(world, noise=2 * world.noise, backgrounds=("noise",)).render(32, seed=999)[0])
+    plain = _graininess(world.render(32, seed=999)[0])
+    return abs(_graininess(images.cpu()) - harder) < abs(_graininess(images.cpu()) - plain)
+
+
 check("a harder world",
       lambda: hard_world.noise == 2 * world.noise and hard_world.backgrounds == ("noise",)
-      and tuple(hard_x.shape) == (8, 3, world.image_size, world.image_size),
-      hint="use replace(world, noise=..., backgrounds=(...,)) and then .render(8, seed=..., device=device)")
+      and tuple(hard_x.shape) == (8, 3, world.image_size, world.image_size) and _rendered_from_the_harder_world(hard_x),
+      hint="print(world) lists its fields: change the two the exercise names, then draw the images from the "
+           "new world, not the old one")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# hard_world = replace(world, noise=2 * world.noise, backgrounds=("noise",))
+# hard_x, _ = hard_world.render(8, seed=4, device=device)
+# ```
+#
+# </details>
 
 # %%
 image_grid(hard_x, cols=8, title="Your harder world") if hard_x is not None else None

@@ -257,16 +257,35 @@ print(f"fine-tuning, validation accuracy at step {at_budget['step']} {at_budget[
 # %% tags=["exercise"]
 my_model = None   # your model here
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-my_model, _ = pretrained_image_model(verbose=False)
-my_model.reset_classifier(task.num_classes)
-
 # %% tags=["check"]
+import torch
+
+
+def _pretrained_backbone(model):
+    """Every parameter outside the head equals the cached pre-trained checkpoint's."""
+    reference, _ = pretrained_image_model(verbose=False)
+    head = {id(p) for p in reference.get_classifier().parameters()}
+    mine = dict(model.named_parameters())
+    return all(name in mine and torch.equal(mine[name].detach().cpu(), p.detach().cpu())
+               for name, p in reference.named_parameters() if id(p) not in head)
+
+
 check("a new 6-way head, everything trainable",
       lambda: my_model(x_test[:2].to(next(my_model.parameters()).device)).shape == (2, task.num_classes)
-      and trainable_params(my_model) == sum(p.numel() for p in my_model.parameters()),
-      hint="pretrained_image_model() returns (model, info); then model.reset_classifier(6)")
+      and trainable_params(my_model) == sum(p.numel() for p in my_model.parameters())
+      and _pretrained_backbone(my_model),
+      hint="start from lesson 01's weights (the helper that loads them returns two things), not from a "
+           "randomly initialised network; then give it a head with as many outputs as there are species")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# my_model, _ = pretrained_image_model(verbose=False)
+# my_model.reset_classifier(task.num_classes)
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **Exercise 2.** Does augmentation matter with few labels? Run fine-tuning with
@@ -280,15 +299,6 @@ check("a new 6-way head, everything trainable",
 no_aug = None     # [run_finetune(...) for seed in ...]
 aug_gain = None
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-no_aug = [run_finetune(S.headline_labels, lr=best_lr, seed=seed, augment=False, log=log, progress=False)
-          for seed in range(S.seeds)]
-aug = difference([r.val_acc for r in finetuned[S.headline_labels]], [r.val_acc for r in no_aug])
-aug_gain = 100 * aug.diff
-print(aug.describe("with augmentation", "without"))
-
-
 # %% tags=["check"]
 def _aug_ok():
     runs_ok = (len(no_aug) == S.seeds and {r.seed for r in no_aug} == set(range(S.seeds))
@@ -298,7 +308,21 @@ def _aug_ok():
     return runs_ok and abs(aug_gain - want) < 1e-6
 
 check("augmentation's gain on validation, over the seeds", _aug_ok,
-      hint="one run per seed with augment=False and lr=best_lr; then 100 * (mean val_acc with - mean val_acc without)")
+      hint="the same fine-tuning call as the lesson's, with augmentation off and at the rate chosen on "
+           "validation, once per seed; the gain is the difference of the two mean validation accuracies, in points")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# no_aug = [run_finetune(S.headline_labels, lr=best_lr, seed=seed, augment=False, log=log, progress=False)
+#           for seed in range(S.seeds)]
+# aug = difference([r.val_acc for r in finetuned[S.headline_labels]], [r.val_acc for r in no_aug])
+# aug_gain = 100 * aug.diff
+# print(aug.describe("with augmentation", "without"))
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **Exercise 3.** From `curve_table`, compute how many points (0 to 100) fine-tuning gains over
@@ -309,18 +333,23 @@ check("augmentation's gain on validation, over the seeds", _aug_ok,
 # %% tags=["exercise"]
 gain_smallest = None
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-smallest = curve_table.iloc[0]
-gain_smallest = 100 * (smallest.finetuned_converged_acc - smallest.scratch_converged_acc)
-print(f"{gain_smallest:+.1f} points at {curve_table.index[0]} labels per species")
-
 # %% tags=["check"]
 check("gain over converged from scratch at the smallest label count",
       lambda: abs(gain_smallest - 100 * (curve_table.finetuned_converged_acc.iloc[0]
                                          - curve_table.scratch_converged_acc.iloc[0])) < 1e-6,
-      hint="curve_table.iloc[0] is the smallest size; each at its own budget: finetuned_converged_acc "
-           "and scratch_converged_acc")
+      hint="the table's rows go from the fewest labels per species to the most; the fair pair of columns "
+           "is the one where each method ran at its own budget; a point is 1/100 of accuracy")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# smallest = curve_table.iloc[0]
+# gain_smallest = 100 * (smallest.finetuned_converged_acc - smallest.scratch_converged_acc)
+# print(f"{gain_smallest:+.1f} points at {curve_table.index[0]} labels per species")
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ## Results

@@ -26,7 +26,7 @@ from helpers.plots import LiveCurve, line_plot
 from helpers.results import Lesson, RunLog
 from helpers.stats import best_by, difference, mean_and_spread
 from helpers.surgery import (
-    freeze,
+    freeze,  # noqa: F401 (exercise 1 uses it)
     freeze_stages,
     frozen_params,
     layerwise_lr_groups,
@@ -264,14 +264,23 @@ lw_table[["val_acc", "val_spread", "test_acc", "test_spread", "seeds"]].round(3)
 named_model = build_model()
 # freeze(named_model, [...])
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-named_model = freeze(build_model(), ["conv1", "bn1", "layer1"])
-
 # %% tags=["check"]
+def _frozen(model):
+    return {name for name, p in model.named_parameters() if not p.requires_grad}
+
+
 check("frozen by name",
-      lambda: trainable_params(named_model) == trainable_params(freeze_stages(build_model(), 2)),
-      hint="freeze(named_model, ['conv1', 'bn1', 'layer1'])")
+      lambda: _frozen(named_model) == _frozen(freeze_stages(build_model(), 2)),
+      hint="print(named_model) shows every module's name; the stem is more than its convolution")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# named_model = freeze(build_model(), ["conv1", "bn1", "layer1"])
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **Exercise 2.** From `freeze_table`, choose the depth (number of frozen stages) you would use:
@@ -282,18 +291,24 @@ check("frozen by name",
 best_depth = None
 best_depth_acc = None
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-best_depth = int(freeze_table["val_acc"].idxmax())
-best_depth_acc = float(freeze_table.loc[best_depth, "val_acc"])
-print(f"best depth on validation: {best_depth} ({freeze_table.loc[best_depth, 'frozen']}), "
-      f"val {best_depth_acc:.3f}; its test accuracy, reported once: {freeze_table.loc[best_depth, 'test_acc']:.3f}")
-
 # %% tags=["check"]
 check("best depth, chosen on validation",
       lambda: best_depth == int(freeze_table["val_acc"].idxmax())
       and abs(best_depth_acc - freeze_table.loc[best_depth, "val_acc"]) < 1e-9,
-      hint="choices are made on validation: freeze_table['val_acc'].idxmax(), and its val_acc")
+      hint="the set made for choosing is validation, never test: take the depth whose validation accuracy "
+           "is highest, and that row's value")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# best_depth = int(freeze_table["val_acc"].idxmax())
+# best_depth_acc = float(freeze_table.loc[best_depth, "val_acc"])
+# print(f"best depth on validation: {best_depth} ({freeze_table.loc[best_depth, 'frozen']}), "
+#       f"val {best_depth_acc:.3f}; its test accuracy, reported once: {freeze_table.loc[best_depth, 'test_acc']:.3f}")
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **Exercise 3.** Make layer-wise groups where each stage gets a *third* of the rate of the stage
@@ -302,15 +317,21 @@ check("best depth, chosen on validation",
 # %% tags=["exercise"]
 groups = None
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-groups = layerwise_lr_groups(build_model(), lr=1e-3, decay=1 / 3)
-print(f"stem rate: {groups[0]['lr']:.2e}")
-
 # %% tags=["check"]
 check("decay of one third",
       lambda: groups[-1]["lr"] == 1e-3 and abs(groups[0]["lr"] - 1e-3 / 3 ** len(stage_names)) < 1e-12,
-      hint="layerwise_lr_groups(build_model(), lr=1e-3, decay=1/3)")
+      hint="the lesson's helper for layer-wise rates takes the last stage's rate and a factor by which each "
+           "stage's rate is multiplied to give the one before it")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# groups = layerwise_lr_groups(build_model(), lr=1e-3, decay=1 / 3)
+# print(f"stem rate: {groups[0]['lr']:.2e}")
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ## Results

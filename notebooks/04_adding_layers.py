@@ -156,20 +156,35 @@ fig
 # %% tags=["exercise"]
 counter = None
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-counter, _ = pretrained_image_model(verbose=False)
-counter = replace_head(counter, 1, activation="softplus")
-
-
 # %% tags=["check"]
+def _pretrained_backbone(model):
+    """Every parameter outside the head equals the cached pre-trained checkpoint's."""
+    reference, _ = pretrained_image_model(verbose=False)
+    head = {id(p) for p in reference.get_classifier().parameters()}
+    mine = dict(model.named_parameters())
+    return all(name in mine and torch.equal(mine[name].detach().cpu(), p.detach().cpu())
+               for name, p in reference.named_parameters() if id(p) not in head)
+
+
 def _counter_ok():
     with torch.no_grad():
         out = counter(x_test[:8].to(next(counter.parameters()).device))
-    return out.shape == (8, 1) and bool((out >= 0).all())
+    ends_in_softplus = isinstance(list(counter.get_classifier().modules())[-1], torch.nn.Softplus)
+    return out.shape == (8, 1) and bool((out >= 0).all()) and ends_in_softplus and _pretrained_backbone(counter)
 
 check("a one-output, non-negative head", _counter_ok,
-      hint="counter, _ = pretrained_image_model(); replace_head(counter, 1, activation='softplus')")
+      hint="start from lesson 01's weights, not a random network; the head-replacing helper takes the "
+           "number of outputs and an activation applied to them (one that is never negative)")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# counter, _ = pretrained_image_model(verbose=False)
+# counter = replace_head(counter, 1, activation="softplus")
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **Exercise 2.** Would a smaller MLP head (16 hidden units, `hidden=16`) be the better choice?
@@ -182,16 +197,6 @@ check("a one-output, non-negative head", _counter_ok,
 small_mlp = None   # [run_finetune(...) for seed in ...]
 small_minus_large = None
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-small_mlp = [run_finetune(task=species_shift_data(S.headline_labels, seed=seed), frozen_stages=N, head="mlp",
-                          hidden=16, lr=S.probe_lr, seed=seed, log=log, progress=False, note="MLP head, 16 units")
-             for seed in range(S.seeds)]
-d = difference([r.val_acc for r in small_mlp], [r.val_acc for r in runs["MLP head"]])
-small_minus_large = 100 * d.diff
-print(d.describe("16 units", "64 units") + " (validation)")
-
-
 # %% tags=["check"]
 def _small_mlp_ok():
     runs_ok = (len(small_mlp) == S.seeds and {r.seed for r in small_mlp} == set(range(S.seeds))
@@ -202,8 +207,22 @@ def _small_mlp_ok():
     return runs_ok and abs(small_minus_large - want) < 1e-6
 
 check("a 16-unit MLP head on the frozen backbone, compared on validation", _small_mlp_ok,
-      hint="frozen_stages=N, head='mlp', hidden=16, lr=S.probe_lr, one run per seed; "
-           "then 100 * (mean val_acc of 16 units - mean val_acc of 64 units)")
+      hint="copy the 64-unit head's settings (frozen depth, head, rate: its runs in `runs` record them) and "
+           "change only the width, once per seed; then the difference of the mean validation accuracies, in points")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# small_mlp = [run_finetune(task=species_shift_data(S.headline_labels, seed=seed), frozen_stages=N, head="mlp",
+#                           hidden=16, lr=S.probe_lr, seed=seed, log=log, progress=False, note="MLP head, 16 units")
+#              for seed in range(S.seeds)]
+# d = difference([r.val_acc for r in small_mlp], [r.val_acc for r in runs["MLP head"]])
+# small_minus_large = 100 * d.diff
+# print(d.describe("16 units", "64 units") + " (validation)")
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ## Results

@@ -473,35 +473,67 @@ display(fig); plt.close(fig)
 # %% tags=["exercise"]
 exact_by_hand = None     # your answer: a number between 0 and 1
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-exact_by_hand = (pred.round() == data.y_test).float().mean().item()
-
 # %% tags=["check"]
 _ = check("exact-count accuracy by hand",
           lambda: abs(exact_by_hand - count_metrics(pred, data.y_test)["exact_acc"]) < 1e-6,
-          hint="(pred.round() == data.y_test).float().mean().item()")
+          hint="a prediction is exact when, rounded to the nearest whole number, it equals the truth; "
+               "the share of exact scenes is the mean of a true/false tensor")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# exact_by_hand = (pred.round() == data.y_test).float().mean().item()
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ### Exercise 2: a better lazy baseline
 #
 # The mean minimises the *squared* error of a constant guess. Which constant minimises the
-# *absolute* error? Compute the test MAE of always predicting the **median** of the 1000
-# training counts (`headline_train[1]`) and store it in `median_mae`. Is it better than the mean?
+# *absolute* error? Write `median_baseline_mae(train_counts, test_counts)`: the MAE on the test
+# counts of always predicting the **median** of the training counts. The starter then applies it
+# to the 1000 training counts (`headline_train[1]`) and the test counts, into `median_mae`. Is it
+# better than the mean's?
 
 # %% tags=["exercise"]
-median_mae = None
+def median_baseline_mae(train_counts, test_counts):
+    """The MAE on ``test_counts`` of always guessing the median of ``train_counts``."""
+    return None   # your code here
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-median_guess = headline_train[1].median()
-median_mae = (data.y_test - median_guess).abs().mean().item()
-print(f"median {median_guess:.0f}: MAE {median_mae:.3f}; mean: MAE {baseline['mae']:.3f}")
+
+median_mae = median_baseline_mae(headline_train[1], data.y_test)
+
 
 # %% tags=["check"]
-_ = check("median baseline",
-          lambda: abs(median_mae - (data.y_test - headline_train[1].median()).abs().mean().item()) < 1e-6,
-          hint="(data.y_test - headline_train[1].median()).abs().mean().item()")
+def _median_baseline_ok():
+    # made-up counts whose training median (1) is far from the test set's (5) and from the mean (3)
+    made_up = median_baseline_mae(torch.tensor([0., 0., 1., 5., 9.]), torch.tensor([4., 4., 5., 6., 9.]))
+    y = headline_train[1].float()
+    medians = {y.median().item(), y.quantile(0.5).item()}      # either convention for an even count
+    real = min(abs(median_mae - (data.y_test.float() - m).abs().mean().item()) for m in medians)
+    return abs(float(made_up) - 4.6) < 1e-6 and real < 1e-6
+
+
+_ = check("median baseline", _median_baseline_ok,
+          hint="the constant is learned from the training counts alone (the test counts only measure it); "
+               "the MAE is the mean distance from it to each test count")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# def median_baseline_mae(train_counts, test_counts):
+#     guess = train_counts.float().median()
+#     return (test_counts.float() - guess).abs().mean().item()
+#
+#
+# median_mae = median_baseline_mae(headline_train[1], data.y_test)
+# print(f"median {headline_train[1].float().median():.0f}: MAE {median_mae:.3f}; mean: MAE {baseline['mae']:.3f}")
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ### Exercise 3: where does the counter struggle?
@@ -513,17 +545,23 @@ _ = check("median baseline",
 # %% tags=["exercise"]
 hardest_count = None
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-per_count = {k: (pred[data.y_test == k] - k).abs().mean().item() for k in data.y_test.unique().int().tolist()}
-hardest_count = max(per_count, key=per_count.get)
-print({k: round(v, 2) for k, v in per_count.items()})
-
 # %% tags=["check"]
 _ = check("hardest count",
           lambda: hardest_count == max(data.y_test.unique().int().tolist(),
                                        key=lambda k: (pred[data.y_test == k] - k).abs().mean().item()),
-          hint="group the absolute errors by data.y_test and take the count with the largest mean")
+          hint="for each true count, the mean absolute error over the scenes that truly hold that many birds "
+               "(not the ones predicted to); then the count where that mean is largest")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# per_count = {k: (pred[data.y_test == k] - k).abs().mean().item() for k in data.y_test.unique().int().tolist()}
+# hardest_count = max(per_count, key=per_count.get)
+# print({k: round(v, 2) for k, v in per_count.items()})
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ### Exercise 4: test-time augmentation
@@ -535,18 +573,24 @@ _ = check("hardest count",
 # %% tags=["exercise"]
 tta_mae = None
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-tta_pred = (predict_counts(counter, data.x_test) + predict_counts(counter, data.x_test.flip(-1))) / 2
-tta_mae = count_metrics(tta_pred, data.y_test)["mae"]
-print(f"plain MAE {count_metrics(pred, data.y_test)['mae']:.3f}, with the mirror {tta_mae:.3f}")
-
 # %% tags=["check"]
 _ = check("test-time augmentation",
           lambda: abs(tta_mae - count_metrics((predict_counts(counter, data.x_test)
                                                + predict_counts(counter, data.x_test.flip(-1))) / 2,
                                               data.y_test)["mae"]) < 1e-4,
-          hint="average predict_counts on data.x_test and on data.x_test.flip(-1), then count_metrics")
+          hint="average the two predicted counts of each scene (as it is, and mirrored) before you measure "
+               "the error, not the two errors after")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# tta_pred = (predict_counts(counter, data.x_test) + predict_counts(counter, data.x_test.flip(-1))) / 2
+# tta_mae = count_metrics(tta_pred, data.y_test)["mae"]
+# print(f"plain MAE {count_metrics(pred, data.y_test)['mae']:.3f}, with the mirror {tta_mae:.3f}")
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ## Results

@@ -18,7 +18,7 @@
 # with two swappable adapters of a few kilobytes each.
 
 # %%
-import copy
+import copy  # noqa: F401 (exercise 2 uses it)
 import math
 
 import pandas as pd
@@ -278,18 +278,23 @@ def lora_params(c_in, c_out, k, r):
     return None   # your formula here
 
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-def lora_params(c_in, c_out, k, r):
-    return r * c_in * k * k + c_out * r      # A: (r, c_in, k, k); B: (c_out, r)
-
-
 # %% tags=["check"]
 def _count(c_in, c_out, k, r):
     layer = add_lora(nn.Sequential(nn.Conv2d(c_in, c_out, k)), "0", rank=r)[0]
     return sum(p.numel() for p in layer.lora_A.parameters()) + sum(p.numel() for p in layer.lora_B.parameters())
 check("LoRA parameter count", lambda: all(lora_params(*a) == _count(*a) for a in [(8, 16, 3, 2), (32, 8, 1, 4), (5, 7, 5, 1)]),
-      hint="A has the kernel's shape with r output channels, B is (c_out, r)");
+      hint="print the A and B of the wrapped layer at the top of the lesson: their weight shapes, in terms of "
+           "c_in, c_out, k and r, give the count (LoRA adds no biases)");
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# def lora_params(c_in, c_out, k, r):
+#     return r * c_in * k * k + c_out * r      # A: (r, c_in, k, k); B: (c_out, r)
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **Exercise 2.** Merge by hand. Take the `wrapped` layer from the top of the lesson, give its
@@ -301,16 +306,22 @@ with torch.no_grad():
     wrapped.B.normal_(0, 0.1)
 merged_conv = None   # your plain nn.Conv2d here
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-merged_conv = copy.deepcopy(wrapped.base)
-with torch.no_grad():
-    merged_conv.weight += wrapped.delta_weight()
-
 # %% tags=["check"]
 check("merged by hand", lambda: isinstance(merged_conv, nn.Conv2d)
       and torch.allclose(merged_conv(h), wrapped(h), atol=1e-5) and not torch.allclose(wrapped(h), conv(h)),
-      hint="copy.deepcopy(wrapped.base), then add wrapped.delta_weight() to its weight under torch.no_grad()");
+      hint="start from a copy of the base layer (not the layer itself, which the adapter wraps), and add the "
+           "adapter's weight change, which the wrapped layer can compute, to the copy's weight without tracking gradients");
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# merged_conv = copy.deepcopy(wrapped.base)
+# with torch.no_grad():
+#     merged_conv.weight += wrapped.delta_weight()
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **Exercise 3 (open).** LoRA on the last stage only: run `run_peft("lora", rank=4,

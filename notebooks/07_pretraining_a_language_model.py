@@ -214,31 +214,52 @@ for p, ok in list(zip(probes, correct))[:5]:
 # %% tags=["exercise"]
 my_unigram = None   # your number here
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-counts = torch.bincount(data.train_ids, minlength=len(tok)).float() + 1
-my_unigram = -(counts / counts.sum()).log()[data.val_ids].mean().item()
-
 # %% tags=["check"]
-check("unigram baseline", lambda: abs(my_unigram - info["unigram_loss"]) < 1e-3,
-      hint="torch.bincount(..., minlength=len(tok)) + 1, normalise, then -log p of val_ids, mean")
+def _unigram_loss():
+    counts = torch.bincount(data.train_ids.cpu(), minlength=len(tok)).double() + 1
+    return -(counts / counts.sum()).log()[data.val_ids.cpu()].mean().item()
+
+
+check("unigram baseline", lambda: abs(my_unigram - _unigram_loss()) < 1e-5,
+      hint="a count for every id of the vocabulary, seen or not, plus one; a token's probability is its count "
+           "over the sum of all counts; the loss is the natural log's, averaged over the validation tokens")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# counts = torch.bincount(data.train_ids, minlength=len(tok)).float() + 1
+# my_unigram = -(counts / counts.sum()).log()[data.val_ids].mean().item()
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **Exercise 2.** Greedy generation is deterministic; sampling is deterministic *for a seed*.
-# Generate 15 tokens after `prompt` twice with `temperature=1.0` and the same `seed`, and store
-# both results in `a` and `b`.
+# Generate 15 tokens after `prompt` twice with `temperature=1.0` and the same seed (store it in
+# `my_seed`), and store both results in `a` and `b`.
 
 # %% tags=["exercise"]
+my_seed = None
 a = b = None
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-a = generate(model, prompt, 15, temperature=1.0, seed=3)
-b = generate(model, prompt, 15, temperature=1.0, seed=3)
-
 # %% tags=["check"]
-check("sampling repeats for a seed", lambda: a is not None and torch.equal(a, b) and len(a) == len(prompt) + 15,
-      hint="generate(model, prompt, 15, temperature=1.0, seed=3), twice")
+check("sampling repeats for a seed",
+      lambda: a is not None and a is not b and torch.equal(a, b) and len(a) == len(prompt) + 15
+      and torch.equal(a, generate(model, prompt, 15, temperature=1.0, seed=my_seed)),
+      hint="two separate calls of the sampler, each given the same seed and a temperature of 1 "
+           "(0 would be greedy, which repeats without any seed)")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# my_seed = 3
+# a = generate(model, prompt, 15, temperature=1.0, seed=my_seed)
+# b = generate(model, prompt, 15, temperature=1.0, seed=my_seed)
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **Exercise 3.** How many characters long is the average article, compared with its length in
@@ -248,14 +269,20 @@ check("sampling repeats for a seed", lambda: a is not None and torch.equal(a, b)
 # %% tags=["exercise"]
 chars_per_word = None
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-chars_per_word = len(char_ids) / len(word_ids)
-
 # %% tags=["check"]
 check("characters per word", lambda: chars_per_word is not None
       and abs(chars_per_word - len(char_ids) / len(word_ids)) < 1e-9,
-      hint="character tokens over word tokens of the whole corpus: len(char_ids) / len(word_ids)")
+      hint="the same corpus tokenized two ways: both token lists are above; characters per word is how many "
+           "times longer one is than the other")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# chars_per_word = len(char_ids) / len(word_ids)
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **Exercise 4 — where to stop.** From the evaluations stored with the checkpoint
@@ -266,15 +293,21 @@ check("characters per word", lambda: chars_per_word is not None
 # %% tags=["exercise"]
 my_best_step = None
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-evals = info["history"]["evals"]
-my_best_step = min(evals, key=lambda e: e["val_fact_loss"])["step"]   # validation decides; the training
-print(my_best_step)                                                   # loss only falls: it picks the end
-
 # %% tags=["check"]
 check("the step to keep", lambda: my_best_step == min(info["history"]["evals"], key=lambda e: e["val_fact_loss"])["step"],
-      hint="the lowest val_fact_loss (a validation measure), not train_loss, which keeps falling while the model over-fits")
+      hint="the course keeps the step where its validation measure of the facts is lowest; the training loss "
+           "keeps falling while the model over-fits")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# evals = info["history"]["evals"]
+# my_best_step = min(evals, key=lambda e: e["val_fact_loss"])["step"]   # validation decides; the training
+# print(my_best_step)                                                   # loss only falls: it picks the end
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ## Results

@@ -39,7 +39,7 @@ from helpers.lm import (
     answers_correct,
     create_lm,
     exact_match,
-    finetune_qa,
+    finetune_qa,  # noqa: F401 (exercise 1 uses it)
     lm_config,
     lm_data,
     pretrained_lm,
@@ -333,20 +333,28 @@ runs.table()
 # %% tags=["exercise"]
 h_fast = None
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-fast, _, _ = pretrained_lm(verbose=False)
-h_fast = finetune_qa(fast, tok, qa, steps=2 * S.steps, lr=1e-3, batch_size=S.batch_size,
-                     eval_every=S.eval_every, early_stopping=False, desc="lr 1e-3, no early stopping")
-runs.add(model="pre-trained, lr 1e-3, no early stopping", lr=1e-3, steps=2 * S.steps, best_step=h_fast.steps_done,
-         seen_acc=exact_match(fast, tok, qa.train), heldout_acc=exact_match(fast, tok, qa.test))
-fig = curves(h_fast, "lr 1e-3, no early stopping")
-display(fig)
-plt.close(fig)
-
 # %% tags=["check"]
 check("a long fine-tuning run", lambda: h_fast is not None and h_fast.steps_done == 2 * S.steps
-      and len(h_fast.evals) > 2, hint="finetune_qa(model, tok, qa, steps=2 * S.steps, lr=1e-3, early_stopping=False, ...)")
+      and h_fast.best_step == h_fast.steps_done and 5e-4 < max(h_fast.lr) <= 1e-3 * (1 + 1e-6)
+      and len(h_fast.evals) > 2,
+      hint="the lesson's own fine-tuning call on a fresh pre-trained copy, with the three things the exercise "
+           "names changed: the rate, the number of steps, and no early stopping (the weights of the last step stay)")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# fast, _, _ = pretrained_lm(verbose=False)
+# h_fast = finetune_qa(fast, tok, qa, steps=2 * S.steps, lr=1e-3, batch_size=S.batch_size,
+#                      eval_every=S.eval_every, early_stopping=False, desc="lr 1e-3, no early stopping")
+# runs.add(model="pre-trained, lr 1e-3, no early stopping", lr=1e-3, steps=2 * S.steps, best_step=h_fast.steps_done,
+#          seen_acc=exact_match(fast, tok, qa.train), heldout_acc=exact_match(fast, tok, qa.test))
+# fig = curves(h_fast, "lr 1e-3, no early stopping")
+# display(fig)
+# plt.close(fig)
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **Exercise 2 — the loss on every token.** `qa_tensors(tok, pairs, answer_only=False)` labels
@@ -358,17 +366,23 @@ check("a long fine-tuning run", lambda: h_fast is not None and h_fast.steps_done
 # %% tags=["exercise"]
 label_ratio = None
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-_, y_all = qa_tensors(tok, qa.train, answer_only=False)
-_, y_ans = qa_tensors(tok, qa.train, answer_only=True)
-label_ratio = (y_all != IGNORE).sum().item() / (y_ans != IGNORE).sum().item()
-
 # %% tags=["check"]
 check("labelled positions", lambda: label_ratio is not None and abs(label_ratio - (
           (qa_tensors(tok, qa.train, answer_only=False)[1] != IGNORE).sum() /
           (qa_tensors(tok, qa.train, answer_only=True)[1] != IGNORE).sum()).item()) < 1e-6,
-      hint="count (y != IGNORE) for answer_only=False, divide by the count for answer_only=True")
+      hint="the labels are the second tensor qa_tensors returns; a position carries a loss when its label is "
+           "not IGNORE; count those both ways over the same training pairs, the larger count on top")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# _, y_all = qa_tensors(tok, qa.train, answer_only=False)
+# _, y_ans = qa_tensors(tok, qa.train, answer_only=True)
+# label_ratio = (y_all != IGNORE).sum().item() / (y_ans != IGNORE).sum().item()
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **Exercise 3 — ask in your own words.** Write a new question about a held-out disease, in a
@@ -381,13 +395,6 @@ my_prompt = my_answer = None
 sick = world.disease(heldout_names[0])
 sick
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-my_prompt = f"question : tell me which organ {sick['name']} attacks ? answer :"
-my_answer = answer(finetuned, tok, my_prompt)
-print(my_prompt, "→", my_answer, f"(true: {sick['organ']})")
-
-
 # %% tags=["check"]
 def new_question_about_a_heldout_disease(prompt):
     asked = [d for d in qa.heldout_diseases if f" {d} " in f" {prompt} "]
@@ -397,8 +404,19 @@ def new_question_about_a_heldout_disease(prompt):
 
 check("your own question", lambda: isinstance(my_prompt, str) and new_question_about_a_heldout_disease(my_prompt)
       and my_answer == answer(finetuned, tok, my_prompt),
-      hint="a held-out disease (heldout_names), a wording not in QUESTIONS, 'question : ... ? answer :', "
-           "and my_answer = answer(finetuned, tok, my_prompt)")
+      hint="name a held-out disease exactly as heldout_names spells it, ask in words none of QUESTIONS uses, "
+           "keep the 'question : ... ? answer :' frame, and let the fine-tuned model answer it")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# my_prompt = f"question : tell me which organ {sick['name']} attacks ? answer :"
+# my_answer = answer(finetuned, tok, my_prompt)
+# print(my_prompt, "→", my_answer, f"(true: {sick['organ']})")
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **Exercise 4 — how much pre-training knowledge is reachable?** Compute the share of held-out
@@ -410,18 +428,23 @@ check("your own question", lambda: isinstance(my_prompt, str) and new_question_a
 # %% tags=["exercise"]
 reachable = None
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-probe_ok = answers_correct(pretrained, tok, world.fill_in_probes(
-    [qa.test[i].disease for i in range(0, len(qa.test), 3 * len(DISEASE_ATTRIBUTES))]), eos=False)
-question_ok = answers_correct(finetuned, tok, qa.test).view(-1, 3).float().mean(1)   # per fact
-reachable = question_ok[probe_ok].mean().item() if probe_ok.any() else 0.0
-
 # %% tags=["check"]
 check("reachable knowledge", lambda: reachable is not None
       and abs(reachable - reachable_knowledge(pretrained, finetuned, tok, world, qa)) < 1e-6,
       hint="per fact: the mean over its three phrasings of the fine-tuned model's verdicts; keep the facts whose "
            "probe the pre-trained model completes; take the mean")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# probe_ok = answers_correct(pretrained, tok, world.fill_in_probes(
+#     [qa.test[i].disease for i in range(0, len(qa.test), 3 * len(DISEASE_ATTRIBUTES))]), eos=False)
+# question_ok = answers_correct(finetuned, tok, qa.test).view(-1, 3).float().mean(1)   # per fact
+# reachable = question_ok[probe_ok].mean().item() if probe_ok.any() else 0.0
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ## Results

@@ -197,19 +197,25 @@ print(f"fine-tuning minus few-shot: {100 * (finetuned_acc - few_shot_acc):+.1f} 
 print(world.article("disease", world.disease(test_names[0]), augmented=True))
 my_prompts = None   # a list of QA objects, one per held-out disease
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-my_prompts = [q for q in world.fill_in_probes(test_names) if q.attribute == "town"]
-print(my_prompts[0].prompt, "→", my_prompts[0].answer)
-
 # %% tags=["check"]
 check("cloze prompts for the town", lambda: my_prompts is not None and len(my_prompts) == len(test_names)
       and sorted(q.disease for q in my_prompts) == test_names
       and all(q.answer == world.disease(q.disease)["town"] and q.prompt in
               [t.split("{town}")[0].format(name=q.disease).strip() for t in TEMPLATES["disease"]["town"]]
               for q in my_prompts),
-      hint="the corpus's own wording (TEMPLATES, not the held-out phrasings): world.fill_in_probes(test_names) "
-           "holds one prompt per attribute; keep attribute == 'town'");
+      hint="the corpus's own wording is in TEMPLATES (not the held-out phrasings): a template cut just before "
+           "the town is a cloze prompt; the world can build such fill-in prompts for every attribute of a list of "
+           "diseases, and you need only the town's");
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# my_prompts = [q for q in world.fill_in_probes(test_names) if q.attribute == "town"]
+# print(my_prompts[0].prompt, "→", my_prompts[0].answer)
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **Exercise 2.** How does few-shot accuracy change with the number of examples? Compute
@@ -220,17 +226,23 @@ check("cloze prompts for the town", lambda: my_prompts is not None and len(my_pr
 # %% tags=["exercise"]
 shot_curve = None   # [accuracy with 0 examples, with 1, with 2]
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-shot_curve = [score(model, tok, few_shot(val_items, qa.train, k=k, tok=tok, context=config.context)) for k in range(3)]
-print(shot_curve)      # validation: choosing k on the test items would make the test score optimistic
-
 # %% tags=["check"]
 check("few-shot curve", lambda: shot_curve is not None and len(shot_curve) == 3
       and abs(shot_curve[0] - score(model, tok, val_items)) < 1e-9
       and all(abs(a - score(model, tok, few_shot(val_items, qa.train, k=k, tok=tok, context=config.context))) < 1e-9
               for k, a in enumerate(shot_curve)),
-      hint="on val_items (not items): with k=0 the prompt is the question alone");
+      hint="choices are made on the validation items, not the test items; k counts the worked examples put "
+           "before the question, from none (the question alone) to two");
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# shot_curve = [score(model, tok, few_shot(val_items, qa.train, k=k, tok=tok, context=config.context)) for k in range(3)]
+# print(shot_curve)      # validation: choosing k on the test items would make the test score optimistic
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ## Results

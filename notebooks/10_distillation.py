@@ -218,18 +218,24 @@ logits0 = t_logits[0]
 probs_t1 = None   # your code here
 probs_t8 = None
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-probs_t1 = F.softmax(logits0 / 1, dim=0)
-probs_t8 = F.softmax(logits0 / 8, dim=0)
-
-
 # %% tags=["check"]
 def entropy(p):
     return -(p * p.clamp_min(1e-12).log()).sum().item()
 check("softened probabilities", lambda: torch.allclose(probs_t8.sum(), torch.tensor(1.0))
-      and torch.allclose(probs_t1, F.softmax(logits0, 0)) and entropy(probs_t8) > entropy(probs_t1),
-      hint="F.softmax(logits0 / T, dim=0)");
+      and torch.allclose(probs_t1, F.softmax(logits0, 0)) and torch.allclose(probs_t8, F.softmax(logits0 / 8, 0))
+      and entropy(probs_t8) > entropy(probs_t1),
+      hint="the temperature scales the logits before the softmax turns them into probabilities; a higher "
+           "temperature flattens them");
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# probs_t1 = F.softmax(logits0 / 1, dim=0)
+# probs_t8 = F.softmax(logits0 / 8, dim=0)
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **Exercise 2.** Hard pseudo-labels, by hand. The "hard pseudo-labels" student got the
@@ -239,14 +245,20 @@ check("softened probabilities", lambda: torch.allclose(probs_t8.sum(), torch.ten
 # %% tags=["exercise"]
 pseudo_labels = None   # a tensor of species indices, one per unlabelled image
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-pseudo_labels = soft_u[y_u < 0].argmax(dim=1)
-
 # %% tags=["check"]
 check("pseudo-labels", lambda: pseudo_labels.shape == (int((y_u < 0).sum()),)
       and torch.equal(pseudo_labels.cpu(), predict(teacher, x_u[y_u < 0]).argmax(1).cpu()),
-      hint="soft_u[y_u < 0].argmax(dim=1)");
+      hint="only the views without a label (y_u marks them), and for each the species the teacher finds most "
+           "likely: the index of its largest probability");
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# pseudo_labels = soft_u[y_u < 0].argmax(dim=1)
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **Exercise 3 (open).** Distil with `temperature=1` on the unlabelled views and compare it with

@@ -402,16 +402,6 @@ print(f"a fresh real orca's median feature distance to its nearest training orca
 closest_sample = None        # an index into ft_samples
 closest_distance = None      # its feature distance to the nearest training orca
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-dist, idx = feature_nearest(judge, ft_samples, finetune_set)
-closest_sample = int(dist.argmin())
-closest_distance = float(dist.min())
-fig = image_grid(torch.stack([ft_samples[closest_sample], finetune_set[idx[closest_sample]]]),
-                 titles=["closest sample", f"training orca, d={closest_distance:.3f}"], cols=2, size=1.8)
-display(fig)
-plt.close(fig)
-
 # %% tags=["check"]
 from helpers.exercises import check
 
@@ -419,8 +409,23 @@ _d, _ = feature_nearest(judge, ft_samples, finetune_set)
 check("the most copied sample",
       lambda: closest_sample is not None and closest_distance is not None
       and int(closest_sample) == int(_d.argmin()) and abs(float(closest_distance) - float(_d.min())) < 1e-5,
-      hint="dist, idx = feature_nearest(judge, ft_samples, finetune_set); then dist.argmin() and dist.min() "
-           "(the training orcas are the references, not the fresh ones)")
+      hint="measure every fine-tuned sample against the orcas the generator was fine-tuned on (not fresh "
+           "ones); then the position of the smallest distance, and that distance")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# dist, idx = feature_nearest(judge, ft_samples, finetune_set)
+# closest_sample = int(dist.argmin())
+# closest_distance = float(dist.min())
+# fig = image_grid(torch.stack([ft_samples[closest_sample], finetune_set[idx[closest_sample]]]),
+#                  titles=["closest sample", f"training orca, d={closest_distance:.3f}"], cols=2, size=1.8)
+# display(fig)
+# plt.close(fig)
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ## Exercise 2: copies with more noise
@@ -434,14 +439,6 @@ check("the most copied sample",
 # %% tags=["exercise"]
 noisy_copies = None
 noisy_ratio = None
-
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-noisy_copies = finetune_set[torch.arange(S.eval_samples) % len(finetune_set)]
-noisy_copies = (noisy_copies + 0.3 * torch.randn_like(noisy_copies)).clamp(0, 1)
-noisy_ratio = feature_memorisation_ratio(judge, noisy_copies, finetune_set, real_orcas)
-print(f"copies with noise 0.3: {noisy_ratio:.3f}   with noise 0.03: {memorisation_ratio_copies:.3f}   "
-      f"fresh orcas: {memorisation_ratio_fresh:.3f}")
 
 # %% tags=["check"]
 def _is_noisy_copy(images):
@@ -457,9 +454,22 @@ def _same(a, b):                      # equal, or both NaN (too few samples labe
 check("memorisation ratio of very noisy copies",
       lambda: noisy_copies is not None and noisy_ratio is not None and _is_noisy_copy(noisy_copies)
       and _same(noisy_ratio, feature_memorisation_ratio(judge, noisy_copies, finetune_set, real_orcas)),
-      hint="noisy_copies = finetune_set[torch.arange(S.eval_samples) % len(finetune_set)], add "
-           "0.3 * torch.randn_like(...), clamp; then feature_memorisation_ratio(judge, noisy_copies, "
-           "finetune_set, real_orcas) (not the pixel memorisation_ratio)")
+      hint="build the copies as the lesson built its own (same count, same repetition of the training orcas), "
+           "with ten times its noise, clamped; measure them in the judge's feature space, as the lesson did, "
+           "not in pixels")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# noisy_copies = finetune_set[torch.arange(S.eval_samples) % len(finetune_set)]
+# noisy_copies = (noisy_copies + 0.3 * torch.randn_like(noisy_copies)).clamp(0, 1)
+# noisy_ratio = feature_memorisation_ratio(judge, noisy_copies, finetune_set, real_orcas)
+# print(f"copies with noise 0.3: {noisy_ratio:.3f}   with noise 0.03: {memorisation_ratio_copies:.3f}   "
+#       f"fresh orcas: {memorisation_ratio_fresh:.3f}")
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ## Results

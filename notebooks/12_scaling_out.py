@@ -275,24 +275,34 @@ pd.DataFrame({"one process": lm_single["loss"], "DDP, global count": lm_runs["gl
 # - Or keep the effective batch fixed: fewer images per device as you add devices (what this
 #   lesson did), and the original hyperparameters stay valid.
 
+# %% [markdown]
+# ## Exercises
+#
+# **Exercise 1.** Say you fine-tune with `lr = 1e-3` at a batch of 32 on one device. You move to
+# 4 GPUs and keep 32 images per GPU. What is the effective batch, and what learning rate does the
+# linear scaling rule suggest? Store them in `effective_batch` and `scaled_lr`.
+
 # %% tags=["exercise"]
-# **Exercise 1.** Lesson 02 fine-tunes with `lr = 1e-3` at a batch of 32 on one device. You move
-# to 4 GPUs and keep 32 images per GPU. What is the effective batch, and what learning rate does
-# the linear scaling rule suggest? Store them in `effective_batch` and `scaled_lr`.
 effective_batch = None
 scaled_lr = None
-
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-effective_batch = 32 * 4          # per-device batch x processes (no gradient accumulation)
-scaled_lr = 1e-3 * effective_batch / 32
-print(f"effective batch {effective_batch}, linear-scaled rate {scaled_lr:.0e} "
-      f"(the square-root rule for AdamW would say {1e-3 * 2:.0e})")
 
 # %% tags=["check"]
 check("effective batch and scaled rate",
       lambda: effective_batch == 128 and abs(scaled_lr - 4e-3) < 1e-9,
-      hint="4 GPUs x 32 images; the rate grows by the same factor as the batch (128 / 32)")
+      hint="every GPU adds its own images to one optimiser step; the linear rule scales the rate by the "
+           "factor the batch grew by (not by its square root, the AdamW rule)")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# effective_batch = 32 * 4          # per-device batch x processes (no gradient accumulation)
+# scaled_lr = 1e-3 * effective_batch / 32
+# print(f"effective batch {effective_batch}, linear-scaled rate {scaled_lr:.0e} "
+#       f"(the square-root rule for AdamW would say {1e-3 * 2:.0e})")
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ## What DDP sends: gradients of the trainable parameters
@@ -303,36 +313,52 @@ check("effective batch and scaled rate",
 # once, when it wraps the model. Lesson 06's LoRA therefore shrinks not only optimiser memory but
 # also the traffic between GPUs.
 
-# %% tags=["exercise"]
+# %% [markdown]
 # **Exercise 2.** How many bytes of gradients does DDP all-reduce per step for lesson 02's full
 # fine-tuning, and how many with a rank-4 LoRA on `layer3` and `layer4` plus the new head? The
 # gradients are float32 (4 bytes each). Build the models with `build_model(seed=0)`; for LoRA use
 # `add_lora(model, ["layer3.*.conv*", "layer4.*.conv*"], rank=4)` then
 # `train_only_lora(model, also="fc")` from `helpers.lora`. Store `full_bytes` and `lora_bytes`.
+
+# %% tags=["exercise"]
 full_bytes = None
 lora_bytes = None
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
+# %% tags=["check"]
 from helpers.lora import add_lora, train_only_lora
 
 
-def gradient_bytes(model):
-    return 4 * sum(p.numel() for p in model.parameters() if p.requires_grad)
+def _trained_numbers(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-full_bytes = gradient_bytes(build_model(seed=0))
-lora_model = train_only_lora(add_lora(build_model(seed=0), ["layer3.*.conv*", "layer4.*.conv*"], rank=4),
-                             also="fc")
-lora_bytes = gradient_bytes(lora_model)
-print(f"full fine-tuning: {full_bytes / 1e6:.2f} MB per step; LoRA: {lora_bytes / 1e6:.3f} MB "
-      f"({full_bytes / lora_bytes:.0f} times less)")
-
-# %% tags=["check"]
 check("gradient bytes per step",
-      lambda: full_bytes == 4 * sum(p.numel() for p in build_model(seed=0).parameters())
-      and 0 < lora_bytes < full_bytes / 5,
-      hint="4 bytes x the number of parameters with requires_grad, for each model")
+      lambda: full_bytes == 4 * _trained_numbers(build_model(seed=0))
+      and lora_bytes == 4 * _trained_numbers(train_only_lora(
+          add_lora(build_model(seed=0), ["layer3.*.conv*", "layer4.*.conv*"], rank=4), also="fc")),
+      hint="DDP all-reduces a gradient only for the parameters that train (requires_grad); 4 bytes for each "
+           "number in them; the LoRA model trains its adapters and its new head")
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# from helpers.lora import add_lora, train_only_lora
+#
+#
+# def gradient_bytes(model):
+#     return 4 * sum(p.numel() for p in model.parameters() if p.requires_grad)
+#
+#
+# full_bytes = gradient_bytes(build_model(seed=0))
+# lora_model = train_only_lora(add_lora(build_model(seed=0), ["layer3.*.conv*", "layer4.*.conv*"], rank=4),
+#                              also="fc")
+# lora_bytes = gradient_bytes(lora_model)
+# print(f"full fine-tuning: {full_bytes / 1e6:.2f} MB per step; LoRA: {lora_bytes / 1e6:.3f} MB "
+#       f"({full_bytes / lora_bytes:.0f} times less)")
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ## When to reach for FSDP

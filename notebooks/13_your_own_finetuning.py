@@ -105,15 +105,21 @@ table
 # %% tags=["exercise"]
 chosen_row = None   # the row of table you would report
 
-# %% jupyter={"source_hidden": true} tags=["solution"]
-# Solution (click to expand)
-chosen_row = table.loc[table["val_acc"].idxmax()]
-
 # %% tags=["check"]
 check("chosen on validation", lambda: chosen_row is not None
       and float(chosen_row["val_acc"]) == max(r.val_acc for r in runs)
       and int(chosen_row["trainable_params"]) == best_by(runs, "val_acc").trainable_params,
-      hint="the highest val_acc: table.loc[table['val_acc'].idxmax()] (never a test number)");
+      hint="the search chooses on validation, never on a test number: the row whose validation accuracy is "
+           "highest");
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution (click to open)</summary>
+#
+# ```python
+# chosen_row = table.loc[table["val_acc"].idxmax()]
+# ```
+#
+# </details>
 
 # %% [markdown]
 # ## 3 · Export, and predict from the file

@@ -1,10 +1,14 @@
-"""Every lesson notebook runs top to bottom in smoke mode, and its exercises' checks pass.
+"""Every lesson notebook runs top to bottom in smoke mode, and its exercises check the learner.
 
 The notebooks share one data folder (set in conftest.py) and run in lesson order, so a later
-lesson finds the checkpoints an earlier one cached, as in a real class. Each exercise's check
-also runs before its folded solution (on the unsolved starter it must say "not yet"), and after a
-plausible WRONG answer from tests/wrong_answers.py (it must say "not yet" there too).
+lesson finds the checkpoints an earlier one cached, as in a real class. Each lesson runs as "Run
+All" runs it with every exercise untouched: every check must say "not yet". Right after each
+check, in the same kernel, the test tries every plausible WRONG answer registered in
+tests/wrong_answers.py (the check must say "not yet" to each), then the code of the folded
+solution (the check must pass), then the untouched starter again, so that the rest of the lesson
+runs as the learner's Run All does.
 """
+import ast
 import json
 import os
 import re
@@ -46,29 +50,68 @@ def check_name(cell) -> str | None:
     return m.group(2) if m else None
 
 
+SOLUTION_OPEN = "<details><summary>Solution (click to open)</summary>"
+FENCE = re.compile(r"^```python\n(.*?)\n```$", re.S | re.M)
+
+
+def solution_code(cell) -> str:
+    """The Python code inside a folded solution (a markdown cell holding one fenced block)."""
+    blocks = FENCE.findall(cell.source)
+    assert len(blocks) == 1, f"a solution cell holds {len(blocks)} python blocks, not one:\n{cell.source}"
+    return blocks[0]
+
+
+def exercises(nb) -> list[dict]:
+    """Each exercise of ``nb`` in order: its starter cells, its check and its solution (indices)."""
+    found, starters = [], []
+    for i, cell in enumerate(nb.cells):
+        tags = _tags(cell)
+        if "exercise" in tags:
+            starters.append(i)
+        elif "check" in tags:
+            found.append({"starters": starters, "check": i, "solution": None})
+            starters = []
+        elif "solution" in tags:
+            assert found and found[-1]["solution"] is None, f"cell {i}: a solution with no check before it"
+            found[-1]["solution"] = i
+    return found
+
+
 def _copy(cell, tag, suffix):
     new = nbformat.from_dict(json.loads(json.dumps(cell)))
     new.metadata["tags"] = [tag]
     new["id"] = f"{cell.get('id', 'c')}-{suffix}"
+    if new.cell_type == "code":
+        new.outputs, new.execution_count = [], None
     return new
 
 
-def with_checks_before_solutions(nb, lesson: str = ""):
-    """Before each folded solution: a copy of its check on the unsolved starter (it must say
-    "not yet", ❌), and for each wrong answer registered in tests/wrong_answers.py, that answer
-    followed by another copy of the check (❌ again). The original check, after the solution,
-    must say ✅."""
+def _code(source, tag, cell_id):
+    return nbformat.v4.new_code_cell(source, metadata={"tags": [tag]}, id=cell_id)
+
+
+def with_answers_tried(nb, lesson: str = ""):
+    """The lesson as Run All runs it, untouched, and after each check: every wrong answer
+    registered in tests/wrong_answers.py followed by a copy of the check (it must say "not yet",
+    ❌), then the solution's code followed by a copy of the check (✅), then the starter cells
+    again, so that what comes after runs on the learner's untouched answer."""
+    tries = {}
+    for ex in exercises(nb):
+        check = nb.cells[ex["check"]]
+        cid = check.get("id", f"c{ex['check']}")
+        added = []
+        for k, wrong in enumerate(WRONG_ANSWERS.get(lesson, {}).get(check_name(check), [])):
+            added += [_code(wrong, "wrong-answer", f"{cid}-wrong{k}"),
+                      _copy(check, "check-after-wrong-answer", f"wrong{k}-check")]
+        if ex["solution"] is not None:
+            added += [_code(solution_code(nb.cells[ex["solution"]]), "solution-code", f"{cid}-solution"),
+                      _copy(check, "check-after-solution", "solution-check")]
+        added += [_copy(nb.cells[i], "starter-again", f"starter{n}") for n, i in enumerate(ex["starters"])]
+        tries[ex["check"]] = added
     cells = []
     for i, cell in enumerate(nb.cells):
-        if "solution" in _tags(cell):
-            later = next((c for c in nb.cells[i + 1:] if "check" in _tags(c) or "solution" in _tags(c)), None)
-            if later is not None and "check" in _tags(later):
-                cells.append(_copy(later, "check-before-solution", "early"))
-                for k, wrong in enumerate(WRONG_ANSWERS.get(lesson, {}).get(check_name(later), [])):
-                    cells.append(nbformat.v4.new_code_cell(wrong, metadata={"tags": ["wrong-answer"]},
-                                                           id=f"{later.get('id', 'c')}-wrong{k}"))
-                    cells.append(_copy(later, "check-after-wrong-answer", f"wrong{k}-check"))
         cells.append(cell)
+        cells += tries.get(i, [])
     nb.cells = cells
     return nb
 
@@ -77,22 +120,26 @@ def with_checks_before_solutions(nb, lesson: str = ""):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_in_smoke_mode(path, monkeypatch):
     """The lesson runs top to bottom with clean outputs (no error, each figure once); every
-    exercise check fails on the starter and on a plausible wrong answer, and passes on the
-    solution."""
+    exercise check says "not yet" on the untouched starter and on each plausible wrong answer, and
+    passes on the solution's code."""
     assert os.environ["COURSE_MODE"] == "smoke"
     monkeypatch.delenv("MPLBACKEND", raising=False)     # the kernel's own inline backend, as in JupyterLab
     number = path.name[:2]
-    nb = execute_notebook(path, timeout=300, transform=lambda nb: with_checks_before_solutions(nb, number))
+    nb = execute_notebook(path, timeout=300, transform=lambda nb: with_answers_tried(nb, number))
     assert_clean_outputs(nb, path.name)
+    checks = 0
     for cell in nb.cells:
         tags = _tags(cell)
-        if "check-before-solution" in tags:
-            assert "❌" in _text(cell), f"this check passes on the unsolved starter:\n{cell.source}"
+        if "check" in tags:
+            checks += 1
+            assert "❌" in _text(cell) and "not yet" in _text(cell), \
+                f"Run All with the exercise untouched passes this check:\n{cell.source}\n{_text(cell)}"
         elif "check-after-wrong-answer" in tags:
             assert "❌" in _text(cell), f"this check accepts a wrong answer:\n{cell.source}"
-        elif "check" in tags:
+        elif "check-after-solution" in tags:
             assert "✅" in _text(cell) and "❌" not in _text(cell), \
                 f"this check fails on its own solution:\n{cell.source}\n{_text(cell)}"
+    assert sum("check-after-solution" in _tags(c) for c in nb.cells) == checks
     if number != "00":
         assert number in load_results("smoke"), f"lesson {number} did not record its results"
 
@@ -104,6 +151,125 @@ def test_every_registered_wrong_answer_has_its_check():
         assert not missing, f"{path.name}: wrong answers registered for checks it does not have: {missing}"
 
 
+def test_every_check_has_a_wrong_answer():
+    """Each check rejects at least one registered plausible wrong answer (tried in the smoke run)."""
+    bare = [f"{path.name[:2]}: {check_name(c)!r}" for path in NOTEBOOKS
+            for c in nbformat.read(path, as_version=4).cells
+            if "check" in _tags(c) and not WRONG_ANSWERS.get(path.name[:2], {}).get(check_name(c))]
+    assert not bare, "checks with no registered wrong answer in tests/wrong_answers.py:\n" + "\n".join(bare)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_exercise_is_starter_check_folded_solution(path):
+    """Run All never runs a solution: each is a markdown cell holding a closed <details> (folded
+    in JupyterLab, on GitHub and on the website) with one python block, right after its check."""
+    nb = nbformat.read(path, as_version=4)
+    found = exercises(nb)
+    for ex in found:
+        where = f"{path.name}, check {check_name(nb.cells[ex['check']])!r}"
+        assert ex["starters"], f"{where}: no starter cell (tags=['exercise']) before the check"
+        assert ex["solution"] is not None, f"{where}: no folded solution after the check"
+        between = nb.cells[ex["check"] + 1:ex["solution"]]
+        assert all(c.cell_type == "markdown" for c in between), f"{where}: code between the check and its solution"
+        cell = nb.cells[ex["solution"]]
+        assert cell.cell_type == "markdown", f"{where}: the solution is a {cell.cell_type} cell; Run All would run it"
+        text = cell.source.strip()
+        assert text.startswith(SOLUTION_OPEN) and text.endswith("</details>") and text.count("<details") == 1, \
+            f"{where}: a solution is {SOLUTION_OPEN} ... </details> (closed, not <details open>):\n{text}"
+        ast.parse(solution_code(cell))
+    for i, cell in enumerate(nb.cells):
+        if "solution" in _tags(cell):
+            assert any(ex["solution"] == i for ex in found), f"{path.name}: cell {i}, a solution with no check"
+
+
+def _loads_before_stores(tree) -> set[str]:
+    """Names a cell reads before (or without) assigning them itself (a comprehension's variables
+    and a function's arguments are its own)."""
+    stored, early = _local(tree), set()
+    for node in sorted((n for n in ast.walk(tree) if isinstance(n, ast.Name)), key=lambda n: (n.lineno, n.col_offset)):
+        if isinstance(node.ctx, ast.Store):
+            stored.add(node.id)
+        elif node.id not in stored:
+            early.add(node.id)
+    return early
+
+
+def _local(tree) -> set[str]:
+    targets = {n.id for c in ast.walk(tree) if isinstance(c, ast.comprehension)
+               for n in ast.walk(c.target) if isinstance(n, ast.Name)}
+    return targets | {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
+
+
+def _stores(tree) -> set[str]:
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)} - _local(tree)
+    names |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    return names | {(a.asname or a.name).split(".")[0] for n in ast.walk(tree)
+                    if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+
+
+def _python(source: str) -> str:
+    """A code cell's source without IPython magics (lines starting with % or !)."""
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_nothing_after_an_exercise_needs_its_solution(path):
+    """Under Run All the solution never runs and the starter leaves placeholders: no later cell of
+    the lesson may read a name that only the exercise's starter or solution sets (a cell may test
+    it for None, as lesson 00's picture of the learner's harder world does)."""
+    nb = nbformat.read(path, as_version=4)
+    owner = {}                     # name -> the exercise whose starter or solution last set it
+    for i, cell in enumerate(nb.cells):
+        tags = _tags(cell)
+        if "solution" in tags:
+            for name in _stores(ast.parse(solution_code(cell))):
+                owner[name] = i
+        if cell.cell_type != "code":
+            continue
+        tree = ast.parse(_python(cell.source))
+        if "exercise" in tags:
+            for name in _stores(tree):
+                owner[name] = i
+            continue
+        if "check" not in tags:
+            needs = {n for n in _loads_before_stores(tree) if n in owner
+                     and not re.search(rf"\b{re.escape(n)} is (not )?None\b", cell.source)}
+            assert not needs, (f"{path.name}, cell {i}: reads {sorted(needs)}, which only an exercise sets "
+                               f"(cell {sorted(owner[n] for n in needs)}); under Run All the solution never runs")
+        for name in _stores(tree):
+            owner.pop(name, None)
+
+
+def _hint(cell) -> str:
+    for node in ast.walk(ast.parse(cell.source)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "check":
+            for kw in node.keywords:
+                if kw.arg == "hint":
+                    return ast.literal_eval(kw.value)
+    return ""
+
+
+def _squeeze(text: str) -> str:
+    return re.sub(r"\s+", "", text).replace('"', "'")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_hints_point_to_the_idea_not_the_line(path):
+    """Every check has a hint, and no hint holds a line of the solution's code (or the expression
+    it assigns): a hint that is the solution makes the exercise a copying one."""
+    nb = nbformat.read(path, as_version=4)
+    for ex in exercises(nb):
+        check = nb.cells[ex["check"]]
+        hint = _squeeze(_hint(check))
+        assert hint, f"{path.name}: the check {check_name(check)!r} has no hint"
+        for node in ast.parse(solution_code(nb.cells[ex["solution"]])).body:
+            pieces = [node] + ([node.value] if isinstance(node, (ast.Assign, ast.AugAssign)) else [])
+            for piece in pieces:
+                code = _squeeze(ast.unparse(piece))
+                assert len(code) < 12 or code not in hint, \
+                    f"{path.name}: the hint of {check_name(check)!r} gives the solution's code away: {ast.unparse(piece)}"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_is_committed_clean(path):
     nb = nbformat.read(path, as_version=4)
@@ -113,10 +279,3 @@ def test_notebook_is_committed_clean(path):
     for key, expected in JUPYTERLAB_METADATA.items():
         got = {k: v for k, v in nb.metadata.get(key, {}).items() if k != "version"}
         assert got == expected, f"{path.name}: {key} is not what JupyterLab writes, so opening it marks it modified"
-    solutions = [c for c in nb.cells if "solution" in c.metadata.get("tags", [])]
-    for cell in solutions:
-        assert cell.metadata.get("jupyter", {}).get("source_hidden"), "solutions must be folded"
-        first = cell.source.splitlines()[0] if cell.source else ""
-        assert re.match(r"^# Solution\b[^=]*$", first), \
-            f"{path.name}: a folded solution shows its first line beside the fold; it must give nothing away: {first!r}"
-        assert cell.source.count(first) == 1, f"{path.name}: a folded solution repeats its first line {first!r}"

@@ -3,8 +3,9 @@
 For each lesson, in order (later lessons load the checkpoints earlier ones cached): open it (no
 kernel dialog, tab not marked modified), Run All, wait for the kernel to go idle (as JupyterLab's
 own Galata tests do: on the notebook's session and cells, not on sleeps), then check what is on the
-screen: no error outputs, progress bars drawn as widgets, each figure once, solutions folded with
-a first line that gives nothing away, run-log tables inside the window. Lesson 03 also gets its
+screen: no error outputs, progress bars drawn as widgets, each figure once, every exercise check
+saying "not yet" (the learner has not answered), every solution a closed <details> element whose
+summary gives nothing away, run-log tables inside the window. Lesson 03 also gets its
 depth picker dragged and clicked. A screenshot of each lesson goes to build/screenshots/.
 
 COURSE_BROWSER_ONLY="03*" runs a subset (a glob of notebook names).
@@ -30,7 +31,7 @@ from notebook_outputs import output_problems  # noqa: E402
 ONLY = os.environ.get("COURSE_BROWSER_ONLY", "*")
 LESSONS = [p for p in sorted(SOURCE.glob("*.ipynb")) if fnmatch.fnmatch(p.name, ONLY)]
 RUN_TIMEOUT_MS = 300_000            # one lesson's Run All in smoke mode (they take 10-60 s)
-SOLUTION_FIRST_LINE = re.compile(r"^# Solution\b[^=]*$")   # e.g. "# Solution (click to expand)"
+SOLUTION_SUMMARY = "Solution (click to open)"     # all a folded solution shows
 
 OPEN = """async (path) => {
   const app = window.jupyterapp;
@@ -93,6 +94,13 @@ SCREEN = """() => {
       images: Array.from(node.querySelectorAll('.jp-OutputArea-output img')).map(img => img.src),
       progressWidgets: node.querySelectorAll('.jp-OutputArea-output .widget-hprogress').length,
       widgetViews: node.querySelectorAll('.jp-OutputArea-output .jupyter-widgets').length,
+      details: (() => {
+        const d = node.querySelector('.jp-RenderedMarkdown details');
+        if (!d) return null;
+        const summary = d.querySelector('summary'), code = d.querySelector('pre');
+        return {open: d.open, summary: summary ? summary.innerText : null,
+                codeShown: !!(code && code.offsetParent !== null && code.getBoundingClientRect().height > 0)};
+      })(),
       tooWide: Array.from(node.querySelectorAll('.course-table')).filter(t =>
           t.scrollWidth > t.clientWidth + 1 || t.getBoundingClientRect().right > nbRect.right + 1).length,
     };
@@ -129,16 +137,17 @@ def screen_problems(cells, nb) -> list[str]:
             problems.append(f"{where}: the same figure is on the screen twice")
         if cell["tooWide"]:
             problems.append(f"{where}: a run-log table is wider than the notebook")
+        if "check" in cell["tags"] and "not yet" not in text:
+            problems.append(f"{where}: with the exercise untouched, Run All shows a pass: {text[:120]!r}")
         if "solution" in cell["tags"]:
-            first = cell["source"].splitlines()[0] if cell["source"] else ""
-            if not cell["inputHidden"] or cell["placeholder"] is None:
-                problems.append(f"{where}: the solution is not folded after Run All")
-            elif not SOLUTION_FIRST_LINE.match(first):
-                problems.append(f"{where}: the folded solution's first line gives it away: {first!r}")
-            elif any(line.strip() and line.strip() in cell["placeholder"]
-                     for line in cell["source"].splitlines()[1:]):
-                problems.append(f"{where}: the folded solution shows more than its first line: "
-                                f"{cell['placeholder']!r}")
+            details = cell["details"]
+            if cell["type"] != "markdown" or details is None:
+                problems.append(f"{where}: the solution is not a <details> element in a markdown cell")
+            elif details["open"] or details["codeShown"]:
+                problems.append(f"{where}: the solution is open after Run All")
+            elif (details["summary"] or "").strip() != SOLUTION_SUMMARY:
+                problems.append(f"{where}: the folded solution shows {details['summary']!r}, "
+                                f"not {SOLUTION_SUMMARY!r}")
     if widget_outputs and not any(c["widgetViews"] for c in cells):
         problems.append(f"{widget_outputs} widget outputs, none drawn as a widget")
     return problems
