@@ -346,15 +346,15 @@ print(f"peft's folder: loaded by the course vs by peft, largest output differenc
 print(f"the course's adapter: loaded by peft (from the folder peft wrote) vs by the course, {course_files_diff:.1e}")
 stats_file = save_adapter(pair["course"].model, folder / "species_course_stats.safetensors", extra="fc", norm_stats=True)
 with_stats_acc = accuracy(load_adapter(build_model(seed=0), stats_file), x_test, y_test)
-pd.DataFrame([{"trained by": a, "loaded by": b, "test_acc": accuracy(m, x_test, y_test)} for (a, b), m in loaded.items()]
-             + [{"trained by": lib, "loaded by": "(the trained model itself)", "test_acc": r.test_acc}
-                for lib, r in pair.items()]
+pd.DataFrame([{"trained by": lib, "loaded by": "(the trained model itself)", "test_acc": r.test_acc}
+              for lib, r in pair.items()]
+             + [{"trained by": a, "loaded by": b, "test_acc": accuracy(m, x_test, y_test)} for (a, b), m in loaded.items()]
              + [{"trained by": "course", "loaded by": "course, with BatchNorm statistics", "test_acc": with_stats_acc}]
              ).round(4)
 
 # %% [markdown]
 # Loaded across, the adapters compute what they computed where they were saved (the two
-# differences printed above). Compare the rows loaded from files with the trained models: the
+# differences printed above). Compare the rows loaded from files with the first two: the
 # training updated the BatchNorm running statistics (`bn="update"`, as everywhere in this lesson),
 # and neither peft's folder nor our file without `norm_stats=True` holds them, so a loaded
 # adapter runs on the base model's statistics. Our file can carry them (the last row); peft's
