@@ -14,8 +14,9 @@
 #
 # We compare them on lesson 02's task (six bird species, few labels, the same budget of
 # optimiser steps): trainable share, optimiser memory, time and accuracy. Then we **merge** LoRA
-# into the weights for inference at no extra cost, and serve **two tasks from one base model**
-# with two swappable adapters of a few kilobytes each.
+# into the weights for inference at no extra cost, do the same fine-tuning with Hugging Face's
+# **`peft`** library beside ours, and serve **two tasks from one base model** with two swappable
+# adapters of a few kilobytes each.
 
 # %%
 import copy  # noqa: F401 (exercise 2 uses it)
@@ -229,6 +230,154 @@ unmerge_lora(lora_model)
 print(f"unmerged again: largest change {(lora_model(x_lat[:16]).detach() - before).abs().max().item():.1e}")
 
 # %% [markdown]
+# ## The same LoRA with Hugging Face `peft`
+#
+# Written out, LoRA is a few lines. In practice you will use a library, and the one most people
+# use is Hugging Face's `peft`, which adapts any PyTorch model, timm's included: a `LoraConfig`
+# names the layers, the rank `r`, `lora_alpha` and `lora_dropout`, and `get_peft_model` wraps
+# those layers. `helpers.peft_bridge` writes the config of our adapter (the same layers by their
+# full names, the same rank, alpha equal to the rank, no dropout because ours has none, and the new
+# head in `modules_to_save`, peft's name for "trains too"), builds peft's model from a copy of ours
+# with our `A` and `B` copied into peft's `lora_A` and `lora_B`, and moves saved adapters between
+# the two formats. Everything stays on this machine: peft wraps a local `nn.Module` and reads and
+# writes a local folder; nothing comes from the Hugging Face hub.
+
+# %%
+from peft import PeftModel
+from safetensors.torch import load_file
+
+from helpers.lora import lora_layers
+from helpers.peft_bridge import load_peft_adapter, lora_config, output_difference, peft_mismatch, save_as_peft, to_peft
+
+ours = prepare_peft(build_model(seed=0), "lora", rank=P.headline_rank)   # the course's LoRA, as in the table
+config = lora_config(ours, head="fc")
+theirs = to_peft(ours, head="fc")      # get_peft_model(a copy of the base model, config), our A and B copied in
+print(f"LoraConfig: r={config.r}, lora_alpha={config.lora_alpha}, lora_dropout={config.lora_dropout}, "
+      f"{len(config.target_modules)} target_modules, modules_to_save={config.modules_to_save}")
+n_ours, n_all_ours = memory_report(ours)["trainable_params"], memory_report(ours)["total_params"]
+n_theirs, n_all_theirs = theirs.get_nb_trainable_parameters()
+head_params = sum(p.numel() for p in ours.fc.parameters())
+print(f"trainable parameters: course {n_ours:,}, peft {n_theirs:,}; in all: course {n_all_ours:,}, peft "
+      f"{n_all_theirs:,} ({n_all_theirs - n_all_ours:,} more; the head has {head_params:,})")
+layer = "layer4.1.conv2"
+mine = ours.get_submodule(layer)
+print(f"the course's {layer}: A {tuple(mine.lora_A['default'].shape)}, B {tuple(mine.lora_B['default'].shape)}; "
+      f"peft's:")
+print(theirs.base_model.model.get_submodule(layer))
+agree = [p for p, wrapper in lora_layers(ours).items() if peft_mismatch(wrapper) is None]
+print(f"adapted layers where the two compute the same thing: {len(agree)} of {len(lora_layers(ours))}")
+
+# %% [markdown]
+# Both wrap a convolution the same way: `A` is a convolution with the base layer's kernel,
+# stride and padding into `r` channels, `B` a 1x1 convolution back to the output channels. We
+# keep `B` as an (out, r) matrix and use it as a 1x1 kernel; peft keeps it as an (out, r, 1, 1)
+# kernel: the same numbers. Both start `A` from the same distribution (uniform, bound
+# 1/sqrt(fan-in)) and `B` at zero, but from different random draws, which is why the bridge
+# copies our `A` across. They part ways on three kinds of convolution: a dilated one (peft's `A`
+# drops the dilation); a subclass with a forward of its own, such as timm's weight-standardised
+# `ScaledStdConv2d` (NFNets) or `Conv2dSame` (TensorFlow's padding), where peft builds `A` and `B`
+# as that class, so it standardises or pads the adapter by itself while ours runs the layer's own
+# forward on `W + ΔW`; and a padding mode other than zeros. `peft_mismatch` names the reason and
+# the bridge refuses such layers rather than hand over a model that computes something else, so
+# the comparison below covers the layers where the two agree (the last printed line counts them).
+#
+# The trainable counts agree. The totals do not, by one head: peft wraps a module named in
+# `modules_to_save` and trains a copy of it, keeping the original so that the adapter can be
+# switched off.
+#
+# From the same weights, the same outputs? The trained rank-4 adapter from the table, handed to
+# peft:
+
+# %%
+twin = to_peft(headline.model, head="fc")
+same_weights_diff, scale = output_difference(headline.model, twin, x_test)
+print(f"{len(x_test)} test images: largest output difference {same_weights_diff:.1e} (outputs up to {scale:.1f})")
+
+# %% [markdown]
+# Now train both from the same start: the same data, seed, steps and learning rate; the only
+# change is whose LoRA trains (`run_peft(..., library="peft")` hands the freshly prepared model
+# to `to_peft` before training, so peft's adapter starts from our `A` and a zero `B`).
+
+# %%
+pair = {lib: run_peft("lora", rank=P.headline_rank, steps=P.steps, library=lib, keep_model=True, progress=False)
+        for lib in ("course", "peft")}
+trained_diff, trained_scale = output_difference(pair["course"].model, pair["peft"].model, x_test)
+acc_gap = pair["peft"].test_acc - pair["course"].test_acc
+lora_spread = float(seeds_table.loc["lora", "test_spread"])
+if trained_diff == 0:
+    verdict = "identical to the last bit, so the same accuracy"
+else:
+    verdict = (f"apart by rounding only (same start, same arithmetic; the two lay B out differently in memory, "
+               f"so the convolution routines may round differently, and training carries the last bits on): "
+               f"test accuracies {abs(acc_gap):.3f} apart, against the course LoRA's spread of {lora_spread:.3f} "
+               f"over {P.seeds} seeds")
+print(f"trained alike for {P.steps} steps: largest output difference {trained_diff:.1e}: {verdict}")
+pd.DataFrame([{"library": lib, "trainable_params": r.trainable_params, "val_acc": r.val_acc,
+               "test_acc": r.test_acc, "sec_per_epoch": r.sec_per_epoch} for lib, r in pair.items()]).round(4)
+
+# %% [markdown]
+# Saved adapters: peft's `save_pretrained` writes a folder with `adapter_config.json` (the
+# `LoraConfig`) and `adapter_model.safetensors`; ours is one safetensors file with the ranks in
+# its metadata. The tensors are the same; only their names (and `B`'s shape) differ. Each side
+# loads the other's: `load_peft_adapter` reads peft's folder with no peft code, mapping the names,
+# and `save_as_peft` has peft itself write our adapter in its format.
+
+# %%
+folder = data_dir() / "adapters"
+pair["peft"].model.save_pretrained(str(folder / "species_peft"))
+save_as_peft(pair["course"].model, folder / "species_course_as_peft", head="fc")
+course_file = save_adapter(pair["course"].model, folder / "species_course.safetensors", extra="fc")
+print("peft's folder:", sorted(p.name for p in (folder / "species_peft").iterdir()))
+peft_keys = load_file(folder / "species_peft" / "adapter_model.safetensors")
+course_keys = load_file(course_file)
+pd.DataFrame([{"peft": k, "peft shape": tuple(peft_keys[k].shape), "course": c, "course shape": tuple(course_keys[c].shape)}
+              for k, c in [(f"base_model.model.{layer}.lora_A.weight", f"{layer}.lora_A"),
+                           (f"base_model.model.{layer}.lora_B.weight", f"{layer}.lora_B"),
+                           ("base_model.model.fc.weight", "extra.fc.weight")]])
+
+# %%
+loaded = {("peft", "peft"): PeftModel.from_pretrained(build_model(seed=0), str(folder / "species_peft")),
+          ("peft", "course"): load_peft_adapter(build_model(seed=0), folder / "species_peft"),
+          ("course", "peft"): PeftModel.from_pretrained(build_model(seed=0), str(folder / "species_course_as_peft")),
+          ("course", "course"): load_adapter(build_model(seed=0), course_file)}
+peft_files_diff, s1 = output_difference(loaded["peft", "peft"], loaded["peft", "course"], x_test)
+course_files_diff, s2 = output_difference(loaded["course", "course"], loaded["course", "peft"], x_test)
+print(f"peft's folder: loaded by the course vs by peft, largest output difference {peft_files_diff:.1e}")
+print(f"the course's adapter: loaded by peft (from the folder peft wrote) vs by the course, {course_files_diff:.1e}")
+stats_file = save_adapter(pair["course"].model, folder / "species_course_stats.safetensors", extra="fc", norm_stats=True)
+with_stats_acc = accuracy(load_adapter(build_model(seed=0), stats_file), x_test, y_test)
+pd.DataFrame([{"trained by": lib, "loaded by": "(the trained model itself)", "test_acc": r.test_acc}
+              for lib, r in pair.items()]
+             + [{"trained by": a, "loaded by": b, "test_acc": accuracy(m, x_test, y_test)} for (a, b), m in loaded.items()]
+             + [{"trained by": "course", "loaded by": "course, with BatchNorm statistics", "test_acc": with_stats_acc}]
+             ).round(4)
+
+# %% [markdown]
+# Loaded across, the adapters compute what they computed where they were saved (the two
+# differences printed above). Compare the rows loaded from files with the first two: the
+# training updated the BatchNorm running statistics (`bn="update"`, as everywhere in this lesson),
+# and neither peft's folder nor our file without `norm_stats=True` holds them, so a loaded
+# adapter runs on the base model's statistics. Our file can carry them (the last row); peft's
+# format holds the adapter and the `modules_to_save` only, so there you would list the BatchNorm
+# layers in `modules_to_save` (which also trains their scale and shift) or keep the statistics
+# frozen while training (`bn="frozen"`).
+
+# %%
+peft_metrics = {
+    "peft_trainable_params": int(n_theirs), "course_lora_trainable_params": int(n_ours),
+    "peft_all_params": int(n_all_theirs), "course_all_params": int(n_all_ours),
+    "peft_layers_agree": len(agree), "peft_layers": len(lora_layers(ours)),
+    "peft_same_weights_max_diff": same_weights_diff, "peft_output_scale": min(scale, trained_scale, s1, s2),
+    "peft_acc": pair["peft"].test_acc, "peft_val_acc": pair["peft"].val_acc,
+    "peft_course_acc": pair["course"].test_acc, "peft_course_val_acc": pair["course"].val_acc,
+    "peft_trained_max_diff": trained_diff, "lora_acc_spread": lora_spread,
+    "peft_files_in_course_max_diff": peft_files_diff, "course_files_in_peft_max_diff": course_files_diff,
+    "peft_reload_acc": accuracy(loaded["peft", "peft"], x_test, y_test),
+    "course_reload_acc": accuracy(loaded["course", "course"], x_test, y_test),
+    "course_reload_with_stats_acc": with_stats_acc,
+}
+
+# %% [markdown]
 # ## One base model, two tasks, two small adapters
 #
 # A second task on the same kind of images: **where was the photo taken?** Which of the six
@@ -344,6 +493,7 @@ metrics = {
     "serving_accs": [float(row["test_acc"]) for row in serving],
     **{f"{m.replace(', BN statistics frozen', '_frozen_bn')}_accs": list(v) for m, v in accs.items()},
     "seeds": P.seeds, "steps": P.steps,
+    **peft_metrics,                             # the section "The same LoRA with Hugging Face peft"
 }
 lesson.record(metrics)
 show_claims(CLAIMS, metrics)

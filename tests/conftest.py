@@ -10,6 +10,7 @@ import torch
 os.environ["COURSE_MODE"] = "smoke"
 os.environ.setdefault("COURSE_DATA", tempfile.mkdtemp(prefix="course-test-data-"))
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["HF_HUB_OFFLINE"] = "1"      # peft and timm never reach for the Hugging Face hub in a test
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 

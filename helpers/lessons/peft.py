@@ -25,8 +25,8 @@ from ..training import Batches, accuracy, train
 def run_peft(method: str, *, rank: int = 4, alpha: float | None = None, targets=RESNET_TARGETS,
              labels_per_class: int | None = None, task: ClassificationTask | None = None,
              lr: float | None = None, steps: int | None = None, seed: int = 0, name: str = DEFAULT,
-             bn: str = BN_DEFAULT, progress: bool = True, keep_model: bool = False, log=None,
-             device="auto") -> RunResult:
+             bn: str = BN_DEFAULT, library: str = "course", progress: bool = True, keep_model: bool = False,
+             log=None, device="auto") -> RunResult:
     """Tune a FRESH copy of lesson 01's model with one method (``helpers.lora.METHODS``).
 
     The data, the head, the budget (optimiser steps, batch size) and the validation and test sets
@@ -35,11 +35,19 @@ def run_peft(method: str, *, rank: int = 4, alpha: float | None = None, targets=
     parameters want a larger rate than a whole network. ``task=`` trains on another
     ``ClassificationTask`` with as many classes as species instead (same head size).
 
+    ``library="peft"`` (LoRA only) trains Hugging Face peft's LoRA instead of the course's: the
+    course adapter is set up as usual, then ``helpers.peft_bridge.to_peft`` hands the model, with
+    that adapter's A and B and the new head, to ``peft.get_peft_model``; everything else (data,
+    seed, budget, rate) is the same.
+
     Returns:
         RunResult with metrics val_acc, test_acc; extra: trainable_frac, optimizer_bytes (AdamW
         state), sec_per_epoch, eval_s.
     """
     one_of("method", method, METHODS)
+    one_of("library", library, LIBRARIES)
+    if library == "peft" and method != "lora":
+        raise ValueError(f"library='peft' runs peft's LoRA; method must be 'lora', got {method!r}")
     S, P = sizes("finetune"), sizes("peft")
     device = resolve_device(device)
     steps = whole_number("steps", steps, allow_none=True) or S.steps
@@ -47,6 +55,10 @@ def run_peft(method: str, *, rank: int = 4, alpha: float | None = None, targets=
     task = species_data(labels_per_class, seed=seed, device=device) if task is None else task.to(device)
     model = build_model(seed=seed, num_classes=task.num_classes, device=device)
     prepare_peft(model, method, rank=rank, alpha=alpha, targets=targets, name=name, seed=seed, bn=bn)
+    if library == "peft":
+        # imported here, not at the top: importing peft loads transformers, which takes seconds
+        from ..peft_bridge import to_peft
+        model = to_peft(model, name=name, head="fc")
     model.to(device)
     report = memory_report(model)
     batches = Batches(task.x_train, task.y_train, batch_size=min(S.batch_size, len(task.x_train)), seed=seed,
@@ -59,7 +71,7 @@ def run_peft(method: str, *, rank: int = 4, alpha: float | None = None, targets=
     eval_s = time.perf_counter() - start
     result = RunResult(
         settings={"method": method, "rank": rank if method == "lora" else None, "lr": lr, "bn": bn, "seed": seed,
-                  "task": task.name},
+                  "task": task.name, "library": library},
         metrics={"val_acc": accuracy(model, task.x_val, task.y_val), "test_acc": test_acc},
         trainable_params=report["trainable_params"], total_params=report["total_params"],
         steps=history.steps_done, train_s=history.train_s,
@@ -69,6 +81,9 @@ def run_peft(method: str, *, rank: int = 4, alpha: float | None = None, targets=
     if log is not None:
         log.add(**{k: v for k, v in result.row().items() if k not in ("task", "cached")})
     return result
+
+
+LIBRARIES = ("course", "peft")     # whose LoRA run_peft trains: helpers.lora's, or Hugging Face peft's
 
 
 BACKGROUND_SEEDS = (880_001, 880_002, 880_003)       # train, validation, test of the second task
@@ -110,3 +125,21 @@ CLAIMS = [
     Claim("06", "swapping adapters on one base model gives the first task's accuracy back exactly",
           lambda m: m["serving_accs"][0] == m["serving_accs"][2]),
 ]
+
+# The section "The same LoRA with Hugging Face peft": the library's LoRA against the course's.
+PEFT_CLAIMS = [
+    Claim("06", "peft's LoRA, configured like the course's (same layers, rank, alpha, no dropout, the head in "
+                "modules_to_save), trains exactly as many parameters",
+          lambda m: m["peft_trainable_params"] == m["course_lora_trainable_params"]),
+    Claim("06", "from the same weights, peft's model computes the course model's outputs (largest difference "
+                "under 1% of the largest output)",
+          lambda m: m["peft_same_weights_max_diff"] < 0.01 * m["peft_output_scale"]),
+    Claim("06", "trained with the same data, seed and steps from the same initialisation, peft's LoRA and the "
+                "course's tie: their test accuracies differ by no more than the course LoRA's spread over seeds",
+          lambda m: abs(m["peft_acc"] - m["peft_course_acc"]) <= m["lora_acc_spread"]),
+    Claim("06", "each library's saved adapter loads into the other and computes what the saving library computes "
+                "from it (largest difference under 1% of the largest output)",
+          lambda m: max(m["peft_files_in_course_max_diff"], m["course_files_in_peft_max_diff"])
+          < 0.01 * m["peft_output_scale"]),
+]
+CLAIMS += PEFT_CLAIMS
