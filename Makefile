@@ -10,7 +10,12 @@ export COURSE_MODE
 # "Speed", benchmarks/parallel_jobs.py). JOBS=1 runs them one after the other.
 JOBS ?= 2
 
-.PHONY: setup lab test test-browser course prepare clean-cache
+# make setup installs the versions in constraints.txt (the ones the course was last tested with);
+# `make setup CONSTRAINTS=` installs the newest that pyproject.toml allows, `make constraints`
+# writes the venv's versions into constraints.txt (README, "Tested versions").
+CONSTRAINTS ?= constraints.txt
+
+.PHONY: setup lab test test-browser course prepare clean-cache site test-site serve-site constraints
 
 setup: $(STAMP)
 
@@ -18,10 +23,10 @@ setup: $(STAMP)
 # One course kernel: the notebooks ask for "python3", which `make lab` (this venv's JupyterLab,
 # preferring the venv's kernelspecs to the user's) runs with the venv's python; the second
 # kernelspec older setups installed is removed.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev]" $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 	$(VENV)/bin/jupyter kernelspec remove -y fine-tuning-course >/dev/null 2>&1 || true
 	touch $(STAMP)
 
@@ -35,6 +40,29 @@ test: setup
 # The browser suite: every lesson in JupyterLab in headless Chromium (tests/browser/conftest.py).
 test-browser: setup
 	COURSE_BROWSER_TESTS=1 $(PY) -m pytest -q -p no:cacheprovider tests/browser
+
+# The website of the executed lessons of one mode (COURSE_MODE; class to publish), from build/<mode>/
+# as `make course` left it: nothing is run again. Into build/site/<mode>/ (helpers/site.py).
+site: setup
+	$(PY) -m helpers.site build
+
+# Every page of that site in headless Chromium, served from 127.0.0.1 (tests/site/conftest.py).
+test-site: setup
+	COURSE_SITE_TESTS=1 COURSE_SITE_MODE=$(COURSE_MODE) $(PY) -m pytest -q -p no:cacheprovider tests/site
+
+serve-site: setup
+	$(PY) -m helpers.site serve
+
+# The exact versions in the venv, for make setup (the package itself and editable installs left out).
+constraints: setup
+	( echo "# The versions the course was last tested with, written by make constraints from a venv on"; \
+	  echo "# Python $$($(PY) -c 'import platform; print(platform.python_version(), platform.system(), platform.machine())')."; \
+	  echo "# make setup installs them; make setup CONSTRAINTS= ignores them (README, Tested versions)."; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v -i '^fine-tuning-course' ) > constraints.txt.new
+	@if grep -n -E '^-e |^-f |@ |file:' constraints.txt.new; then \
+		echo "constraints.txt must name registry releases only (name==version): fix the lines above"; \
+		rm constraints.txt.new; exit 1; fi
+	mv constraints.txt.new constraints.txt
 
 course: setup
 	$(PY) -m helpers.course run --jobs $(JOBS)

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import math
 import os
 import pkgutil
+import platform
+import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .claims import check_claims
@@ -113,10 +117,11 @@ def run_course(pattern: str = "*.ipynb", jobs: int = 1) -> int:
     hold."""
     mode = current_mode()
     out_dir = ROOT / "build" / mode
-    failed = []
+    failed, outcomes = [], {}
 
     def done(path, outcome):
         seconds, error = outcome
+        outcomes[path.name] = outcome
         if error:
             failed.append(path.name)
             print(f"[{mode}] {path.name} FAILED after {seconds:.0f} s: {error}", flush=True)
@@ -133,6 +138,7 @@ def run_course(pattern: str = "*.ipynb", jobs: int = 1) -> int:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         print(f"[{mode}] {len(paths)} lessons, {jobs} at a time ({threads} thread(s) each), longest first", flush=True)
         _in_parallel(longest_first(paths, mode), jobs, lambda path: (_run_notebook, path, out_dir, threads), done)
+    record_run(out_dir, mode, outcomes, time.perf_counter() - start, jobs)
     print(f"\nAll lessons in {time.perf_counter() - start:.0f} s. Executed notebooks are in {out_dir}."
           f"\nResults ({results_path(mode)}):\n")
     print(results_table(mode))
@@ -140,6 +146,48 @@ def run_course(pattern: str = "*.ipynb", jobs: int = 1) -> int:
         print(f"\n{len(failed)} notebook(s) failed: {', '.join(sorted(failed))}")
     broken = report_claims(mode)
     return 1 if failed or broken else 0
+
+
+def machine() -> str:
+    """One line naming this machine for the record of a run: CPU model and cores, and the GPU."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores"
+    import torch
+
+    if torch.cuda.is_available():
+        text += f", GPU {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def record_run(out_dir: Path, mode: str, outcomes: dict, seconds: float, jobs: int) -> dict:
+    """Write ``out_dir/run.json``: when and where ``make course`` last ran, the commit, which
+    lessons it ran (``ran``) and how long it took, and each lesson's time and outcome (merged with
+    lessons an earlier run saved there). The website (``helpers.site``) shows it on its landing
+    page."""
+    path = out_dir / "run.json"
+    try:
+        previous = json.loads(path.read_text()).get("lessons", {})
+    except (OSError, ValueError, AttributeError):
+        previous = {}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    lessons = {**previous, **{name: {"seconds": round(s, 1), "failed": bool(error)}
+                              for name, (s, error) in outcomes.items()}}
+    run = {"mode": mode, "finished": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "ran": sorted(outcomes), "wall_s": round(seconds, 1), "jobs": jobs, "machine": machine(),
+           "commit": commit, "lessons": dict(sorted(lessons.items()))}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run, indent=1) + "\n")
+    return run
 
 
 def registered_claims() -> list:

@@ -72,7 +72,10 @@ def depth_picker(run: Callable, stage_names: list[str], value: int = 2, metric: 
                                style={"description_width": "initial"}, continuous_update=False)
     label = widgets.HTML()
     button = widgets.Button(description="Train", button_style="primary", icon="play")
-    curve = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+    # hidden until the first frame: an Image widget with no picture shows a broken-image icon
+    curve = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", display="none"))
+    curve.observe(lambda change: setattr(curve.layout, "display", None if change["new"] else "none"),
+                  names="value")
     summary = widgets.HTML()
     out = widgets.Output()
     results = []

@@ -69,10 +69,11 @@ def test_depth_picker_calls_by_keyword_and_accepts_result_objects():
         return Result(test_acc=0.5, trainable_params=12_345, history=history)
 
     picker = depth_picker(run, STAGES, value=2)
+    assert picker.curve.layout.display == "none", "an empty curve would show a broken-image icon"
     picker.button.click()
     assert calls == [2]
     assert "frozen stages 2: test accuracy 0.500, 12,345 trainable parameters" in picker.summary.value
-    assert picker.curve.value[:4] == PNG
+    assert picker.curve.value[:4] == PNG and picker.curve.layout.display is None
 
 
 def test_depth_picker_reports_a_failed_run_and_stays_usable():
