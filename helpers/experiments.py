@@ -21,6 +21,8 @@ Example:
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 
 import torch.nn as nn
@@ -36,6 +38,7 @@ from .surgery import (
     BN_CHOICES,
     BN_DEFAULT,
     add_block,
+    check_depth,
     count_params,
     freeze_stages,
     layerwise_lr_groups,
@@ -193,15 +196,18 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
     steps = whole_number("steps", steps, allow_none=True) or S.steps
     whole_number("labels_per_class", labels_per_class, allow_none=True)
     whole_number("linear_probe_steps", linear_probe_steps, minimum=0)
-    whole_number("frozen_stages", frozen_stages, minimum=0)
     whole_number("batch_size", batch_size, allow_none=True)
     one_of("bn", bn, BN_CHOICES)
     one_of("head", head, HEADS)
     if linear_probe_steps >= steps:
         raise ValueError(f"linear_probe_steps={linear_probe_steps} leaves nothing of the budget steps={steps} for "
                          f"fine-tuning: the probe's steps count in the budget")
-    if lr is not None and not lr > 0:
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf):
         raise ValueError(f"lr must be a positive number; got {lr!r}")
+    if lr_decay is not None and (isinstance(lr_decay, bool) or not isinstance(lr_decay, numbers.Real)
+                                 or not 0 < lr_decay <= 1):
+        raise ValueError(f"lr_decay must be None (one rate for all) or a number in (0, 1], each stage's rate "
+                         f"as a share of the next one's (e.g. 0.5); got {lr_decay!r}")
     lr = lr or (S.scratch_lr if from_scratch else S.lr)
     evals = S.evals if evals is None else whole_number("evals", evals, minimum=0)
     if keep_best and not evals:
@@ -216,8 +222,7 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
     model = build_model(from_scratch=from_scratch, head=head, hidden=hidden, seed=seed,
                         num_classes=task.num_classes, device=device, mode=mode, source=source)
     n_stages = len(stages(model))
-    if frozen_stages > n_stages:
-        freeze_stages(model, frozen_stages, bn=bn)          # raises, listing the valid depths
+    check_depth(model, frozen_stages, "frozen_stages")      # raises, naming this model's valid depths and stages
     start_state_hash = state_hash(model)
     start_backbone = [p.detach().clone() for _, st in stages(model) for p in st.parameters()]
 

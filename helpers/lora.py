@@ -46,7 +46,7 @@ from safetensors.torch import load_file, save_file
 
 from .cache import FORMAT as CHECKPOINT_FORMAT
 from .cache import atomic_write
-from .checks import check_seed, keywords_checked
+from .checks import check_seed, keywords_checked, name_patterns
 from .surgery import BN_DEFAULT, _set_submodule, count_params, freeze_stages, stages, unfreeze
 
 DEFAULT = "default"
@@ -88,15 +88,29 @@ def _check_model(model) -> None:
 
 def _patterns(patterns, what: str) -> list[str]:
     """``patterns`` as a non-empty list of strings, or a TypeError/ValueError naming ``what``."""
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str) and p for p in patterns):
-        raise TypeError(f"{what} must be a module path or glob pattern (e.g. 'layer4.*.conv*') or a "
-                        f"list of them, got {patterns!r}")
-    if not patterns:
-        raise ValueError(f"{what} is an empty list, so it selects nothing; name at least one module "
-                         f"path or glob pattern, e.g. 'layer4.*.conv*'")
-    return list(patterns)
+    return name_patterns(what, patterns)
+
+
+GROUPED_WHY = ("LoRA does not wrap depthwise or grouped convolutions (groups > 1): its update B A "
+               "(A reads every input channel, B writes every output channel) would connect channels the "
+               "grouped layer keeps apart, so it could not be merged into the layer's weight; and a "
+               "depthwise kernel is small already (channels x k x k weights): train it directly "
+               "(unfreeze) instead")
+
+
+def _why_not_targets(model, pattern) -> str:
+    """Why the modules ``pattern`` names are not layers LoRA wraps ('' if it names none)."""
+    named = [(n, m) for n, m in model.named_modules() if n and fnmatch.fnmatchcase(n, pattern)]
+    if not named:
+        return ""
+    inside = [(n, m) for p, _ in named for n, m in model.named_modules()
+              if n == p or n.startswith(p + ".")]
+    grouped = [n for n, m in inside if isinstance(m, nn.Conv2d) and m.groups != 1]
+    shown = ", ".join(f"{n!r} is a {type(m).__name__}" + (f" with groups={m.groups}" if isinstance(m, nn.Conv2d)
+                                                           else "") for n, m in named[:3])
+    why = (f" ({len(grouped)} depthwise / grouped convolution(s): {GROUPED_WHY})" if grouped else
+           " (LoRA wraps nn.Linear and ordinary nn.Conv2d layers; BitFit or unfreeze train norms and the rest)")
+    return f"{pattern!r} matches {len(named)} module(s) but no layer LoRA can wrap: {shown}" + why
 
 
 def _check_modules(model, patterns, what: str) -> None:
@@ -140,8 +154,8 @@ class LoRA(nn.Module):
         if not isinstance(base, (nn.Linear, nn.Conv2d)):
             raise TypeError(f"LoRA wraps nn.Linear or nn.Conv2d, not {type(base).__name__}")
         if isinstance(base, nn.Conv2d) and base.groups != 1:
-            raise ValueError("LoRA here supports ordinary convolutions only (groups=1); "
-                             f"this one has groups={base.groups} (a depthwise or grouped conv)")
+            raise ValueError(f"this Conv2d has groups={base.groups} (a depthwise or grouped convolution): "
+                             f"{GROUPED_WHY}")
         self.base = base
         self.lora_A = nn.ParameterDict()
         self.lora_B = nn.ParameterDict()
@@ -286,8 +300,9 @@ def find_targets(model: nn.Module, targets) -> dict[str, nn.Module]:
             names = list(layers)
             close = difflib.get_close_matches(pattern, names, n=5, cutoff=0.5)
             shown = names if len(names) <= 40 else names[:20] + ["..."] + names[-10:]
+            why = _why_not_targets(model, pattern)
             raise ValueError(
-                f"targets: no Linear or Conv2d layer matches {pattern!r}"
+                (f"targets: {why}" if why else f"targets: no Linear or Conv2d layer matches {pattern!r}")
                 + (f"; close matches: {close}" if close else "")
                 + f". Layers LoRA can wrap ({len(names)}): {shown}. Use a path, a glob such as "
                   f"'layer4.*.conv*', or a container such as 'layer4'.")
@@ -569,7 +584,10 @@ def adapter_state(model: nn.Module, name: str | None = None, extra=None,
     if not state:
         raise ValueError(f"no adapter named {name!r}; the model has {adapter_names(model)}")
     for pattern in (_patterns(extra, "extra") if extra else []):
-        if not any(mpath and fnmatch.fnmatchcase(mpath, pattern) for mpath, _ in model.named_modules()):
+        # the tensors the pattern names itself too: "blocks.0.*" saves blocks.0's own layer scales
+        own = {n: p for n, p in model.named_parameters() if fnmatch.fnmatchcase(n, pattern) and "lora_" not in n}
+        state.update({f"extra.{n}": p.detach() for n, p in own.items()})
+        if not own and not any(mpath and fnmatch.fnmatchcase(mpath, pattern) for mpath, _ in model.named_modules()):
             modules = [n for n, _ in model.named_children()]
             close = difflib.get_close_matches(pattern, [n for n, _ in model.named_modules() if n], n=5)
             raise ValueError(f"extra={pattern!r} matches no module of the model"

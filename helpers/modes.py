@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import known_name
+
 MODES = ("smoke", "class", "full")
 
 
@@ -315,10 +317,11 @@ def checkpoint_config(cls, sizes_of_mode, **fields):
 
 
 def sizes(name: str, mode: str | None = None):
-    """The sizes of lesson part ``name`` in ``mode`` (default: the current mode)."""
-    if name not in SIZES:
-        raise KeyError(f"no sizes for {name!r}; known: {sorted(SIZES)}")
-    return SIZES[name][mode or current_mode()]
+    """The sizes of lesson part ``name`` in ``mode`` (default: the current mode).
+
+    An unknown name or mode raises ``UnknownNameError`` (a KeyError) listing the valid ones."""
+    known_name("lesson part", name, sorted(SIZES))
+    return SIZES[name][known_name("mode", mode, MODES) if mode is not None else current_mode()]
 
 
 @dataclass(frozen=True)

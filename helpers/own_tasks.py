@@ -55,7 +55,17 @@ from .models import (
 )
 from .modes import sizes
 from .own_data import DataError, PretrainedUnavailable, load_image, load_image_folder, timm_pretrained
-from .surgery import add_block, count_params, freeze_stages, replace_head, stages, trainable_params, unfreeze
+from .surgery import (
+    add_block,
+    check_depth,
+    count_params,
+    freeze_stages,
+    heads,
+    replace_head,
+    stages,
+    trainable_params,
+    unfreeze,
+)
 from .tasks import ClassificationTask
 from .text_world import QA, QASplits
 from .training import Batches, accuracy, train
@@ -310,7 +320,6 @@ def finetune_task(task: ClassificationTask, *, source="course", frozen_stages: i
     S, P = sizes("finetune"), sizes("peft")
     device = resolve_device(device)
     one_of("head", head, HEADS)
-    whole_number("frozen_stages", frozen_stages, minimum=0)
     whole_number("lora_rank", lora_rank, allow_none=True)
     steps = whole_number("steps", steps, allow_none=True) or S.steps
     if lr is not None and not lr > 0:
@@ -323,8 +332,7 @@ def finetune_task(task: ClassificationTask, *, source="course", frozen_stages: i
     model = (scratch_twin(source, task.num_classes, seed=seed, device=device) if from_scratch
              else model_from_source(source, task.num_classes, device=device))
     n_stages = len(stages(model))
-    if frozen_stages > n_stages:
-        freeze_stages(model, frozen_stages)         # raises, listing the stages
+    check_depth(model, frozen_stages, "frozen_stages")     # raises, naming this model's depths and stages
     with seeded(seed):
         if head == "block":
             add_block(model)
@@ -334,7 +342,7 @@ def finetune_task(task: ClassificationTask, *, source="course", frozen_stages: i
     if head == "block":
         unfreeze(model, "*.extra")
     if lora_rank:
-        head_paths = [n for n, m in model.named_modules() if n and m is model.get_classifier()]
+        head_paths = [path for path, _ in heads(model)]           # both heads of a distilled model
         targets = lora_targets or [n for n, m in model.named_modules()
                                    if (isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1))
                                    and not any(n == h or n.startswith(h + ".") for h in head_paths)]

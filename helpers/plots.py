@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .checks import class_labels, paired
+
 
 def _detached(fig):
     """``fig`` closed in pyplot (so it displays once), returned for the caller to show."""
@@ -88,6 +90,9 @@ def confusion_matrix(y_true, y_pred, class_names, normalize: bool = True, title:
     k = len(class_names)
     y_true = torch.as_tensor(y_true).cpu().long()
     y_pred = torch.as_tensor(y_pred).cpu().long()
+    paired(("y_true", "y_pred"), y_true, y_pred)
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        class_labels(name, y, k, head="class_names", unit="names", advice="Pass a name for every class.")
     cm = torch.zeros(k, k)
     cm.index_put_((y_true, y_pred), torch.ones(len(y_true)), accumulate=True)
     if normalize:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .checks import known_name
+
 
 def _floats(values) -> list[float]:
     values = [float(v) for v in values]
@@ -82,6 +84,8 @@ def best_by(rows, metric: str, *, higher_is_better: bool = True):
         raise ValueError("best_by needs at least one row")
 
     def value(r):
+        if isinstance(r, dict):
+            known_name("metric", metric, list(r))       # lists the row's columns
         v = r[metric] if isinstance(r, dict) else getattr(r, metric)
         if v is None:
             raise ValueError(f"a row has no {metric!r}")

@@ -44,7 +44,7 @@ import torch
 import torch.nn as nn
 from timm.models._manipulate import group_with_matcher
 
-from .checks import check_seed, whole_number
+from .checks import check_seed, name_patterns, whole_number
 from .device import seeded
 
 # ---------------------------------------------------------------------------------------------
@@ -101,9 +101,14 @@ def _tensor_names(model):
 
 
 def _stage_of_tensor(model):
-    """{tensor name: stage index or None for the head}, plus the stage names in order."""
+    """{tensor name: stage index or None for the head}, plus the stage names in order.
+
+    The head is every classifier ``get_classifier()`` names and, where a classifier sits inside
+    a top-level container (timm's ``head`` of a MetaFormer, ConvNeXt or Swin: a norm, pooling,
+    the fc), that whole container: its norm acts on the pooled features, after every stage."""
     classifiers = _classifiers(model)
     head_prefixes = {n for n, m in model.named_modules() if n and any(m is c for c in classifiers)}
+    containers = {n.split(".")[0] for n in head_prefixes if "." in n}     # "head" of "head.fc"
 
     def in_head(name):
         return any(name == p or name.startswith(p + ".") for p in head_prefixes)
@@ -123,11 +128,18 @@ def _stage_of_tensor(model):
             count += index is not None
             group_of.update({n: index for n in groups[lid]})
         stage = {n: None if in_head(n) else group_of[n] for n in names}
+        for c in containers:        # a head container's norm, joined to the last stage by the matcher
+            inside = {n for n in names if n.startswith(c + ".")}
+            last = max((i for i in stage.values() if i is not None), default=None)
+            if {stage[n] for n in inside} - {None} == {last} and any(
+                    stage[n] == last for n in names if n not in inside):
+                stage.update({n: None for n in inside})
     else:
         # No group_matcher (PiT, or not a timm model): each top-level child with parameters is a
         # stage, the last one the head unless get_classifier() names it. A tensor the model holds
         # itself (PiT's pos_embed and cls_token) acts at the input: it belongs to the first stage.
         children = [n for n, c in model.named_children() if any(True for _ in c.parameters())]
+        head_prefixes |= containers
         if not head_prefixes and children:
             head_prefixes = {children[-1]}
         top = [c for c in children if c not in head_prefixes]
@@ -154,10 +166,11 @@ def stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
     Stages come from the model itself (timm's coarse ``group_matcher``, a dict of regexes or a
     function), so this works for any timm architecture; for a model without one each top-level
-    child with parameters is a stage, the last one (or what ``get_classifier()`` names) is the
-    head, and parameters the model holds itself (position embeddings, class tokens) join the
-    first stage. Every classifier ``get_classifier()`` returns (both heads of a distilled model)
-    is in the head. A ``Stage`` refers to the model's own modules (no copies).
+    child with parameters is a stage, the last one (or the one holding what ``get_classifier()``
+    names) is the head, and parameters the model holds itself (position embeddings, class tokens)
+    join the first stage. Every classifier ``get_classifier()`` returns (both heads of a distilled
+    model) is in the head, and so is a top-level container holding one (a MetaFormer's ``head``:
+    its norm acts after every stage). A ``Stage`` refers to the model's own modules (no copies).
 
     Example:
         >>> [n for n, _ in stages(timm.create_model("convnext_atto"))]
@@ -313,6 +326,20 @@ def _check_bn(bn):
                          f"BatchNorm running statistics adapt, 'frozen' keeps the statistics fixed too; got {bn!r}")
 
 
+def check_depth(model: nn.Module, k, name: str = "k", all_stages=None) -> int:
+    """``k`` if it is a whole number of stages this model can freeze, 0 to ``len(stages(model))``;
+    else a ValueError naming the argument (``name``: ``frozen_stages`` in a runner), the valid
+    range for this model and its stages. Runners call it before building anything else."""
+    all_stages = stages(model) if all_stages is None else all_stages
+    n = len(all_stages)
+    if isinstance(k, numbers.Integral) and not isinstance(k, bool) and 0 <= k <= n:
+        return int(k)
+    listing = ", ".join(f"{i + 1}: {stage}" for i, (stage, _) in enumerate(all_stages))
+    raise ValueError(f"{name} must be a whole number from 0 to {n} for this {type(model).__name__} (0 freezes "
+                     f"nothing, {n} the whole backbone, so only the head trains); got {k!r}. Its stages, "
+                     f"from the input: {listing}")
+
+
 def freeze_stages(model: nn.Module, k: int, bn: str = BN_DEFAULT) -> nn.Module:
     """Freeze the first ``k`` stages nearest the input; the later stages and the head train.
 
@@ -331,11 +358,7 @@ def freeze_stages(model: nn.Module, k: int, bn: str = BN_DEFAULT) -> nn.Module:
     """
     _check_bn(bn)
     all_stages = stages(model)
-    n = len(all_stages)
-    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n:
-        listing = ", ".join(f"{i + 1}: {name}" for i, (name, _) in enumerate(all_stages))
-        raise ValueError(f"k must be an int from 0 to {n} (0 freezes nothing, {n} the whole backbone); "
-                         f"got {k!r}. The stages, from the input: {listing}")
+    check_depth(model, k, all_stages=all_stages)
     for i, (_, stage) in enumerate(all_stages):
         frozen = i < k
         stage.requires_grad_(not frozen)
@@ -348,15 +371,19 @@ def _module_names(model):
 
 
 def _resolve(model, patterns):
-    """Modules and loose parameters matched by names or glob patterns; unknown ones raise."""
-    if isinstance(patterns, str):
-        patterns = [patterns]
+    """Modules and parameters matched by names or glob patterns; unknown ones raise.
+
+    A pattern selects the modules it matches and also the parameters it matches: "blocks.0.*"
+    matches the sub-modules of ``blocks.0`` and the tensors ``blocks.0`` holds itself (the
+    layer-scale ``ls1`` of ResMLP, ``gamma_1`` of BEiT), so every tensor under ``blocks.0`` is
+    selected."""
+    patterns = name_patterns("patterns", patterns)
     modules = dict(model.named_modules())
     params = dict(model.named_parameters())
     found_modules, found_params = {}, {}
     for pattern in patterns:
         hits = [n for n in modules if n and fnmatch.fnmatchcase(n, pattern)]
-        phits = [n for n in params if fnmatch.fnmatchcase(n, pattern)] if not hits else []
+        phits = [n for n in params if fnmatch.fnmatchcase(n, pattern)]
         if not hits and not phits:
             names = _module_names(model)
             top = [n for n, _ in model.named_children()]
@@ -495,6 +522,13 @@ def _classifier_paths(model) -> list[tuple[str, nn.Module]]:
     if not linears:
         raise ValueError("cannot find the model's head: it has no get_classifier() and no nn.Linear")
     return [linears[-1]]
+
+
+def heads(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``[(path, module)]`` of every head the model has: what timm's ``get_classifier()`` names
+    (a distilled DeiT or LeViT has two, ``head`` and ``head_dist``), else its last ``nn.Linear``.
+    A helper that touches the head touches each of them."""
+    return _classifier_paths(model)
 
 
 def _is_pointwise(module) -> bool:

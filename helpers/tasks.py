@@ -19,6 +19,7 @@ from functools import lru_cache
 
 import torch
 
+from .checks import float_images
 from .device import resolve_device
 from .images import BirdSpecies
 from .models import pretrained_image_size
@@ -54,6 +55,7 @@ class ClassificationTask:
             raise ValueError("give both x_shifted and y_shifted, or neither")
         for split in ("train", "val", "test") + (("shifted",) if self.x_shifted is not None else ()):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            float_images(f"x_{split}", x, check_range=True)
             if x.ndim != 4 or x.shape[1] != 3:
                 raise ValueError(f"x_{split} must be images of shape (N, 3, H, W); got {tuple(x.shape)}")
             if len(x) != len(y) or len(x) == 0:

@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from .checks import class_labels, known_name, model_inputs, paired, whole_number
 from .device import autocast, autocast_dtype, prefers_channels_last, resolve_device, synchronize
 from .distributed import is_main_process, mean_over_ranks, reduce_metrics, world_size
 
@@ -81,7 +82,11 @@ class History:
         return self.samples[-1] / self.seconds[-1] if self.seconds and self.seconds[-1] > 0 else float("nan")
 
     def last_eval(self, metric: str):
+        """The last evaluated value of ``metric``; None when the run made no evaluations. A metric
+        no evaluation measured raises, listing the ones measured (a misspelling returns nothing)."""
         values = [e[metric] for e in self.evals if metric in e]
+        if self.evals and not values:
+            known_name("metric", metric, sorted({k for e in self.evals for k in e if k != "step"}))
         return values[-1] if values else None
 
     def as_dict(self) -> dict:
@@ -272,6 +277,9 @@ def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
     total = steps
     log_every = log_every or max(1, min(50, total // 20))
     groups = optimizer_groups(model, param_groups, weight_decay)       # validates before anything moves
+    check_data = getattr(loss_fn, "check_data", None)     # the loss checks the data it takes, once
+    if check_data is not None and len(getattr(data, "tensors", ())) >= 2:
+        check_data(model, data.tensors)
     if channels_last is None:
         channels_last = prefers_channels_last(model, device)
     model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
@@ -435,7 +443,9 @@ class KeepBest:
 # ---------------------------------------------------------------------------------------------
 
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256, device=None) -> torch.Tensor:
-    """Model outputs for every row of ``x``, in batches, without gradients (mode restored)."""
+    """Model outputs for every row of ``x``, in batches, without gradients (mode restored).
+    Images must be float (uint8 pixels raise, saying how to convert them)."""
+    model_inputs("x", x)
     device = resolve_device(device) if device is not None else next(model.parameters()).device
     outs = []
     with evaluating(model):
@@ -446,8 +456,13 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256, device=Non
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
-    """Share of rows whose arg-max output equals the label."""
-    pred = predict(model, x, batch_size).argmax(1)
+    """Share of rows whose arg-max output equals the label. ``x`` and ``y`` must pair up (one
+    int64 label per row) and every label must be one the model's outputs can name."""
+    model_inputs("x", x)
+    paired(("x", "y"), x, y)
+    out = predict(model, x, batch_size)
+    class_labels("y", y, out.shape[1])
+    pred = out.argmax(1)
     return (pred == y.to(pred.device)).float().mean().item()
 
 
@@ -464,6 +479,9 @@ class Batches:
 
     def __init__(self, *tensors, batch_size: int, shuffle: bool = True, seed: int = 0,
                  drop_last: bool = False, augment: Callable | None = None):
+        if not tensors:
+            raise ValueError("Batches needs at least one tensor, e.g. Batches(x, y, batch_size=32)")
+        whole_number("batch_size", batch_size)
         n = len(tensors[0])
         if any(len(t) != n for t in tensors):
             raise ValueError(f"tensors differ in length: {[len(t) for t in tensors]}")

@@ -9,12 +9,17 @@ import timm
 import torch
 import torch.nn as nn
 from PIL import Image
+from test_timm_wide import make  # the tiny timm models, built offline
 
 from helpers.cache import save_checkpoint
+from helpers.checks import UnknownNameError
+from helpers.experiments import run_finetune
+from helpers.lessons import bird_counter as bc
 from helpers.lora import (
     AdapterFileError,
     add_lora,
     bitfit,
+    find_targets,
     load_adapter,
     lora_layers,
     lora_parameters,
@@ -24,9 +29,25 @@ from helpers.lora import (
     train_only_lora,
     unmerge_lora,
 )
+from helpers.losses import cross_entropy_loss, distillation_loss, mse_loss, poisson_loss
+from helpers.modes import sizes
 from helpers.own_data import DataError, load_cifar10, load_image, load_image_folder, load_photo_counts
+from helpers.own_tasks import finetune_task
+from helpers.plots import confusion_matrix
 from helpers.results import Lesson, RunLog, record_results, results_path
-from helpers.surgery import add_block, freeze, replace_head
+from helpers.stats import best_by
+from helpers.surgery import (
+    add_block,
+    freeze,
+    freeze_stages,
+    layerwise_lr_groups,
+    replace_head,
+    stage_table,
+    stages,
+    unfreeze,
+)
+from helpers.tasks import ClassificationTask
+from helpers.training import Batches, History, accuracy, predict, train
 
 
 def tiny_resnet(width=8, seed=0):
@@ -591,3 +612,333 @@ def test_advice_works_from_the_call_made():
     assert "replace=True" not in msg
     prepare_peft(model, "lora", rank=8, targets="layer4", name="r8")        # the advice works
     assert "r8" in str(model)
+
+
+# =============================================================================================
+# Second pass (issue 29): wrong tensors, wrong labels and wrong names get errors that teach.
+# Each class below holds the issue's example and other members of the same class.
+# =============================================================================================
+
+def images(n=8, size=32, seed=0):
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def labels(n=8, classes=5, seed=0):
+    return torch.randint(0, classes, (n,), generator=torch.Generator().manual_seed(seed))
+
+
+def pixels(x):
+    """The same images as 0-255 uint8 pixels, as an image library gives them."""
+    return (x * 255).round().to(torch.uint8)
+
+
+def count_head_model():
+    model = tiny_resnet()
+    replace_head(model, 1, activation="softplus", seed=0)
+    return model
+
+
+def train_once(model, loss, *tensors):
+    return train(model, loss, Batches(*tensors, batch_size=4), steps=1, progress=False, device="cpu")
+
+
+# ---------------------------------------------------------------------------------------------
+# Tensors of the wrong kind: uint8 pixels, 0-255 floats, integer counts, not a tensor at all
+# ---------------------------------------------------------------------------------------------
+
+WRONG_KIND = {
+    "accuracy-uint8": (lambda m: accuracy(m, pixels(images()), labels()), TypeError, ["uint8", "float", "/ 255"]),
+    "predict-uint8": (lambda m: predict(m, pixels(images())), TypeError, ["uint8", "/ 255"]),
+    "accuracy-numpy": (lambda m: accuracy(m, images().numpy(), labels()), TypeError, ["torch tensor", "ndarray"]),
+    "train-uint8": (lambda m: train_once(m, cross_entropy_loss, pixels(images()), labels()), TypeError,
+                    ["images", "uint8", "/ 255"]),
+    "train-0-255-floats": (lambda m: train_once(m, cross_entropy_loss, pixels(images()).float(), labels()),
+                           ValueError, ["images", "0-255", "divide it by 255"]),
+    "fit_counter-uint8": (lambda m: bc.fit_counter(m, pixels(images()), torch.ones(8), steps=1, batch_size=4,
+                                                   lr=1e-3, progress=False), TypeError, ["x", "uint8"]),
+    "fit_counter-int-counts": (lambda m: bc.fit_counter(m, images(), torch.ones(8, dtype=torch.int64), steps=1,
+                                                        batch_size=4, lr=1e-3, progress=False),
+                               TypeError, ["y", "float counts", "int64", "y.float()"]),
+    "train-count-loss-int-counts": (lambda m: train_once(m, poisson_loss, images(), torch.ones(8, dtype=torch.int64)),
+                                    TypeError, ["counts", "float"]),
+    "saliency-uint8": (lambda m: bc.saliency(m, pixels(images(2))), TypeError, ["x", "uint8"]),
+}
+
+
+@pytest.mark.parametrize("case", WRONG_KIND)
+def test_wrong_tensor_kinds_say_what_they_need(case):
+    call, error, words = WRONG_KIND[case]
+    model = count_head_model() if "count" in case or "saliency" in case else tiny_resnet()
+    fails_cleanly(model, lambda: call(model), error, *words)
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_a_task_of_uint8_images_is_refused_by_split(split):
+    x, y = images(), labels()
+    parts = {f"x_{s}": x for s in ("train", "val", "test")} | {f"y_{s}": y for s in ("train", "val", "test")}
+    parts[f"x_{split}"] = pixels(x)
+    with pytest.raises(TypeError, match=f"x_{split} must be float images in \\[0, 1\\]; got uint8"):
+        ClassificationTask(tuple("abcde"), **parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels (and counts) the head cannot produce, found before training starts
+# ---------------------------------------------------------------------------------------------
+
+LABELS = {
+    "train-label-9-of-5": (lambda m: train_once(m, cross_entropy_loss, images(), torch.tensor([0, 1, 9, 2, 3, 4, 0, 1])),
+                           ValueError, ["[9]", "5 outputs", "labels 0 to 4", "1 of 8"]),
+    "train-label-minus-1": (lambda m: train_once(m, cross_entropy_loss, images(), torch.full((8,), -1)),
+                            ValueError, ["[-1]", "labels 0 to 4"]),
+    "train-float-labels": (lambda m: train_once(m, cross_entropy_loss, images(), labels().float()),
+                           TypeError, ["int64 class indices", "float32", ".long()"]),
+    "train-one-hot-labels": (lambda m: train_once(m, cross_entropy_loss, images(),
+                                                  torch.eye(5, dtype=torch.int64)[labels()]),
+                             ValueError, ["(8, 5)", "argmax(1)"]),
+    "accuracy-label-7": (lambda m: accuracy(m, images(), torch.tensor([7] * 8)), ValueError, ["y", "[7]", "0 to 4"]),
+    "count-loss-on-a-5-class-head": (lambda m: train_once(m, mse_loss, images(), torch.ones(8)), ValueError,
+                                     ["one output per image", "gives 5", "replace_head(model, 1"]),
+    "predict_counts-on-a-5-class-head": (lambda m: bc.predict_counts(m, images()), ValueError,
+                                         ["count head", "gives 5"]),
+    "start_at_mean-on-a-5-class-head": (lambda m: bc.start_at_mean(m, 2.0), ValueError, ["5 outputs", "'fc'"]),
+}
+
+COUNTS = {
+    "fit_counter-negative-count": (lambda m: bc.fit_counter(m, images(), torch.tensor([1.0] * 7 + [-1.0]), steps=1,
+                                                            batch_size=4, lr=1e-3, progress=False),
+                                   ValueError, ["negative counts", "[-1.0]", "1 of 8"]),
+    "train-negative-count": (lambda m: train_once(m, poisson_loss, images(), -torch.ones(8)), ValueError,
+                             ["negative counts"]),
+    "start_at_mean-negative": (lambda m: bc.start_at_mean(m, -0.5), ValueError, ["train_mean", "-0.5", ">= 0"]),
+    "start_at_mean-nan": (lambda m: bc.start_at_mean(m, float("nan")), ValueError, ["train_mean", "nan"]),
+}
+
+
+@pytest.mark.parametrize("case", list(LABELS) + list(COUNTS))
+def test_labels_the_head_cannot_produce_are_named_before_training(case):
+    call, error, words = {**LABELS, **COUNTS}[case]
+    model = count_head_model() if case in COUNTS else tiny_resnet()
+    model.train()                          # BatchNorm statistics would move in a train-mode forward
+    fails_cleanly(model, lambda: call(model), error, *words)
+
+
+def test_confusion_matrix_labels_outside_the_class_names():
+    with pytest.raises(ValueError, match=r"y_pred holds labels \[3\] that class_names cannot produce: it has 3 names"):
+        confusion_matrix([0, 1, 2], [0, 1, 3], ["a", "b", "c"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs and targets that do not pair up never broadcast
+# ---------------------------------------------------------------------------------------------
+
+PAIRS = {
+    "accuracy-8-images-1-label": (lambda m: accuracy(m, images(8), labels(1)), ["x and y", "8 and 1"]),
+    "accuracy-8-images-9-labels": (lambda m: accuracy(m, images(8), labels(9)), ["8 and 9"]),
+    "accuracy-0-d-label": (lambda m: accuracy(m, images(8), torch.tensor(3)), ["8 and 1"]),
+    "truth_plot": (lambda m: bc.truth_plot(torch.rand(8), torch.rand(1)), ["pred and true", "8 and 1"]),
+    "residual_histogram": (lambda m: bc.residual_histogram(torch.rand(8), torch.rand(1)), ["8 and 1"]),
+    "confusion_matrix": (lambda m: confusion_matrix([0, 1, 2, 0], [0], ["a", "b", "c"]), ["y_true and y_pred"]),
+    "distillation-logits": (lambda m: distillation_loss(torch.randn(8, 5), torch.randn(1, 5)),
+                            ["student_logits and teacher_logits", "(8, 5)", "(1, 5)"]),
+    "distillation-labels": (lambda m: distillation_loss(torch.randn(8, 5), torch.randn(8, 5), labels(1)),
+                            ["labels", "8 rows"]),
+    "fit_counter-empty": (lambda m: bc.fit_counter(m, images(0), torch.ones(0), steps=1, batch_size=4, lr=1e-3),
+                          ["x and y", "nothing to measure"]),
+}
+
+
+@pytest.mark.parametrize("case", PAIRS)
+def test_metric_inputs_and_targets_pair_up(case):
+    call, words = PAIRS[case]
+    model = count_head_model() if "fit_counter" in case else tiny_resnet()
+    fails_cleanly(model, lambda: call(model), ValueError, *words)
+
+
+# ---------------------------------------------------------------------------------------------
+# Unknown names in look-ups list the valid names
+# ---------------------------------------------------------------------------------------------
+
+def _history_with_evals():
+    return History(step=[1], loss=[1.0], evals=[{"step": 1, "val_acc": 0.5}])
+
+
+LOOKUPS = {
+    "sizes-mode": (lambda: sizes("finetune", mode="fast"), ["mode 'fast'", "'smoke', 'class', 'full'"]),
+    "sizes-mode-case": (lambda: sizes("finetune", mode="Class"), ["'Class'", "did you mean 'class'"]),
+    "sizes-name": (lambda: sizes("fintune"), ["'fintune'", "did you mean 'finetune'"]),
+    "image_model_config-mode": (lambda: __import__("helpers.models").models.image_model_config("fast"),
+                                ["mode 'fast'", "'smoke'"]),
+    "best_by-dict-rows": (lambda: best_by([{"lr": 1e-3, "val_acc": 0.5}], "val_ac"),
+                          ["metric 'val_ac'", "'val_acc'", "did you mean"]),
+    "last_eval": (lambda: _history_with_evals().last_eval("val_ac"), ["metric 'val_ac'", "'val_acc'"]),
+}
+
+
+@pytest.mark.parametrize("case", LOOKUPS)
+def test_unknown_names_list_the_valid_ones(case):
+    call, words = LOOKUPS[case]
+    with pytest.raises(UnknownNameError) as err:
+        call()
+    assert isinstance(err.value, KeyError) and isinstance(err.value, ValueError)   # old and new callers
+    for word in words:
+        assert word in str(err.value), f"{word!r} not in: {err.value}"
+
+
+def test_a_history_without_evaluations_still_answers_none():
+    assert History().last_eval("val_acc") is None
+    assert _history_with_evals().last_eval("val_acc") == 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors that describe what is wrong (not something else)
+# ---------------------------------------------------------------------------------------------
+
+def depthwise_model():
+    model, _ = make("mobilenetv3")
+    return model
+
+
+def _first_depthwise(model):
+    return next(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups > 1)
+
+
+def test_lora_on_a_depthwise_conv_says_why_not():
+    model = depthwise_model()
+    path = _first_depthwise(model)
+    msg = fails_cleanly(model, lambda: add_lora(model, path, rank=2), ValueError,
+                        repr(path), "is a Conv2d with groups=", "depthwise / grouped", "merged", "unfreeze")
+    assert "no Linear or Conv2d layer matches" not in msg
+
+
+def test_lora_on_a_norm_layer_names_its_kind():
+    model = tiny_resnet()
+    msg = fails_cleanly(model, lambda: find_targets(model, "bn1"), ValueError, "'bn1' is a BatchNorm2d", "BitFit")
+    assert "no Linear or Conv2d layer matches" not in msg
+
+
+@pytest.mark.parametrize("depth", [-1, 6, 2.5, "2", True])
+def test_a_bad_depth_in_a_runner_names_the_argument_the_range_and_the_stages(depth, data_dir):
+    task = ClassificationTask(tuple("abcde"), images(), labels(), images(4), labels(4), images(4), labels(4))
+    with pytest.raises(ValueError) as err:
+        finetune_task(task, source=tiny_resnet(), frozen_stages=depth, steps=1, progress=False, device="cpu")
+    for word in ("frozen_stages", "from 0 to 5", "ResNet", "stem", "layer4", repr(depth)):
+        assert word in str(err.value), f"{word!r} not in: {err.value}"
+
+
+@pytest.mark.parametrize("depth", [-1, 99])
+def test_run_finetune_bad_depth_names_the_range_and_stages(depth, data_dir):
+    with pytest.raises(ValueError, match=r"frozen_stages must be a whole number from 0 to \d+ .*stem.*layer"):
+        run_finetune(2, frozen_stages=depth, from_scratch=True, steps=1, progress=False, device="cpu")
+
+
+def test_count_model_bad_depth_names_freeze(data_dir):
+    with pytest.raises(ValueError, match=r"^freeze must be a whole number from 0 to \d+ .*got -1.*stem"):
+        bc.count_model(pretrained=False, freeze=-1, device="cpu")
+
+
+@pytest.mark.parametrize("lr_decay", [2.0, 0, -0.5, "0.5"])
+def test_run_finetune_lr_decay_is_named(lr_decay, data_dir):
+    with pytest.raises(ValueError, match=r"lr_decay must be None .* \(0, 1\]"):
+        run_finetune(2, lr_decay=lr_decay, from_scratch=True, steps=1, progress=False, device="cpu")
+
+
+@pytest.mark.parametrize("patterns", [3, ["layer1", 3], ("layer1", None)])
+def test_freeze_with_a_pattern_that_is_not_a_name(patterns):
+    model = tiny_resnet()
+    fails_cleanly(model, lambda: freeze(model, patterns), TypeError, "patterns", "module path or glob")
+
+
+@pytest.mark.parametrize("batch_size", [0, -4, 2.5, None])
+def test_batches_bad_batch_size_is_named(batch_size):
+    with pytest.raises(ValueError, match="batch_size must be a whole number of at least 1"):
+        Batches(images(), labels(), batch_size=batch_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# A pattern freezes every tensor under the modules it names, the modules' own ones included
+# ---------------------------------------------------------------------------------------------
+
+OWN_TENSORS = {"resmlp": ("ls1", "ls2"), "beit": ("gamma_1", "gamma_2")}
+
+
+def _under(model, prefix):
+    return {n: p for n, p in model.named_parameters() if n.startswith(prefix + ".")}
+
+
+@pytest.mark.parametrize("name", OWN_TENSORS)
+def test_freeze_by_pattern_freezes_the_blocks_own_layer_scales(name):
+    model, _ = make(name)
+    freeze(model, "blocks.0.*")
+    still = [n for n, p in _under(model, "blocks.0").items() if p.requires_grad]
+    assert not still, f"{name}: still trainable under blocks.0: {still}"
+    assert all(p.requires_grad for n, p in model.named_parameters() if not n.startswith("blocks.0."))
+
+
+@pytest.mark.parametrize("name", OWN_TENSORS)
+def test_unfreeze_by_pattern_releases_them_too(name):
+    model, _ = make(name)
+    model.requires_grad_(False)
+    unfreeze(model, "blocks.1.*")
+    assert all(p.requires_grad for p in _under(model, "blocks.1").values())
+    assert not any(p.requires_grad for n, p in model.named_parameters() if not n.startswith("blocks.1."))
+
+
+@pytest.mark.parametrize("name", OWN_TENSORS)
+def test_also_and_extra_patterns_take_the_blocks_own_tensors(name, tmp_path):
+    model, _ = make(name)
+    add_lora(model, "blocks.0.*", rank=2)
+    train_only_lora(model, also="blocks.1.*")
+    own = [f"blocks.1.{t}" for t in OWN_TENSORS[name]]
+    params = dict(model.named_parameters())
+    assert all(params[n].requires_grad for n in own), "train_only_lora(also=) left them frozen"
+    path = save_adapter(model, tmp_path / "a.safetensors", extra="blocks.1.*")
+    from safetensors.torch import load_file
+    saved = load_file(str(path))
+    assert all(f"extra.{n}" in saved for n in own), f"save_adapter(extra=) left out {own}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Every helper that touches the head handles every head get_classifier() names
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["deit_distilled", "levit_distilled"])
+def test_start_at_mean_sets_both_heads_of_a_distilled_model(name):
+    model, size = make(name)
+    replace_head(model, 1, activation="softplus", seed=0)
+    bc.start_at_mean(model, 2.5)
+    with torch.no_grad():
+        out = model.eval()(images(3, size))
+    torch.testing.assert_close(out, torch.full((3, 1), 2.5))
+    for head in model.get_classifier():
+        assert torch.count_nonzero(head[0].weight) == 0
+
+
+@pytest.mark.parametrize("name", ["deit_distilled", "levit_distilled"])
+def test_lora_search_trains_both_heads_of_a_distilled_model(name, data_dir):
+    source, size = make(name)
+    task = ClassificationTask(tuple("abc"), images(8, size), labels(8, 3), images(3, size), labels(3, 3),
+                              images(3, size), labels(3, 3))
+    r = finetune_task(task, source=source, lora_rank=2, steps=1, evals=0, progress=False, keep_model=True,
+                      device="cpu")
+    for path in ("head", "head_dist"):
+        head = r.model.get_submodule(path)
+        assert not lora_layers(head), f"{name}: LoRA wrapped the new head {path}"
+        assert all(p.requires_grad for p in head.parameters()), f"{name}: {path} does not train"
+
+
+# ---------------------------------------------------------------------------------------------
+# A head's parts are not a stage
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["poolformer", "poolformerv2"])
+def test_the_head_norm_is_in_the_head_not_the_last_stage(name):
+    model, _ = make(name)
+    in_stage = {n for _, st in stages(model) for n in st.part_names + st.loose_names}
+    assert not any(n == "head" or n.startswith("head.") for n in in_stage), in_stage
+    freeze_stages(model, len(stages(model)))         # "freeze every stage": the whole head still trains
+    assert all(p.requires_grad for p in model.head.parameters())
+    assert not any(p.requires_grad for n, p in model.named_parameters() if not n.startswith("head."))
+    head_row = stage_table(model).loc["head"]
+    assert head_row["total"] == sum(p.numel() for p in model.head.parameters())
+    groups = {g["name"]: g for g in layerwise_lr_groups(unfreeze(model), 1e-3)}
+    assert {id(p) for p in model.head.norm.parameters()} <= {id(p) for p in groups["head"]["params"]}

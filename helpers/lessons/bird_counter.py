@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -40,7 +41,7 @@ import torch.nn as nn
 
 from ..augment import flip
 from ..cache import cached_model, checkpoint_path, data_fingerprint
-from ..checks import keywords_checked
+from ..checks import count_targets, float_images, keywords_checked, one_of, paired
 from ..claims import Claim
 from ..device import resolve_device, seed_everything
 from ..experiments import RunResult
@@ -50,7 +51,7 @@ from ..models import backbone_key, image_model_config, pretrained_image_model, s
 from ..modes import sizes
 from ..own_data import load_photo_counts
 from ..stats import best_by, exceeds
-from ..surgery import count_params, freeze_stages, replace_head, trainable_params
+from ..surgery import check_depth, count_params, freeze_stages, heads, replace_head, trainable_params
 from ..training import Batches, History, KeepBest, predict, train
 
 # ---------------------------------------------------------------------------------------------
@@ -154,13 +155,31 @@ def start_at_mean(model: nn.Module, train_mean: float) -> nn.Module:
 
     The new head then starts as the predict-the-mean baseline instead of at a random count
     near 0.7, so the first steps learn birds rather than the average. (Zero weights still
-    learn: their gradient is the features times the error.) Returns the model.
+    learn: their gradient is the features times the error.) Every head the model has is set (a
+    distilled DeiT or LeViT averages two). Returns the model; a call that raises changes nothing.
     """
-    fc = model.get_classifier()
-    fc = fc[0] if isinstance(fc, nn.Sequential) else fc          # Linear before the Softplus
+    if torch.is_tensor(train_mean) and train_mean.numel() == 1:
+        train_mean = train_mean.item()
+    if isinstance(train_mean, bool) or not isinstance(train_mean, numbers.Real) or not math.isfinite(train_mean) \
+            or train_mean < 0:
+        raise ValueError(f"train_mean must be a count >= 0 (the training counts' mean, which a non-negative "
+                         f"count head can produce), got {train_mean!r}")
+    outputs = []
+    for path, head in heads(model):
+        layers = [m for m in head.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+        if not layers or layers[-1].bias is None:
+            raise ValueError(f"start_at_mean sets the bias of the head's last linear layer, but the head "
+                             f"{path!r} ({type(head).__name__}) has none; give the model a count head first: "
+                             f"replace_head(model, 1, activation='softplus')")
+        width = getattr(layers[-1], "out_features", getattr(layers[-1], "out_channels", None))
+        if width != 1:
+            raise ValueError(f"start_at_mean sets a count head (one output), but the head {path!r} has {width} "
+                             f"outputs; replace_head(model, 1, activation='softplus') first")
+        outputs.append(layers[-1])                     # the Linear before the Softplus
     with torch.no_grad():
-        fc.weight.zero_()
-        fc.bias.fill_(_inverse_softplus(train_mean))
+        for fc in outputs:
+            fc.weight.zero_()
+            fc.bias.fill_(_inverse_softplus(train_mean))
     return model
 
 
@@ -185,6 +204,7 @@ def count_model(pretrained: bool = True, *, seed: int = 0, train_mean: float | N
         model, _ = pretrained_image_model(config, device=device, verbose=False, source=source)
     else:
         model = scratch_image_model(config, seed=seed, source=source).to(device)   # timm's full-width arch for "timm"
+    check_depth(model, freeze, "freeze")            # a bad depth names this argument and the stages
     replace_head(model, 1, activation="softplus", seed=seed)
     if train_mean is not None:
         start_at_mean(model, train_mean)
@@ -195,7 +215,11 @@ def count_model(pretrained: bool = True, *, seed: int = 0, train_mean: float | N
 
 def predict_counts(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Predicted counts (N,) for images (N, 3, H, W), as unrounded non-negative numbers."""
-    return predict(model, x, batch_size).reshape(len(x))
+    out = predict(model, x, batch_size)
+    if out[0].numel() != 1:
+        raise ValueError(f"predict_counts needs a count head (one output per image); the model gives "
+                         f"{out[0].numel()}: replace_head(model, 1, activation='softplus')")
+    return out.reshape(len(x))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,6 +273,9 @@ def fit_counter(model, x, y, *, steps: int, batch_size: int, lr: float, loss: st
     """
     if loss not in COUNT_LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(COUNT_LOSSES)}")
+    float_images("x", x, check_range=True)
+    count_targets("y", y)
+    paired(("x", "y"), x, y)
     batches = Batches(x, y, batch_size=min(batch_size, len(x)), seed=seed,
                       augment=flip if augment else None)
     seed_everything(seed)
@@ -311,6 +338,7 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
     (``count_metrics`` on each set). ``train_s`` is the training time, also for a counter loaded
     from the cache (then ``cached`` is True and the History is the stored one).
     """
+    one_of("loss", loss, sorted(COUNT_LOSSES))
     x, y = data.train_subset(labels, seed)
     name = "fine-tuned" if pretrained else "scratch"
     device = data.x_train.device
@@ -492,6 +520,7 @@ def saliency(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         x: (N, 3, H, W) images. Returns: (N, H, W), each map scaled to [0, 1].
     The model is put in eval mode for the pass and restored after; its weights do not change.
     """
+    float_images("x", x)
     was_training = model.training
     model.eval()
     try:
@@ -512,6 +541,7 @@ def saliency(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def truth_plot(pred, true, title: str = "predicted against true count", max_count: int | None = None):
     """Predicted (y) against true count (x), jittered sideways, with the ideal diagonal and
     the mean prediction at each true count."""
+    paired(("pred", "true"), pred, true)
     pred = torch.as_tensor(pred).float().cpu().numpy()
     true = torch.as_tensor(true).float().cpu().numpy()
     top = max_count if max_count is not None else int(max(true.max(), pred.max())) + 1
@@ -532,6 +562,7 @@ def truth_plot(pred, true, title: str = "predicted against true count", max_coun
 
 def residual_histogram(pred, true, title: str = "residuals (predicted - true)"):
     """Histogram of predicted minus true count."""
+    paired(("pred", "true"), pred, true)
     res = (torch.as_tensor(pred).float() - torch.as_tensor(true).float()).cpu().numpy()
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
     edge = max(1.0, float(np.abs(res).max()))
