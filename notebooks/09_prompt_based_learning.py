@@ -182,8 +182,8 @@ print(f"fine-tuning minus few-shot: {100 * (finetuned_acc - few_shot_acc):+.1f} 
 #   corpus's kind (though never its exact ones), and the table says how many of them the same
 #   model completes: what it can reach depends on the wording. Fine-tuning (and, to a degree, a
 #   learned soft prompt) builds a new access path from questions to those facts; examples in the
-#   context cannot, for a model this size. The claims below say which differences are beyond
-#   twice their standard error.
+#   context cannot, for a model this size. The claims below say which differences are real (a
+#   two-proportion z-test on the items, 95%).
 #
 # ## Exercises
 #

@@ -185,11 +185,12 @@ best_student = max(names, key=lambda n: mean_and_spread(accs(n, "val_acc"))[0]) 
 kd_acc = mean_acc(best_student)[0]
 print(f"student: {student_params / teacher_params:.1%} of the teacher's parameters, {speedup:.1f}x faster at inference")
 print(f"teacher {teacher_acc:.3f}; students (mean of {D.seeds} seeds, {D.steps} steps each):")
-print("  soft targets on the same images:  " + difference(accs(names[1]), accs(names[0])).describe(
+# paired t-tests: seed i gives every student the same initialisation and batch order
+print("  soft targets on the same images:  " + difference(accs(names[1]), accs(names[0]), paired=True).describe(
     "soft targets", "labels only"))
-print("  unlabelled images, hard labels:   " + difference(accs(names[2]), accs(names[0])).describe(
+print("  unlabelled images, hard labels:   " + difference(accs(names[2]), accs(names[0]), paired=True).describe(
     "hard pseudo-labels", "labels only"))
-print("  unlabelled images, soft vs hard:  " + difference(accs(names[3]), accs(names[2])).describe(
+print("  unlabelled images, soft vs hard:  " + difference(accs(names[3]), accs(names[2]), paired=True).describe(
     "soft targets", "hard pseudo-labels"))
 print(f"  best student on validation: {best_student} ({kd_acc:.3f} test)")
 print(f"  the best student is {100 * (teacher_acc - kd_acc):.1f} points "
@@ -200,8 +201,8 @@ print(f"  the best student is {100 * (teacher_acc - kd_acc):.1f} points "
 # soft targets help *on the same few images* (the "dark knowledge" in the teacher's
 # probabilities); the second, what the *extra images* bring when the teacher only names its top
 # species; the third, whether soft targets add anything once those images are there. Each line
-# calls a difference real only beyond twice its standard error; otherwise the two students tie at
-# this budget. The last line compares the best student with the teacher: a student that learns
+# calls a difference real only when a paired t-test over the seeds says so at 95% (lesson 02's
+# rule); otherwise the two students tie at this budget. The last line compares the best student with the teacher: a student that learns
 # from the teacher also learns its mistakes, and it has less capacity.
 #
 # Distillation vs fine-tuning is not either-or: the teacher is itself a fine-tuned model, and

@@ -134,9 +134,11 @@ CLAIMS = [
                 "probability 0.5 or more for at least half of them)",
           lambda m: m["judge_confident_pretrained"] >= 0.5),
     Claim("11", "fine-tuned, the generator draws more orcas than the same network trained from scratch on the "
-                "same orcas and budget, each at its own rate chosen on held-out orcas (beyond twice the "
-                "standard error over the seeds)",
-          lambda m: exceeds(m["orca_rates_finetuned"], m["orca_rates_scratch"])),
+                "same orcas and budget, each at its own rate chosen on held-out orcas (real: a paired t-test "
+                "over the seeds, 95%)",
+          # paired: seed i fixes both arms' batch order and training noise, and both are measured
+          # on the same sampling noise
+          lambda m: exceeds(m["orca_rates_finetuned"], m["orca_rates_scratch"], paired=True)),
 ]
 
 
