@@ -31,8 +31,33 @@ def current_mode() -> str:
     return mode
 
 
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return "/".join(_short(v) for v in value)
+    return str(value)
+
+
+class _Sizes:
+    """What every sizes dataclass can do: say itself in one line (``print(S)`` or ``S.summary()``)."""
+
+    def summary(self) -> str:
+        """One line: which sizes, in which mode, and every field (tuples as ``a/b/c``).
+
+        >>> print(sizes("peft", "class").summary())
+        peft sizes, class mode: ranks 1/4/16, headline_rank 4, steps 120, seeds 3, lora_lr 0.01, bitfit_lr 0.01, task_b_images 300, latency_images 256
+        """
+        where = next(((name, mode) for name, by_mode in SIZES.items() for mode, s in by_mode.items() if s == self),
+                     None)
+        head = f"{where[0]} sizes, {where[1]} mode" if where else f"{type(self).__name__} sizes (changed from a mode's)"
+        return head + ": " + ", ".join(f"{f.name} {_short(getattr(self, f.name))}" for f in dataclasses.fields(self))
+
+    def __str__(self) -> str:
+        return self.summary()
+
 @dataclass(frozen=True)
-class PretrainImage:
+class PretrainImage(_Sizes):
     """Lesson 01: pre-training the image model on the general world."""
     image_size: int        # pixels, square
     width: int             # channels of the first stage; stages double it
@@ -44,7 +69,7 @@ class PretrainImage:
 
 
 @dataclass(frozen=True)
-class LMPretrain:
+class LMPretrain(_Sizes):
     """Lesson 07: pre-training the word-level GPT on the text world's encyclopedia."""
     context: int           # tokens per training window
     n_layer: int
@@ -58,7 +83,7 @@ class LMPretrain:
 
 
 @dataclass(frozen=True)
-class LMFinetune:
+class LMFinetune(_Sizes):
     """Lesson 08: question-answer fine-tuning of the pre-trained LM."""
     steps: int             # optimiser steps (early stopping picks the best dev step among them)
     lr: float
@@ -72,7 +97,7 @@ class LMFinetune:
     replay_batch: int      # general-text windows mixed into every fine-tuning batch (replay)
 
 @dataclass(frozen=True)
-class Generator:
+class Generator(_Sizes):
     """Lesson 11: the image generator, its judge, and fine-tuning on a few orcas."""
     image_size: int        # pixels, square
     width: int             # U-Net channels at full resolution
@@ -131,7 +156,7 @@ SIZES: dict[str, dict[str, object]] = {
 }
 
 @dataclass(frozen=True)
-class FineTune:
+class FineTune(_Sizes):
     """Lessons 02-04: fine-tuning the image model on few-label bird species."""
     labels_per_class: tuple  # the labels-per-class curve of lesson 02
     headline_labels: int     # labels per species of the headline comparisons
@@ -171,7 +196,7 @@ SIZES["finetune"] = {
 
 
 @dataclass(frozen=True)
-class Scaling:
+class Scaling(_Sizes):
     """Lesson 12: lesson 02's fine-tuning in one process and on ``ranks`` processes (DDP)."""
     ranks: int              # processes of the distributed run
     labels_per_class: int   # labelled images per species
@@ -195,7 +220,7 @@ SIZES["scaling"] = {
 
 
 @dataclass(frozen=True)
-class Peft:
+class Peft(_Sizes):
     """Lesson 06: parameter-efficient tuning on the species task (data and budget: "finetune")."""
     ranks: tuple           # LoRA ranks compared
     headline_rank: int     # the rank of the headline LoRA number
@@ -218,7 +243,7 @@ SIZES["peft"] = {
 
 
 @dataclass(frozen=True)
-class Distill:
+class Distill(_Sizes):
     """Lesson 10: a fine-tuned teacher distilled into a small student on the species task."""
     student_width: int     # channels of the student's first stage (the teacher has lesson 01's)
     unlabelled: int        # extra species images without labels, labelled by the teacher
@@ -242,7 +267,7 @@ SIZES["distill"] = {
 
 
 @dataclass(frozen=True)
-class Prompting:
+class Prompting(_Sizes):
     """Lesson 09: prompting and soft-prompt tuning of the pre-trained LM (fine-tuning: "lm_finetune")."""
     shots: int             # solved examples before each few-shot question
     soft_tokens: int       # trainable prompt vectors
@@ -268,7 +293,7 @@ SIZES["prompting"] = {
 
 
 @dataclass(frozen=True)
-class BirdCounter:
+class BirdCounter(_Sizes):
     """Lesson 05: the bird counter (count scenes, fine-tuned vs from scratch, losses, freezing)."""
     image_size: int        # count scenes, pixels square (the backbone pools globally: any size works)
     pool: int              # labelled training scenes rendered; the largest point of the labels curve
@@ -322,7 +347,7 @@ def sizes(name: str, mode: str | None = None):
 
 
 @dataclass(frozen=True)
-class YourOwn:
+class YourOwn(_Sizes):
     """Lesson 13: your own images and questions, and transfer to real images (scikit-learn's digits)."""
     images_per_class: int  # images per species in the folder the lesson writes from the world
     steps: int             # optimiser steps of every search run (the same budget for each)

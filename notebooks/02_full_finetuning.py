@@ -18,7 +18,6 @@ import pandas as pd
 from IPython.display import display
 from tqdm.auto import tqdm
 
-from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.experiments import run_finetune, scratch_converged, scratch_lr_runs
 from helpers.lessons.full_finetuning import CLAIMS, gap, labels_curve_rows
@@ -32,7 +31,7 @@ from helpers.tasks import species_task, species_test_set, species_train_set, spe
 
 lesson = Lesson("02")
 S = sizes("finetune")
-S
+print(S.summary())
 
 # %% [markdown]
 # ## The task: six bird species, few labels
@@ -389,6 +388,5 @@ metrics = {
                                           "finetuned_converged_acc", "finetuned_accs", "scratch_converged_accs",
                                           "finetuned_converged_accs")} for row in curve],
 }
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)
 curve_table[columns].round(3)

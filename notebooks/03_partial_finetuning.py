@@ -17,7 +17,6 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.experiments import build_model, run_finetune, scratch_converged
 from helpers.lessons.partial import CLAIMS, seed_rows, time_per_epoch
@@ -41,7 +40,7 @@ lesson = Lesson("03")
 S = sizes("finetune")
 log = RunLog("03_freeze")
 log.clear()            # start this lesson's comparison empty; re-running single cells appends
-S
+print(S.summary())
 
 # %% [markdown]
 # ## Stages: what "depth" means
@@ -331,6 +330,5 @@ metrics = {
                   for k, v in row.items()} for row in bn_table.to_dict("records")],
     "bn_choice": {str(k): v for k, v in bn_choice.items()},
 }
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)
 freeze_table[shown].round(4)

@@ -30,7 +30,6 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.experiments import build_model, run_finetune
 from helpers.lessons.adding_layers import CLAIMS, method_rows
@@ -47,7 +46,7 @@ S = sizes("finetune")
 log = RunLog("04_heads")
 log.clear()
 N = len(stages(build_model()))        # stages in the backbone: freezing N leaves only new layers
-S
+print(S.summary())
 
 # %% [markdown]
 # ## The mechanism: new layers on a frozen backbone
@@ -224,6 +223,5 @@ metrics = {
     "full_ft_shifted_accs": list(table.loc["full fine-tuning", "shifted_accs"]),
     "best_head": best_head, "seeds": S.seeds,
 }
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)
 table[["val_acc", "test_acc", "test_spread", "shifted_acc", "shifted_spread", "steps", "seeds"]].round(3)

@@ -28,7 +28,6 @@ import torch
 from IPython.display import display
 
 from helpers.cache import data_dir
-from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.lessons.bird_counter import (
     CLAIMS,
@@ -56,7 +55,7 @@ from helpers.surgery import replace_head, stage_table, stages
 
 lesson = Lesson("05")
 S = sizes("bird_counter")
-S
+print(S.summary())
 
 # %% [markdown]
 # ## 1. The task: count the birds, not the kites
@@ -570,6 +569,5 @@ metrics = {
                       "mae_scratch": float(curve["mean"]["scratch"][n])} for n in curve.index],
     "mae_shifted": mae_shifted,
 }
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)
 pd.DataFrame(runs).round(3)

@@ -27,7 +27,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from helpers.cache import data_dir
-from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.experiments import build_model
 from helpers.lessons.peft import CLAIMS, background_task, run_peft, seed_table
@@ -50,7 +49,7 @@ from helpers.training import accuracy, inference_seconds
 
 lesson = Lesson("06")
 S, P = sizes("finetune"), sizes("peft")
-P
+print(P.summary())
 
 
 # %% [markdown]
@@ -336,6 +335,5 @@ metrics = {
     **{f"{m.replace(', BN statistics frozen', '_frozen_bn')}_accs": list(v) for m, v in accs.items()},
     "seeds": P.seeds, "steps": P.steps,
 }
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)
 table.round(4)

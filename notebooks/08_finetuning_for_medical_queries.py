@@ -22,7 +22,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.lessons.medical import (
     CLAIMS,
@@ -60,7 +59,7 @@ data = lm_data(config)
 world, tok = data.world, data.tok
 qa = world.medical_qa()
 runs = RunLog("08_finetuning")
-S
+print(S.summary())
 
 # %% [markdown]
 # ## The questions
@@ -440,6 +439,5 @@ metrics = {"heldout_acc_finetuned": heldout_acc_finetuned, "seen_acc_finetuned":
            "equal_fit_reached": reached, "augmentation_gap": gap.diff, "augmentation_gap_se": gap.se,
            "augmentation_gap_real": bool(gap.real), "heldout_acc_scratch": heldout_acc_scratch,
            "general_known_before": general_before.float().mean().item(), "forgetting": forgetting}
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)
 pd.Series({k: v for k, v in metrics.items() if k != "forgetting"}, name=lesson.mode).to_frame()

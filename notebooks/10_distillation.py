@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from IPython.display import display
 from tqdm.auto import tqdm
 
-from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.lessons.distillation import (
     CLAIMS,
@@ -55,7 +54,7 @@ from helpers.training import accuracy, inference_seconds, predict
 
 lesson = Lesson("10")
 S, D = sizes("finetune"), sizes("distill")
-D
+print(D.summary())
 
 
 # %% [markdown]
@@ -267,6 +266,5 @@ metrics = {
     "student_params": student_params,
     "speedup": speedup, "seeds": D.seeds, "steps": D.steps, "views": D.views,
 }
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)
 summary_table.round(4)

@@ -27,7 +27,6 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from helpers.claims import show_claims
 from helpers.generation_metrics import (
     class_rate,
     class_shares,
@@ -58,7 +57,7 @@ from helpers.stats import difference, mean_and_spread
 
 lesson = Lesson("11")
 S = sizes("generator")
-S
+print(S.summary())
 
 
 # %% [markdown]
@@ -502,6 +501,5 @@ metrics = {
     "orca_rates_finetuned": ft_rates,
     "orca_rates_scratch": scratch_rates,
 }
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)
 table.round(3)

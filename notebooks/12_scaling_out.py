@@ -26,7 +26,6 @@ import torch
 from IPython.display import display
 
 from helpers.cache import data_dir
-from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.experiments import build_model
 from helpers.lessons.scaling import CLAIMS, finetune, launch, parse_args
@@ -45,7 +44,7 @@ if torch.cuda.is_available() and torch.cuda.device_count() < S.ranks:
     # nccl needs one GPU per process: with fewer GPUs, both runs of this lesson use the CPU (gloo)
     os.environ["TORCH_DEVICE"] = "cpu"
     print(f"{torch.cuda.device_count()} GPU(s) for {S.ranks} processes: both runs use the CPU")
-S
+print(S.summary())
 
 # %% [markdown]
 # ## Data parallelism in one picture
@@ -391,8 +390,7 @@ memory.round(4)
 metrics = {"ranks": ddp["ranks"], "loss_single": single["loss"][-1], "loss_ddp": ddp["loss"][-1],
            "max_abs_diff": max_abs_diff, "lm_max_abs_diff": lm_max_abs_diff,
            "lm_max_abs_diff_per_rank": lm_max_abs_diff_per_rank}
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)
 pd.DataFrame([{"run": "one process", "processes": 1, "global batch": single["batch_size"],
                "per-process batch": single["per_rank_batch"], "final loss": single["loss"][-1],
                "test acc": single["test_acc"], "train s": single["train_s"]},

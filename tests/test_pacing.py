@@ -1,0 +1,42 @@
+"""What a lesson shows at its start and end: its sizes in one line, and one call that records the
+results and checks the lesson's claims."""
+import dataclasses
+
+import pytest
+
+from helpers.claims import Claim
+from helpers.modes import MODES, SIZES, sizes
+from helpers.results import Lesson, load_results
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_every_sizes_object_says_itself_in_one_line(name):
+    for mode in MODES:
+        S = sizes(name, mode)
+        line = S.summary()
+        assert "\n" not in line and str(S) == line
+        assert line.startswith(f"{name} sizes, {mode} mode: ")
+        for field in dataclasses.fields(S):
+            assert f"{field.name} " in line
+    changed = dataclasses.replace(sizes(name, "smoke"), **{dataclasses.fields(S)[0].name: None})
+    assert "changed from a mode's" in changed.summary()
+
+
+def test_summary_writes_tuples_and_floats_compactly():
+    line = sizes("finetune", "class").summary()
+    assert "labels_per_class 5/10/50" in line and "lr_sweep 0.0001/0.001/0.01/0.1" in line
+
+
+def test_finish_records_and_shows_the_claims_in_one_call(data_dir, capsys):
+    lesson = Lesson("98")
+    claims = [Claim("98", "a beats b", lambda m: m["a"] > m["b"]),
+              Claim("98", "a is small", lambda m: m["a"] < 0.1),
+              Claim("98", "c is positive", lambda m: m["c"] > 0)]
+    entry = lesson.finish({"a": 0.5, "b": 0.2, "rows": [{"x": 1}]}, claims)
+    assert load_results()["98"]["metrics"] == entry["metrics"] == {"a": 0.5, "b": 0.2, "rows": [{"x": 1}]}
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("Recorded lesson 98 (smoke mode) in ") and "2 numbers and 1 table(s)" in out[1]
+    assert out[2:] == ["The claims this lesson makes, checked on these numbers (3):", "✅ a beats b",
+                       "❌ does not hold: a is small", "… not measured: c is positive"]
+    Lesson("97").finish({"a": 1.0})                   # a lesson without claims only records
+    assert "claims" not in capsys.readouterr().out and "97" in load_results()
