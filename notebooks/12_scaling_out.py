@@ -91,7 +91,7 @@ print(f"{whole.numel():,} gradient entries; largest |whole - average of halves| 
 #
 # ## The script, and how to launch it from a terminal
 #
-# `helpers/ddp_finetune.py` is an ordinary training script. The lines that make it distributed:
+# `helpers/lessons/scaling.py` is an ordinary training script. The lines that make it distributed:
 #
 # ```python
 # rank, world, device = setup()          # reads RANK, WORLD_SIZE, ... set by torchrun; gloo or nccl
@@ -255,7 +255,8 @@ print(f"largest |loss difference| from one process over {S.lm_steps} steps: glob
 pd.DataFrame({"one process": lm_single["loss"], "DDP, global count": lm_runs["global"]["loss"],
               "DDP, per-rank mean": lm_runs["per-rank"]["loss"]},
              index=pd.RangeIndex(1, S.lm_steps + 1, name="step")).style.format("{:.6f}")
-#
+
+# %% [markdown]
 # ## Effective batch size and the learning rate
 #
 # Above, the global batch was fixed and split, so nothing about the optimisation changed. In
@@ -273,11 +274,12 @@ pd.DataFrame({"one process": lm_single["loss"], "DDP, global count": lm_runs["gl
 #   jumps in batch size need a short rate sweep like lesson 02's.
 # - Or keep the effective batch fixed: fewer images per device as you add devices (what this
 #   lesson did), and the original hyperparameters stay valid.
-
-# %% tags=["exercise"]
+#
 # **Exercise 1.** Lesson 02 fine-tunes with `lr = 1e-3` at a batch of 32 on one device. You move
 # to 4 GPUs and keep 32 images per GPU. What is the effective batch, and what learning rate does
 # the linear scaling rule suggest? Store them in `effective_batch` and `scaled_lr`.
+
+# %% tags=["exercise"]
 effective_batch = None
 scaled_lr = None
 
@@ -301,13 +303,14 @@ check("effective batch and scaled rate",
 # also why freezing and LoRA must happen **before** `wrap_ddp`: DDP fixes its list of parameters
 # once, when it wraps the model. Lesson 06's LoRA therefore shrinks not only optimiser memory but
 # also the traffic between GPUs.
-
-# %% tags=["exercise"]
+#
 # **Exercise 2.** How many bytes of gradients does DDP all-reduce per step for lesson 02's full
 # fine-tuning, and how many with a rank-4 LoRA on `layer3` and `layer4` plus the new head? The
 # gradients are float32 (4 bytes each). Build the models with `build_model(seed=0)`; for LoRA use
 # `add_lora(model, ["layer3.*.conv*", "layer4.*.conv*"], rank=4)` then
 # `train_only_lora(model, also="fc")` from `helpers.lora`. Store `full_bytes` and `lora_bytes`.
+
+# %% tags=["exercise"]
 full_bytes = None
 lora_bytes = None
 
