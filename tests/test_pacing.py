@@ -40,3 +40,15 @@ def test_finish_records_and_shows_the_claims_in_one_call(data_dir, capsys):
                        "❌ does not hold: a is small", "… not measured: c is positive"]
     Lesson("97").finish({"a": 1.0})                   # a lesson without claims only records
     assert "claims" not in capsys.readouterr().out and "97" in load_results()
+
+
+def test_a_build_announces_how_long_it_takes(data_dir, capsys):
+    import torch
+
+    from helpers.cache import CLASS_BUILD_SECONDS, build_estimate, cached_model
+    assert build_estimate("image_pretrained", "class") == "about 2 minutes on a 2-core CPU in class mode, measured"
+    assert build_estimate("lm_pretrained", "full").startswith("no measured estimate in full mode (about 5 minutes")
+    assert build_estimate("image_pretrained", "smoke") == "seconds in smoke mode"
+    assert len(CLASS_BUILD_SECONDS) >= 6
+    cached_model("image_pretrained", {"w": 1}, lambda: torch.nn.Linear(2, 2), lambda m: {})
+    assert "This runs once (seconds in smoke mode; `make prepare` builds every checkpoint" in capsys.readouterr().out
