@@ -63,15 +63,17 @@ CASES = {
             "the gap between validation and training loss is wider at the end": {"gap_final": 0.4}}),
     "08": ({"heldout_acc_finetuned": 0.566, "heldout_acc_scratch": 0.01, "heldout_acc_no_augmentation": 0.218,
             "seen_acc_finetuned": 0.994, "seen_acc_no_augmentation": 0.961, "fit_tolerance": 0.05,
-            "augmentation_gap_real": True,
+            "augmentation_gap_real": True, "general_known_before": 0.4,
             "forgetting": [{"method": "full", "general_retention": 0.6}, {"method": "replay", "general_retention": 0.8}]},
            {"fine-tuning the pre-trained model answers far more held-out questions than from scratch":
                 {"heldout_acc_scratch": 0.4},
             "the ablation compares at equal fit": {"seen_acc_no_augmentation": 0.5},
             "at equal fit, knowledge augmentation still answers more": {"augmentation_gap_real": False},
             "replay keeps more general facts":
-                {"forgetting": [{"method": "full", "general_retention": 0.8},
-                                {"method": "replay", "general_retention": 0.8}]}}),
+                # the pre-trained model knew no general fact: nothing to keep (retention NaN)
+                {"general_known_before": 0.0,
+                 "forgetting": [{"method": "full", "general_retention": None},
+                                {"method": "replay", "general_retention": None}]}}),
     "09": ({"items": 200, "zero_shot_acc": 0.0, "few_shot_acc": 0.0, "cloze_prompt_acc": 0.89,
             "soft_prompt_acc": 0.135, "finetuned_acc": 0.45},
            # 1 to 3 points apart on 200 items: inside the noise of the items
@@ -85,7 +87,8 @@ CASES = {
                 {"student_label_accs": [0.30, 0.80, 0.76]}}),
     "11": ({"memorisation_ratio_copies": 0.17, "memorisation_ratio_fresh": 1.02, "judge_confident_pretrained": 0.99,
             "orca_rates_finetuned": [0.65, 0.69, 0.73], "orca_rates_scratch": [0.40, 0.45, 0.49]},
-           {"the memorisation measure tells noisy copies": {"memorisation_ratio_copies": 0.8},
+           # the judge called too few copies orcas to measure them (NaN, recorded as None)
+           {"the memorisation measure tells noisy copies": {"memorisation_ratio_copies": None},
             "the judge recognises most of the pre-trained generator's samples": {"judge_confident_pretrained": 0.3},
             "fine-tuned, the generator draws more orcas":
                 {"orca_rates_scratch": [0.30, 0.70, 0.74]}}),
@@ -126,6 +129,16 @@ def test_claim_holds_and_fails(claim):
         pytest.fail(f"claim {claim.lesson} {claim.text!r} has no holds/fails case in CASES")
     assert claim.verdict(holds) is True
     assert claim.verdict(fails) is False
+
+
+def test_a_retention_or_ratio_that_could_not_be_measured_is_not_a_verdict():
+    """A retention that is missing although the model knew facts before is a missing measurement:
+    "not measured" (None), not a verdict either way."""
+    from helpers.lessons.medical import CLAIMS as C08
+    base, _ = CASES["08"]
+    unknown = {**base, "forgetting": [{"method": "full", "general_retention": None},
+                                      {"method": "replay", "general_retention": 0.8}]}
+    assert C08[-1].verdict(unknown) is None
 
 
 # Claims that were true by construction, tested as what they are: properties of the code.

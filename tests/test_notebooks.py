@@ -120,3 +120,22 @@ def test_notebook_is_committed_clean(path):
         assert re.match(r"^# Solution\b[^=]*$", first), \
             f"{path.name}: a folded solution shows its first line beside the fold; it must give nothing away: {first!r}"
         assert cell.source.count(first) == 1, f"{path.name}: a folded solution repeats its first line {first!r}"
+
+
+@pytest.mark.notebooks
+def test_every_registered_claim_gets_a_verdict_on_the_smoke_results():
+    """After the smoke runs above (they share one data folder), each registered claim of a lesson
+    that recorded its results is decided, True or False: none is "not measured" because a metric
+    it reads is missing, None (NaN) or shaped otherwise in smoke mode. Smoke's numbers are
+    meaningless, so which way a claim goes is not checked here, only that its path runs."""
+    from helpers.claims import check_claims
+    from helpers.course import registered_claims
+    results = load_results("smoke")
+    if not results:
+        pytest.skip("no lesson ran in smoke mode in this session (run the notebook tests first)")
+    verdicts = check_claims([c for c in registered_claims() if c.lesson in results], results)
+    undecided = [f"{c.lesson}: {c.text}" for c, v in verdicts if v is None]
+    assert not undecided, "claims without a verdict on the smoke results:\n" + "\n".join(undecided)
+    ran = {p.name[:2] for p in NOTEBOOKS} - {"00"}
+    if ran <= set(results):         # the whole course ran: every claim was decided
+        assert {c.lesson for c in registered_claims()} <= set(results)
