@@ -1,7 +1,9 @@
 """The course's three modes and every per-mode size, in one place.
 
 ``COURSE_MODE`` chooses: ``smoke`` (CI: each notebook in well under a minute, numbers
-meaningless), ``class`` (default without CUDA: each lesson at most about 5 minutes on a 2-core
+meaningless, but never degenerate: at least 2 seeds wherever a lesson has seeds and at least 2
+values in every grid it chooses from on validation, so every choice, significance test and
+registered claim runs on real, if tiny, numbers), ``class`` (default without CUDA: each lesson at most about 5 minutes on a 2-core
 laptop CPU, effects clearly visible) or ``full`` (default with CUDA: bigger data and models).
 
 Notebooks never hard-code sizes; they ask ``sizes("lesson name")``, which returns a frozen
@@ -178,7 +180,7 @@ class FineTune(_Sizes):
 
 
 SIZES["finetune"] = {
-    "smoke": FineTune(labels_per_class=(2, 4), headline_labels=4, seeds=1, test_images=48, val_images=48, steps=4,
+    "smoke": FineTune(labels_per_class=(2, 4), headline_labels=4, seeds=2, test_images=48, val_images=48, steps=4,
                       batch_size=16, lr=1e-3, scratch_lr=3e-3, probe_lr=1e-2, lr_sweep=(1e-3, 1e-1), evals=1,
                       scratch_steps=8, scratch_evals=2, scratch_lr_grid=(3e-3, 1e-2),
                       converged_steps=8, converged_evals=2),
@@ -233,7 +235,7 @@ class Peft(_Sizes):
 
 
 SIZES["peft"] = {
-    "smoke": Peft(ranks=(1, 4), headline_rank=4, steps=4, seeds=1, lora_lr=1e-2, bitfit_lr=1e-2, task_b_images=32,
+    "smoke": Peft(ranks=(1, 4), headline_rank=4, steps=4, seeds=2, lora_lr=1e-2, bitfit_lr=1e-2, task_b_images=32,
                   latency_images=32),
     "class": Peft(ranks=(1, 4, 16), headline_rank=4, steps=120, seeds=3, lora_lr=1e-2, bitfit_lr=1e-2, task_b_images=300,
                   latency_images=256),
@@ -258,7 +260,7 @@ class Distill(_Sizes):
 
 SIZES["distill"] = {
     "smoke": Distill(student_width=4, unlabelled=64, steps=4, batch_size=16, lr=3e-3, temperature=4.0,
-                     soft_weight=0.9, seeds=1, views=2),
+                     soft_weight=0.9, seeds=2, views=2),
     "class": Distill(student_width=8, unlabelled=1000, steps=150, batch_size=64, lr=3e-3, temperature=4.0,
                      soft_weight=0.9, seeds=3, views=4),
     "full": Distill(student_width=12, unlabelled=8000, steps=2000, batch_size=128, lr=3e-3, temperature=4.0,
@@ -281,8 +283,8 @@ class Prompting(_Sizes):
 
 
 SIZES["prompting"] = {
-    "smoke": Prompting(shots=1, soft_tokens=4, soft_steps=5, soft_lr=3e-2, shots_grid=(1, 2), soft_token_grid=(4,),
-                       soft_lr_grid=(3e-2,), finetune_lr_grid=(3e-4,), eval_every=5),
+    "smoke": Prompting(shots=1, soft_tokens=4, soft_steps=5, soft_lr=3e-2, shots_grid=(1, 2), soft_token_grid=(2, 4),
+                       soft_lr_grid=(1e-2, 3e-2), finetune_lr_grid=(3e-4, 1e-3), eval_every=5),
     "class": Prompting(shots=3, soft_tokens=8, soft_steps=150, soft_lr=3e-2, shots_grid=(1, 2, 3),
                        soft_token_grid=(4, 16), soft_lr_grid=(1e-2, 1e-1), finetune_lr_grid=(3e-4, 1e-3),
                        eval_every=25),
@@ -317,7 +319,7 @@ class BirdCounter(_Sizes):
 SIZES["bird_counter"] = {
     "smoke": BirdCounter(image_size=32, pool=64, test_scenes=32, shifted_scenes=16, labels=32, seeds=2,
                          curve=(16, 32, 64), curve_seeds=1, steps=3, batch_size=16, lr=3e-3,
-                         loss="poisson", freeze_depths=(2,), eval_every=2,
+                         loss="poisson", freeze_depths=(2, 4), eval_every=2,
                          scratch_steps=6, scratch_evals=2, scratch_lr_grid=(3e-3, 1e-2)),
     "class": BirdCounter(image_size=64, pool=2000, test_scenes=400, shifted_scenes=200, labels=1000, seeds=3,
                          curve=(250, 1000, 2000), curve_seeds=1, steps=300, batch_size=32, lr=5e-3,
@@ -363,8 +365,8 @@ class YourOwn(_Sizes):
 
 
 SIZES["your_own"] = {
-    "smoke": YourOwn(images_per_class=6, steps=2, depths=(0,), heads=("linear",), lora_ranks=(2,),
-                     transfer_labels=3, transfer_seeds=1, transfer_lrs=(1e-3,), transfer_steps=2, scratch_long=2,
+    "smoke": YourOwn(images_per_class=6, steps=2, depths=(0, 3), heads=("linear", "mlp"), lora_ranks=(2,),
+                     transfer_labels=3, transfer_seeds=2, transfer_lrs=(1e-3, 1e-2), transfer_steps=2, scratch_long=2,
                      qa_steps=4),
     "class": YourOwn(images_per_class=30, steps=30, depths=(0, 3), heads=("linear", "mlp"), lora_ranks=(4,),
                      transfer_labels=10, transfer_seeds=3, transfer_lrs=(1e-3, 1e-2), transfer_steps=60,

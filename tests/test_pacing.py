@@ -52,3 +52,17 @@ def test_a_build_announces_how_long_it_takes(data_dir, capsys):
     assert len(CLASS_BUILD_SECONDS) >= 6
     cached_model("image_pretrained", {"w": 1}, lambda: torch.nn.Linear(2, 2), lambda m: {})
     assert "This runs once (seconds in smoke mode; `make prepare` builds every checkpoint" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_smoke_mode_is_not_degenerate_where_class_mode_chooses_or_averages(name):
+    """Where class mode averages over several seeds or chooses from a grid of several values, smoke
+    mode (CI) does too, with at least 2: otherwise every choice on validation, every significance
+    test and every claim on seeds would run on a path that cannot go two ways."""
+    smoke, klass = sizes(name, "smoke"), sizes(name, "class")
+    for field in dataclasses.fields(smoke):
+        s, c = getattr(smoke, field.name), getattr(klass, field.name)
+        if isinstance(c, tuple) and len(c) > 1:
+            assert len(s) >= 2, f"{name}.{field.name}: class mode has {c}, smoke only {s}"
+        if field.name.endswith("seeds") and c > 1:
+            assert s >= 2, f"{name}.{field.name}: class mode has {c} seeds, smoke only {s}"
