@@ -1,7 +1,9 @@
 """The course's three modes and every per-mode size, in one place.
 
 ``COURSE_MODE`` chooses: ``smoke`` (CI: each notebook in well under a minute, numbers
-meaningless), ``class`` (default without CUDA: each lesson at most about 5 minutes on a 2-core
+meaningless, but never degenerate: at least 2 seeds wherever a lesson has seeds and at least 2
+values in every grid it chooses from on validation, so every choice, significance test and
+registered claim runs on real, if tiny, numbers), ``class`` (default without CUDA: each lesson at most about 5 minutes on a 2-core
 laptop CPU, effects clearly visible) or ``full`` (default with CUDA: bigger data and models).
 
 Notebooks never hard-code sizes; they ask ``sizes("lesson name")``, which returns a frozen
@@ -33,8 +35,33 @@ def current_mode() -> str:
     return mode
 
 
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return "/".join(_short(v) for v in value)
+    return str(value)
+
+
+class _Sizes:
+    """What every sizes dataclass can do: say itself in one line (``print(S)`` or ``S.summary()``)."""
+
+    def summary(self) -> str:
+        """One line: which sizes, in which mode, and every field (tuples as ``a/b/c``).
+
+        >>> print(sizes("peft", "class").summary())
+        peft sizes, class mode: ranks 1/4/16, headline_rank 4, steps 120, seeds 3, lora_lr 0.01, bitfit_lr 0.01, task_b_images 300, latency_images 256
+        """
+        where = next(((name, mode) for name, by_mode in SIZES.items() for mode, s in by_mode.items() if s == self),
+                     None)
+        head = f"{where[0]} sizes, {where[1]} mode" if where else f"{type(self).__name__} sizes (changed from a mode's)"
+        return head + ": " + ", ".join(f"{f.name} {_short(getattr(self, f.name))}" for f in dataclasses.fields(self))
+
+    def __str__(self) -> str:
+        return self.summary()
+
 @dataclass(frozen=True)
-class PretrainImage:
+class PretrainImage(_Sizes):
     """Lesson 01: pre-training the image model on the general world."""
     image_size: int        # pixels, square
     width: int             # channels of the first stage; stages double it
@@ -46,7 +73,7 @@ class PretrainImage:
 
 
 @dataclass(frozen=True)
-class LMPretrain:
+class LMPretrain(_Sizes):
     """Lesson 07: pre-training the word-level GPT on the text world's encyclopedia."""
     context: int           # tokens per training window
     n_layer: int
@@ -60,7 +87,7 @@ class LMPretrain:
 
 
 @dataclass(frozen=True)
-class LMFinetune:
+class LMFinetune(_Sizes):
     """Lesson 08: question-answer fine-tuning of the pre-trained LM."""
     steps: int             # optimiser steps (early stopping picks the best dev step among them)
     lr: float
@@ -74,7 +101,7 @@ class LMFinetune:
     replay_batch: int      # general-text windows mixed into every fine-tuning batch (replay)
 
 @dataclass(frozen=True)
-class Generator:
+class Generator(_Sizes):
     """Lesson 11: the image generator, its judge, and fine-tuning on a few orcas."""
     image_size: int        # pixels, square
     width: int             # U-Net channels at full resolution
@@ -133,7 +160,7 @@ SIZES: dict[str, dict[str, object]] = {
 }
 
 @dataclass(frozen=True)
-class FineTune:
+class FineTune(_Sizes):
     """Lessons 02-04: fine-tuning the image model on few-label bird species."""
     labels_per_class: tuple  # the labels-per-class curve of lesson 02
     headline_labels: int     # labels per species of the headline comparisons
@@ -155,7 +182,7 @@ class FineTune:
 
 
 SIZES["finetune"] = {
-    "smoke": FineTune(labels_per_class=(2, 4), headline_labels=4, seeds=1, test_images=48, val_images=48, steps=4,
+    "smoke": FineTune(labels_per_class=(2, 4), headline_labels=4, seeds=2, test_images=48, val_images=48, steps=4,
                       batch_size=16, lr=1e-3, scratch_lr=3e-3, probe_lr=1e-2, lr_sweep=(1e-3, 1e-1), evals=1,
                       scratch_steps=8, scratch_evals=2, scratch_lr_grid=(3e-3, 1e-2),
                       converged_steps=8, converged_evals=2),
@@ -173,7 +200,7 @@ SIZES["finetune"] = {
 
 
 @dataclass(frozen=True)
-class Scaling:
+class Scaling(_Sizes):
     """Lesson 12: lesson 02's fine-tuning in one process and on ``ranks`` processes (DDP)."""
     ranks: int              # processes of the distributed run
     labels_per_class: int   # labelled images per species
@@ -197,7 +224,7 @@ SIZES["scaling"] = {
 
 
 @dataclass(frozen=True)
-class Peft:
+class Peft(_Sizes):
     """Lesson 06: parameter-efficient tuning on the species task (data and budget: "finetune")."""
     ranks: tuple           # LoRA ranks compared
     headline_rank: int     # the rank of the headline LoRA number
@@ -210,7 +237,7 @@ class Peft:
 
 
 SIZES["peft"] = {
-    "smoke": Peft(ranks=(1, 4), headline_rank=4, steps=4, seeds=1, lora_lr=1e-2, bitfit_lr=1e-2, task_b_images=32,
+    "smoke": Peft(ranks=(1, 4), headline_rank=4, steps=4, seeds=2, lora_lr=1e-2, bitfit_lr=1e-2, task_b_images=32,
                   latency_images=32),
     "class": Peft(ranks=(1, 4, 16), headline_rank=4, steps=120, seeds=3, lora_lr=1e-2, bitfit_lr=1e-2, task_b_images=300,
                   latency_images=256),
@@ -220,7 +247,7 @@ SIZES["peft"] = {
 
 
 @dataclass(frozen=True)
-class Distill:
+class Distill(_Sizes):
     """Lesson 10: a fine-tuned teacher distilled into a small student on the species task."""
     student_width: int     # channels of the student's first stage (the teacher has lesson 01's)
     unlabelled: int        # extra species images without labels, labelled by the teacher
@@ -235,7 +262,7 @@ class Distill:
 
 SIZES["distill"] = {
     "smoke": Distill(student_width=4, unlabelled=64, steps=4, batch_size=16, lr=3e-3, temperature=4.0,
-                     soft_weight=0.9, seeds=1, views=2),
+                     soft_weight=0.9, seeds=2, views=2),
     "class": Distill(student_width=8, unlabelled=1000, steps=150, batch_size=64, lr=3e-3, temperature=4.0,
                      soft_weight=0.9, seeds=3, views=4),
     "full": Distill(student_width=12, unlabelled=8000, steps=2000, batch_size=128, lr=3e-3, temperature=4.0,
@@ -244,7 +271,7 @@ SIZES["distill"] = {
 
 
 @dataclass(frozen=True)
-class Prompting:
+class Prompting(_Sizes):
     """Lesson 09: prompting and soft-prompt tuning of the pre-trained LM (fine-tuning: "lm_finetune")."""
     shots: int             # solved examples before each few-shot question
     soft_tokens: int       # trainable prompt vectors
@@ -258,8 +285,8 @@ class Prompting:
 
 
 SIZES["prompting"] = {
-    "smoke": Prompting(shots=1, soft_tokens=4, soft_steps=5, soft_lr=3e-2, shots_grid=(1, 2), soft_token_grid=(4,),
-                       soft_lr_grid=(3e-2,), finetune_lr_grid=(3e-4,), eval_every=5),
+    "smoke": Prompting(shots=1, soft_tokens=4, soft_steps=5, soft_lr=3e-2, shots_grid=(1, 2), soft_token_grid=(2, 4),
+                       soft_lr_grid=(1e-2, 3e-2), finetune_lr_grid=(3e-4, 1e-3), eval_every=5),
     "class": Prompting(shots=3, soft_tokens=8, soft_steps=150, soft_lr=3e-2, shots_grid=(1, 2, 3),
                        soft_token_grid=(4, 16), soft_lr_grid=(1e-2, 1e-1), finetune_lr_grid=(3e-4, 1e-3),
                        eval_every=25),
@@ -270,7 +297,7 @@ SIZES["prompting"] = {
 
 
 @dataclass(frozen=True)
-class BirdCounter:
+class BirdCounter(_Sizes):
     """Lesson 05: the bird counter (count scenes, fine-tuned vs from scratch, losses, freezing)."""
     image_size: int        # count scenes, pixels square (the backbone pools globally: any size works)
     pool: int              # labelled training scenes rendered; the largest point of the labels curve
@@ -294,7 +321,7 @@ class BirdCounter:
 SIZES["bird_counter"] = {
     "smoke": BirdCounter(image_size=32, pool=64, test_scenes=32, shifted_scenes=16, labels=32, seeds=2,
                          curve=(16, 32, 64), curve_seeds=1, steps=3, batch_size=16, lr=3e-3,
-                         loss="poisson", freeze_depths=(2,), eval_every=2,
+                         loss="poisson", freeze_depths=(2, 4), eval_every=2,
                          scratch_steps=6, scratch_evals=2, scratch_lr_grid=(3e-3, 1e-2)),
     "class": BirdCounter(image_size=64, pool=2000, test_scenes=400, shifted_scenes=200, labels=1000, seeds=3,
                          curve=(250, 1000, 2000), curve_seeds=1, steps=300, batch_size=32, lr=5e-3,
@@ -325,7 +352,7 @@ def sizes(name: str, mode: str | None = None):
 
 
 @dataclass(frozen=True)
-class YourOwn:
+class YourOwn(_Sizes):
     """Lesson 13: your own images and questions, and transfer to real images (scikit-learn's digits)."""
     images_per_class: int  # images per species in the folder the lesson writes from the world
     steps: int             # optimiser steps of every search run (the same budget for each)
@@ -341,8 +368,8 @@ class YourOwn:
 
 
 SIZES["your_own"] = {
-    "smoke": YourOwn(images_per_class=6, steps=2, depths=(0,), heads=("linear",), lora_ranks=(2,),
-                     transfer_labels=3, transfer_seeds=1, transfer_lrs=(1e-3,), transfer_steps=2, scratch_long=2,
+    "smoke": YourOwn(images_per_class=6, steps=2, depths=(0, 3), heads=("linear", "mlp"), lora_ranks=(2,),
+                     transfer_labels=3, transfer_seeds=2, transfer_lrs=(1e-3, 1e-2), transfer_steps=2, scratch_long=2,
                      qa_steps=4),
     "class": YourOwn(images_per_class=30, steps=30, depths=(0, 3), heads=("linear", "mlp"), lora_ranks=(4,),
                      transfer_labels=10, transfer_seeds=3, transfer_lrs=(1e-3, 1e-2), transfer_steps=60,

@@ -140,6 +140,34 @@ def line_plot(x, ys: dict, xlabel: str, ylabel: str, title: str | None = None, l
     return _detached(fig)
 
 
+
+def seed_spread(groups: dict, ylabel: str, title: str | None = None):
+    """Each seed's value as a dot, the mean as a bar, and error bars of one standard error, per
+    group ({label: [value per seed, ...]}): what "mean over seeds" hides, and how sure the mean is.
+
+    Seed i's dot sits at the same horizontal offset in every group, so runs that share a seed can
+    be read across groups."""
+    from .stats import standard_error
+
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(groups), 3.4))
+    for i, (label, values) in enumerate(groups.items()):
+        values = [float(v) for v in values]
+        n = len(values)
+        mean = sum(values) / n
+        offsets = [0.0] if n == 1 else [-0.15 + 0.3 * k / (n - 1) for k in range(n)]
+        ax.scatter([i + o for o in offsets], values, s=22, color=f"C{i}", alpha=0.8, zorder=3,
+                   label="one seed each" if i == 0 else None)
+        ax.errorbar([i], [mean], yerr=[standard_error(values)], fmt="_", markersize=28, color="black",
+                    capsize=6, zorder=4, label="mean ± 1 standard error" if i == 0 else None)
+    ax.set_xticks(range(len(groups)), list(groups), fontsize=8)
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, axis="y"), ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _detached(fig)
+
 class LiveCurve:
     """A training curve that redraws in place while ``train`` runs (pass it as ``hook=``).
 

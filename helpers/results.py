@@ -30,6 +30,7 @@ from pathlib import Path
 
 from .cache import atomic_write, data_dir, file_lock
 from .checks import check_seed, keywords_checked
+from .claims import show_claims
 from .device import describe, resolve_device
 from .distributed import is_main_process
 from .modes import MODES, current_mode
@@ -155,8 +156,9 @@ class Lesson:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def record(self, metrics: dict, *, interrupted: bool = False) -> dict:
-        """Record the lesson's headline ``metrics`` (see ``record_results``) and print them.
+    def record(self, metrics: dict, *, interrupted: bool = False, verbose: bool = True) -> dict:
+        """Record the lesson's headline ``metrics`` (see ``record_results``) and print them
+        (``verbose=False``: one short line instead of every number).
 
         The entry is flagged ``"interrupted": true`` when ``interrupted`` is true (e.g.
         ``interrupted=info["interrupted"]`` for a checkpoint built in the lesson, or
@@ -167,12 +169,32 @@ class Lesson:
         interrupted = bool(interrupted) or bool(stopped)
         entry = record_results(self.number, metrics, wall_s=self.elapsed, seed=self.seed,
                                device=self.device, mode=self.mode, interrupted=interrupted)
-        print(f"Recorded lesson {self.number} in {results_path(self.mode).name} "
-              f"after {entry['wall_s']:.0f} s: " +
-              ", ".join(f"{k}={v}" for k, v in entry["metrics"].items() if not isinstance(v, list)))
+        scalars = {k: v for k, v in entry["metrics"].items() if not isinstance(v, (list, dict))}
+        if verbose:
+            print(f"Recorded lesson {self.number} in {results_path(self.mode).name} "
+                  f"after {entry['wall_s']:.0f} s: " + ", ".join(f"{k}={v}" for k, v in scalars.items()))
+        else:
+            tables = len(entry["metrics"]) - len(scalars)
+            print(f"Recorded lesson {self.number} ({self.mode} mode) in {results_path(self.mode)} after "
+                  f"{entry['wall_s']:.0f} s: {len(scalars)} numbers" + (f" and {tables} table(s)" if tables else "")
+                  + "; `make course` prints them all.")
         if interrupted:
             print("  Marked as interrupted" + (f" ({', '.join(stopped)} stopped early)" if stopped else "")
                   + ": run the lesson to the end to record finished numbers.")
+        return entry
+
+    def finish(self, metrics: dict, claims=(), *, interrupted: bool = False) -> dict:
+        """The lesson's last call: record ``metrics`` (``record``, in one short line) and show
+        each of the lesson's registered ``claims`` with its verdict on them. Returns the entry.
+
+        Example:
+            >>> lesson.finish({"finetuned_acc": 0.85, "scratch_acc": 0.30}, CLAIMS)
+        """
+        entry = self.record(metrics, interrupted=interrupted, verbose=False)
+        claims = list(claims)
+        if claims:
+            print(f"The claims this lesson makes, checked on these numbers ({len(claims)}):")
+            show_claims(claims, entry["metrics"])
         return entry
 
 

@@ -25,7 +25,7 @@ lesson = Lesson("01")
 device = resolve_device("auto")
 S = sizes("pretrain_image")
 config = image_model_config()
-S
+print(S.summary())
 
 # %% [markdown]
 # ## The general data set
@@ -191,6 +191,6 @@ check("accuracy on a noisier world",
 # `make course` prints them for every lesson.
 
 # %%
-lesson.record({"val_acc": val_acc, "train_images": info["train_images"],
+lesson.finish({"val_acc": val_acc, "train_images": info["train_images"],
                "params": count_params(model), "images_per_s": info["images_per_s"]},
               interrupted=info["interrupted"])      # pre-training stopped early: flagged, not cached

@@ -18,21 +18,20 @@ import pandas as pd
 from IPython.display import display
 from tqdm.auto import tqdm
 
-from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.experiments import run_finetune, scratch_converged, scratch_lr_runs
 from helpers.lessons.full_finetuning import CLAIMS, gap, labels_curve_rows
 from helpers.models import pretrained_image_model
 from helpers.modes import sizes
-from helpers.plots import image_grid, line_plot, plot_history
+from helpers.plots import image_grid, line_plot, plot_history, seed_spread
 from helpers.results import Lesson, RunLog
-from helpers.stats import best_by, difference
+from helpers.stats import best_by, difference, t_critical
 from helpers.surgery import stage_table, trainable_params
 from helpers.tasks import species_task, species_test_set, species_train_set, species_val_set
 
 lesson = Lesson("02")
 S = sizes("finetune")
-S
+print(S.summary())
 
 # %% [markdown]
 # ## The task: six bird species, few labels
@@ -189,6 +188,41 @@ fig.axes[0].axhline(1 / task.num_classes, color="grey", ls=":", label="chance")
 fig.axes[0].legend(fontsize=8)
 fig
 
+# %% [markdown]
+# ## Real or a tie: how this course decides
+#
+# Every number above is a **mean over seeds**. A seed decides which few images are labelled, how
+# the new head starts and the order of the batches; run the same method with another seed and its
+# accuracy moves. The picture below shows each seed's test accuracy as a dot, at the headline
+# labels, with the mean as a black bar.
+#
+# The **standard error** (the error bars) says how far the mean itself would typically move if
+# we ran the whole set of seeds again with fresh ones: the spread of single runs divided by the
+# square root of how many runs were averaged. Few runs, or runs that disagree, give a wide bar.
+#
+# The course calls a difference between two methods **real** only when a statistical test says
+# it is unlikely to be luck: a two-sided t-test at the 95% level (p below 0.05), with the degrees
+# of freedom the runs really have (`helpers/stats.py`, one helper for every lesson). Here both arms
+# ran on the same seeds, and a seed gives both the same labelled images, so the test compares the
+# **per-seed differences** (a *paired* t-test). With only a few seeds the bar is high: the cell
+# prints how many standard errors a difference must exceed. Otherwise the two methods **tie** at
+# this budget, and the lessons say so.
+
+# %%
+headline_n = S.headline_labels
+fig = seed_spread({"fine-tuned\nsame budget": [r.test_acc for r in finetuned[headline_n]],
+                   "from scratch\nsame budget": [r.test_acc for r in scratch[headline_n]],
+                   "fine-tuned\nown budget": [r.test_acc for r in finetuned_converged[headline_n]],
+                   "from scratch\nown budget": [r.test_acc for r in converged[headline_n]]},
+                  ylabel="test accuracy", title=f"{headline_n} labels per species, {S.seeds} seeds")
+display(fig)
+if S.seeds > 1:
+    print(f"With {S.seeds} seeds a paired test has {S.seeds - 1} degree(s) of freedom: a difference is real "
+          f"when it exceeds {t_critical(S.seeds - 1):.2f} standard errors (with many seeds it would be 1.96).")
+headline_row = next(row for row in curve if row["labels_per_class"] == headline_n)
+print(f"At {headline_n} labels per species, each at its own budget: "
+      + gap(headline_row).describe("fine-tuned", "from scratch"))
+
 # %%
 print("Each at its own budget (early-stopped on validation):")
 for row in curve:
@@ -317,7 +351,7 @@ check("augmentation's gain on validation, over the seeds", _aug_ok,
 # ```python
 # no_aug = [run_finetune(S.headline_labels, lr=best_lr, seed=seed, augment=False, log=log, progress=False)
 #           for seed in range(S.seeds)]
-# aug = difference([r.val_acc for r in finetuned[S.headline_labels]], [r.val_acc for r in no_aug])
+# aug = difference([r.val_acc for r in finetuned[S.headline_labels]], [r.val_acc for r in no_aug], paired=True)
 # aug_gain = 100 * aug.diff
 # print(aug.describe("with augmentation", "without"))
 # ```
@@ -382,6 +416,5 @@ metrics = {
                                           "finetuned_converged_acc", "finetuned_accs", "scratch_converged_accs",
                                           "finetuned_converged_accs")} for row in curve],
 }
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)
 curve_table[columns].round(3)

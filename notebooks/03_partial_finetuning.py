@@ -17,7 +17,6 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.experiments import build_model, run_finetune, scratch_converged
 from helpers.lessons.partial import CLAIMS, seed_rows, time_per_epoch
@@ -41,7 +40,7 @@ lesson = Lesson("03")
 S = sizes("finetune")
 log = RunLog("03_freeze")
 log.clear()            # start this lesson's comparison empty; re-running single cells appends
-S
+print(S.summary())
 
 # %% [markdown]
 # ## Stages: what "depth" means
@@ -152,20 +151,22 @@ fig
 best_k = int(best_by(seed_rows(depth_runs, "frozen_stages"), "val_acc")["frozen_stages"])
 print(f"best depth on validation: {best_k} frozen stages (val {freeze_table.loc[best_k, 'val_acc']:.3f}, "
       f"test {freeze_table.loc[best_k, 'test_acc']:.3f})")
+# Paired t-tests: every depth ran on the same seeds, and a seed draws the same labelled images
+# and batch order whatever the depth.
 for k in depths[1:]:
     print(f"  {k} frozen vs nothing frozen: " + difference(freeze_table.loc[k, "test_accs"],
-                                                          freeze_table.loc[0, "test_accs"]).describe(
+                                                          freeze_table.loc[0, "test_accs"], paired=True).describe(
         f"{k} frozen", "nothing frozen"))
 near = [k for k in depths if k != best_k and not difference(freeze_table.loc[k, "val_accs"],
-                                                             freeze_table.loc[best_k, "val_accs"]).real]
-print(f"depths that tie with the best on validation (within twice the standard error): {near or 'none'}")
+                                                             freeze_table.loc[best_k, "val_accs"], paired=True).real]
+print(f"depths that tie with the best on validation (not significant, paired t-test at 95%): {near or 'none'}")
 
 # %% [markdown]
 # Reading the table: the more stages are frozen, the fewer parameters train and the faster each
 # epoch runs (no gradients for the frozen weights, and backpropagation stops at the first
 # trainable layer). Compare each depth with the from-scratch line to see how far the pre-trained
 # features carry the task. The cell above says, from the seeds, which depths differ from full
-# fine-tuning by more than twice the standard error and which tie at this budget: with three
+# fine-tuning by a paired t-test at 95% (lesson 02) and which tie at this budget: with three
 # seeds and a 600-image test set, differences of a few points are often inside the noise, so a
 # "best depth" read off one seed is mostly luck. Where the best trade-off lies depends on the data
 # (with very few labels, freezing more can guard against over-fitting) and on how much time each
@@ -215,7 +216,9 @@ for k in (2, len(stage_names)):
     upd, frz = bn_runs[(k, "update")], bn_runs[(k, "frozen")]
     bn_choice[k] = best_by([{"bn": "update", "val_acc": mean_and_spread([r.val_acc for r in upd])[0]},
                             {"bn": "frozen", "val_acc": mean_and_spread([r.val_acc for r in frz])[0]}], "val_acc")["bn"]
-    print(f"{k} frozen stages, test: " + difference([r.test_acc for r in upd], [r.test_acc for r in frz]).describe(
+    # paired: both BatchNorm modes ran on the same seeds (the same labelled images)
+    print(f"{k} frozen stages, test: " + difference([r.test_acc for r in upd], [r.test_acc for r in frz],
+                                                    paired=True).describe(
         "statistics updated", "statistics frozen") + f"; validation picks {bn_choice[k]!r}")
 bn_table.round(3)
 
@@ -242,8 +245,9 @@ lw_runs = {"one rate": depth_runs[0],                # full fine-tuning from the
            "layer-wise, decay 0.5": [run_finetune(S.headline_labels, lr_decay=0.5, seed=s, log=log, progress=False)
                                      for s in range(S.seeds)]}
 lw_table = pd.DataFrame(seed_rows(lw_runs, "rates")).set_index("rates")
-print(f"with {S.steps} steps: " + difference(lw_table.loc["layer-wise, decay 0.5", "test_accs"],
-                                            lw_table.loc["one rate", "test_accs"]).describe("layer-wise", "one rate"))
+print(f"with {S.steps} steps: " + difference(lw_table.loc["layer-wise, decay 0.5", "test_accs"],     # same seeds: paired
+                                            lw_table.loc["one rate", "test_accs"], paired=True).describe(
+    "layer-wise", "one rate"))
 lw_table[["val_acc", "val_spread", "test_acc", "test_spread", "seeds"]].round(3)
 
 # %% [markdown]
@@ -347,6 +351,5 @@ metrics = {
                   for k, v in row.items()} for row in bn_table.to_dict("records")],
     "bn_choice": {str(k): v for k, v in bn_choice.items()},
 }
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)
 freeze_table[shown].round(4)

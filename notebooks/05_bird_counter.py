@@ -28,7 +28,6 @@ import torch
 from IPython.display import display
 
 from helpers.cache import data_dir
-from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.lessons.bird_counter import (
     CLAIMS,
@@ -56,7 +55,7 @@ from helpers.surgery import replace_head, stage_table, stages
 
 lesson = Lesson("05")
 S = sizes("bird_counter")
-S
+print(S.summary())
 
 # %% [markdown]
 # ## 1. The task: count the birds, not the kites
@@ -242,7 +241,8 @@ maes_ft = headline[headline.start == "fine-tuned"].test_mae.tolist()
 maes_scratch = headline[headline.start == "scratch"].test_mae.tolist()
 print(f"{S.labels} labelled scenes, {S.steps} steps, mean of {S.seeds} seeds:")
 print(f"  fine-tuned MAE {mae_ft:.2f} | from scratch {mae_scratch:.2f} | predict-the-mean {baseline['mae']:.2f}")
-print("  " + difference(maes_scratch, maes_ft).describe("fine-tuned", "from scratch", scale=1,
+# paired t-test: seed i draws the same labelled scenes and batch order for both starts
+print("  " + difference(maes_scratch, maes_ft, paired=True).describe("fine-tuned", "from scratch", scale=1,
                                                        unit="birds of MAE", digits=2))
 print(f"  fine-tuned / scratch = {mae_ft / mae_scratch:.2f}, fine-tuned / mean = {mae_ft / baseline['mae']:.2f}")
 
@@ -279,7 +279,7 @@ for arm, arm_runs, budget in (("fine-tuned", finetuned_long, S.scratch_steps), (
     if any(r.best_step >= budget for r in arm_runs):
         print(f"  {arm}: still at its best at the end of {budget} steps for some seed, so its number is an upper "
               f"bound on its error")
-print("each at its own budget: " + difference(maes_converged, maes_ft_long).describe(
+print("each at its own budget: " + difference(maes_converged, maes_ft_long, paired=True).describe(   # same seeds
     "fine-tuned", "from scratch", scale=1, unit="birds of MAE", digits=2))
 lower = sum(ft < sc for ft, sc in zip(maes_ft_long, maes_converged))
 print(f"fine-tuned has the lower MAE for {lower} of {S.seeds} seeds; the gap is {mae_converged - mae_ft_long:.2f} birds "
@@ -613,6 +613,5 @@ metrics = {
                       "mae_scratch": float(curve["mean"]["scratch"][n])} for n in curve.index],
     "mae_shifted": mae_shifted,
 }
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)
 pd.DataFrame(runs).round(3)

@@ -28,7 +28,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from helpers.cache import data_dir
-from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.experiments import build_model
 from helpers.lessons.peft import CLAIMS, background_task, run_peft, seed_table
@@ -51,7 +50,7 @@ from helpers.training import accuracy, inference_seconds
 
 lesson = Lesson("06")
 S, P = sizes("finetune"), sizes("peft")
-P
+print(P.summary())
 
 
 # %% [markdown]
@@ -183,18 +182,20 @@ bitfit_run = runs[2]
 full_acc, bitfit_acc, lora_acc, bitfit_frozen_acc = (
     seeds_table.loc[m, "test_acc"] for m in ("full", "bitfit", "lora", "bitfit, BN statistics frozen"))
 accs = {m: seeds_table.loc[m, "test_accs"] for m in seeds_table.index}
+# The differences below are paired t-tests: every method ran on the same seeds (the same data and
+# batch order per seed).
 print(f"mean of {P.seeds} seeds, {P.steps} steps each: full fine-tuning {full_acc:.3f} training "
       f"{full.trainable_frac:.0%} of the parameters")
 print(f"LoRA rank {P.headline_rank}: {lora_acc:.3f} training {headline.trainable_frac:.2%}; optimiser state "
       f"{headline.optimizer_bytes / full.optimizer_bytes:.1%} of full fine-tuning's. "
-      + difference(accs["lora"], accs["full"]).describe("LoRA", "full fine-tuning"))
+      + difference(accs["lora"], accs["full"], paired=True).describe("LoRA", "full fine-tuning"))
 print(f"time per epoch (seed 0): LoRA {headline.sec_per_epoch / full.sec_per_epoch:.0%} and BitFit "
       f"{bitfit_run.sec_per_epoch / full.sec_per_epoch:.0%} of full fine-tuning's, while training "
       f"{headline.trainable_frac:.1%} and {bitfit_run.trainable_frac:.2%} of the parameters")
 print(f"BitFit: {bitfit_acc:.3f} training {bitfit_run.trainable_frac:.2%}. "
-      + difference(accs["bitfit"], accs["full"]).describe("BitFit", "full fine-tuning"))
+      + difference(accs["bitfit"], accs["full"], paired=True).describe("BitFit", "full fine-tuning"))
 print(f"BitFit with the base model's BatchNorm statistics kept: {bitfit_frozen_acc:.3f}. "
-      + difference(accs["bitfit"], accs["bitfit, BN statistics frozen"]).describe(
+      + difference(accs["bitfit"], accs["bitfit, BN statistics frozen"], paired=True).describe(
           "BitFit with statistics adapting", "BitFit with statistics frozen"))
 
 # %% [markdown]
@@ -495,6 +496,5 @@ metrics = {
     "seeds": P.seeds, "steps": P.steps,
     **peft_metrics,                             # the section "The same LoRA with Hugging Face peft"
 }
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)
 table.round(4)

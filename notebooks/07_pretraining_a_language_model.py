@@ -17,7 +17,6 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.gpt import GPT, count_params_by_part, generate
 from helpers.lessons.pretraining_lm import CLAIMS, loss_curves, overfitting_summary
@@ -32,7 +31,7 @@ S = sizes("lm_pretrain")
 config = lm_config(augmented=True)
 data = lm_data(config)          # the world, its tokenizer, the training and validation streams
 world, tok = data.world, data.tok
-S
+print(S.summary())
 
 # %% [markdown]
 # ## The world and its encyclopedia
@@ -327,6 +326,5 @@ metrics = {"val_loss": info["val_loss"], "val_loss_final": info["val_loss_final"
            "train_loss_final": info["train_loss_final"], "gap_at_best": o["gap_at_best"], "gap_final": o["gap_final"],
            "passes": o["passes"], "probe_acc": probe_acc, "tokens": info["tokens"], "params": params,
            "tokens_per_s": info["tokens_per_s"]}
-lesson.record(metrics, interrupted=info["interrupted"])   # pre-training stopped early: flagged, not cached
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS, interrupted=info["interrupted"])   # pre-training stopped early: flagged, not cached
 pd.Series({**metrics, "pre-training seconds": info["seconds"]}, name=lesson.mode).map("{:,.4g}".format).to_frame()

@@ -22,7 +22,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.lessons.medical import (
     CLAIMS,
@@ -60,7 +59,7 @@ data = lm_data(config)
 world, tok = data.world, data.tok
 qa = world.medical_qa()
 runs = RunLog("08_finetuning")
-S
+print(S.summary())
 
 # %% [markdown]
 # ## The questions
@@ -250,7 +249,8 @@ table = pd.DataFrame({"augmented": by_attribute(finetuned), "once-only (equal fi
 table.round(3)
 
 # %%
-gap = difference([r["heldout_acc"] for r in augmented_rows], [r["heldout_acc"] for r in once_rows])
+# paired t-test: fine-tuning seed i gives both models the same questions in the same order
+gap = difference([r["heldout_acc"] for r in augmented_rows], [r["heldout_acc"] for r in once_rows], paired=True)
 print("held-out accuracy at equal fit: " + gap.describe("augmented", "once-only"))
 print(f"Allen-Zhu and Li report about {PAPER_HELDOUT_NO_AUGMENTATION:.0%} without augmentation and "
       f"{PAPER_HELDOUT_AUGMENTED:.0%} with it; we measure {heldout_acc_no_augmentation:.1%} and "
@@ -462,6 +462,5 @@ metrics = {"heldout_acc_finetuned": heldout_acc_finetuned, "seen_acc_finetuned":
            "equal_fit_reached": reached, "augmentation_gap": gap.diff, "augmentation_gap_se": gap.se,
            "augmentation_gap_real": bool(gap.real), "heldout_acc_scratch": heldout_acc_scratch,
            "general_known_before": general_before.float().mean().item(), "forgetting": forgetting}
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)
 pd.Series({k: v for k, v in metrics.items() if k != "forgetting"}, name=lesson.mode).to_frame()

@@ -32,7 +32,6 @@
 import pandas as pd
 from IPython.display import display
 
-from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.lessons.prompting_lesson import (
     CLAIMS,
@@ -64,7 +63,7 @@ rows = []
 print(f"{len(items)} test items about {len(test_names)} diseases, {len(val_items)} validation items; model: "
       f"{n_params:,} parameters, context {config.context} tokens")
 print(items[0].prompt, "→", items[0].answer)
-P
+print(P.summary())
 
 # %% [markdown]
 # ## Zero-shot: just ask
@@ -182,8 +181,8 @@ print(f"fine-tuning minus few-shot: {100 * (finetuned_acc - few_shot_acc):+.1f} 
 #   corpus's kind (though never its exact ones), and the table says how many of them the same
 #   model completes: what it can reach depends on the wording. Fine-tuning (and, to a degree, a
 #   learned soft prompt) builds a new access path from questions to those facts; examples in the
-#   context cannot, for a model this size. The claims below say which differences are beyond
-#   twice their standard error.
+#   context cannot, for a model this size. The claims below say which differences are real (a
+#   two-proportion z-test on the items, 95%).
 #
 # ## Exercises
 #
@@ -252,6 +251,5 @@ metrics = {"items": len(items), "val_items": len(val_items), "zero_shot_acc": ze
            "few_shot_k": k_best, "cloze_prompt_acc": cloze_prompt_acc, "soft_prompt_acc": soft_prompt_acc,
            "soft_tokens": soft_best["soft_tokens"], "soft_lr": soft_best["lr"], "finetuned_acc": finetuned_acc,
            "finetune_lr": ft_best["lr"]}
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)
 table.round(3)

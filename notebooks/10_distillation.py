@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from IPython.display import display
 from tqdm.auto import tqdm
 
-from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.lessons.distillation import (
     CLAIMS,
@@ -55,7 +54,7 @@ from helpers.training import accuracy, inference_seconds, predict
 
 lesson = Lesson("10")
 S, D = sizes("finetune"), sizes("distill")
-D
+print(D.summary())
 
 
 # %% [markdown]
@@ -185,11 +184,12 @@ best_student = max(names, key=lambda n: mean_and_spread(accs(n, "val_acc"))[0]) 
 kd_acc = mean_acc(best_student)[0]
 print(f"student: {student_params / teacher_params:.1%} of the teacher's parameters, {speedup:.1f}x faster at inference")
 print(f"teacher {teacher_acc:.3f}; students (mean of {D.seeds} seeds, {D.steps} steps each):")
-print("  soft targets on the same images:  " + difference(accs(names[1]), accs(names[0])).describe(
+# paired t-tests: seed i gives every student the same initialisation and batch order
+print("  soft targets on the same images:  " + difference(accs(names[1]), accs(names[0]), paired=True).describe(
     "soft targets", "labels only"))
-print("  unlabelled images, hard labels:   " + difference(accs(names[2]), accs(names[0])).describe(
+print("  unlabelled images, hard labels:   " + difference(accs(names[2]), accs(names[0]), paired=True).describe(
     "hard pseudo-labels", "labels only"))
-print("  unlabelled images, soft vs hard:  " + difference(accs(names[3]), accs(names[2])).describe(
+print("  unlabelled images, soft vs hard:  " + difference(accs(names[3]), accs(names[2]), paired=True).describe(
     "soft targets", "hard pseudo-labels"))
 print(f"  best student on validation: {best_student} ({kd_acc:.3f} test)")
 print(f"  the best student is {100 * (teacher_acc - kd_acc):.1f} points "
@@ -200,8 +200,8 @@ print(f"  the best student is {100 * (teacher_acc - kd_acc):.1f} points "
 # soft targets help *on the same few images* (the "dark knowledge" in the teacher's
 # probabilities); the second, what the *extra images* bring when the teacher only names its top
 # species; the third, whether soft targets add anything once those images are there. Each line
-# calls a difference real only beyond twice its standard error; otherwise the two students tie at
-# this budget. The last line compares the best student with the teacher: a student that learns
+# calls a difference real only when a paired t-test over the seeds says so at 95% (lesson 02's
+# rule); otherwise the two students tie at this budget. The last line compares the best student with the teacher: a student that learns
 # from the teacher also learns its mistakes, and it has less capacity.
 #
 # Distillation vs fine-tuning is not either-or: the teacher is itself a fine-tuned model, and
@@ -278,6 +278,5 @@ metrics = {
     "student_params": student_params,
     "speedup": speedup, "seeds": D.seeds, "steps": D.steps, "views": D.views,
 }
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)
 summary_table.round(4)

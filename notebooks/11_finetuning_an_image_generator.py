@@ -27,7 +27,6 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from helpers.claims import show_claims
 from helpers.generation_metrics import (
     class_rate,
     class_shares,
@@ -58,7 +57,7 @@ from helpers.surgery import count_params
 
 lesson = Lesson("11")
 S = sizes("generator")
-S
+print(S.summary())
 
 
 # %% [markdown]
@@ -294,7 +293,7 @@ ft_rates = [orca_rate_of(m) for m in finetuned_runs]
 scratch_rates = [orca_rate_of(m) for m in scratch_runs]
 orca_rate_finetuned, orca_rate_finetuned_spread = mean_and_spread(ft_rates)
 orca_rate_scratch, orca_rate_scratch_spread = mean_and_spread(scratch_rates)
-gap = difference(ft_rates, scratch_rates)
+gap = difference(ft_rates, scratch_rates, paired=True)   # seed i: the same batch order and sampling noise for both
 print(f"orca rate, fine-tuned:   {orca_rate_finetuned:.3f} ± {orca_rate_finetuned_spread:.3f}  (seeds: "
       + ", ".join(f"{r:.3f}" for r in ft_rates) + ")")
 print(f"orca rate, from scratch: {orca_rate_scratch:.3f} ± {orca_rate_scratch_spread:.3f}  (seeds: "
@@ -478,8 +477,8 @@ check("memorisation ratio of very noisy copies",
 # measures mean, and what to try:
 #
 # - **Orca rate** (three seeds each, each method at its own rate chosen on held-out orcas). The
-#   verdict printed above says whether fine-tuning and training from scratch differ by more than
-#   twice the standard error at this budget, or tie.
+#   verdict printed above says whether fine-tuning and training from scratch differ (a paired
+#   t-test over the seeds at 95%, lesson 02's rule) at this budget, or tie.
 # - **Memorisation.** Read the fine-tuned generator's feature ratio against the calibration table:
 #   noisy copies score near 0, fresh orcas about 1, and a generator with too few orcas gets no ratio
 #   at all (NaN; the pixel ratio would have called it "new"). Train longer on fewer images
@@ -512,6 +511,5 @@ metrics = {
     "orca_rates_finetuned": ft_rates,
     "orca_rates_scratch": scratch_rates,
 }
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)
 table.round(3)

@@ -26,7 +26,6 @@ import torch
 from IPython.display import display
 
 from helpers.cache import data_dir
-from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.experiments import build_model
 from helpers.lessons.scaling import CLAIMS, finetune, launch, parse_args
@@ -45,7 +44,7 @@ if torch.cuda.is_available() and torch.cuda.device_count() < S.ranks:
     # nccl needs one GPU per process: with fewer GPUs, both runs of this lesson use the CPU (gloo)
     os.environ["TORCH_DEVICE"] = "cpu"
     print(f"{torch.cuda.device_count()} GPU(s) for {S.ranks} processes: both runs use the CPU")
-S
+print(S.summary())
 
 # %% [markdown]
 # ## Data parallelism in one picture
@@ -92,7 +91,7 @@ print(f"{whole.numel():,} gradient entries; largest |whole - average of halves| 
 #
 # ## The script, and how to launch it from a terminal
 #
-# `helpers/ddp_finetune.py` is an ordinary training script. The lines that make it distributed:
+# `helpers/lessons/scaling.py` is an ordinary training script. The lines that make it distributed:
 #
 # ```python
 # rank, world, device = setup()          # reads RANK, WORLD_SIZE, ... set by torchrun; gloo or nccl
@@ -256,7 +255,8 @@ print(f"largest |loss difference| from one process over {S.lm_steps} steps: glob
 pd.DataFrame({"one process": lm_single["loss"], "DDP, global count": lm_runs["global"]["loss"],
               "DDP, per-rank mean": lm_runs["per-rank"]["loss"]},
              index=pd.RangeIndex(1, S.lm_steps + 1, name="step")).style.format("{:.6f}")
-#
+
+# %% [markdown]
 # ## Effective batch size and the learning rate
 #
 # Above, the global batch was fixed and split, so nothing about the optimisation changed. In
@@ -278,8 +278,8 @@ pd.DataFrame({"one process": lm_single["loss"], "DDP, global count": lm_runs["gl
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1.** Say you fine-tune with `lr = 1e-3` at a batch of 32 on one device. You move to
-# 4 GPUs and keep 32 images per GPU. What is the effective batch, and what learning rate does the
+# **Exercise 1.** Lesson 02 fine-tunes with `lr = 1e-3` at a batch of 32 on one device. You move
+# to 4 GPUs and keep 32 images per GPU. What is the effective batch, and what learning rate does the
 # linear scaling rule suggest? Store them in `effective_batch` and `scaled_lr`.
 
 # %% tags=["exercise"]
@@ -417,8 +417,7 @@ memory.round(4)
 metrics = {"ranks": ddp["ranks"], "loss_single": single["loss"][-1], "loss_ddp": ddp["loss"][-1],
            "max_abs_diff": max_abs_diff, "lm_max_abs_diff": lm_max_abs_diff,
            "lm_max_abs_diff_per_rank": lm_max_abs_diff_per_rank}
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)
 pd.DataFrame([{"run": "one process", "processes": 1, "global batch": single["batch_size"],
                "per-process batch": single["per_rank_batch"], "final loss": single["loss"][-1],
                "test acc": single["test_acc"], "train s": single["train_s"]},

@@ -28,7 +28,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from helpers.claims import show_claims
 from helpers.exercises import check
 from helpers.lessons.your_own import (
     CLAIMS,
@@ -59,7 +58,7 @@ from helpers.stats import best_by
 
 lesson = Lesson("13")
 S = sizes("your_own")
-S
+print(S.summary())
 
 # %% [markdown]
 # ## 1 · Your images
@@ -256,5 +255,4 @@ metrics = {"own_classes": task.num_classes, "own_best_val": best.val_acc, "own_b
            "own_best_lora_rank": best.lora_rank, "own_runs": len(runs), "export_agrees": export_agrees,
            "qa_test_before": qa_run["test_before"], "qa_test_after": qa_run["test_after"],
            "qa_unknown_words": qa_run["unknown_words"], **m}
-lesson.record(metrics)
-show_claims(CLAIMS, metrics)
+lesson.finish(metrics, CLAIMS)

@@ -279,3 +279,22 @@ def test_notebook_is_committed_clean(path):
     for key, expected in JUPYTERLAB_METADATA.items():
         got = {k: v for k, v in nb.metadata.get(key, {}).items() if k != "version"}
         assert got == expected, f"{path.name}: {key} is not what JupyterLab writes, so opening it marks it modified"
+
+
+@pytest.mark.notebooks
+def test_every_registered_claim_gets_a_verdict_on_the_smoke_results():
+    """After the smoke runs above (they share one data folder), each registered claim of a lesson
+    that recorded its results is decided, True or False: none is "not measured" because a metric
+    it reads is missing, None (NaN) or shaped otherwise in smoke mode. Smoke's numbers are
+    meaningless, so which way a claim goes is not checked here, only that its path runs."""
+    from helpers.claims import check_claims
+    from helpers.course import registered_claims
+    results = load_results("smoke")
+    if not results:
+        pytest.skip("no lesson ran in smoke mode in this session (run the notebook tests first)")
+    verdicts = check_claims([c for c in registered_claims() if c.lesson in results], results)
+    undecided = [f"{c.lesson}: {c.text}" for c, v in verdicts if v is None]
+    assert not undecided, "claims without a verdict on the smoke results:\n" + "\n".join(undecided)
+    ran = {p.name[:2] for p in NOTEBOOKS} - {"00"}
+    if ran <= set(results):         # the whole course ran: every claim was decided
+        assert {c.lesson for c in registered_claims()} <= set(results)

@@ -22,9 +22,10 @@ def method_rows(runs: dict) -> list[dict]:
     return rows
 
 
+# That LP-FT and full fine-tuning get the same budget of optimiser steps, the probe's steps
+# included, is true by construction (run_finetune counts them): a unit test
+# (tests/test_finetune.py::test_lp_ft_counts_its_probe_steps_in_the_budget), not a claim.
 CLAIMS = [
-    Claim("04", "LP-FT and full fine-tuning get the same budget of optimiser steps, the probe's steps included",
-          lambda m: m["lp_ft_steps"] == m["full_ft_steps"]),
     Claim("04", "the unseen backgrounds are a real shift: LP-FT and full fine-tuning both lose accuracy on them",
           lambda m: m["lp_ft_shifted_acc"] < m["lp_ft_acc"] and m["full_ft_shifted_acc"] < m["full_ft_acc"]),
 ]

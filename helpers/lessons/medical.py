@@ -74,6 +74,13 @@ def _row(m, method):
     return next(r for r in m["forgetting"] if r["method"] == method)
 
 
+def _retention(m, method):
+    """``method``'s general retention; 0 when the pre-trained model knew no general fact (the
+    retention is then NaN, recorded as None): with nothing known, nothing was kept."""
+    retention = _row(m, method)["general_retention"]
+    return 0.0 if retention is None and m["general_known_before"] == 0 else retention
+
+
 CLAIMS = [
     Claim("08", "fine-tuning the pre-trained model answers far more held-out questions than from scratch "
                 "(at least 20 points)",
@@ -82,8 +89,8 @@ CLAIMS = [
                 "within the stated tolerance of the augmented model's",
           lambda m: abs(m["seen_acc_no_augmentation"] - m["seen_acc_finetuned"]) <= m["fit_tolerance"]),
     Claim("08", "at equal fit, knowledge augmentation still answers more held-out questions than once-only "
-                "pre-training (a real difference over the seeds)",
+                "pre-training (real: a paired t-test over the seeds, 95%)",
           lambda m: m["augmentation_gap_real"] and m["heldout_acc_finetuned"] > m["heldout_acc_no_augmentation"]),
     Claim("08", "replay keeps more general facts than full fine-tuning without it",
-          lambda m: _row(m, "replay")["general_retention"] > _row(m, "full")["general_retention"]),
+          lambda m: _retention(m, "replay") > _retention(m, "full")),
 ]

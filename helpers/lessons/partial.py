@@ -74,12 +74,10 @@ def seed_rows(runs_by_key: dict, key_name: str) -> list[dict]:
     return rows
 
 
+# "The more stages are frozen, the fewer parameters train" and "the depth table is a mean over at
+# least 3 seeds" are true by construction, so they are unit tests (tests/test_claim_cases.py), not
+# claims about the lesson's measurements.
 CLAIMS = [
-    Claim("03", "the more stages are frozen, the fewer parameters train",
-          lambda m: all(a["trainable_params"] > b["trainable_params"]
-                        for a, b in zip(m["freeze_table"], m["freeze_table"][1:]))),
     Claim("03", "an epoch with every stage frozen (only the head trains) takes less time than with nothing frozen",
           lambda m: m["freeze_table"][-1]["sec_per_epoch"] < m["freeze_table"][0]["sec_per_epoch"]),
-    Claim("03", "the depth table is a mean over at least 3 seeds",
-          lambda m: min(r["seeds"] for r in m["freeze_table"]) >= 3),
 ]

@@ -245,7 +245,9 @@ def transfer_metrics(summary) -> dict:
             ("_long" if "budget" in method else "")
         out[f"digits_{k}_test"], out[f"digits_{k}_test_sd"] = mean_and_spread(s["test"])
     ft, sc = (_best_budget(summary, arm) for arm in ("fine-tuned", "from scratch"))
-    d = difference(summary[ft]["test"], summary[sc]["test"])
+    # paired: seed s draws the same labelled digits for every method (tasks[s] in transfer_study)
+    d = difference(summary[ft]["test"], summary[sc]["test"], paired=True)
+    out["digits_ft_minus_scratch_p"] = d.p
     out["digits_ft_minus_scratch"], out["digits_ft_minus_scratch_real"] = d.diff, bool(d.real)
     out["digits_ft_best_test"], out["digits_scratch_best_test"] = (mean_and_spread(summary[m]["test"])[0] for m in (ft, sc))
     out["digits_ft_best_steps"], out["digits_scratch_best_steps"] = summary[ft]["steps"], summary[sc]["steps"]
@@ -265,11 +267,13 @@ def transfer_verdict(summary) -> str:
     ft, sc = m["digits_ft_best_test"], m["digits_scratch_best_test"]
     budgets = f"{m['digits_ft_best_steps']} and {m['digits_scratch_best_steps']} steps, chosen on validation"
     if not m["digits_ft_minus_scratch_real"]:
+        p = m["digits_ft_minus_scratch_p"]
+        why = "one seed: too few to test" if p is None else f"not significant: paired t-test over the seeds, p = {p:.3f}"
         return (f"On real digits the world's pre-training and training from scratch tie: fine-tuned {ft:.1%} vs "
-                f"from scratch {sc:.1%} ({budgets}; the difference is within twice its standard error).")
+                f"from scratch {sc:.1%} ({budgets}; {why}).")
     better = "helps" if m["digits_ft_minus_scratch"] > 0 else "hurts"
     return (f"On real digits the world's pre-training {better}: fine-tuned {ft:.1%} vs from scratch {sc:.1%} "
-            f"({budgets}; beyond twice the standard error over {m['digits_seeds']} seeds).")
+            f"({budgets}; real: paired t-test over {m['digits_seeds']} seeds, p = {m['digits_ft_minus_scratch_p']:.3f}).")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,18 +327,19 @@ def fractal_transfer_study(*, progress: bool = False, device="auto"):
 
 def fractal_metrics(world_summary, fractal_summary) -> dict:
     """Fractal pre-training against the object world's, fine-tuned at the budget validation
-    prefers for each, and each linear probe; the differences with their reality (beyond 2 SE)."""
+    prefers for each, and each linear probe; the differences with their reality (a paired t-test
+    over the seeds, 95%: seed s draws the same labelled digits for both pre-trainings)."""
     out = {}
     ft_world, ft_fractal = (_best_budget(s, "fine-tuned") for s in (world_summary, fractal_summary))
     out["fractal_ft_best_test"] = mean_and_spread(fractal_summary[ft_fractal]["test"])[0]
     out["fractal_ft_best_steps"] = fractal_summary[ft_fractal]["steps"]
     out["fractal_probe_test"] = mean_and_spread(fractal_summary["linear probe"]["test"])[0]
-    d = difference(fractal_summary[ft_fractal]["test"], world_summary[ft_world]["test"])
+    d = difference(fractal_summary[ft_fractal]["test"], world_summary[ft_world]["test"], paired=True)
     out["fractal_minus_world_ft"], out["fractal_minus_world_ft_real"] = d.diff, bool(d.real)
     sc = _best_budget(world_summary, "from scratch")
-    d = difference(fractal_summary[ft_fractal]["test"], world_summary[sc]["test"])
+    d = difference(fractal_summary[ft_fractal]["test"], world_summary[sc]["test"], paired=True)
     out["fractal_minus_scratch"], out["fractal_minus_scratch_real"] = d.diff, bool(d.real)
-    d = difference(fractal_summary["linear probe"]["test"], world_summary["linear probe"]["test"])
+    d = difference(fractal_summary["linear probe"]["test"], world_summary["linear probe"]["test"], paired=True)
     out["fractal_minus_world_probe"], out["fractal_minus_world_probe_real"] = d.diff, bool(d.real)
     return out
 
@@ -346,8 +351,9 @@ def fractal_verdict(world_summary, fractal_summary) -> str:
     def versus(key, what):
         diff, real = m[key], m[f"{key}_real"]
         if not real:
-            return f"ties with {what} ({100 * diff:+.1f} points, within twice the standard error)"
-        return f"{'beats' if diff > 0 else 'falls behind'} {what} by {100 * abs(diff):.1f} points (beyond 2 SE)"
+            return f"ties with {what} ({100 * diff:+.1f} points, not significant by a paired t-test at 95%)"
+        return (f"{'beats' if diff > 0 else 'falls behind'} {what} by {100 * abs(diff):.1f} points "
+                f"(real: a paired t-test at 95%)")
 
     world_probe = f"the object world's ({mean_and_spread(world_summary['linear probe']['test'])[0]:.1%})"
     return (f"Fine-tuned from the fractals ({m['fractal_ft_best_test']:.1%} at {m['fractal_ft_best_steps']} steps) "

@@ -2,8 +2,9 @@
 
 Run it with ``make test-browser`` (it sets COURSE_BROWSER_TESTS=1); plain ``make test`` and a bare
 ``pytest`` do not collect these tests. Where Playwright for Python or Chromium is missing, every
-test skips and says which. Chromium is the system one (Debian's ``chromium`` package, or
-$CHROMIUM); nothing is downloaded at run time.
+test FAILS and says which: a browser suite that skips would report success without having looked
+at anything. Chromium is the system one (Debian's ``chromium`` package, or $CHROMIUM, which when
+set is the only one tried); nothing is downloaded at run time.
 
 JupyterLab serves a temporary copy of ``notebooks/`` with a fresh token, a temporary
 COURSE_DATA (shared by the lessons, which run in order), COURSE_MODE=smoke, and settings,
@@ -49,21 +50,23 @@ LAB_SETTINGS = {
 
 
 def chromium_path() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
+    if os.environ.get("CHROMIUM"):
+        return os.environ["CHROMIUM"] if Path(os.environ["CHROMIUM"]).exists() else None
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
         if candidate and Path(candidate).exists():
             return candidate
     return None
 
 
 def why_not_runnable() -> str | None:
-    """None when the suite can run, else the reason it skips."""
+    """None when the suite can run, else the reason it cannot (every test then fails with it)."""
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         return "Playwright for Python is not installed (pip install playwright; no browser download needed)"
     if chromium_path() is None:
-        return "Chromium not found: apt-get install chromium (Debian), or set CHROMIUM=/path/to/chromium"
+        return ("Chromium not found" + (f" at CHROMIUM={os.environ['CHROMIUM']}" if os.environ.get("CHROMIUM") else "")
+                + ": apt-get install chromium (Debian), or set CHROMIUM=/path/to/chromium")
     return None
 
 
@@ -92,7 +95,7 @@ def lab():
     """A running JupyterLab: {"url", "token", "root" (the notebooks' copy), "data", "log"}."""
     reason = why_not_runnable()
     if reason:
-        pytest.skip(f"browser suite skipped: {reason}")
+        pytest.fail(f"the browser suite cannot run: {reason}", pytrace=False)
     work = Path(tempfile.mkdtemp(prefix="course-browser-"))
     root, data = work / "notebooks", work / "data"
     root.mkdir()
