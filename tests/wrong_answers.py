@@ -63,7 +63,7 @@ WRONG_ANSWERS: dict[str, dict[str, list[str]]] = {
             "best_depth_acc = float(freeze_table.loc[best_depth, 'test_acc'])",
         ],
         "decay of one third": [
-            "groups = layerwise_lr_groups(build_model(), lr=1e-3, decay=3)",   # the factor upside down
+            "groups = layerwise_lr_groups(build_model(), lr=1e-3, decay=2 / 3)",   # a third less, not a third of
         ],
     },
     "04": {

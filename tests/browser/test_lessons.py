@@ -97,9 +97,12 @@ SCREEN = """() => {
       details: (() => {
         const d = node.querySelector('.jp-RenderedMarkdown details');
         if (!d) return null;
-        const summary = d.querySelector('summary'), code = d.querySelector('pre');
+        // A closed <details> lays out only its summary (Chromium keeps the rest in the tree, with
+        // content-visibility: hidden, so the code still has a box): compare the heights.
+        const summary = d.querySelector('summary');
+        const height = (el) => el ? el.getBoundingClientRect().height : 0;
         return {open: d.open, summary: summary ? summary.innerText : null,
-                codeShown: !!(code && code.offsetParent !== null && code.getBoundingClientRect().height > 0)};
+                codeShown: height(d) > height(summary) + 4};
       })(),
       tooWide: Array.from(node.querySelectorAll('.course-table')).filter(t =>
           t.scrollWidth > t.clientWidth + 1 || t.getBoundingClientRect().right > nbRect.right + 1).length,
