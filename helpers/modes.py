@@ -150,23 +150,25 @@ class FineTune:
     scratch_lr_grid: tuple   # from scratch's own rate is chosen on validation from these
     converged_steps: int     # fine-tuning's own budget in lesson 02's fair crossover (early-stopped)
     converged_evals: int     # validation evaluations along it
+    depth_lr_grid: tuple     # lesson 03: each freeze depth's rate is chosen on validation from these
 
 
 SIZES["finetune"] = {
     "smoke": FineTune(labels_per_class=(2, 4), headline_labels=4, seeds=1, test_images=48, val_images=48, steps=4,
                       batch_size=16, lr=1e-3, scratch_lr=3e-3, probe_lr=1e-2, lr_sweep=(1e-3, 1e-1), evals=1,
                       scratch_steps=8, scratch_evals=2, scratch_lr_grid=(3e-3, 1e-2),
-                      converged_steps=8, converged_evals=2),
+                      converged_steps=8, converged_evals=2, depth_lr_grid=(1e-3, 1e-2)),
     "class": FineTune(labels_per_class=(5, 10, 50), headline_labels=10, seeds=3, test_images=600,
                       val_images=600, steps=30, batch_size=24, lr=1e-3, scratch_lr=1e-2, probe_lr=1e-2,
                       lr_sweep=(1e-4, 1e-3, 1e-2, 1e-1), evals=1,
                       scratch_steps=600, scratch_evals=12, scratch_lr_grid=(3e-3, 1e-2),
-                      converged_steps=300, converged_evals=10),
+                      converged_steps=300, converged_evals=10, depth_lr_grid=(1e-3, 3e-3, 1e-2)),
     "full": FineTune(labels_per_class=(5, 10, 20, 50, 100), headline_labels=10, seeds=3, test_images=3000,
                      val_images=3000, steps=400, batch_size=64, lr=1e-3, scratch_lr=3e-3, probe_lr=1e-2,
                      lr_sweep=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), evals=8,
                      scratch_steps=3000, scratch_evals=15, scratch_lr_grid=(1e-3, 3e-3, 1e-2),
-                     converged_steps=1600, converged_evals=16),
+                     converged_steps=1600, converged_evals=16,
+                     depth_lr_grid=(3e-4, 1e-3, 3e-3, 1e-2)),
 }
 
 
