@@ -350,3 +350,29 @@ SIZES["your_own"] = {
                     lora_ranks=(4, 8), transfer_labels=10, transfer_seeds=5, transfer_lrs=(3e-4, 1e-3, 3e-3, 1e-2),
                     transfer_steps=200, scratch_long=4, qa_steps=400),
 }
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """Lesson 00: a first fine-tuning of the learner's own, pre-training included, in about a minute
+    on one laptop CPU core (the pre-trained model is cached after the first run)."""
+    width: int             # channels of the small model's first stage (lesson 01's narrow ResNet, narrower)
+    image_size: int        # pixels, square
+    steps: int             # pre-training steps on fresh batches of the general world
+    batch_size: int        # pre-training batch
+    lr: float              # pre-training peak rate
+    labels_per_class: int  # labelled birds per species for the fine-tuning
+    test_per_class: int    # test birds per species
+    finetune_steps: int    # fine-tuning steps (the from-random-weights run gets the same)
+    finetune_batch: int
+    finetune_lr: float
+
+
+SIZES["welcome"] = {
+    "smoke": Welcome(width=8, image_size=32, steps=20, batch_size=32, lr=3e-3, labels_per_class=4,
+                     test_per_class=8, finetune_steps=4, finetune_batch=16, finetune_lr=1e-3),
+    "class": Welcome(width=12, image_size=32, steps=300, batch_size=64, lr=3e-3, labels_per_class=10,
+                     test_per_class=50, finetune_steps=40, finetune_batch=24, finetune_lr=1e-3),
+    "full": Welcome(width=12, image_size=32, steps=300, batch_size=64, lr=3e-3, labels_per_class=10,
+                    test_per_class=50, finetune_steps=40, finetune_batch=24, finetune_lr=1e-3),
+}
