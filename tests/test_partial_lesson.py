@@ -56,3 +56,9 @@ def test_finding_separates_shallow_ties_from_deep_losses():
     text = freezing_finding(accs, TRAINABLE)
     assert "holds near the input only" in text and "depths 3, 4, 5 lose for real" in text
     assert "Depths that tie with full fine-tuning: 1, 2." in text
+
+
+def test_finding_with_one_seed_per_depth_calls_nothing():
+    text = freezing_finding({0: [0.9], 1: [0.5], 5: [0.2]}, {0: 100, 1: 90, 5: 1})
+    assert "single seed" in text and "cannot test the hypothesis" in text
+    assert "borne out" not in text and "tie" not in text

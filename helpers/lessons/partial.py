@@ -123,8 +123,11 @@ def freezing_finding(test_accs_by_depth: dict, trainable_by_depth: dict) -> str:
     head = diffs[deepest]
     share = trainable_by_depth[deepest] / trainable_by_depth[depths[0]]
     parts = [f"Only the head ({share:.1%} of the parameters) is {100 * abs(head.diff):.1f} points "
-             f"{'below' if head.diff < 0 else 'above'} full fine-tuning"
-             + (" (real)." if head.real else " (within twice the standard error: a tie).")]
+             f"{'below' if head.diff < 0 else 'above'} full fine-tuning"]
+    if min(len(accs) for accs in test_accs_by_depth.values()) < 2:
+        return parts[0] + (", from a single seed per depth: no spread to judge a difference by, so this run "
+                           "cannot test the hypothesis (it needs at least 2 seeds).")
+    parts[0] += " (real)." if head.real else " (within twice the standard error: a tie)."
     if ties:
         parts.append(f"Depths that tie with full fine-tuning: {', '.join(map(str, ties))}.")
     if gains:
