@@ -375,7 +375,7 @@ display(fig); plt.close(fig)
 
 # %% [markdown]
 # A regressor trained on 0 to 9 birds has never been rewarded for larger answers, so we expected
-# it to under-count crowded scenes even though it can see every bird; the line under the table
+# it to under-count crowded scenes even though it can see every bird; the line above the table
 # says what it did, and the red line past 9 shows it. Larger counts, or an unseen background, need
 # such scenes in the training data.
 #
