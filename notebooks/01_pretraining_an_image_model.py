@@ -111,9 +111,9 @@ fig
 # ## What the first layer learned
 #
 # Each small image is one filter of the stem's convolution, the layer nearest the input. Filters
-# that respond to edges and colours are general: almost any image task can use them. That is
-# why, when fine-tuning, the layers nearest the input are the first candidates to keep frozen
-# (lesson 03).
+# that respond to edges and colours would be general: almost any image task could use them. That
+# is why the layers nearest the input are the usual candidates to keep frozen when fine-tuning, a
+# hypothesis lesson 03 tests.
 
 # %%
 conv_filters(model.conv1.weight, cols=8)
