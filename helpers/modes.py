@@ -179,23 +179,25 @@ class FineTune(_Sizes):
     scratch_lr_grid: tuple   # from scratch's own rate is chosen on validation from these
     converged_steps: int     # fine-tuning's own budget in lesson 02's fair crossover (early-stopped)
     converged_evals: int     # validation evaluations along it
+    depth_lr_grid: tuple     # lesson 03: each freeze depth's rate is chosen on validation from these
 
 
 SIZES["finetune"] = {
     "smoke": FineTune(labels_per_class=(2, 4), headline_labels=4, seeds=2, test_images=48, val_images=48, steps=4,
                       batch_size=16, lr=1e-3, scratch_lr=3e-3, probe_lr=1e-2, lr_sweep=(1e-3, 1e-1), evals=1,
                       scratch_steps=8, scratch_evals=2, scratch_lr_grid=(3e-3, 1e-2),
-                      converged_steps=8, converged_evals=2),
+                      converged_steps=8, converged_evals=2, depth_lr_grid=(1e-3, 1e-2)),
     "class": FineTune(labels_per_class=(5, 10, 50), headline_labels=10, seeds=3, test_images=600,
                       val_images=600, steps=30, batch_size=24, lr=1e-3, scratch_lr=1e-2, probe_lr=1e-2,
                       lr_sweep=(1e-4, 1e-3, 1e-2, 1e-1), evals=1,
                       scratch_steps=600, scratch_evals=12, scratch_lr_grid=(3e-3, 1e-2),
-                      converged_steps=300, converged_evals=10),
+                      converged_steps=300, converged_evals=10, depth_lr_grid=(1e-3, 3e-3, 1e-2)),
     "full": FineTune(labels_per_class=(5, 10, 20, 50, 100), headline_labels=10, seeds=3, test_images=3000,
                      val_images=3000, steps=400, batch_size=64, lr=1e-3, scratch_lr=3e-3, probe_lr=1e-2,
                      lr_sweep=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), evals=8,
                      scratch_steps=3000, scratch_evals=15, scratch_lr_grid=(1e-3, 3e-3, 1e-2),
-                     converged_steps=1600, converged_evals=16),
+                     converged_steps=1600, converged_evals=16,
+                     depth_lr_grid=(3e-4, 1e-3, 3e-3, 1e-2)),
 }
 
 
@@ -377,4 +379,30 @@ SIZES["your_own"] = {
     "full": YourOwn(images_per_class=100, steps=200, depths=(0, 2, 3, 4), heads=("linear", "mlp", "block"),
                     lora_ranks=(4, 8), transfer_labels=10, transfer_seeds=5, transfer_lrs=(3e-4, 1e-3, 3e-3, 1e-2),
                     transfer_steps=200, scratch_long=4, qa_steps=400),
+}
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """Lesson 00: a first fine-tuning of the learner's own, pre-training included, in about a minute
+    on one laptop CPU core (the pre-trained model is cached after the first run)."""
+    width: int             # channels of the small model's first stage (lesson 01's narrow ResNet, narrower)
+    image_size: int        # pixels, square
+    steps: int             # pre-training steps on fresh batches of the general world
+    batch_size: int        # pre-training batch
+    lr: float              # pre-training peak rate
+    labels_per_class: int  # labelled birds per species for the fine-tuning
+    test_per_class: int    # test birds per species
+    finetune_steps: int    # fine-tuning steps (the from-random-weights run gets the same)
+    finetune_batch: int
+    finetune_lr: float
+
+
+SIZES["welcome"] = {
+    "smoke": Welcome(width=8, image_size=32, steps=20, batch_size=32, lr=3e-3, labels_per_class=4,
+                     test_per_class=8, finetune_steps=4, finetune_batch=16, finetune_lr=1e-3),
+    "class": Welcome(width=12, image_size=32, steps=300, batch_size=64, lr=3e-3, labels_per_class=10,
+                     test_per_class=50, finetune_steps=40, finetune_batch=24, finetune_lr=1e-3),
+    "full": Welcome(width=12, image_size=32, steps=300, batch_size=64, lr=3e-3, labels_per_class=10,
+                    test_per_class=50, finetune_steps=40, finetune_batch=24, finetune_lr=1e-3),
 }

@@ -3,7 +3,8 @@
 ``depth_picker(run, stage_names)`` shows a slider (how many stages to freeze), a Train button,
 a live training curve and, after each run, its summary and the run log's table. Clicking Train
 calls ``run(frozen_stages=k, hook=curve)``, by keyword, the same function a headless cell calls
-with a plain variable.
+with a plain variable. The picker shows validation numbers only: a learner who picks a depth by
+clicking picks it on validation, and reads the test set once, for the choice.
 """
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ def result_value(result, key: str, default=None):
 
 
 def describe_run(result, frozen_stages: int) -> str:
-    """One line about a fine-tuning run: depth, test accuracy, trainable parameters, speed."""
+    """One line about a fine-tuning run: depth, validation accuracy, trainable parameters, speed.
+
+    Validation, not test: this line is what a learner compares to choose a depth."""
     parts = [f"frozen stages {frozen_stages}"]
-    acc = result_value(result, "test_acc")
+    acc = result_value(result, "val_acc")
     if acc is not None:
-        parts.append(f"test accuracy {acc:.3f}")
+        parts.append(f"validation accuracy {acc:.3f}")
     trainable = result_value(result, "trainable_params")
     if trainable is not None:
         parts.append(f"{trainable:,} trainable parameters")
@@ -37,7 +40,13 @@ def describe_run(result, frozen_stages: int) -> str:
     return ": ".join(parts[:2]) + "".join(f", {p}" for p in parts[2:])
 
 
-def depth_picker(run: Callable, stage_names: list[str], value: int = 2, metric: str = "test_acc",
+def without_test_columns(table):
+    """The table without its test columns (``test_acc``, ``test_spread``, ...), for a view made
+    for choosing."""
+    return table.drop(columns=[c for c in table.columns if str(c).startswith("test")])
+
+
+def depth_picker(run: Callable, stage_names: list[str], value: int = 2, metric: str = "val_acc",
                  describe: Callable | None = None, log=None):
     """A slider for the number of frozen stages, a Train button, a live curve and the run log.
 
@@ -47,11 +56,11 @@ def depth_picker(run: Callable, stage_names: list[str], value: int = 2, metric: 
             a fresh model each time, so clicks never interfere.
         stage_names: the model's stages from the input side (``[n for n, _ in stages(model)]``).
         value: the slider's start position.
-        metric: the evaluation metric the live curve plots (from the run's history).
+        metric: the evaluation metric the live curve plots (from the run's history; validation).
         describe: ``describe(result, frozen_stages) -> str`` shown after each run (default: depth,
-            test accuracy, trainable parameters, seconds per epoch).
-        log: the ``RunLog`` whose table is shown after each run; by default the ``log=`` keyword
-            of a ``functools.partial`` ``run``, if it has one.
+            validation accuracy, trainable parameters, seconds per epoch).
+        log: the ``RunLog`` whose table is shown after each run, without its test columns; by
+            default the ``log=`` keyword of a ``functools.partial`` ``run``, if it has one.
     Returns:
         the widget box (display it, or make it a cell's last value). Its parts are attributes:
         ``slider``, ``button``, ``curve`` (an Image), ``summary`` (HTML: the last run and the run
@@ -88,7 +97,8 @@ def depth_picker(run: Callable, stage_names: list[str], value: int = 2, metric: 
     def show_log(line: str = ""):
         parts = [f"<p>{line}</p>"] if line else []
         if log is not None and len(log):
-            parts.append(f"<p><small>run log ({len(log)} runs):</small></p>" + table_html(log.table()))
+            parts.append(f"<p><small>run log ({len(log)} runs; validation only, for choosing):</small></p>"
+                         + table_html(without_test_columns(log.table())))
         summary.value = "".join(parts)
 
     def train_clicked(_):

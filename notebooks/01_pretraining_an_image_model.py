@@ -79,9 +79,6 @@ print(f"trained on {info['train_images']:,} images at {info['images_per_s']:.0f}
 plot_history(history, metric="val_acc", title="pre-training on the general world")
 
 # %% [markdown]
-# The loss falls fast at first, while the model learns colours and coarse shapes, then slowly as
-# it learns the details that separate similar classes (orca from whale, balloon from kite).
-#
 # ## How good is it?
 
 # %%
@@ -92,9 +89,15 @@ confusion_matrix(y_val, pred, CLASSES, title="validation set, rows sum to 1")
 
 # %% [markdown]
 # Look at the off-diagonal cells: which classes does the model still mix up, and do they look
-# alike? The gallery below shows some of its mistakes.
+# alike? The pairs it confuses most, counted, and a gallery of its mistakes:
 
 # %%
+mixups = {}
+for t, p in zip(y_val.tolist(), pred.tolist()):
+    if t != p:
+        mixups[(CLASSES[t], CLASSES[p])] = mixups.get((CLASSES[t], CLASSES[p]), 0) + 1
+for (t, p), n in sorted(mixups.items(), key=lambda kv: -kv[1])[:3]:
+    print(f"{t} taken for {p}: {n} of {int((y_val == CLASSES.index(t)).sum())} validation {t}s")
 wrong = (pred != y_val).nonzero().flatten()[:16]
 if len(wrong):
     fig = image_grid(x_val[wrong], [f"{CLASSES[p]}?\n({CLASSES[t]})" for p, t in
@@ -109,9 +112,9 @@ fig
 # ## What the first layer learned
 #
 # Each small image is one filter of the stem's convolution, the layer nearest the input. Filters
-# that respond to edges and colours are general: almost any image task can use them. That is
-# why, when fine-tuning, the layers nearest the input are the first candidates to keep frozen
-# (lesson 03).
+# that respond to edges and colours would be general: almost any image task could use them. That
+# is why the layers nearest the input are the usual candidates to keep frozen when fine-tuning, a
+# hypothesis lesson 03 tests.
 
 # %%
 conv_filters(model.conv1.weight, cols=8)

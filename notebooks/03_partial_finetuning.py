@@ -1,14 +1,16 @@
 # %% [markdown]
 # # 03 · Partial fine-tuning
 #
-# Full fine-tuning (lesson 02) trains every parameter. Often it is enough, and cheaper, to
-# **freeze** the stages nearest the input, which compute general features (edges, colours,
-# textures) that any image task needs, and to tune only the later stages and the head.
+# Full fine-tuning (lesson 02) trains every parameter. Partial fine-tuning **freezes** the stages
+# nearest the input and tunes only the later stages and the head. The hypothesis behind it: those
+# early stages compute general features (edges, colours, textures) that any image task needs, so
+# keeping them costs little accuracy and saves time. This lesson tests it on lesson 02's
+# bird-species task.
 #
-# In this lesson you pick how many stages to freeze (with a widget, or a plain variable), and a
-# run log compares the runs: depth, trainable parameters, seconds per epoch and accuracy. Then
-# two details that matter in practice: BatchNorm statistics in frozen layers, and layer-wise
-# learning rates.
+# You pick how many stages to freeze (a plain variable or a widget); then every depth, each at
+# its own learning rate chosen on validation, over three seeds, in one table: trainable
+# parameters, seconds per epoch, accuracy. Then BatchNorm statistics in frozen layers, and
+# layer-wise learning rates.
 
 # %%
 from functools import partial
@@ -19,7 +21,7 @@ from tqdm.auto import tqdm
 
 from helpers.exercises import check
 from helpers.experiments import build_model, run_finetune, scratch_converged
-from helpers.lessons.partial import CLAIMS, seed_rows, time_per_epoch
+from helpers.lessons.partial import CLAIMS, choose_rates, freezing_finding, seed_rows, time_per_epoch
 from helpers.modes import sizes
 from helpers.plots import LiveCurve, line_plot
 from helpers.results import Lesson, RunLog
@@ -97,8 +99,10 @@ print(f"frozen stages {FROZEN_STAGES}: validation accuracy {result.val_acc:.3f},
       f"{result.trainable_params:,} trainable parameters, {result.sec_per_epoch:.3f} s per epoch")
 
 # %% [markdown]
-# The same with a widget: move the slider, click **Train**, watch the curve. (The widget calls
-# the same `run_finetune`; in a headless run nobody clicks, and nothing happens.)
+# The same with a widget: move the slider, click **Train**, watch the curve. It shows
+# **validation** accuracy only, the number made for choosing: a depth picked by clicking is then
+# picked on validation, and the test set is read once, for the choice, in the table below. (The
+# widget calls the same `run_finetune`; in a headless run nobody clicks, and nothing happens.)
 
 # %%
 depth_picker(partial(run_finetune, S.headline_labels, log=log, evals=5), stage_names,
@@ -108,10 +112,13 @@ depth_picker(partial(run_finetune, S.headline_labels, log=log, evals=5), stage_n
 # ## Every depth, one table
 #
 # Now all depths from 0 (nothing frozen) to all stages (only the head trains), each over
-# `S.seeds` seeds, all with the same labels and the same budget of `S.steps` steps. The baseline
-# is lesson 02's converged from-scratch model (its own rate and a budget at which its validation
-# accuracy stopped improving; cached by `make prepare`). The best depth is chosen on
-# **validation**; the test column is what we report for each depth.
+# `S.seeds` seeds, with the same labels and the same budget of `S.steps` steps. A frozen
+# backbone under a new, random head wants a larger rate than a fully tuned network (lesson 04's
+# linear probe trains at `S.probe_lr`), so one shared rate would compare rates as much as depths.
+# Each depth therefore gets **its own rate**, the one of `S.depth_lr_grid` with the best mean
+# validation accuracy (`choose_rates`); the test column is read for that rate. The baseline is
+# lesson 02's converged from-scratch model (its own rate and a budget at which its validation
+# accuracy stopped improving; cached by `make prepare`).
 #
 # `sec_per_epoch` is the training time of one pass over the training set. On a shared or busy
 # machine, timing one run after another compares the moments more than the depths, so
@@ -120,17 +127,27 @@ depth_picker(partial(run_finetune, S.headline_labels, log=log, evals=5), stage_n
 
 # %%
 depths = list(range(len(stage_names) + 1))
-depth_runs = {k: [] for k in depths}
-for k, seed in tqdm([(k, seed) for k in depths for seed in range(S.seeds)], desc="depths x seeds"):
-    depth_runs[k].append(run_finetune(S.headline_labels, frozen_stages=k, seed=seed, log=log, progress=False))
+grid_runs = {(k, lr): [] for k in depths for lr in S.depth_lr_grid}
+for k, lr, seed in tqdm([(k, lr, seed) for k in depths for lr in S.depth_lr_grid for seed in range(S.seeds)],
+                        desc="depths x rates x seeds"):
+    grid_runs[(k, lr)].append(run_finetune(S.headline_labels, frozen_stages=k, lr=lr, seed=seed, log=log,
+                                           progress=False))
+depth_lr, depth_runs = choose_rates(grid_runs)          # each depth's rate, chosen on validation
+rate_table = pd.DataFrame([{"frozen_stages": k, "lr": lr, "val_acc": mean_and_spread([r.val_acc for r in runs])[0]}
+                           for (k, lr), runs in grid_runs.items()]).pivot(index="frozen_stages", columns="lr")
 scratch = [scratch_converged(S.headline_labels, seed=seed, progress=False) for seed in range(S.seeds)]
 scratch_acc, scratch_spread = mean_and_spread([r.test_acc for r in scratch])
 timing = time_per_epoch(depths, S.headline_labels)
+print("mean validation accuracy of every depth at every rate (each row's best is its rate):")
+rate_table.round(3)
+
+# %%
 freeze_table = pd.DataFrame(seed_rows(depth_runs, "frozen_stages")).set_index("frozen_stages")
 freeze_table.insert(1, "sec_per_epoch", [timing[k] for k in freeze_table.index])
+freeze_table.insert(1, "lr", [depth_lr[k] for k in freeze_table.index])
 freeze_table["frozen"] = ["nothing"] + [" to ".join(dict.fromkeys([stage_names[0], stage_names[k - 1]]))
                                          for k in range(1, len(stage_names) + 1)]
-shown = ["frozen", "trainable_params", "sec_per_epoch", "val_acc", "test_acc", "test_spread", "seeds"]
+shown = ["frozen", "lr", "trainable_params", "sec_per_epoch", "val_acc", "test_acc", "test_spread", "seeds"]
 print(f"from scratch (converged, {scratch[0].steps} steps, mean of {len(scratch)} seeds): "
       f"test accuracy {scratch_acc:.3f} ± {scratch_spread:.3f}")
 freeze_table[shown].round(4)
@@ -139,7 +156,8 @@ freeze_table[shown].round(4)
 fig = line_plot(list(freeze_table.index), {"fine-tuned": freeze_table["test_acc"].tolist()},
                 xlabel="frozen stages (from the input)", ylabel="test accuracy",
                 errors={"fine-tuned": freeze_table["test_spread"].tolist()},
-                title=f"{S.headline_labels} labels per species, mean and spread over {S.seeds} seeds")
+                title=f"{S.headline_labels} labels per species, each depth at its own rate, "
+                      f"mean and spread over {S.seeds} seeds")
 fig.axes[0].axhline(scratch_acc, color="tab:orange", ls="--", label="from scratch (converged)")
 ax2 = fig.axes[0].twinx()
 ax2.plot(freeze_table.index, freeze_table["sec_per_epoch"], color="grey", marker="s", alpha=0.6)
@@ -162,16 +180,20 @@ near = [k for k in depths if k != best_k and not difference(freeze_table.loc[k, 
 print(f"depths that tie with the best on validation (not significant, paired t-test at 95%): {near or 'none'}")
 
 # %% [markdown]
-# Reading the table: the more stages are frozen, the fewer parameters train and the faster each
-# epoch runs (no gradients for the frozen weights, and backpropagation stops at the first
-# trainable layer). Compare each depth with the from-scratch line to see how far the pre-trained
-# features carry the task. The cell above says, from the seeds, which depths differ from full
-# fine-tuning by a paired t-test at 95% (lesson 02) and which tie at this budget: with three
-# seeds and a 600-image test set, differences of a few points are often inside the noise, so a
-# "best depth" read off one seed is mostly luck. Where the best trade-off lies depends on the data
-# (with very few labels, freezing more can guard against over-fitting) and on how much time each
-# epoch may cost.
-#
+# Reading the table: the more stages are frozen, the fewer parameters train, and with every stage
+# frozen an epoch takes less time than with none (no gradients for the frozen weights, and
+# backpropagation stops at the first trainable layer; both are registered claims). The cell above
+# says, from the seeds, which depths differ from full fine-tuning by a paired t-test at 95% (lesson
+# 02) and which tie: with three seeds and a 600-image test set, differences of a few points can be noise, so a
+# "best depth" read off one seed is mostly luck. What this says about the hypothesis:
+
+# %%
+print(freezing_finding({k: freeze_table.loc[k, "test_accs"] for k in depths},
+                       {k: freeze_table.loc[k, "trainable_params"] for k in depths}))
+print(f"Rates chosen on validation: {', '.join(f'{k} frozen {depth_lr[k]:g}' for k in depths)}; "
+      f"from scratch (converged): {scratch_acc:.3f}.")
+
+# %% [markdown]
 # The run log keeps every run of this lesson, including the ones from the cells above:
 
 # %%
@@ -198,15 +220,16 @@ for bn in ("frozen", "update"):
     print(f"bn={bn!r}: stem BatchNorm in train mode: {m.bn1.training}; its running mean moved by {moved:.4f}")
 
 # %% [markdown]
-# Does it matter for accuracy? Both settings, at two depths, over the seeds:
+# Does it matter for accuracy? Both settings, at two depths, over the seeds, each depth at the
+# rate validation chose for it above:
 
 # %%
 bn_runs = {}
 for k in (2, len(stage_names)):
     for bn in ("frozen", "update"):
         bn_runs[(k, bn)] = (depth_runs[k] if bn == "update" else    # the depth table's runs used "update"
-                            [run_finetune(S.headline_labels, frozen_stages=k, bn=bn, seed=s, log=log, progress=False)
-                             for s in range(S.seeds)])
+                            [run_finetune(S.headline_labels, frozen_stages=k, bn=bn, lr=depth_lr[k], seed=s, log=log,
+                                          progress=False) for s in range(S.seeds)])
 bn_rows = seed_rows(bn_runs, "setting")
 for row in bn_rows:
     row["frozen_stages"], row["bn"] = row.pop("setting")
@@ -234,16 +257,17 @@ bn_table.round(3)
 # A middle way between freezing and full fine-tuning: train everything, but with smaller
 # learning rates nearer the input. `layerwise_lr_groups(model, lr, decay)` gives the head `lr`,
 # the last stage `lr * decay`, the one before `lr * decay**2`, and so on: optimiser parameter
-# groups to pass to `train(param_groups=...)` (`run_finetune(lr_decay=...)` does that).
+# groups to pass to `train(param_groups=...)` (`run_finetune(lr_decay=...)` does that). Below, the
+# head gets the rate validation chose for full fine-tuning.
 
 # %%
-for g in layerwise_lr_groups(build_model(), lr=S.lr, decay=0.5):
+for g in layerwise_lr_groups(build_model(), lr=depth_lr[0], decay=0.5):
     print(f"{g['name']:>8}: lr {g['lr']:.2e}, {sum(p.numel() for p in g['params']):>9,} parameters")
 
 # %%
-lw_runs = {"one rate": depth_runs[0],                # full fine-tuning from the depth table
-           "layer-wise, decay 0.5": [run_finetune(S.headline_labels, lr_decay=0.5, seed=s, log=log, progress=False)
-                                     for s in range(S.seeds)]}
+lw_runs = {"one rate": depth_runs[0],                # full fine-tuning from the depth table, at its chosen rate
+           "layer-wise, decay 0.5": [run_finetune(S.headline_labels, lr=depth_lr[0], lr_decay=0.5, seed=s, log=log,
+                                                  progress=False) for s in range(S.seeds)]}
 lw_table = pd.DataFrame(seed_rows(lw_runs, "rates")).set_index("rates")
 print(f"with {S.steps} steps: " + difference(lw_table.loc["layer-wise, decay 0.5", "test_accs"],     # same seeds: paired
                                             lw_table.loc["one rate", "test_accs"], paired=True).describe(

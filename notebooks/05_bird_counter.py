@@ -3,22 +3,13 @@
 #
 # The glossary's own example of fine-tuning with a **different loss and a different model type**:
 # *"fine-tune a pre-trained large image model to produce a regression model that returns the number
-# of birds in an input image"*.
+# of birds in an input image"*. Lesson 01's network ends in 14 class scores; we keep its backbone,
+# put on a **one-number head** (how many birds), and change the loss (cross-entropy becomes MSE,
+# Huber or a Poisson likelihood) and the metrics (mean absolute error, "exactly right").
 #
-# Lesson 01's network names the main object of a scene: it ends in 14 class scores. Here we keep
-# everything it learnt about edges, colours, wings and beaks, cut off those 14 scores, and put on a
-# **one-number head**: how many birds are in the picture. Classification becomes regression, so the
-# loss changes too (from cross-entropy to MSE, Huber or a Poisson likelihood) and so do the metrics
-# (from accuracy to mean absolute error and "got the count exactly right").
-#
-# What you will see:
-# 1. the counting scenes, and the laziest possible counter (always guess the average);
-# 2. the head swap, in one visible cell;
-# 3. fine-tuning with a live curve, then where the counter goes wrong and where it looks;
-# 4. fine-tuned against the same network trained from scratch, 3 seeds, and how that gap changes
-#    with the number of labelled scenes;
-# 5. three losses, and how many stages to freeze for counting;
-# 6. scenes unlike the training ones (more birds, an unseen sky), and your own photos.
+# Sections: 1. the scenes and the laziest counter; 2. the head swap; 3. fine-tuning, mistakes and
+# saliency; 4. fine-tuned against from scratch, and against labels; 5. three losses, freeze
+# depths; 6. scenes unlike the training ones; 7. your own photos.
 
 # %%
 
@@ -60,14 +51,11 @@ print(S.summary())
 # %% [markdown]
 # ## 1. The task: count the birds, not the kites
 #
-# Each scene holds 0 to 9 birds of all six species, in any pose, among up to five
-# **distractors** that a lazy counter would happily count: planes, kites, balloons and leaves.
-# Objects sit in the cells of a 4 x 4 grid with their positions jittered, so neighbours sometimes
-# **overlap**; every counted bird stays mostly visible. The label is exact: the renderer knows
-# how many birds it drew.
-#
-# We render everything once: a pool of labelled training scenes (runs with fewer labels take a
-# random subset of it), a standard test set, and a *shifted* test set we keep for section 6.
+# Each scene holds 0 to 9 birds of all six species among up to five **distractors** a lazy
+# counter would count too (planes, kites, balloons, leaves), jittered on a 4 x 4 grid so that
+# neighbours sometimes **overlap**. The label is exact: the renderer knows how many birds it drew.
+# We render a pool of training scenes once (fewer labels take a random subset), plus validation,
+# test and a *shifted* test set for section 6.
 
 # %%
 data = lesson_count_data()          # S.pool training scenes, validation, test and shifted sets
@@ -91,12 +79,9 @@ assert all(len(v) == int(c) for v, c in zip(visible, counts))    # one entry per
 # %% [markdown]
 # ### The baseline to beat: always guess the average
 #
-# A counter that ignores the image and always answers the training set's mean count. Any model
-# worth training must beat it by a wide margin. Two metrics we will use throughout:
-#
-# - **MAE**, mean absolute error: on average, how many birds off is the answer?
-# - **exact-count accuracy**: round the answer to a whole number; how often is it exactly right?
-#   (and **within-one accuracy**: how often is it at most one bird off?)
+# A counter that ignores the image and answers the training mean. The metrics used throughout:
+# **MAE** (mean absolute error: how many birds off, on average), **exact-count accuracy** (the
+# rounded answer is right) and **within-one accuracy** (at most one bird off).
 
 # %%
 headline_train = data.train_subset(S.labels, seed=0)
@@ -107,15 +92,11 @@ print(f"predict-the-mean ({data.y_train.mean():.2f} birds): MAE {baseline['mae']
 # %% [markdown]
 # ## 2. The head swap
 #
-# Lesson 01's model ends in a linear layer with 14 outputs, one score per class. For counting
-# we replace it with a linear layer with **one** output followed by a **softplus**
-# (a smooth version of `max(0, x)`), because a count is never negative. Everything before the head,
-# the backbone, keeps its pre-trained weights. `replace_head` from `helpers.surgery` does the swap
-# through timm's own interface, so it works on any timm model.
-#
-# One more trick: `start_at_mean` zeros the new head's weights and sets its bias so that the
-# untrained counter answers the training mean. It starts *as* the baseline above, and every step
-# of training has to improve on it.
+# The 14-output classifier becomes a linear layer with **one** output and a **softplus** (a
+# smooth `max(0, x)`: a count is never negative); the backbone keeps its pre-trained weights.
+# `replace_head` does it through timm's own interface, so it works on any timm model, and
+# `start_at_mean` sets the new head so that the untrained counter answers the training mean: it
+# starts *as* the baseline, and training has to improve on it.
 
 # %%
 model, info = pretrained_image_model()
@@ -128,21 +109,16 @@ print("input", tuple(x.shape), "-> output", tuple(model(x).shape), "->", model(x
 stage_table(model)
 
 # %% [markdown]
-# The network pools its last feature map over the whole image, so it accepts any image size:
-# lesson 01 trained it on 48-pixel scenes with one large object, and here it reads
-# larger count scenes holding many smaller ones. (The scenes are 64 pixels in class mode, so that a
-# bird still covers a few positions of the feature map after the stem's stride-4 downsampling.)
+# The network pools its last feature map over the whole image, so it accepts the larger count
+# scenes (64 pixels in class mode, so that a bird still covers a few positions of the feature
+# map) although it was pre-trained on 48-pixel ones.
 #
 # ## 3. Fine-tuning the counter
 #
-# The loss is `S.loss` (printed below): by default the **Poisson negative log-likelihood**, the
-# classic loss for counts: the output is read as the expected number of birds, and being one bird
-# off is judged relative to how many there are. Section 5 compares it with the mean squared error
-# and the Huber loss. `run_counter` builds
-# a fresh model exactly as in the cell above (`count_model`: same backbone, same head swap), trains
-# all of it for a fixed number of steps, and measures the test set. The right-hand plot is the test
-# MAE during training; the grey dashed line on the left is not drawn, but keep the baseline's MAE
-# in mind.
+# The loss is `S.loss`, by default the **Poisson negative log-likelihood**, the classic loss for
+# counts (section 5 compares it with MSE and Huber). `run_counter` builds a fresh model as above,
+# trains all of it for `S.steps` steps, and measures the test set once at the end. The live curve
+# is the **validation** MAE during training (the baseline's MAE is printed above, for scale).
 
 # %%
 runs = []                                    # every run of this lesson, one row each
@@ -201,19 +177,11 @@ display(fig); plt.close(fig)
 # %% [markdown]
 # ## 4. Does pre-training help? Fine-tuned against from scratch
 #
-# The claim of the course: starting from pre-trained weights beats starting from random ones
-# **with the same labels and the same budget**. We run the same architecture, the same head,
-# the same number of steps, the same learning rate, from random weights. Seed noise matters at
-# this size, so each side gets several seeds (a different random subset of labelled scenes, a
-# different order, a different head); the run above is fine-tuned seed 0.
-#
-# The from-scratch runs are the same in every class, so they are **cached**: `run_counter` stores
-# each trained from-scratch counter under a key made of its exact training scenes and every
-# setting, and an identical run later loads it instead of training again (it says so, its
-# `train_s` is the original training time, and the `cached` column of the run table marks it).
-# `make prepare` trains them in advance. Change any setting (`S.steps`, the labels, the loss) and
-# the baseline trains again, so both sides always get the same budget. Fine-tuned runs, the subject
-# of this lesson, always train.
+# First the same architecture, head, steps and rate from random weights, over `S.seeds` seeds (a
+# different subset of labelled scenes, batch order and head each; seed 0 is the run above). The
+# from-scratch runs are the same in every class, so `run_counter` caches them, keyed by their
+# exact scenes and settings (the `cached` column says so; `make prepare` trains them). Change a
+# setting and they train again, so both sides always get the same budget.
 
 # %%
 finetuned_models = {0: counter}
@@ -249,15 +217,11 @@ print(f"  fine-tuned / scratch = {mae_ft / mae_scratch:.2f}, fine-tuned / mean =
 # %% [markdown]
 # ### A fair baseline: from scratch with its own rate and budget
 #
-# "The same budget" answers one question: which start is better **for `S.steps` steps at
-# fine-tuning's rate**? Random weights may simply need more steps and another rate, and a course
-# that compares methods must not win by starving the baseline. So from scratch also gets its own:
-# the rate of `S.scratch_lr_grid` with the lowest **validation** MAE (seed 0), a budget of
-# `S.scratch_steps` steps, and early stopping (the weights of its best validation evaluation,
-# `S.scratch_evals` along the run). The test set is read once per run, after those choices.
-# A long baseline against fine-tuning stopped after `S.steps` steps would be unfair the other way
-# round, so fine-tuning gets the same long budget too, early-stopped the same way, at its own rate
-# `S.lr`. `make prepare` trains these runs in advance; here they load from the cache.
+# Random weights may simply need more steps and another rate. So from scratch also gets its own:
+# the rate of `S.scratch_lr_grid` with the lowest **validation** MAE, `S.scratch_steps` steps, and
+# early stopping on validation. Fine-tuning gets the same long budget, early-stopped the same way,
+# at its rate `S.lr`. The test set is read once per run, after those choices (cached by
+# `make prepare`).
 
 # %%
 scratch_lr, scratch_grid, converged = converged_scratch_counters(data)
@@ -286,28 +250,21 @@ print(f"fine-tuned has the lower MAE for {lower} of {S.seeds} seeds; the gap is 
       f"at the long budgets against {mae_scratch - mae_ft:.2f} at the same {S.steps} steps")
 
 # %% [markdown]
-# Read the two sentences above together. Given its own rate and enough steps, from scratch closes
-# most of the gap that the same-budget comparison showed: that comparison mostly measured that
-# `S.steps` steps are too few for random weights. Whether the small gap left is real is what the
-# first sentence says for this run; a tie is a finding, and a gap this small needs more seeds than
-# `S.seeds` to resolve either way (the number of CPU threads changes the floating-point rounding,
-# and with it which way a borderline verdict falls).
+# Read the last lines together. The registered claim of this section: at their own budgets the
+# gap between the two starts is less than half of what the same-budget comparison showed, which
+# mostly measured that `S.steps` steps are too few for random weights. Whether the gap left is
+# real is what the line "each at its own budget" says for this run; a tie is a finding.
 
 # %% [markdown]
-# The fine-tuning budget is deliberately small, `S.steps` steps per run, so that the whole lesson
-# fits a few minutes on a laptop CPU; the fine-tuned counter is still improving when it stops. Give
-# it more (for example `S = replace(S, steps=450)` in the first cell: each run takes half as long
-# again, and the from-scratch baselines, cached only for the prepared settings, train again too)
-# and its error keeps falling.
+# The headline budget is small, `S.steps` steps, so the lesson fits a few minutes on a CPU; the
+# long-budget lines above show what more steps give.
 #
 # ### How many labels is pre-training worth?
 #
-# The same comparison at several numbers of labelled scenes, each run with the same number of
-# steps (so fewer labels means more passes over them). The headline point reuses the runs above
-# (mean and spread over their seeds); the other points (`S.curve`) use `S.curve_seeds` seed(s)
-# each, and class mode skips 500 labels, to fit the lesson's time budget (full mode runs 250, 500,
-# 1000 and 2000 labels with 3 seeds each). Read small differences between neighbouring points
-# with care.
+# The same-budget comparison at several numbers of labelled scenes (`S.curve`; fewer labels means
+# more passes over them). The headline point reuses the runs above; the others use
+# `S.curve_seeds` seed(s) each to fit the lesson's time, so read small differences between
+# neighbouring points with care.
 
 # %%
 for labels in S.curve:
@@ -331,19 +288,13 @@ display(fig); plt.close(fig)
 # %% [markdown]
 # ## 5. Which loss? Which layers?
 #
-# ### Three losses, three assumptions
+# - **MSE** is the likelihood of Gaussian noise **of one size at every count**; a 3-bird miss
+#   costs nine times a 1-bird miss, so a few hard scenes can dominate it.
+# - **Huber** is squared within one bird and linear beyond: big misses pull less.
+# - **Poisson** reads the output as the rate of a count whose spread **grows with the count**
+#   (one off among 9 birds is less surprising than one off among 1).
 #
-# - **MSE** (mean squared error) is the negative log-likelihood of Gaussian noise **of the same size
-#   at every count**. It punishes a 3-bird miss nine times as hard as a 1-bird miss, so a few
-#   hard scenes can dominate it.
-# - **Huber** is squared near the truth and absolute (linear) beyond one bird: big misses pull
-#   less, so it is robust to a few confusing scenes or wrong labels.
-# - **Poisson negative log-likelihood** treats the output as the rate of a Poisson count: the
-#   natural model for counts of independent things, whose spread **grows with the count** (being one
-#   off among 9 birds is less surprising than being one off among 1). The softplus head keeps the
-#   rate positive, as this loss needs.
-#
-# Same labels, same budget, seed 0; the row of the headline loss is the run from section 3.
+# Same labels and budget, seed 0; the headline loss's row is the run of section 3.
 
 # %%
 for loss in [name for name in ("mse", "huber", "poisson") if name != S.loss]:
@@ -359,11 +310,9 @@ loss_rows[["loss", "val_mae", "test_mae", "test_rmse", "test_exact_acc", "test_w
 # %% [markdown]
 # ### Partial freezing revisited
 #
-# In lesson 03 we froze the stages nearest the input and tuned the rest, for *classifying*
-# species. Does counting want the same depth? Counting needs the same low-level parts (edges,
-# colours, wing and beak shapes) as naming an object, but the last stages were trained to find
-# *the one main object* and ignore small clutter: exactly what a counter must not do. Frozen
-# stages also skip their backward pass, so runs are cheaper.
+# Does counting want lesson 03's depth? It needs the same low-level parts as naming an object,
+# but the last stages were trained to find *one* main object and ignore small clutter, which a
+# counter must not do. Frozen stages also skip their backward pass.
 
 # %%
 print("stages:", [name for name, _ in stages(counter)])
@@ -394,12 +343,9 @@ else:
 # %% [markdown]
 # ## 6. Outside the training range
 #
-# A regressor learns a function on the inputs it saw. Two shifts, half of the shifted test set each:
-#
-# - **more birds**: 10 to 13 birds, when training never showed more than 9;
-# - **sunset sky**: the usual counts over a background kept out of training.
-#
-# We measure the fine-tuned models of section 4 (all seeds) on both.
+# Two shifts, half of the shifted test set each: **more birds** (10 to 13, when training never
+# showed more than 9) and a **sunset sky** kept out of training. The fine-tuned models of
+# section 4 (all seeds) on both; `bias` is the mean signed error (below zero: under-counting).
 
 # %%
 shift_kind = pd.Series(data.shift_kind)
@@ -409,10 +355,16 @@ for seed, m in finetuned_models.items():
     shift_mae.append(count_metrics(p, data.y_shift)["mae"])
     for kind in shift_kind.unique():
         idx = torch.tensor((shift_kind == kind).values)
-        shift_rows.append({"seed": seed, "shift": kind, **count_metrics(p[idx], data.y_shift[idx])})
+        shift_rows.append({"seed": seed, "shift": kind, **count_metrics(p[idx], data.y_shift[idx]),
+                           "bias": (p[idx] - data.y_shift[idx]).mean().item()})
 mae_shifted = sum(shift_mae) / len(shift_mae)
+shift_table = pd.DataFrame(shift_rows).groupby("shift")[["mae", "bias", "exact_acc", "within1_acc"]].mean()
+crowd_bias = shift_table.loc["more birds", "bias"]
 print(f"standard test MAE {mae_ft:.2f}; shifted test MAE {mae_shifted:.2f} (mean of {len(shift_mae)} seeds)")
-pd.DataFrame(shift_rows).groupby("shift")[["mae", "exact_acc", "within1_acc"]].mean().round(3)
+print(f"on 'more birds' the counters answer {abs(crowd_bias):.2f} birds "
+      f"{'too few' if crowd_bias < 0 else 'too many'} on average: "
+      f"{'under-counting, as expected' if crowd_bias < 0 else 'not the under-counting we expected'}")
+shift_table.round(3)
 
 # %%
 p0 = predict_counts(counter, data.x_shift)
@@ -422,27 +374,18 @@ fig = truth_plot(torch.cat([pred, p0[more]]), torch.cat([data.y_test, data.y_shi
 display(fig); plt.close(fig)
 
 # %% [markdown]
-# Look at the red line past 9: a regressor trained on 0 to 9 birds rarely answers far beyond what
-# it has seen, because nothing in training rewarded larger outputs. It **under-counts crowded
-# scenes** even though it can still see every bird. If you need larger counts, put larger counts
-# in the training data; for an unseen background, add varied backgrounds (or that one).
+# A regressor trained on 0 to 9 birds has never been rewarded for larger answers, so we expected
+# it to under-count crowded scenes even though it can see every bird; the line above the table
+# says what it did, and the red line past 9 shows it. Larger counts, or an unseen background, need
+# such scenes in the training data.
 #
 # ## 7. Your own photos
 #
-# Put your photos in a folder with a file `counts.csv`:
-#
-# ```
-# filename,count
-# garden.jpg,3
-# feeder.png,0
-# ```
-#
-# `load_photo_counts` resizes each image (shorter side, then a centre crop) to the lesson's
-# resolution with torchvision transforms, and stops with a message naming the file and row of
-# any problem: a missing file, an unreadable image, a count that is negative or not whole, a file
-# listed twice. So that this section always runs, the lesson writes a small example folder of
-# rendered "photos" (larger than the lesson's scenes, so they are resized like real ones).
-# To use yours, set `PHOTOS` to your folder.
+# A folder with a `counts.csv` (`filename,count` per line). `load_photo_counts` resizes each
+# image to the lesson's resolution and stops with a message naming the file and row of any
+# problem (missing file, unreadable image, a count that is negative or not whole, a file listed
+# twice). So that this section always runs, the lesson writes an example folder of rendered
+# "photos"; set `PHOTOS` to your folder.
 
 # %%
 PHOTOS = write_example_photos(data_dir() / "example_photos", n=8, world=data.world)
@@ -457,9 +400,9 @@ fig = image_grid(x_photos, [f"{n}: true {int(t)}, said {p:.1f}" for n, t, p in z
 display(fig); plt.close(fig)
 
 # %% [markdown]
-# Real photos differ from these scenes in every way (light, size, species, backgrounds), so expect
-# the counter to do badly on them: section 6 in miniature. Fine-tuning on a few dozen of your own
-# labelled photos is how you would fix it: `run_counter` takes any `CountData`.
+# Real photos differ from these scenes in light, size, species and background; fine-tuning on a
+# few dozen of your own labelled photos (`run_counter` takes any `CountData`) is how you would
+# adapt the counter to them.
 #
 # ## Exercises
 

@@ -206,9 +206,9 @@ print(f"BitFit with the base model's BatchNorm statistics kept: {bitfit_frozen_a
 # each adapted layer, with a knob (the rank) between "almost nothing" and "almost everything".
 # Compare the time per epoch (printed above) with the trainable share: for BitFit and LoRA the
 # forward pass and the backward pass through every layer above the first adapted one still run;
-# only the weight gradients and the optimiser's work shrink, so time falls far less than the
-# parameter count. (The linear probe is cheaper: no
-# gradient flows into the backbone at all.) The big savings are memory and storage.
+# only the weight gradients and the optimiser's work shrink, so expect time to fall far less than
+# the parameter count (the line above prints both). The linear probe sends no gradient into the
+# backbone at all. The savings the method is built for are memory and storage.
 #
 # ## Merging: zero extra latency
 #

@@ -38,20 +38,21 @@ def test_depth_picker_runs_the_chosen_depth_and_shows_the_run_log():
 
     assert len(picker.results) == 1, f"no run happened: {picker.summary.value}"
     assert len(log) == 1 and log.rows[-1]["frozen_stages"] == 3
-    assert "frozen stages 3: test accuracy" in picker.summary.value
-    assert "run log (1 runs)" in picker.summary.value and "<td>3</td>" in picker.summary.value
+    assert "frozen stages 3: validation accuracy" in picker.summary.value
+    assert "run log (1 runs;" in picker.summary.value and "<td>3</td>" in picker.summary.value
+    assert "test" not in picker.summary.value, "the picker is for choosing: it must not show test numbers"
     assert picker.curve.value[:4] == PNG, "the live curve drew nothing"
     assert not picker.button.disabled and not picker.slider.disabled
 
     picker.slider.value = 0
     picker.button.click()
     assert [row["frozen_stages"] for row in log.rows] == [3, 0]
-    assert "run log (2 runs)" in picker.summary.value
+    assert "run log (2 runs;" in picker.summary.value and "test" not in picker.summary.value
 
 
 @dataclass
 class Result:                           # the shape a dataclass result of run_finetune would have
-    test_acc: float
+    val_acc: float
     trainable_params: int
     history: History = field(default_factory=History)
 
@@ -64,15 +65,15 @@ def test_depth_picker_calls_by_keyword_and_accepts_result_objects():
         for step in (5, 10):
             history.step.append(step), history.loss.append(1.0 / step)
             hook(history)
-        history.evals.append({"step": 10, "test_acc": 0.5})     # the final evaluation, after the last hook
+        history.evals.append({"step": 10, "val_acc": 0.5})      # the final evaluation, after the last hook
         calls.append(frozen_stages)
-        return Result(test_acc=0.5, trainable_params=12_345, history=history)
+        return Result(val_acc=0.5, trainable_params=12_345, history=history)
 
     picker = depth_picker(run, STAGES, value=2)
     assert picker.curve.layout.display == "none", "an empty curve would show a broken-image icon"
     picker.button.click()
     assert calls == [2]
-    assert "frozen stages 2: test accuracy 0.500, 12,345 trainable parameters" in picker.summary.value
+    assert "frozen stages 2: validation accuracy 0.500, 12,345 trainable parameters" in picker.summary.value
     assert picker.curve.value[:4] == PNG and picker.curve.layout.display is None
 
 
@@ -86,9 +87,10 @@ def test_depth_picker_reports_a_failed_run_and_stays_usable():
     assert not picker.button.disabled
 
 
-def test_describe_run_reads_dicts_and_objects():
-    assert describe_run({"test_acc": 0.25}, 1) == "frozen stages 1: test accuracy 0.250"
-    assert describe_run(Result(0.25, 10), 1) == "frozen stages 1: test accuracy 0.250, 10 trainable parameters"
+def test_describe_run_reads_dicts_and_objects_and_never_shows_test_accuracy():
+    assert describe_run({"val_acc": 0.25}, 1) == "frozen stages 1: validation accuracy 0.250"
+    assert describe_run(Result(0.25, 10), 1) == "frozen stages 1: validation accuracy 0.250, 10 trainable parameters"
+    assert describe_run({"val_acc": 0.25, "test_acc": 0.75}, 1) == "frozen stages 1: validation accuracy 0.250"
 
 
 def test_live_curve_draws_new_evaluations_and_the_final_state():

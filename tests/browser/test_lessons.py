@@ -183,7 +183,7 @@ def exercise_depth_picker(page, cells, stem) -> list[str]:
             new MutationObserver(() => { window.__frames += 1; })
               .observe(img, {attributes: true, attributeFilter: ['src']}); }""")
         cell.locator("button", has_text="Train").click()
-        summary = cell.locator(".widget-html-content", has_text=f"frozen stages {depth}: test accuracy")
+        summary = cell.locator(".widget-html-content", has_text=f"frozen stages {depth}: validation accuracy")
         try:
             summary.wait_for(timeout=120_000)
         except Exception:
@@ -199,6 +199,8 @@ def exercise_depth_picker(page, cells, stem) -> list[str]:
         if col is None or not body or body[-1][col] != str(depth):
             problems.append(f"Train with depth {depth}: the run log's last row is not depth {depth}: {rows[-2:]}")
         rows_seen.append(len(body))
+        if "test" in summary.inner_text():
+            problems.append(f"Train with depth {depth}: the picker shows test numbers: {summary.inner_text()[:300]!r}")
         if "failed" in summary.inner_text():
             problems.append(f"Train with depth {depth}: {summary.inner_text()}")
     if len(rows_seen) == 2 and rows_seen[1] != rows_seen[0] + 1:
