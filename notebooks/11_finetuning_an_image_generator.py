@@ -352,14 +352,15 @@ orca_rate_guided = rows[2]["orca_rate"]
 display(table.round(3))
 print(f"memorisation ratio of the fine-tuned generator: {memorisation:.2f}; noisy copies {memorisation_ratio_copies:.2f}, "
       f"fresh orcas {memorisation_ratio_fresh:.2f}")
+fresh = memorisation_ratio_fresh if memorisation_ratio_fresh == memorisation_ratio_fresh else 1.0   # NaN: 1 by definition
 if memorisation != memorisation:
     print("no ratio: too few of its samples are labelled orca to compare")
-elif memorisation < 0.5 * memorisation_ratio_fresh:
+elif memorisation < 0.5 * fresh:
     print("its orcas sit close to training orcas, like the copies: it is handing its training images back")
-elif memorisation <= 1.5 * memorisation_ratio_fresh:
+elif memorisation <= 1.5 * fresh:
     print("its orcas are about as far from the training orcas as fresh real orcas are: new orcas, not copies")
 else:
-    print(f"its orcas sit {memorisation / memorisation_ratio_fresh:.1f} times as far from their nearest training "
+    print(f"its orcas sit {memorisation / fresh:.1f} times as far from their nearest training "
           "orca as fresh real orcas do: not copies, but orcas that look unlike any real one to the judge "
           "(cruder, distorted, odd backgrounds: compare the rows above). A high ratio is not a virtue; "
           "near 1 is the goal.")
