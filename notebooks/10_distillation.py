@@ -209,8 +209,10 @@ print(f"  the best student is {100 * (teacher_acc - kd_acc):.1f} points "
 #
 # ## Hard labels or soft targets on the unlabelled images?
 #
-# Hinton, Vinyals and Dean (2015) found the teacher's soft targets worth more than its hard
-# labels. On the unlabelled images the two students differ only in that. What each learns from:
+# Hinton, Vinyals and Dean (2015) found soft targets far richer than hard labels: on 3% of their
+# speech data, a model trained on soft targets came close to one trained on all of it, while hard
+# targets over-fitted. On the unlabelled images our two students differ only in the targets. What
+# each learns from:
 
 # %%
 unlabelled_logits = soft_u[y_u < 0]
@@ -258,13 +260,14 @@ display(ft_table.groupby("lr")[["val_acc", "test_acc"]].mean().round(3))
 print(f"rate {small_ft_lr:g} (chosen on validation); test accuracy {small_ft_acc:.3f}")
 print("  pre-trained vs random start, the same labels: " + difference(small_ft_accs, accs(names[0])).describe(
     "pre-trained and fine-tuned", "labels only"))
-print("  the best distilled student vs it:            " + difference(accs(best_student), small_ft_accs).describe(
+print("  the best student on validation vs it:        " + difference(accs(best_student), small_ft_accs).describe(
     best_student, "pre-trained and fine-tuned"))
 
 # %% [markdown]
 # The two lines answer the lesson's title for this task and budget: the first, what pre-training
-# the small model is worth on its own; the second, whether distilling the big fine-tuned teacher
-# (with the unlabelled images it can label) beats fine-tuning a small pre-trained model. They are
+# the small model is worth on its own; the second, whether learning from the big fine-tuned teacher
+# (the best of the four students, chosen on validation) beats fine-tuning a small pre-trained
+# model. They are
 # not either-or: the teacher is itself a fine-tuned model, and a pre-trained student could be
 # distilled too.
 #
