@@ -43,6 +43,7 @@ PREPARE = [
     "helpers.lm:pretrained_lm_once_only",       # lesson 08's ablation: the once-only encyclopedia
     "helpers.lessons.your_own:fractal_pretrained_model",     # lesson 13: lesson 01's network pre-trained on fractals
     "helpers.lessons.image_generator:orca_judge",            # lesson 11: the classifier that measures the orca rate
+    "helpers.lessons.distillation:pretrained_student",       # lesson 10: lesson 01's network at the student's width
 ]
 NEEDS = {
     # lesson 05's fine-tuned counters at the long budget start from lesson 01's model

@@ -6,7 +6,9 @@
   or with ``train/``, ``val/`` and ``test/`` folders that each hold the class sub-folders, used
   as they are. The image size follows the model (``image_size_for(source)``).
 - ``questions_task(path)``: a JSON-lines file of ``{"question": ..., "answer": ...}`` rows, split
-  into train / dev / test questions for ``helpers.lm.finetune_qa`` (lesson 08's recipe).
+  into train / dev / test questions for ``helpers.lm.finetune_qa`` (lesson 08's recipe), by
+  group: the phrasings of one fact (same ``group`` field, or else same answer and topic) never
+  sit on both sides.
 - ``model_from_source(source, num_classes)``: where the weights come from: ``"course"`` (lesson
   01's checkpoint, offline), a timm model name (timm's published weights, online the first time;
   ``PretrainedUnavailable`` with what to do when offline), or any ``nn.Module`` (copied).
@@ -142,18 +144,36 @@ def image_folder_task(root, image_size: int | None = None, *, val_frac: float = 
     return split_task(x, y, classes, val_frac=val_frac, test_frac=test_frac, seed=seed, name=name)
 
 
+def question_group(row: dict) -> str:
+    """The group a questions-file row belongs to: its ``group`` field, or else its answer and its
+    ``topic`` (if any). Rows of one group are phrasings of one fact; the split keeps them together.
+    Grouping by answer alone, when a file has no ``group`` and no ``topic``, is cautious: two facts
+    with the same answer are kept together too (a smaller, but never leaky, test set)."""
+    if row.get("group") not in (None, ""):
+        return f"group: {row['group']}"
+    return f"answer: {row['answer'].strip().lower()} | topic: {str(row.get('topic', '')).strip().lower()}"
+
+
 def questions_task(path, *, dev_frac: float = 0.2, test_frac: float = 0.2, seed: int = 0) -> QASplits:
     """A JSON-lines file of ``{"question": "...", "answer": "..."}`` rows as train / dev / test
     questions (``helpers.text_world.QASplits``) for ``helpers.lm.finetune_qa``.
 
+    The split is by **group** (``question_group``): a row may carry ``"group"`` (any text naming
+    the fact it asks about) and ``"topic"``; rows with the same group, or without one the same
+    answer and topic, are phrasings of one fact and land on the same side. A split by row would
+    put one phrasing of a fact in training and another in the test, and measure recall of a
+    trained fact, not what the test is for. Groups are shuffled with ``seed`` and dealt to test,
+    then dev, until each holds about its fraction of the rows.
+
     Raises:
-        DataError naming the file and line: not JSON, a missing or empty field, a question twice.
+        DataError naming the file and line: not JSON, a missing or empty field, a question twice;
+        or naming the file: fewer than 3 rows or 3 groups.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file (expected JSON lines such as "
                         f'{{"question": "what treats kel vora ?", "answer": "rest"}})')
-    rows, first = [], {}
+    rows, groups, first = [], [], {}
     for line_no, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
@@ -170,24 +190,50 @@ def questions_task(path, *, dev_frac: float = 0.2, test_frac: float = 0.2, seed:
             raise DataError(f"{path}, line {line_no}: the question {q!r} appears twice (first on line {first[q]})")
         first[q] = line_no
         rows.append(QA(q, row["answer"].strip(), row.get("topic", ""), row.get("kind", "")))
+        groups.append(question_group(row))
     if len(rows) < 3:
         raise DataError(f"{path}: {len(rows)} question(s); at least 3 are needed (train, dev and test)")
     _check_fraction(dev_frac, "dev_frac")
     _check_fraction(test_frac, "test_frac")
-    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
+    names = list(dict.fromkeys(groups))                   # in file order, then shuffled by the seed
+    if len(names) < 3:
+        raise DataError(f"{path}: {len(names)} group(s) of questions (rows with the same 'group', or else the "
+                        f"same answer and topic); at least 3 are needed, one each for train, dev and test")
+    order = [names[i] for i in torch.randperm(len(names), generator=torch.Generator().manual_seed(seed)).tolist()]
     n_test, n_dev = max(1, round(test_frac * len(rows))), max(1, round(dev_frac * len(rows)))
-    pick = [rows[i] for i in order]
-    return QASplits(train=pick[n_test + n_dev:], dev=pick[n_test:n_test + n_dev], test=pick[:n_test])
+    size = {g: groups.count(g) for g in names}
+    side, taken = {}, {"test": 0, "dev": 0}
+    for k, g in enumerate(order):
+        left = len(order) - k                             # groups not dealt yet, this one included
+        if taken["test"] < n_test and left > 2:           # leave a group each for dev and train
+            split = "test"
+        elif taken["dev"] < n_dev and left > 1:
+            split = "dev"
+        else:
+            split = "train"
+        side[g] = split
+        if split != "train":
+            taken[split] += size[g]
+    by_split = {"train": [], "dev": [], "test": []}
+    for g in order:                                       # shuffled groups, each group's rows in file order
+        by_split[side[g]] += [r for r, rg in zip(rows, groups) if rg == g]
+    return QASplits(**by_split)
 
 
 def write_questions(path, pairs) -> Path:
-    """Write questions (``QA`` objects or (question, answer) pairs) as a JSON-lines file."""
+    """Write questions (``QA`` objects or (question, answer) pairs) as a JSON-lines file. A ``QA``
+    with a topic (``QA.disease``) and a kind (``QA.attribute``) also writes them, and the fact
+    they name as its ``group`` (``"<topic>: <kind>"``), so ``questions_task`` keeps the
+    phrasings of one fact on one side of the split."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
         for q in pairs:
             question, ans = (q.prompt, q.answer) if isinstance(q, QA) else q
-            f.write(json.dumps({"question": question, "answer": ans}) + "\n")
+            row = {"question": question, "answer": ans}
+            if isinstance(q, QA) and q.disease and q.attribute:
+                row |= {"topic": q.disease, "kind": q.attribute, "group": f"{q.disease}: {q.attribute}"}
+            f.write(json.dumps(row) + "\n")
     return path
 
 

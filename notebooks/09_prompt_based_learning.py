@@ -42,10 +42,10 @@ from helpers.lessons.prompting_lesson import (
     tune_finetuning,
     tune_soft_prompt,
 )
-from helpers.lm import answer, lm_config, lm_data, pretrained_lm
+from helpers.lm import answer, exact_match, lm_config, lm_data, pretrained_lm
 from helpers.modes import sizes
 from helpers.prompting import context_tokens, few_shot
-from helpers.results import Lesson
+from helpers.results import Lesson, load_results
 from helpers.text_world import TEMPLATES
 
 lesson = Lesson("09")
@@ -106,8 +106,9 @@ print(f"few-shot exact match ({k_best} examples, chosen on validation): {few_sho
 # "which organ is harmed by kel vora?". No weights change, only the wording. To keep the race
 # fair, the sentences are in the **held-out phrasings**, which the corpus never uses (lesson 07's
 # validation text), so this measures whether the model can use a *new* sentence of a familiar
-# kind, not whether it recalls a sentence it read. Which of the two held-out phrasings: chosen on
-# validation.
+# kind, not whether it recalls a sentence it read. Lesson 07 chose its checkpoint on the same kind
+# of sentences, but only about the *other* diseases (those lesson 08 fine-tunes or stops on), so
+# these test items never chose anything. Which of the two held-out phrasings: chosen on validation.
 
 # %%
 phrasing, cloze_rows = choose_cloze(model, tok, world, dev_names)
@@ -161,28 +162,70 @@ table = pd.DataFrame(rows).set_index("method")
 table["acc ± SE"] = [f"{a:.3f} ± {binomial_se(a, len(items)):.3f}" for a in table["acc"]]
 table.round(3)
 
+# %% [markdown]
+# ## The same fine-tuning, lesson 08's items
+#
+# Lesson 08 fine-tuned the same model on the same questions and reported a held-out accuracy of
+# its own. Its test items differ from this lesson's in three ways: they ask each fact in the
+# **three wordings fine-tuning trained on** (about other diseases), where ours use a fourth wording
+# no method trained on; the answer must be **followed by `<eos>`** (the fine-tuned model must also
+# stop), where ours scores the answer's words only, since a prompted model was never taught to
+# stop; and lesson 08 stops early on the dev diseases' questions in the trained wordings (three
+# seeds, one rate), where ours stops on the validation items (one seed, a grid of rates). The same
+# fine-tuned model, scored both ways:
+
 # %%
-print(f"{len(items)} held-out items: zero-shot {zero_shot_acc:.1%}, few-shot {few_shot_acc:.1%}, "
-      f"cloze {cloze_prompt_acc:.1%}, soft prompt {soft_prompt_acc:.1%}, full fine-tuning {finetuned_acc:.1%} "
-      f"(standard error about {binomial_se(0.5, len(items)):.1%} at 50%)")
-print(f"fine-tuning minus few-shot: {100 * (finetuned_acc - few_shot_acc):+.1f} points")
+acc_08_items = exact_match(finetuned, tok, qa.test)                 # lesson 08's scoring: trained wordings, <eos>
+acc_08_items_no_eos = score(finetuned, tok, qa.test)                # the same items, the answer's words only
+lesson_08 = load_results(lesson.mode).get("08", {}).get("metrics", {}).get("heldout_acc_finetuned")
+print(f"the fine-tuned model of this lesson: {finetuned_acc:.1%} on this lesson's {len(items)} items (an unseen "
+      f"question wording); {acc_08_items_no_eos:.1%} on lesson 08's {len(qa.test)} test questions (the trained "
+      f"wordings), {acc_08_items:.1%} when the answer must also end with <eos> as lesson 08 scores it")
+print("lesson 08's own number (its recipe, mean of its seeds): "
+      + (f"{lesson_08:.1%}" if lesson_08 is not None else f"not recorded yet in {lesson.mode} mode"))
+print(f"the unseen wording costs {100 * (acc_08_items_no_eos - finetuned_acc):+.1f} points against the trained "
+      f"wordings, for the same model and facts")
 
 # %% [markdown]
-# ## Why a model this small prompts poorly
+# ## Reading the table
 #
-# - **It has never seen a question, nor a worked example.** In-context learning is not a
-#   built-in skill: large models pick it up because their pre-training text is full of lists,
-#   dialogues and Q&A pages, patterns they learn to continue. Our encyclopedia holds none, so
-#   "question : ... answer : X <eos> question : ..." is just unfamiliar text to it.
-# - **It is tiny.** Few-shot ability appears with scale (GPT-3's paper showed it growing with
-#   model size from hundreds of millions to billions of parameters); ours has the number of
-#   parameters printed at the top of this lesson, thousands of times fewer.
-# - **The knowledge is there, the access path is not.** The cloze prompts are sentences of the
-#   corpus's kind (though never its exact ones), and the table says how many of them the same
-#   model completes: what it can reach depends on the wording. Fine-tuning (and, to a degree, a
-#   learned soft prompt) builds a new access path from questions to those facts; examples in the
-#   context cannot, for a model this size. The claims below say which differences are real (a
-#   two-proportion z-test on the items, 95%).
+# Every method asks about the same facts, which the pre-trained model either stored or did not;
+# what differs is the **form** of the request. The lines below compare the forms, each difference
+# with its standard error (`binomial_se`: the items are a sample, so every accuracy is uncertain
+# by about that much) and a two-proportion z-test at 95% (hundreds of items: the normal
+# approximation holds, so the difference must exceed 1.96 standard errors).
+
+# %%
+def verdict(a, b, name_a, name_b):
+    diff, se = a - b, (binomial_se(a, len(items)) ** 2 + binomial_se(b, len(items)) ** 2) ** 0.5
+    word = "beats" if diff > 1.96 * se else "falls short of" if diff < -1.96 * se else "ties with"   # z-test, 95%
+    return f"{name_a} {word} {name_b}: {100 * diff:+.1f} ± {100 * se:.1f} points"
+
+
+print(verdict(few_shot_acc, zero_shot_acc, "few-shot", "zero-shot"))
+print(verdict(cloze_prompt_acc, zero_shot_acc, "the cloze sentence", "the zero-shot question"))
+print(verdict(finetuned_acc, few_shot_acc, "fine-tuning", "few-shot"))
+print(verdict(cloze_prompt_acc, finetuned_acc, "the cloze sentence (no training)", "fine-tuning"))
+print("best on the test items: " + table["acc"].idxmax() + "; best on validation: " + table["val_acc"].idxmax())
+
+# %% [markdown]
+# How to read it:
+#
+# - **Questions without training** (zero- and few-shot) need a model that knows what a question
+#   is. Large models learn to continue questions, lists and worked examples because their
+#   pre-training text is full of them, and few-shot ability grows with size (GPT-3's paper
+#   measured it from hundreds of millions to billions of parameters; ours has the number printed
+#   at the top). Our encyclopedia holds no question at all, so "question : ... answer :" is
+#   unfamiliar text to this model, with or without examples before it.
+# - **A sentence of the corpus's kind** asks for the fact in the form it was stored in: a
+#   continuation of a sentence about the disease. The cloze line says how far that reaches with
+#   no training at all, in a phrasing the corpus never used. So it is not that a model this small
+#   cannot be prompted; it can be prompted in the form of its pre-training text, and not in a
+#   form it never read.
+# - **Fine-tuning** builds a new path from questions to the stored facts, and a learned soft
+#   prompt a smaller one. The section above shows how much of that path is tied to the wordings
+#   it was trained on. The claims below check which differences are real (a two-proportion z-test
+#   on the items, 95%).
 #
 # ## Exercises
 #

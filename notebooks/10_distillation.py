@@ -21,8 +21,10 @@
 # | hard targets | labels only | the teacher's hard pseudo-labels |
 # | soft targets | soft targets on the same images | soft targets on the unlabelled images too |
 #
-# plus the teacher itself. Size, inference speed and accuracy, mean of several seeds, the same
-# budget of optimiser steps for every student.
+# plus the teacher itself, and the other road to a small model, the one lessons 01-02 teach: the
+# small architecture **pre-trained** on the general world, then **fine-tuned** on the few labels.
+# Size, inference speed and accuracy, mean of several seeds, the same budget of optimiser steps
+# for every student.
 
 # %%
 
@@ -40,6 +42,7 @@ from helpers.lessons.distillation import (
     UNLABELLED_SEED,
     create_student,
     finetune_teacher,
+    pretrained_student,
     pseudo_labelled,
     run_student,
     transfer_set,
@@ -204,8 +207,69 @@ print(f"  the best student is {100 * (teacher_acc - kd_acc):.1f} points "
 # rule); otherwise the two students tie at this budget. The last line compares the best student with the teacher: a student that learns
 # from the teacher also learns its mistakes, and it has less capacity.
 #
-# Distillation vs fine-tuning is not either-or: the teacher is itself a fine-tuned model, and
-# distillation is how its knowledge moves into a model small enough to deploy.
+# ## Hard labels or soft targets on the unlabelled images?
+#
+# Hinton, Vinyals and Dean (2015) found soft targets far richer than hard labels: on 3% of their
+# speech data, a model trained on soft targets came close to one trained on all of it, while hard
+# targets over-fitted. On the unlabelled images our two students differ only in the targets. What
+# each learns from:
+
+# %%
+unlabelled_logits = soft_u[y_u < 0]
+top_t1 = F.softmax(unlabelled_logits, 1).max(1).values.mean().item()
+top_T = F.softmax(unlabelled_logits / D.temperature, 1).max(1).values.mean().item()
+hard_vs_soft = difference(accs(names[2]), accs(names[3]))
+print(f"the hard pseudo-label (the teacher's top species) is right on {pseudo_acc:.1%} of the unlabelled views")
+print(f"the soft target gives the top species {top_t1:.2f} of the probability at T=1 and {top_T:.2f} at "
+      f"T={D.temperature:g} (the lesson's), out of {task.num_classes} species; weight of the soft term {D.soft_weight:g}")
+print("hard pseudo-labels against soft targets: " + hard_vs_soft.describe("hard pseudo-labels", "soft targets")
+      + f", after {D.steps} steps")
+
+# %% [markdown]
+# Where the hard pseudo-labels come out ahead (the last line says whether they do in this run), the
+# other two lines say why that can happen: a hard label is one sharp target, right as often as the
+# first line says; at the lesson's temperature the soft target spreads much of its mass over the
+# other species, and the student spends almost all of its loss matching that whole distribution,
+# the teacher's errors and uncertainty included. Matching it pays off when the student trains long
+# enough to use the fine structure; in a short budget of steps, a mostly-right sharp label is
+# learned faster. This is a reading of the printed numbers, not a measurement of the cause:
+# exercise 3 changes the temperature and tests part of it.
+#
+# ## The other road: pre-train the small model, then fine-tune it
+#
+# A small, fast model can also be had without a teacher: pre-train the small architecture itself
+# on the general world (lesson 01's recipe: the same world, steps and rate, at the student's width;
+# cached, and built by `make prepare`), then fine-tune it on the same labelled views as the
+# "labels only" student, with the same number of steps. Its rate is chosen on validation between
+# the students' rate and lesson 02's fine-tuning rate.
+
+# %%
+small, small_info = pretrained_student()
+print(f"the small model: {count_params(small):,} parameters with the general world's head, validation accuracy "
+      f"{small_info['val_acc']:.3f} on the general world after pre-training")
+ft_runs = []
+for lr in tqdm(sorted({S.lr, D.lr}), desc="fine-tuning the small pre-trained model"):
+    for seed in range(D.seeds):
+        r = run_student("labels", x_l, y_l, seed=seed, lr=lr, pretrained=True, progress=False)
+        ft_runs.append({"lr": lr, "seed": seed, "val_acc": r.val_acc, "test_acc": r.test_acc})
+ft_table = pd.DataFrame(ft_runs)
+small_ft_lr = ft_table.groupby("lr").val_acc.mean().idxmax()           # chosen on validation
+small_ft_accs = ft_table[ft_table.lr == small_ft_lr].test_acc.tolist()
+small_ft_acc = mean_and_spread(small_ft_accs)[0]
+display(ft_table.groupby("lr")[["val_acc", "test_acc"]].mean().round(3))
+print(f"rate {small_ft_lr:g} (chosen on validation); test accuracy {small_ft_acc:.3f}")
+print("  pre-trained vs random start, the same labels: " + difference(small_ft_accs, accs(names[0])).describe(
+    "pre-trained and fine-tuned", "labels only"))
+print("  the best student on validation vs it:        " + difference(accs(best_student), small_ft_accs).describe(
+    best_student, "pre-trained and fine-tuned"))
+
+# %% [markdown]
+# The two lines answer the lesson's title for this task and budget: the first, what pre-training
+# the small model is worth on its own; the second, whether learning from the big fine-tuned teacher
+# (the best of the four students, chosen on validation) beats fine-tuning a small pre-trained
+# model. They are
+# not either-or: the teacher is itself a fine-tuned model, and a pre-trained student could be
+# distilled too.
 #
 # ## Exercises
 #

@@ -15,9 +15,9 @@
 # 3. Fine-tune **all** its weights on a few orca images, and train the **same network from
 #    scratch** on the same orcas with the same budget. Each gets its own learning rate, chosen on
 #    held-out orcas; the headline is three seeds of each.
-# 4. Measure what each one draws: the **orca rate** (the share of samples a classifier labels
-#    *orca*), **memorisation** and **diversity**; then fine-tune only LoRA adapters, and sample the
-#    fine-tuned generator **guided by the pre-trained one**, a trick only a fine-tuned model can use.
+# 4. Look at what each one draws, then measure it: the **orca rate** (the share of samples a
+#    classifier labels *orca*), **memorisation** and **diversity**; also fine-tune only LoRA
+#    adapters, and sample the fine-tuned generator **guided by the model it started from**.
 
 # %%
 import time
@@ -63,38 +63,26 @@ print(S.summary())
 # %% [markdown]
 # ## The generator: flow matching with a small U-Net
 #
-# Why this design, out of the many kinds of image generators:
+# - **Flow matching learns one simple thing.** Mix a data image `x1` and a noise image `x0` at a
+#   time `t` between 0 and 1: `xt = (1 - t)·x0 + t·x1`. Along that straight line the image moves
+#   with velocity `x1 - x0`; the network sees `xt` and `t` and predicts it, with a mean squared
+#   error. No noise schedule.
+# - **Sampling is a short, plain loop**: from noise drawn with a fixed seed, a few dozen Euler
+#   steps along the predicted velocity. The same seed gives the same images, so before/after
+#   comparisons are fair (DDPM needs hundreds of steps).
+# - **The U-Net** shrinks the image to see the whole scene, grows it back, and passes details across
+#   with skip connections. Ours first folds 2×2 pixels into channels, which makes it four times
+#   cheaper. Pre-training keeps an exponential moving average of its weights (EMA), which samples
+#   cleaner pictures than the last weights.
 #
-# - **Flow matching learns one simple thing.** Take a data image `x1` and a noise image `x0`, pick a
-#   time `t` between 0 and 1, and mix them: `xt = (1 - t)·x0 + t·x1`. Along that straight line the
-#   image moves with velocity `x1 - x0`. The network sees `xt` and `t` and predicts that velocity;
-#   the loss is a mean squared error. No noise schedule, no variance tables.
-# - **Sampling is a short, plain loop.** Start from noise drawn with a fixed seed and take a few
-#   dozen Euler steps along the predicted velocity. The same seed gives the same images, which
-#   makes before/after comparisons fair. A classic diffusion model (DDPM) needs hundreds of steps.
-# - **The U-Net** is the network diffusion models use: it shrinks the image to see the whole scene,
-#   grows it back, and passes details across with skip connections. Ours first folds 2×2 pixels
-#   into channels (as diffusion transformers do with patches), which makes it four times cheaper
-#   and lets a laptop CPU train it in minutes.
+# **Its world** is a simpler version of lesson 01's: six kinds of object (orca, bird, boat, tree,
+# sun, house) on plain skies, seas and fields, drawn larger, without clutter. Drawing every pixel is
+# far harder than naming an object; at 32 pixels and a few CPU minutes, lesson 01's fourteen-class
+# world came out as half-drawn shapes, so this world was chosen, on the pre-trained generator's
+# samples, before any fine-tuning was run. The generator is **unconditional** (no class prompt),
+# so "teach it to draw orcas" can only mean changing its weights: fine-tuning.
 #
-# - **It keeps an average of its weights.** Pre-training keeps an exponential moving average of
-#   the weights over the last thousand or so steps (EMA, as image diffusion models do). The
-#   average irons out the jitter of the last optimiser steps, so it samples cleaner pictures than
-#   the last weights for the same training.
-#
-# **The world it learns** is a simpler version of lesson 01's: six kinds of object (orca, bird,
-# boat, tree, sun, house) on three plain backgrounds (sky, sea, grass), drawn larger, without
-# clutter or sensor noise. A generator has to learn to *draw* every pixel, which is far harder
-# than naming an object; at 32 pixels and a few minutes of a laptop CPU, the full fourteen-class
-# world comes out as half-drawn shapes that nothing can name. The world was chosen on how well
-# the pre-trained generator draws it, before any fine-tuning was run.
-#
-# The generator is **unconditional**: it has no class prompt. Whatever it draws is what its
-# training images looked like, so "teach it to draw orcas" can only mean changing its weights:
-# fine-tuning.
-#
-# Here is the loss written out, next to the helper the lesson trains with; the same noise and times
-# give the same number.
+# The loss written out, next to the helper the lesson trains with (same noise, same number):
 
 # %%
 def my_flow_matching_loss(model, images):
@@ -118,11 +106,9 @@ assert torch.allclose(mine, theirs)
 # %% [markdown]
 # ## The judge: who says a sample is an orca?
 #
-# To count orcas among hundreds of samples we need a classifier of the world. We use a narrow
-# ResNet built exactly like lesson 01's model, trained on the generator's world (with a little
-# sensor noise, so it does not rely on perfectly clean pixels). It is cached, so this is quick after
-# `make prepare`. Before trusting it we check two things: it must call **real** orcas orcas, and it
-# must rarely call other things orcas.
+# To count orcas among hundreds of samples we need a classifier of the world: a narrow ResNet like
+# lesson 01's, trained on the generator's world with a little sensor noise (cached by `make
+# prepare`). Before trusting it we check that it calls **real** orcas orcas, and rarely anything else.
 
 # %%
 judge, judge_info = orca_judge()
@@ -141,11 +127,10 @@ print(f"share of orcas in the world the generator learns from: {orca_share_world
 # %% [markdown]
 # ## Before fine-tuning: what the pre-trained generator draws
 #
-# `pretrained_generator()` returns a fresh copy of the cached checkpoint every time (or trains it,
-# once, if the cache is empty: several minutes on a laptop CPU). We draw samples with a fixed seed
-# and ask the judge two questions: does it recognise *anything* in a sample (some class with
-# probability at least 0.5), and how many samples does it call orcas? A generator that has learnt
-# its world draws recognisable objects, and orcas about as often as the world holds them.
+# `pretrained_generator()` returns a fresh copy of the cached checkpoint (or trains it once:
+# several minutes on a laptop CPU). We draw samples with a fixed seed and ask the judge: does it
+# recognise *anything* in a sample (some class at probability 0.5 or more), and how many does it
+# call orcas? A generator that has learnt its world draws orcas about as often as the world holds them.
 
 # %%
 pretrained, pre_info = pretrained_generator()
@@ -173,8 +158,8 @@ plt.close(fig)
 # %% [markdown]
 # ## The few orcas, and three other sets
 #
-# The fine-tuning set is a small number of orca images from the same world. Three more sets of
-# orcas are never trained on, each with its own job:
+# The fine-tuning set is a few orca images from the same world. Three more sets of orcas are never
+# trained on, each with its own job:
 #
 # - **validation orcas** choose each method's learning rate (below);
 # - **reference orcas** (`real_orcas`, above) say what "a new orca" looks like to the memorisation
@@ -193,20 +178,17 @@ plt.close(fig)
 # %% [markdown]
 # ## Measuring memorisation where copying shows
 #
-# A generator fine-tuned on 32 images may learn to hand them back. The **memorisation ratio** asks:
-# how close does a sample sit to its nearest training orca, compared with how close a *fresh* real
-# orca sits to its nearest training orca (the median of each)? About 1: the samples are as new as
-# fresh orcas; near 0: copies.
+# A generator fine-tuned on a few images may learn to hand them back. The **memorisation ratio**:
+# the median distance from a sample to its nearest training orca, divided by the same median for
+# *fresh* real orcas. About 1: the samples are as new as fresh orcas; near 0: copies; well above 1:
+# farther from every training orca than real orcas ever are, i.e. orcas that do not look like the
+# real ones.
 #
-# *Where* the distance is measured matters. In raw pixels the background fills most of the scene,
-# so a sample with the right sea and no orca at all can look "as new as a real orca". So we measure
-# in the **judge's feature space** (the 128 numbers its last layer reads to name the object; two
-# images are close there when their objects look alike), and only over the samples the judge calls
-# orcas: a generator that draws no orcas has nothing to compare and gets no ratio (NaN), rather than
-# passing as a non-copier.
-#
-# Before using the measure on generators, we check it on images whose answer we know: noisy copies
-# of the training orcas must score near 0, fresh real orcas near 1.
+# In raw pixels the background fills most of the scene, so a sample with the right sea and no orca
+# can look "as new as a real orca". So we measure in the **judge's feature space** (the numbers its
+# last layer reads to name the object), over the samples the judge calls orcas only: a generator
+# that draws none gets no ratio (NaN), rather than passing as a non-copier. First, a check on
+# images whose answer we know: noisy copies must score near 0, fresh real orcas near 1.
 
 # %%
 copies = finetune_set[torch.arange(S.eval_samples) % len(finetune_set)]
@@ -230,11 +212,9 @@ print(f"copies score {memorisation_ratio_copies:.2f} and fresh orcas {memorisati
 # %% [markdown]
 # ## Each method's learning rate, chosen on held-out orcas
 #
-# Fine-tuning starts from weights that already draw; training from scratch starts from random
-# ones, and lesson 02 showed that the two want different learning rates. So each method chooses
-# its own from the same grid, on the same criterion: the flow-matching loss on the **validation
-# orcas** (with noise and times fixed, so every model is scored on the same draws), at the end of
-# the same budget. Neither choice looks at the orca rates or the samples we report.
+# Fine-tuning and training from scratch want different learning rates (lesson 02), so each chooses
+# its own from the same grid, on the flow-matching loss on the **validation orcas** (noise and
+# times fixed) at the end of the same budget. Neither choice looks at the orca rates or samples.
 
 # %%
 budget = f"{S.finetune_steps} steps of {S.finetune_batch} images"
@@ -269,9 +249,8 @@ print("From scratch's validation loss " + (
 # %% [markdown]
 # ## Three seeds of each, at its chosen rate
 #
-# The seed-0 runs at the chosen rates are reused; two more seeds of each change the order of the
-# batches, the noise and, from scratch, the initial weights. Every model is sampled with the same
-# starting noise, so the runs differ only in their weights.
+# The seed-0 runs are reused; more seeds change the batch order, the noise and, from scratch, the
+# initial weights. Every model is sampled from the same starting noise.
 
 # %%
 def orca_rate_of(model):
@@ -303,10 +282,9 @@ print(f"At {budget}: " + gap.describe("fine-tuning", "from scratch") + ".")
 # %% [markdown]
 # ## LoRA: fine-tuning small adapters instead of every weight
 #
-# Lesson 06's LoRA works on convolutions too: every convolution of the U-Net keeps its pre-trained
-# weight frozen and gains a low-rank change that starts at zero. Same orcas, same steps and batch
-# size, one seed, and a larger rate set beforehand (adapters start at zero): this run is a look at
-# LoRA, not a tuned comparison.
+# Lesson 06's LoRA works on convolutions too: every convolution keeps its pre-trained weight frozen
+# and gains a low-rank change that starts at zero. Same orcas and budget, one seed, a larger rate
+# set beforehand: a look at LoRA, not a tuned comparison.
 
 # %%
 lora_model, _ = pretrained_generator(verbose=False)
@@ -319,25 +297,26 @@ lora_history = finetune_generator(lora_model, finetune_set, steps=S.finetune_ste
 # %% [markdown]
 # ## Guidance: let the pre-trained generator point the way
 #
-# The fine-tuned generator still carries much of the general world in its weights, so sampled
-# alone it may still draw shapes that the judge does not call orcas (the table below counts them).
-# But we still have the model we started from. At every sampling step we can ask both for a velocity and move along
+# Sampled alone, the fine-tuned generator may still draw some of its old world. But we still have
+# the model it started from. At every sampling step we ask both for a velocity and move along
 #
 # `v = v_finetuned + w · (v_finetuned − v_pretrained)`
 #
-# The difference `v_finetuned − v_pretrained` is what fine-tuning added: "more orca, less of the
-# rest of the world". With `w = 0` this is the fine-tuned model alone; `w > 0` exaggerates the
-# difference. This is **classifier-free guidance**, the trick text-to-image diffusion models use,
-# with the pre-trained generator in the role of the unprompted model. It costs a second forward
-# pass per step and changes no weights. The model trained from scratch has no pre-trained partner,
-# so it can't use this.
+# The difference is what fine-tuning changed: "more orca, less of the rest of the world"; `w = 0` is
+# the fine-tuned model alone, `w > 0` exaggerates the change. This is **classifier-free guidance**,
+# the trick of text-to-image models, with the pre-trained generator as the unprompted model. It
+# costs a second forward pass per step and changes no weights. Any two generators of the same
+# images can be combined this way; what makes the pair natural here is that the fine-tuned model
+# and its starting point differ only by what the orcas taught. (Guiding the from-scratch model
+# against the pre-trained one would mix that with everything it never learnt; we have not measured it.)
 #
 # ## What each generator draws
 #
-# One run of each (seed 0), every sample set measured the same way. **Orca rate**: the share the
-# judge labels orca. **Memorisation** (features): the ratio above, over the samples the judge calls
-# orcas; the pixel ratio is shown beside it for comparison. **Diversity**: the mean pixel distance
-# between two samples (real orcas for reference).
+# First, look: the first samples of every generator, all from the same starting noise (seed 0), so
+# a column is one noise image drawn by each. Then the measures, one run of each (seed 0):
+# **orca rate** (the share the judge labels orca), **memorisation** (features, over the samples
+# the judge calls orcas; pixels beside it), **diversity** (the mean pixel distance between two
+# samples; real orcas for reference).
 
 # %%
 finetuned, scratch = finetuned_runs[0], scratch_runs[0]
@@ -345,6 +324,16 @@ ft_samples = sample(finetuned, S.eval_samples, seed=0, steps=S.sample_steps)
 guided_samples = sample(Guided(finetuned, pretrained, S.guidance), S.eval_samples, seed=0, steps=S.sample_steps)
 scratch_samples = sample(scratch, S.eval_samples, seed=0, steps=S.sample_steps)
 lora_samples = sample(lora_model, S.eval_samples, seed=0, steps=S.sample_steps)
+shown = [("pre-trained", pre_samples), ("fine-tuned", ft_samples), (f"guided w={S.guidance}", guided_samples),
+         ("LoRA", lora_samples), ("from scratch", scratch_samples), ("real orcas", calibration_orcas)]
+n_cols = min(8, S.eval_samples)
+fig = image_grid(torch.cat([samples[:n_cols] for _, samples in shown]),
+                 titles=[name if c == 0 else "" for name, _ in shown for c in range(n_cols)], cols=n_cols, size=1.1,
+                 title="the same starting noise (seed 0), one row per generator; the last row: real orcas")
+display(fig)
+plt.close(fig)
+
+# %%
 rows = []
 for name, samples in [("pre-trained, not fine-tuned", pre_samples),
                       (f"fine-tuned (lr={finetune_lr:g}), sampled alone", ft_samples),
@@ -359,14 +348,28 @@ for name, samples in [("pre-trained, not fine-tuned", pre_samples),
 table = pd.DataFrame(rows).set_index("generator")
 memorisation = rows[1]["memorisation (features)"]
 orca_rate_guided = rows[2]["orca_rate"]
-table.round(3)
+display(table.round(3))
+print(f"memorisation ratio of the fine-tuned generator: {memorisation:.2f}; noisy copies {memorisation_ratio_copies:.2f}, "
+      f"fresh orcas {memorisation_ratio_fresh:.2f}")
+fresh = memorisation_ratio_fresh if memorisation_ratio_fresh == memorisation_ratio_fresh else 1.0   # NaN: 1 by definition
+if memorisation != memorisation:
+    print("no ratio: too few of its samples are labelled orca to compare")
+elif memorisation < 0.5 * fresh:
+    print("its orcas sit close to training orcas, like the copies: it is handing its training images back")
+elif memorisation <= 1.5 * fresh:
+    print("its orcas are about as far from the training orcas as fresh real orcas are: new orcas, not copies")
+else:
+    print(f"its orcas sit {memorisation / fresh:.1f} times as far from their nearest training "
+          "orca as fresh real orcas do: not copies, but orcas that look unlike any real one to the judge "
+          "(cruder, distorted, odd backgrounds: compare the rows above). A high ratio is not a virtue; "
+          "near 1 is the goal.")
 
 # %% [markdown]
 # ## Samples beside their nearest training orcas
 #
-# Each pair shows a sample the judge calls an orca (left) and the training orca nearest to it in the
-# judge's feature space (right), with their distance. A copy sits much closer to its partner than a
-# fresh real orca sits to its nearest training orca (printed below).
+# Each pair: a sample the judge calls an orca (left) and its nearest training orca in the judge's
+# features (right), with their distance. A copy sits much closer than a fresh real orca sits to its
+# nearest training orca (printed below).
 
 # %%
 def pairs_grid(samples, title, n=8):
@@ -473,21 +476,12 @@ check("memorisation ratio of very noisy copies",
 # %% [markdown]
 # ## Results
 #
-# The numbers above are this run's; the sentences printed beside them follow from them. What the
-# measures mean, and what to try:
-#
-# - **Orca rate** (three seeds each, each method at its own rate chosen on held-out orcas). The
-#   verdict printed above says whether fine-tuning and training from scratch differ (a paired
-#   t-test over the seeds at 95%, lesson 02's rule) at this budget, or tie.
-# - **Memorisation.** Read the fine-tuned generator's feature ratio against the calibration table:
-#   noisy copies score near 0, fresh orcas about 1, and a generator with too few orcas gets no ratio
-#   at all (NaN; the pixel ratio would have called it "new"). Train longer on fewer images
-#   (try `dataclasses.replace(S, finetune_steps=..., finetune_images=...)`) and watch it fall toward
-#   the copies: then stop earlier, fine-tune fewer weights (LoRA) or add images.
-# - **Diversity.** A generator that collapses to a few orcas has lower diversity than real orcas,
-#   even when every sample is an orca.
-#
-# The registered claims below are checked against this run's numbers (and by `make course`).
+# The sentences printed beside the numbers follow from them (the orca-rate verdict: a paired t-test
+# over the seeds at 95%, lesson 02's rule). What to try: train longer on fewer
+# images (`dataclasses.replace(S, finetune_steps=..., finetune_images=...)`) and watch the
+# memorisation ratio fall toward the copies'; then stop earlier, fine-tune fewer weights (LoRA) or
+# add images. A generator that collapses to a few orcas has lower diversity than real orcas even
+# when every sample is an orca. The registered claims below are checked against this run's numbers.
 
 # %%
 metrics = {

@@ -1,21 +1,18 @@
 # %% [markdown]
 # # 12 · Scaling out: the same fine-tuning on several processes
 #
-# Every lesson so far trained on one device. When one GPU is too slow, the usual next step is
-# **data parallelism**: start N copies of the same training script, one per GPU, give each copy a
-# different piece of every batch, and average their gradients before each optimiser step. PyTorch
-# ships the whole machinery: **`torchrun`** starts the processes and tells each who it is, and
-# **`DistributedDataParallel`** (DDP) averages the gradients during `backward()`.
+# When one GPU is too slow, the usual next step is **data parallelism**: N copies of the same
+# training script, one per GPU, each given a different piece of every batch, their gradients
+# averaged before each optimiser step. PyTorch ships the machinery: **`torchrun`** starts the
+# processes and tells each who it is; **`DistributedDataParallel`** (DDP) averages the gradients
+# during `backward()`.
 #
-# This lesson runs lesson 02's fine-tuning (lesson 01's network with a new species head, on the
-# few-label bird task) twice: once in one ordinary process, and once on two processes with
-# `torchrun`. On a laptop the two "devices" are two CPU processes talking through the `gloo`
-# backend; on a GPU machine the same script uses one GPU per process and `nccl`. We then check the
-# claim that matters: **the two runs follow the same loss trajectory**, step by step.
-#
-# Two processes on a two-core laptop are no faster than one (they share the same cores and spend
-# time talking, and each process starts Python and PyTorch); the point here is that the *method*
-# is exactly the one you use on 8 GPUs.
+# We run lesson 02's fine-tuning (lesson 01's network with a new species head) in one ordinary
+# process, then on two processes with `torchrun` (on a laptop: two CPU processes talking through
+# `gloo`; on GPUs: one GPU per process and `nccl`), and check what matters: **the two runs follow
+# the same loss trajectory**, step by step. Two processes sharing a laptop's cores need not be
+# faster (the table at the end shows both runs' seconds); the point is that the *method* is the
+# one you use on 8 GPUs.
 
 # %%
 import os
@@ -59,14 +56,10 @@ print(S.summary())
 #  optimiser step on both ranks with the same g  ->  the two copies stay identical
 # ```
 #
-# Each rank holds a full copy of the model and of the optimiser state. Because the loss is a
-# *mean* over the batch, the mean of the two half-batch gradients **is** the gradient of the whole
-# batch. So two ranks with B/2 images each take exactly the step that one process takes with B
-# images, only each rank does half the arithmetic.
-#
-# The mechanism in a few lines, without any processes: split a batch in two, compute each half's
-# gradient, average, and compare with the gradient of the whole batch. (BatchNorm statistics are
-# frozen here; why that matters comes below.)
+# Each rank holds a full copy of the model and optimiser state. Because the loss is a *mean* over
+# the batch, the mean of the two half-batch gradients **is** the gradient of the whole batch: two
+# ranks with B/2 images each take the step one process takes with B images. In a few lines, without
+# processes (BatchNorm statistics frozen; why, below):
 
 # %%
 model = freeze_bn_statistics(build_model(seed=0))     # a fresh lesson-02 model, BN in eval mode
@@ -83,15 +76,17 @@ def gradient(images, labels):
 whole = gradient(xb, yb)
 pieces = [gradient(xs, ys) for xs, ys in zip(xb.tensor_split(2), yb.tensor_split(2))]
 averaged = (pieces[0] + pieces[1]) / 2                # what DDP's all-reduce computes
-print(f"{whole.numel():,} gradient entries; largest |whole - average of halves| = "
-      f"{(whole - averaged).abs().max().item():.2e}")
+gap = (whole - averaged).abs().max().item()
+print(f"{whole.numel():,} gradient entries; largest |whole - average of halves| = {gap:.2e} of a largest entry "
+      f"{whole.abs().max().item():.2e}: " + ("float32 rounding, the same gradient" if gap < 1e-5 * whole.abs().max().item()
+                                            else "more than rounding: look for a layer that depends on the batch"))
 
 # %% [markdown]
-# The difference is at the level of float32 rounding: it is the same gradient.
-#
 # ## The script, and how to launch it from a terminal
 #
-# `helpers/lessons/scaling.py` is an ordinary training script. The lines that make it distributed:
+# `helpers/lessons/scaling.py` is an ordinary training script (its `finetune` function, with
+# `setup`, `wrap_ddp` and `RankShard` from `helpers/distributed.py`). The lines that make it
+# distributed:
 #
 # ```python
 # rank, world, device = setup()          # reads RANK, WORLD_SIZE, ... set by torchrun; gloo or nccl
@@ -103,10 +98,9 @@ print(f"{whole.numel():,} gradient entries; largest |whole - average of halves| 
 # history = train(model, cross_entropy_loss, batches, ...)  # the course's train(), unchanged
 # ```
 #
-# `train()` notices the process group: only rank 0 shows progress and calls the hook, the logged
-# loss is averaged over the ranks at each refresh (the only place the host waits, as on one
-# device), evaluation metrics are averaged over the ranks, and only rank 0 writes checkpoints and
-# results. From a terminal, in the repository:
+# `train()` notices the process group: only rank 0 shows progress and writes checkpoints and
+# results; the logged loss and the evaluation metrics are averaged over the ranks. From a terminal,
+# in the repository:
 #
 # ```bash
 # # two processes on this machine (CPU: gloo; with 2+ GPUs: nccl, one GPU per process)
@@ -123,8 +117,8 @@ print(f"{whole.numel():,} gradient entries; largest |whole - average of halves| 
 #
 # ## Run 1: one process
 #
-# The same function the ranks run, called here in the notebook's own process (no torchrun, so no
-# process group and no DDP wrapper: `wrap_ddp` leaves the model as it is).
+# The function the ranks run, called in the notebook's own process (no process group, so
+# `wrap_ddp` leaves the model as it is).
 
 # %%
 single = finetune(parse_args(["--steps", str(S.steps)]))
@@ -132,8 +126,8 @@ single = finetune(parse_args(["--steps", str(S.steps)]))
 # %% [markdown]
 # ## Run 2: two processes with torchrun
 #
-# The notebook starts `torchrun` as a subprocess, exactly as you would in a terminal (the command
-# is printed), waits for it (with a time limit) and shows its log. Only rank 0 prints.
+# The notebook starts `torchrun` as a subprocess, as you would in a terminal (the command is
+# printed), and shows its log. Only rank 0 prints.
 
 # %%
 ddp_out = data_dir() / "runs" / "12_ddp.json"
@@ -145,9 +139,8 @@ if ddp is None:
 # %% [markdown]
 # ## Did two processes do what one did?
 #
-# Both runs start from the same weights, see the same global batches in the same order with the
-# same random flips and shifts, and take the same number of steps at the same learning rate. If
-# DDP averages the gradients as promised, the losses match step by step.
+# Both runs start from the same weights and see the same global batches, flips and shifts, at the
+# same rate. If DDP averages the gradients as promised, the losses match step by step.
 
 # %%
 steps = list(range(1, len(single["loss"]) + 1))
@@ -168,14 +161,12 @@ compare.style.format("{:.6f}")
 
 
 # %% [markdown]
-# The curves lie on top of each other. In a longer run the table may show the first steps agreeing
-# to float32 rounding (about 1e-7 of a value near 1) and later steps differing a little more.
-# That is not DDP being inexact: summing a gradient in two halves rounds differently from summing
-# it at once (the mechanism cell above printed that difference), and training amplifies tiny
-# differences over the steps (AdamW, in particular, turns a parameter's tiny, noisy gradient
-# into a full-size step). The fair yardstick is one process that does DDP's arithmetic without
-# any processes: a loss that averages the two halves of every batch, each half through the model
-# separately. Mathematically it is the same run as the other two.
+# In a longer run the first steps may agree to float32 rounding and later steps differ a little
+# more, without DDP being inexact: summing a gradient in two halves rounds differently from
+# summing it at once (the mechanism cell printed that difference), and training amplifies tiny
+# differences (AdamW turns a tiny, noisy gradient into a full-size step). The fair yardstick is one
+# process that does DDP's arithmetic itself: the mean of the two halves' losses, each half through
+# the model separately. Mathematically it is the same run as the other two.
 
 # %%
 def two_halves_loss(model, batch):
@@ -200,43 +191,36 @@ display(fig)
 plt.close(fig)
 
 # %% [markdown]
-# The last printed line is the real test of DDP: two processes that each compute half of every
-# batch, exchange gradients through `gloo` and step separately, against one process that computes
-# both halves itself. If that difference is at rounding level (or zero), DDP did exactly the
-# arithmetic it promises; the drift from the whole-batch run is the ordinary sensitivity of
-# training to rounding, which you would also see after changing the batch split, the number of
-# threads or the GPU model.
+# The last printed line is the real test of DDP: two processes exchanging gradients through `gloo`,
+# against one process that computes both halves itself. At rounding level (or zero), DDP did
+# exactly the arithmetic it promises; any drift from the whole-batch run is the ordinary
+# sensitivity of training to rounding, as after changing the number of threads or the GPU.
 
 # %% [markdown]
 # ## BatchNorm: the one layer that notices
 #
-# In train mode, BatchNorm normalises with the mean and variance of *the batch it sees*. Under DDP
-# each rank sees only its piece, so each normalises with slightly different statistics than one
-# process would with the whole batch: the runs are close, not identical. Three ways to deal with it:
+# In train mode, BatchNorm normalises with the statistics of *the batch it sees*; under DDP each
+# rank sees only its piece, so the runs are close, not identical. Three ways to deal with it:
 #
-# - **Freeze the statistics** (`--bn frozen`, used above; `freeze_bn_statistics(model)`): BatchNorm
-#   normalises with the running statistics from pre-training while its weights still train. Exact,
-#   and common when fine-tuning with small per-device batches.
-# - **`SyncBatchNorm`** (`--bn sync`, `nn.SyncBatchNorm.convert_sync_batchnorm(model)`): the ranks
-#   exchange their statistics, so BatchNorm sees the whole global batch. Exact too, costs a
-#   communication per BatchNorm layer, and PyTorch supports it on GPUs only.
-# - **Local statistics** (`--bn update`, PyTorch's default): each rank's own. Fine when each rank
-#   has dozens of images; a small per-rank batch gives noisy statistics.
+# - **Freeze the statistics** (`--bn frozen`, used above; `freeze_bn_statistics(model)`): the
+#   running statistics from pre-training, while BatchNorm's weights still train. Exact; common with
+#   small per-device batches.
+# - **`SyncBatchNorm`** (`--bn sync`): the ranks exchange their statistics, so BatchNorm sees the
+#   global batch. Exact too, one communication per BatchNorm layer, GPUs only.
+# - **Local statistics** (`--bn update`, PyTorch's default): each rank's own; noisy when a rank has
+#   only a few images.
 #
 # Models without BatchNorm (transformers use LayerNorm, which works per example) need none of this.
 #
 # ## Language models: the loss on the answers
 #
-# The language models of lessons 07-09 have no BatchNorm, but lesson 08's fine-tuning has a trap of
-# its own. Its loss is the mean over the **answer tokens** only (the question's positions are
-# labelled −100). Answers have different lengths, so the two halves of a batch hold different
-# numbers of answer tokens. If each rank averages over its own tokens and DDP then averages the two
-# ranks, a token in the half with fewer answer tokens counts more than one in the other half: not
-# the one-process mean. The fix is one number exchanged per step: each rank divides its summed
-# loss by the answer tokens of **all** ranks (an `all_reduce` of the count), times the number of
-# ranks (DDP divides by it again). `helpers.lm.lm_loss` does exactly that whenever it runs under
-# DDP. We run lesson 08's fine-tuning of lesson 07's model three ways: one process, two processes
-# with the global count, and two processes with a per-rank mean.
+# Lesson 08's fine-tuning has no BatchNorm but a trap of its own: its loss is the mean over the
+# **answer tokens** only, and the two halves of a batch hold different numbers of them. If each rank
+# averages over its own tokens and DDP averages the ranks, a token in the half with fewer answer
+# tokens counts more: not the one-process mean. The fix is one number exchanged per step: each rank
+# divides its summed loss by the answer tokens of **all** ranks (an `all_reduce` of the count),
+# times the number of ranks (DDP divides by it again); `helpers.lm.lm_loss` does that under DDP.
+# Three runs: one process, two with the global count, two with a per-rank mean.
 
 # %%
 lm_flags = dict(task="lm", steps=S.lm_steps, lr=S.lm_lr, batch_size=S.batch_size)
@@ -275,12 +259,16 @@ pd.DataFrame({"one process": lm_single["loss"], "DDP, global count": lm_runs["gl
 # - Or keep the effective batch fixed: fewer images per device as you add devices (what this
 #   lesson did), and the original hyperparameters stay valid.
 
+# %%
+ft = sizes("finetune")
+print(f"lesson 02 in {lesson.mode} mode fine-tunes at a batch of {ft.batch_size} with lr {ft.lr:g}, on one device")
+
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1.** Lesson 02 fine-tunes with `lr = 1e-3` at a batch of 32 on one device. You move
-# to 4 GPUs and keep 32 images per GPU. What is the effective batch, and what learning rate does the
-# linear scaling rule suggest? Store them in `effective_batch` and `scaled_lr`.
+# **Exercise 1.** Say a fine-tuning runs with `lr = 1e-3` at a batch of 32 on one device. You move
+# to 4 GPUs and keep 32 images per GPU. What is the effective batch, and what learning rate does
+# the linear scaling rule suggest? Store them in `effective_batch` and `scaled_lr`.
 
 # %% tags=["exercise"]
 effective_batch = None
@@ -307,11 +295,9 @@ check("effective batch and scaled rate",
 # %% [markdown]
 # ## What DDP sends: gradients of the trainable parameters
 #
-# Every step, DDP all-reduces one gradient per *trainable* parameter (in buckets, overlapping
-# with the rest of `backward()`). Frozen parameters have no gradient, and DDP skips them; that is
-# also why freezing and LoRA must happen **before** `wrap_ddp`: DDP fixes its list of parameters
-# once, when it wraps the model. Lesson 06's LoRA therefore shrinks not only optimiser memory but
-# also the traffic between GPUs.
+# Every step, DDP all-reduces the gradient of every *trainable* parameter (in buckets, overlapping
+# with `backward()`); frozen ones have none. DDP fixes its list of parameters when it wraps the
+# model, so freeze and add LoRA **before** `wrap_ddp`. LoRA then shrinks the traffic between GPUs too.
 
 # %% [markdown]
 # **Exercise 2.** How many bytes of gradients does DDP all-reduce per step for lesson 02's full
@@ -377,12 +363,11 @@ memory["FSDP on 8 devices: GB per device"] = memory["DDP: GB per device"] / 8
 memory.round(4)
 
 # %% [markdown]
-# When that no longer fits in one device's memory, **Fully Sharded Data Parallel** (FSDP,
-# PyTorch's own; `torch.distributed.fsdp.fully_shard`) is the next step: it is still data
-# parallelism (each rank its own piece of the batch), but each rank *stores* only 1/N of the
-# weights, gradients and optimiser state, gathers a layer's full weights just before using it and
-# frees them after, and reduce-scatters the gradients so each rank updates only its own shard.
-# Memory per device falls about N-fold; communication rises (about 1.5 times DDP's). Rules of thumb:
+# When that no longer fits, **Fully Sharded Data Parallel** (FSDP, PyTorch's own;
+# `torch.distributed.fsdp.fully_shard`) is the next step: still data parallelism, but each rank
+# *stores* only 1/N of the weights, gradients and optimiser state, gathers a layer's full weights
+# just before using it, and updates only its own shard. Memory per device falls about N-fold;
+# communication rises (about 1.5 times DDP's). Rules of thumb:
 #
 # - Model, gradients and optimiser state fit on one device with room for activations: **DDP**
 #   (simplest, fastest).
@@ -396,12 +381,12 @@ memory.round(4)
 #
 # | lessons | what changes under DDP |
 # |---|---|
-# | 01 pre-training on the image world | no data to split: each rank renders its own fresh batches with its own seed (`seed + rank`); the global batch is N × the per-rank batch |
-# | 02-05 fine-tuning (full, partial, new heads, the counter) | `RankShard` over the few labelled images, as here; freeze stages and add heads **before** `wrap_ddp`; BatchNorm statistics frozen (or SyncBatchNorm on GPUs) |
-# | 06 LoRA and BitFit | add adapters, then wrap: DDP all-reduces only the adapters' gradients (exercise 2); save the adapter on rank 0 |
-# | 07-09 language models | per-rank seeds for the random text windows; LayerNorm, so no statistics to sync; the answer-only loss divided by the labelled tokens of all ranks (`lm_loss` does it, above); the first lesson where FSDP pays off once the model grows |
-# | 10 distillation | the teacher is frozen and only evaluated: each rank keeps a plain copy, only the student is wrapped |
-# | 11 the generator | training as in 01; sampling and the memorisation check on rank 0 only |
+# | 01 pre-training on the image world | each rank renders its own batches (seed `seed + rank`) |
+# | 02-05 fine-tuning | `RankShard` over the labelled images, as here; surgery before `wrap_ddp`; BatchNorm statistics frozen (or SyncBatchNorm) |
+# | 06 LoRA and BitFit | add adapters, then wrap: only the adapters' gradients travel (exercise 2) |
+# | 07-09 language models | per-rank seeds for the text windows; the answer-only loss over all ranks' tokens (`lm_loss`); FSDP once the model grows |
+# | 10 distillation | the frozen teacher is a plain copy on each rank; only the student is wrapped |
+# | 11 the generator | training as in 01; sampling and the memorisation check on rank 0 |
 #
 # `train()`, the checkpoint cache and the results file behave the same in every lesson, so the
 # only new lines are the five above.

@@ -150,12 +150,22 @@ pd.DataFrame({"image": [f"{f.parent.name}/{f.name}" for f in files], "predict(pa
 # recipe is lesson 08's: the loss on the answer tokens only, early stopping on the dev questions,
 # the test questions read once. The model is word-level: words it never saw in pre-training
 # become `<unk>`, and it cannot answer with them (the share is printed).
+#
+# **The split is by fact, not by row.** The world's file asks every fact in three phrasings. Split
+# by row, most test facts would have a sibling phrasing in training, and the test would measure
+# recall of a trained answer. So rows that ask about the same fact share a group and land on the
+# same side: a row may name its fact in a `"group"` field (the world's file does); without one,
+# rows with the same answer and `"topic"` are grouped (and without a topic, the same answer).
+# Paraphrase your own questions freely, but give each fact's phrasings one `group`.
 
 # %%
 QUESTIONS = os.environ.get("COURSE_OWN_QUESTIONS") or world_questions_file()
 qa_run = finetune_questions(QUESTIONS)
 lm_path = export_lm(qa_run["model"], qa_run["tok"], default_folder() / "my_question_model.safetensors")
 q = qa_run["qa"].test[0]
+facts = {side: {(q.disease, q.attribute or q.answer) for q in getattr(qa_run["qa"], side)} for side in ("train", "test")}
+print(f"test facts (topic and kind, or topic and answer) also asked in training: {len(facts['test'] & facts['train'])} "
+      f"of {len(facts['test'])}")
 print(f"{len(qa_run['qa'].train)} training, {len(qa_run['qa'].dev)} dev, {len(qa_run['qa'].test)} test questions; "
       f"words outside the vocabulary: {qa_run['unknown_words']:.0%}")
 print(f"test exact match: {qa_run['test_before']:.1%} before, {qa_run['test_after']:.1%} after "

@@ -113,3 +113,23 @@ def test_teacher_scores_exactly_the_views_the_student_trains_on():
     hard = pseudo_labelled(y, logits)
     assert bool((hard >= 0).all()) and torch.equal(hard[y >= 0], y[y >= 0])
     assert torch.equal(hard[y < 0], logits[y < 0].argmax(1))
+
+
+def test_the_pretrained_student_starts_from_the_small_pretrained_model_with_a_new_head():
+    """Lesson 10's fine-tuning arm: the student's architecture pre-trained (lesson 01's recipe at the
+    student's width), a new species head, then the same training as the labels-only student."""
+    from helpers.lessons.distillation import pretrained_student
+    from helpers.modes import sizes
+    small, info = pretrained_student(device="cpu", verbose=False)
+    assert small.get_classifier().in_features == 8 * sizes("distill").student_width and info["val_acc"] is not None
+    x, y = torch.rand(12, 3, 32, 32), torch.arange(12) % 6
+    r = run_student("labels", x, y, steps=1, lr=1e-12, pretrained=True, progress=False, keep_model=True, device="cpu")
+    assert r.model.get_classifier().out_features == 6 and r.settings["pretrained"]
+    body = {k: v for k, v in small.state_dict().items()      # the weights (a step in train mode moves BN statistics)
+            if not k.startswith("fc.") and "running_" not in k and "num_batches" not in k}
+    got = r.model.state_dict()
+    assert all(torch.allclose(got[k].float(), v.float(), atol=1e-6) for k, v in body.items())   # it started there
+    scratch = create_student(seed=0).state_dict()
+    assert not torch.equal(scratch["conv1.weight"], got["conv1.weight"])
+    with pytest.raises(ValueError, match="width"):
+        run_student("labels", x, y, steps=1, pretrained=True, width=sizes("distill").student_width + 4, progress=False)

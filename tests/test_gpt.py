@@ -170,3 +170,18 @@ def test_lesson_08_retention_counts_only_facts_known_before():
                "forgetting": [{"method": "full", "general_retention": 0.5}, {"method": "replay", "general_retention": 0.9}]}
     assert all(c.verdict(metrics) for c in CLAIMS)
     assert not CLAIMS[1].verdict({**metrics, "seen_acc_no_augmentation": 0.5})   # under-fitted: not equal fit
+
+
+def test_the_facts_that_choose_the_lm_checkpoint_are_never_the_test_diseases():
+    """Lesson 07 keeps the checkpoint with the lowest loss on ``val_facts``; lessons 08 and 09 test
+    on the test diseases (09's cloze items are their facts in the same held-out phrasings), so no
+    test disease may be among the facts that choose the checkpoint."""
+    from helpers.lm import lm_data
+
+    data = lm_data(lm_config(mode="smoke"))
+    test = sorted({q.disease for q in data.world.medical_qa().test})
+    assert test and data.val_facts
+    assert not {q.disease for q in data.val_facts} & set(test)
+    cloze = {(q.prompt, q.answer) for p in (0, 1) for q in data.world.heldout_cloze(test, phrasing=p)}
+    assert not cloze & {(q.prompt, q.answer) for q in data.val_facts}
+    assert lm_config(True).keep != "last" and lm_config(False).keep == "last"   # part of the cache key

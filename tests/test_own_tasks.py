@@ -174,13 +174,47 @@ def test_questions_file(smoke, tmp_path):
     with pytest.raises(DataError, match="line 2"):
         questions_task(bad)
     path = world_questions_file(tmp_path / "q.jsonl")
-    assert json.loads(path.read_text().splitlines()[0]).keys() == {"question", "answer"}
+    assert json.loads(path.read_text().splitlines()[0]).keys() == {"question", "answer", "topic", "kind", "group"}
     out = finetune_questions(path, steps=2)
     assert 0 <= out["test_after"] <= 1 and out["unknown_words"] == 0
     f = export_lm(out["model"], out["tok"], tmp_path / "lm.safetensors")
     q = out["qa"].test[0].prompt
     from helpers.lm import answer
     assert answer_question(f, q) == answer(out["model"].eval(), out["tok"], q)
+
+
+def _sides(qa):
+    return {side: {(q.disease, q.answer) for q in getattr(qa, side)} for side in ("train", "dev", "test")}
+
+
+def test_questions_split_keeps_every_phrasing_of_a_fact_on_one_side(tmp_path):
+    """The world's file (three phrasings per fact, a group field) and a learner's file without
+    groups (grouped by answer and topic): no fact is on two sides, and every side has questions."""
+    from helpers.lm import medical_qa
+    world = world_questions_file(tmp_path / "world.jsonl")
+    qa = questions_task(world, seed=1)
+    facts = {side: {(q.disease, q.attribute) for q in getattr(qa, side)} for side in ("train", "dev", "test")}
+    assert all(facts.values())
+    assert not facts["train"] & facts["test"] and not facts["train"] & facts["dev"] and not facts["dev"] & facts["test"]
+    every = medical_qa()
+    n = len(every.train) + len(every.dev) + len(every.test)
+    assert len(qa.train) + len(qa.dev) + len(qa.test) == n and 0.1 < len(qa.test) / n < 0.3
+    # the same file as a learner might write it: a topic but no group (grouped by answer and topic)
+    rows = [json.loads(line) for line in world.read_text().splitlines()]
+    own = tmp_path / "own.jsonl"
+    own.write_text("".join(json.dumps({"question": r["question"], "answer": r["answer"], "topic": r["topic"]}) + "\n"
+                           for r in rows))
+    sides = _sides(questions_task(own, seed=1))
+    assert not sides["train"] & sides["test"] and not sides["train"] & sides["dev"]
+    bare = tmp_path / "bare.jsonl"                          # no topic, no group: grouped by answer
+    bare.write_text("".join(json.dumps({"question": f"q {i} ?", "answer": a}) + "\n"
+                            for i, a in enumerate("aabbccddee")))
+    by_answer = {side: {q.answer for q in getattr(questions_task(bare), side)} for side in ("train", "dev", "test")}
+    assert all(by_answer.values()) and not by_answer["train"] & by_answer["test"]
+    two = tmp_path / "two.jsonl"
+    two.write_text("".join(json.dumps({"question": f"q {i} ?", "answer": a}) + "\n" for i, a in enumerate("aabb")))
+    with pytest.raises(DataError, match="2 group"):
+        questions_task(two)
 
 
 @pytest.mark.skipif(not digits_available(), reason="scikit-learn is not installed (pip install '.[real-images]')")

@@ -40,10 +40,10 @@ from ..claims import Claim
 from ..device import resolve_device, seed_everything, seeded
 from ..experiments import RunResult, run_finetune
 from ..losses import distillation_loss
-from ..models import create_image_model, image_model_config
+from ..models import create_image_model, image_model_config, pretrained_image_model
 from ..modes import sizes
 from ..stats import exceeds
-from ..surgery import count_params
+from ..surgery import count_params, replace_head
 from ..tasks import species_task, species_test_set, species_train_set, species_val_set
 from ..training import Batches, accuracy, predict, train
 
@@ -63,6 +63,15 @@ def create_student(width: int | None = None, seed: int = 0) -> nn.Module:
     width = width or sizes("distill").student_width
     config = replace(image_model_config(), width=width)
     return create_image_model(config, num_classes=species_task().num_classes, seed=seed)
+
+
+def pretrained_student(device="auto", verbose: bool = True):
+    """The student's architecture (lesson 01's network at the student's width) pre-trained on the
+    general world with lesson 01's recipe and budget: the small model one would fine-tune instead
+    of distilling. Cached like lesson 01's model, under a config of its own. Returns (model, info)
+    as ``pretrained_image_model`` does (the general world's head; ``run_student`` replaces it)."""
+    config = replace(image_model_config(), width=sizes("distill").student_width)
+    return pretrained_image_model(config, device=device, source="course", verbose=verbose)
 
 
 def finetune_teacher(seed: int = 0, progress: bool = True, device="auto") -> RunResult:
@@ -119,12 +128,14 @@ def pseudo_labelled(y: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tens
 def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tensor | None = None,
                 *, seed: int = 0, steps: int | None = None, lr: float | None = None,
                 temperature: float | None = None, soft_weight: float | None = None,
-                width: int | None = None, progress: bool = True, keep_model: bool = False,
-                device="auto") -> RunResult:
+                width: int | None = None, pretrained: bool = False, progress: bool = True,
+                keep_model: bool = False, device="auto") -> RunResult:
     """Train a FRESH student on the views (x, y) of ``transfer_set``: on the labels alone
     (``kind="labels"``; unlabelled rows, y = -1, are dropped; give ``pseudo_labelled(y, logits)``
     for hard pseudo-labels) or by distillation from ``teacher_logits`` (``kind="kd"``). The views
     are not augmented again, so the teacher's targets belong to the images the student sees.
+    ``pretrained``: the student starts from ``pretrained_student()`` with a new species head
+    (seeded), instead of random weights: plain fine-tuning of a small pre-trained model.
     Returns a RunResult with metrics val_acc and test_acc on the species task's fixed sets."""
     one_of("kind", kind, KINDS)
     D = sizes("distill")
@@ -133,7 +144,13 @@ def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: tor
     lr = lr or D.lr
     T = temperature or D.temperature
     w = D.soft_weight if soft_weight is None else soft_weight
-    student = create_student(width, seed=seed).to(device)
+    if pretrained:
+        if width is not None and width != D.student_width:
+            raise ValueError(f"pretrained=True uses the pre-trained student of width {D.student_width}; got width={width}")
+        student = replace_head(pretrained_student(device=device, verbose=False)[0], species_task().num_classes,
+                               seed=seed).to(device)
+    else:
+        student = create_student(width, seed=seed).to(device)
     if kind == "labels":
         keep = y >= 0
         tensors = (x[keep], y[keep])
@@ -154,7 +171,7 @@ def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: tor
     history = train(student, loss_fn, batches, steps=steps, lr=lr, device=device, progress=progress,
                     desc=f"student ({kind}, {len(tensors[0])} images)")
     return RunResult(
-        settings={"kind": kind, "images": len(tensors[0]), "seed": seed, "lr": lr,
+        settings={"kind": kind, "images": len(tensors[0]), "seed": seed, "lr": lr, "pretrained": pretrained,
                   "temperature": T if kind == "kd" else None, "soft_weight": w if kind == "kd" else None},
         metrics={"val_acc": accuracy(student, *species_val_set(device=device)),
                  "test_acc": accuracy(student, *species_test_set(device=device))},

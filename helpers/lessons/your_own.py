@@ -61,10 +61,12 @@ def world_image_folder(root=None, images_per_class: int | None = None, seed: int
 
 
 def world_questions_file(path=None) -> Path:
-    """A JSON-lines questions file from the text world's medical questions (written once)."""
+    """A JSON-lines questions file from the text world's medical questions, each row with its
+    fact as ``group`` (three phrasings per fact), so the split keeps a fact's phrasings together.
+    Written once (again if an older file lacks the groups)."""
     from ..lm import medical_qa
     path = Path(path) if path is not None else default_folder() / "questions.jsonl"
-    if not path.exists():
+    if not path.exists() or '"group"' not in path.read_text(encoding="utf-8").split("\n", 1)[0]:
         qa = medical_qa()
         write_questions(path, qa.train + qa.dev + qa.test)
     return path
