@@ -149,11 +149,13 @@ def prepare_notebook(nb: dict, name: str, entry: dict | None, mode: str) -> dict
     """A copy of the executed notebook ``nb`` for the website: solutions folded
     (``fold_solution``) and, after the title cell, the line that says how the outputs were made
     and links the downloads. The executed cells and their outputs are not touched."""
+    import nbformat
+
     nb = copy.deepcopy(nb)
     for cell in nb["cells"]:
         fold_solution(cell)
-    line = {"cell_type": "markdown", "id": "course-run", "metadata": {"tags": ["course-run"]},
-            "source": run_line(name, entry, mode)}
+    line = nbformat.from_dict({"cell_type": "markdown", "id": "course-run", "metadata": {"tags": ["course-run"]},
+                               "source": run_line(name, entry, mode)})
     first = nb["cells"][0] if nb["cells"] else None
     at = 1 if first and first["cell_type"] == "markdown" and "".join(first["source"]).lstrip().startswith("#") else 0
     nb["cells"].insert(at, line)

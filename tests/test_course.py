@@ -62,3 +62,21 @@ def test_parallel_course_runs_each_lesson_and_then_orders_them_by_their_last_tim
     assert {"01", "07"} <= set(recorded)
     slowest_first = sorted(["01", "07"], key=lambda lesson: -recorded[lesson]["wall_s"])
     assert [p.name[:2] for p in longest_first(paths, "smoke")] == slowest_first
+
+
+def test_record_run_notes_when_where_and_which_lessons_ran(tmp_path):
+    """build/<mode>/run.json, which the website's landing page shows: the last run's lessons and
+    time, the machine, and every lesson's latest outcome (earlier runs' lessons kept)."""
+    import json
+    import re
+
+    from helpers.course import record_run
+
+    record_run(tmp_path, "smoke", {"03_partial.ipynb": (12.34, None)}, 20.0, 2)
+    run = record_run(tmp_path, "smoke", {"05_counter.ipynb": (1.0, "DeadKernelError: Kernel died")}, 3.0, 1)
+    assert json.loads((tmp_path / "run.json").read_text()) == run
+    assert run["ran"] == ["05_counter.ipynb"] and (run["wall_s"], run["jobs"], run["mode"]) == (3.0, 1, "smoke")
+    assert run["lessons"] == {"03_partial.ipynb": {"seconds": 12.3, "failed": False},
+                              "05_counter.ipynb": {"seconds": 1.0, "failed": True}}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", run["finished"])
+    assert f"{os.cpu_count()} cores" in run["machine"]
