@@ -6,7 +6,7 @@ error (about a 95% interval); otherwise the methods tie at this budget, and the 
 Example:
     >>> d = difference([0.86, 0.84, 0.88], [0.81, 0.83, 0.80])
     >>> d.real, d.describe("fine-tuning", "from scratch")
-    (True, 'fine-tuning beats from scratch by 4.7 ± 1.3 points (real: more than twice its standard error)')
+    (True, 'fine-tuning beats from scratch by 4.7 ± 1.5 points (real: more than twice its standard error)')
 """
 from __future__ import annotations
 
