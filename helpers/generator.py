@@ -345,14 +345,3 @@ def pretrained_generator(config: GeneratorConfig | None = None, *, device="auto"
                                build, rebuild=rebuild, device=device, verbose=verbose)
     return model.train(), info
 
-
-
-
-# ---------------------------------------------------------------------------------------------
-# The judge: a classifier of the generator's world, to measure the orca rate
-# ---------------------------------------------------------------------------------------------
-
-
-
-
-

@@ -20,12 +20,24 @@ merges or unmerges by itself.
 BitFit trains only the bias terms (and, usually, the new head).
 
 Example:
-    >>> model, _ = pretrained_image_model()
-    >>> add_lora(model, ["layer3.*.conv*", "layer4.*.conv*"], rank=4)   # names or glob patterns
-    >>> train_only_lora(model, also="fc")            # adapters + the new head train
-    >>> lora_report(model)                           # trainable share, optimiser memory
-    >>> save_adapter(model, "species.safetensors")   # a small file: the adapter alone
-    >>> merge_lora(model)                            # zero extra latency for inference
+    On a course ResNet the targets would be e.g. ``["layer3.*.conv*", "layer4.*.conv*"]`` (names or
+    glob patterns) and ``also="fc"``; here a tiny model shows the same calls.
+
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    >>> x = torch.randn(4, 8)
+    >>> before = model(x)
+    >>> _ = add_lora(model, ["0"], rank=2)                   # wrap the first layer
+    >>> _ = train_only_lora(model, also="2")                 # adapters + the last layer train
+    >>> torch.equal(model(x), before)                        # B starts at zero: nothing changed yet
+    True
+    >>> memory_report(model)["trainable_params"], round(trainable_share(model), 3)
+    (99, 0.407)
+    >>> _ = merge_lora(model.eval())                         # zero extra latency for inference
+    >>> torch.allclose(model(x), before)
+    True
+
+    ``save_adapter(model, "species.safetensors")`` writes the adapter alone, a small file.
 """
 from __future__ import annotations
 

@@ -20,14 +20,18 @@ stage still changes unless its BatchNorm layers stay in eval mode. ``bn="update"
 become ``FrozenStats`` layers that stay in eval mode, even after ``model.train()``, and show so in
 ``print(model)``.
 
-Every function changes the model in place and returns it; calling one twice is harmless.
+The functions that change a model do it in place and return it. Freezing or unfreezing again is
+harmless (the last call decides), ``replace_head`` again puts a fresh head on, and ``add_block``
+refuses a second block (a fresh model changes it).
 
 Example:
+    >>> import timm
     >>> model = timm.create_model("resnet18", num_classes=6)
     >>> [name for name, _ in stages(model)]
     ['stem', 'layer1', 'layer2', 'layer3', 'layer4']
-    >>> freeze_stages(model, 3)           # stem, layer1, layer2 frozen; layer3, layer4, fc train
-    >>> stage_table(model)                # trainable and total parameters per stage
+    >>> _ = freeze_stages(model, 3)       # stem, layer1, layer2 frozen; layer3, layer4, fc train
+    >>> stage_table(model)["frozen"].tolist()       # share frozen per stage, the head last
+    [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
 """
 from __future__ import annotations
 
@@ -173,6 +177,7 @@ def stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
     its norm acts after every stage). A ``Stage`` refers to the model's own modules (no copies).
 
     Example:
+        >>> import timm
         >>> [n for n, _ in stages(timm.create_model("convnext_atto"))]
         ['stem', 'stages.0', 'stages.1', 'stages.2', 'stages.3']
     """

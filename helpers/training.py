@@ -18,12 +18,19 @@ top to bottom:
   only rank 0 shows the progress bar and calls the hook; the logged loss and the evaluation
   metrics are averaged over the ranks at each refresh (still the only sync points).
 
-Example:
+Example (a tiny classifier of which side of zero a point lies):
+    >>> import torch.nn.functional as F
     >>> def loss_fn(model, batch):
     ...     x, y = batch
     ...     return F.cross_entropy(model(x), y)
-    >>> history = train(model, loss_fn, batches, steps=300, lr=1e-3)
-    >>> history.loss[-1]
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(256, 2)
+    >>> y = (x[:, 0] > 0).long()
+    >>> model = nn.Linear(2, 2)
+    >>> history = train(model, loss_fn, Batches(x, y, batch_size=32), steps=100, lr=0.05, device="cpu",
+    ...                 progress=False)
+    >>> history.steps_done, history.loss[-1] < history.loss[0] / 2
+    (100, True)
 """
 from __future__ import annotations
 
@@ -473,8 +480,11 @@ class Batches:
     workers, no copies). Reshuffled every epoch from its own seed, so runs repeat exactly.
 
     Example:
-        >>> batches = Batches(x_train, y_train, batch_size=64, seed=0)
-        >>> len(batches)      # batches per epoch
+        >>> batches = Batches(torch.zeros(200, 3), torch.zeros(200), batch_size=64, seed=0)
+        >>> len(batches)      # batches per epoch, the last one short
+        4
+        >>> [len(x) for x, y in batches]
+        [64, 64, 64, 8]
     """
 
     def __init__(self, *tensors, batch_size: int, shuffle: bool = True, seed: int = 0,

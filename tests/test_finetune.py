@@ -9,7 +9,7 @@ from helpers.modes import sizes
 from helpers.results import RunLog
 from helpers.stats import mean_and_spread
 from helpers.surgery import stages
-from helpers.tasks import species_data, species_test_set, species_train_set
+from helpers.tasks import ClassificationTask, species_data, species_task, species_test_set, species_train_set
 
 
 def test_train_sets_are_balanced_and_repeatable():
@@ -139,3 +139,45 @@ def test_converged_scratch_is_cached_by_its_config(tmp_path, monkeypatch):
     assert list((tmp_path / "cache").glob("species_scratch-*.safetensors"))
     other = scratch_converged(2, seed=1, lr=3e-3, progress=False)          # other images: another entry
     assert not other.cached
+
+
+def test_layerwise_rates_reach_the_optimiser(monkeypatch):
+    """lr_decay's rates are the rates AdamW steps with: the head at lr, each stage nearer the
+    input lr_decay times the next one's."""
+    made = []
+
+    class Recorded(torch.optim.AdamW):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(torch.optim, "AdamW", Recorded)
+    r = run_finetune(2, lr=1e-3, lr_decay=0.5, steps=2, evals=0, keep_model=True, progress=False)
+    rate = {id(p): g["initial_lr"] for g in made[-1].param_groups for p in g["params"]}
+    all_stages = stages(r.model)
+    for i, (name, stage) in enumerate(all_stages):
+        expected = 1e-3 * 0.5 ** (len(all_stages) - i)
+        assert [rate[id(p)] for p in stage.parameters()] == pytest.approx([expected] * len(list(stage.parameters()))), name
+    head = list(r.model.get_classifier().parameters())
+    assert [rate[id(p)] for p in head] == pytest.approx([1e-3] * len(head))
+
+
+def _easy_task(n_per_class=16, size=None):
+    """Two classes any colour detector tells apart: reddish and bluish noise images."""
+    size = size or species_task().image_size
+
+    def split(n, seed):
+        g = torch.Generator().manual_seed(seed)
+        y = torch.arange(2 * n) % 2
+        x = 0.3 * torch.rand(2 * n, 3, size, size, generator=g)
+        x[y == 0, 0] += 0.6                                  # red
+        x[y == 1, 2] += 0.6                                  # blue
+        return x, y
+
+    return ClassificationTask(("red", "blue"), *split(n_per_class, 1), *split(16, 2), *split(32, 3), name="colours")
+
+
+def test_fine_tuning_reaches_well_above_chance_on_an_easy_task():
+    r = run_finetune(task=_easy_task(), steps=30, evals=1, progress=False)
+    assert r.test_acc >= 0.9                                 # chance is 0.5
+    assert r.history.loss[-1] < r.history.loss[0]

@@ -304,3 +304,28 @@ def test_adapter_with_norm_stats_restores_a_task_on_a_fresh_base(tmp_path):
     expected = out(model, x)
     load_adapter(fresh, save_adapter(model, tmp_path / "t.safetensors", extra="fc", norm_stats=True))
     torch.testing.assert_close(out(fresh, x), expected)
+
+
+@pytest.mark.parametrize("method", ["lora", "bitfit"])
+def test_run_peft_trains_only_what_its_method_names_from_a_fresh_model(method):
+    from helpers.experiments import build_model
+    from helpers.lessons.peft import run_peft
+
+    r = run_peft(method, labels_per_class=2, steps=4, keep_model=True, progress=False)
+    fresh = build_model(seed=0, num_classes=r.model.get_classifier().out_features)
+    head = {n for n, m in r.model.named_modules() if m is r.model.get_classifier()}
+    trainable = [n for n, p in r.model.named_parameters() if p.requires_grad]
+    in_head = [n for n in trainable if any(n.startswith(h + ".") for h in head)]
+    rest = [n for n in trainable if n not in in_head]
+    if method == "lora":
+        assert rest and all(".lora_A." in n or ".lora_B." in n for n in rest)
+        moved = [n for n, p in r.model.named_parameters() if ".lora_B." in n and p.abs().sum() > 0]
+        assert moved                                         # B starts at zero; training moved it
+    else:
+        assert rest and all(n.endswith(".bias") for n in rest)
+    assert r.steps == 4 and r.trainable_params == sum(p.numel() for p in r.model.parameters() if p.requires_grad)
+    assert r.trainable_params < 0.2 * r.total_params
+    # the frozen weights are those of the pre-trained model the run started from
+    start = dict(fresh.named_parameters())
+    frozen = [(n, p) for n, p in r.model.named_parameters() if not p.requires_grad]
+    assert frozen and all(torch.equal(p.cpu(), start[n.replace(".base.", ".")].cpu()) for n, p in frozen)
