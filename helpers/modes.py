@@ -350,7 +350,7 @@ def sizes(name: str, mode: str | None = None):
 
     An unknown name or mode raises ``UnknownNameError`` (a KeyError) listing the valid ones."""
     known_name("lesson part", name, sorted(SIZES))
-    return SIZES[name][known_name("mode", mode, MODES) if mode is not None else current_mode()]
+    return SIZES[name][known_name("mode", mode, MODES) if mode else current_mode()]
 
 
 @dataclass(frozen=True)

@@ -334,7 +334,7 @@ def _check_bn(bn):
 def check_depth(model: nn.Module, k, name: str = "k", all_stages=None) -> int:
     """``k`` if it is a whole number of stages this model can freeze, 0 to ``len(stages(model))``;
     else a ValueError naming the argument (``name``: ``frozen_stages`` in a runner), the valid
-    range for this model and its stages. Runners call it before building anything else."""
+    range for this model and its stages. Runners call it on their fresh model, before any training."""
     all_stages = stages(model) if all_stages is None else all_stages
     n = len(all_stages)
     if isinstance(k, numbers.Integral) and not isinstance(k, bool) and 0 <= k <= n:

@@ -241,7 +241,9 @@ def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
         model: any ``nn.Module``; it is moved to ``device``. Only parameters with
             ``requires_grad`` are optimised, so frozen layers stay frozen.
         loss_fn: ``loss_fn(model, batch) -> scalar loss tensor``; batch is a tuple of tensors
-            already on the device.
+            already on the device. A loss with a ``check_data(model, tensors)`` attribute (the
+            course's classification and count losses) checks the whole data once, before anything
+            changes: uint8 images, labels the head cannot produce, negative counts raise.
         data: re-iterable of batches (tuples of tensors), e.g. ``Batches`` or a ``WorldStream``.
         steps: optimiser steps; ``data`` is iterated again as often as needed (the budget every
             comparison in the course states). Or ``epochs``: passes over ``data`` (needs
