@@ -50,8 +50,18 @@ CASES = {
                 {"maes_scratch": [0.30, 0.95, 0.79]},
             "the same-budget comparison overstates fine-tuning's lead": {"mae_scratch_converged": 0.40}}),
     "06": ({"lora_trainable_frac": 0.033, "lora_optimizer_frac": 0.033, "adapter_b_acc": 0.92,
-            "serving_accs": [0.93, 0.92, 0.93]},
+            "serving_accs": [0.93, 0.92, 0.93],
+            "peft_trainable_params": 19_590, "course_lora_trainable_params": 19_590,
+            "peft_same_weights_max_diff": 0.0, "peft_output_scale": 8.0,
+            "peft_acc": 0.93, "peft_course_acc": 0.931, "lora_acc_spread": 0.01,
+            "peft_files_in_course_max_diff": 0.0, "course_files_in_peft_max_diff": 1e-6},
            {"LoRA trains under 5% of the parameters": {"lora_optimizer_frac": 0.2},
+            # peft configured differently (the head's bias forgotten in modules_to_save, say)
+            "peft's LoRA, configured like the course's": {"peft_trainable_params": 19_584},
+            # a wrapped layer computing something else (a dilation dropped, say)
+            "from the same weights, peft's model computes": {"peft_same_weights_max_diff": 0.5},
+            "trained with the same data, seed and steps": {"peft_acc": 0.90},
+            "each library's saved adapter loads into the other": {"course_files_in_peft_max_diff": 0.3},
             "the second task's adapter is useful": {"adapter_b_acc": 0.4},
             "swapping adapters on one base model gives the first task's accuracy back exactly":
                 {"serving_accs": [0.93, 0.92, 0.925]}}),
