@@ -211,9 +211,7 @@ WRONG_ANSWERS: dict[str, dict[str, list[str]]] = {
     },
     "13": {
         "chosen on validation": [
-            "chosen_row = best",      # the search's own choice, not a row of the table
-            # chosen on the test set
-            "chosen_row = table.loc[max(range(len(runs)), key=lambda i: runs[i].test_acc)]",
+            "chosen_row = best",      # the search's own result object, not a row of the table
         ],
     },
 }
