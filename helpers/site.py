@@ -96,12 +96,12 @@ def fold_solution(cell: dict) -> dict:
     keeps closed; an ``open`` attribute is dropped, and a cell that is not such a block is wrapped
     in one. Other cells are left alone.
     """
-    tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+    tags = cell.get("metadata", {}).get("tags", [])
     if "solution" not in tags:
         return cell
     if cell["cell_type"] == "code":
         if "hide-input" not in tags:
-            tags.append("hide-input")
+            cell["metadata"]["tags"] = [*tags, "hide-input"]
     elif cell["cell_type"] == "markdown":
         source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         if source.lstrip().lower().startswith("<details"):
