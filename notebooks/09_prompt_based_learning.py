@@ -46,6 +46,7 @@ from helpers.lm import answer, exact_match, lm_config, lm_data, pretrained_lm
 from helpers.modes import sizes
 from helpers.prompting import context_tokens, few_shot
 from helpers.results import Lesson, load_results
+from helpers.stats import difference_of_proportions
 from helpers.text_world import TEMPLATES
 
 lesson = Lesson("09")
@@ -196,10 +197,8 @@ print(f"the unseen wording costs {100 * (acc_08_items_no_eos - finetuned_acc):+.
 # approximation holds, so the difference must exceed 1.96 standard errors).
 
 # %%
-def verdict(a, b, name_a, name_b):
-    diff, se = a - b, (binomial_se(a, len(items)) ** 2 + binomial_se(b, len(items)) ** 2) ** 0.5
-    word = "beats" if diff > 1.96 * se else "falls short of" if diff < -1.96 * se else "ties with"   # z-test, 95%
-    return f"{name_a} {word} {name_b}: {100 * diff:+.1f} ± {100 * se:.1f} points"
+def verdict(a, b, name_a, name_b):     # the course's helper: a two-proportion z-test on the items, 95%
+    return difference_of_proportions(a, b, len(items)).describe(name_a, name_b)
 
 
 print(verdict(few_shot_acc, zero_shot_acc, "few-shot", "zero-shot"))

@@ -341,6 +341,7 @@ metrics = {
     "teacher_params": teacher_params,
     "student_params": student_params,
     "speedup": speedup, "seeds": D.seeds, "steps": D.steps, "views": D.views,
+    "small_ft_acc": small_ft_acc, "small_ft_accs": small_ft_accs, "small_ft_lr": float(small_ft_lr),
 }
 lesson.finish(metrics, CLAIMS)
 summary_table.round(4)
