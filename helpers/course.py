@@ -249,7 +249,10 @@ def _in_parallel(items, jobs, call, done, needs=None):
 
     needs = {item: need for item, need in (needs or {}).items() if need in items}  # others: nothing to wait for
     waiting, running, finished = list(items), {}, set()
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # A fresh process for every item (max_tasks_per_child=1): nothing one build leaves in its
+    # process (thread settings, allocator state, cached tensors) reaches the next.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             max_tasks_per_child=1) as pool:
         while waiting or running:
             for item in [i for i in waiting if i not in needs or needs[i] in finished]:
                 if len(running) == jobs:

@@ -82,13 +82,19 @@ def prefers_channels_last(model: nn.Module, device) -> bool:
     Only convolutional networks benefit. On CUDA they do (tensor cores want NHWC). On an x86 CPU,
     oneDNN's convolutions and pooling are faster in NHWC too: ``benchmarks/channels_last.py``
     measures the ratio for each of the course's conv nets. Elsewhere (MPS, ARM CPUs) the layout
-    stays contiguous, the safe default.
+    stays contiguous, the safe default. On the CPU a net with a convolution of fewer than 8 input or
+    output channels stays contiguous too: training lesson 01's ResNet at widths 4 and 6 channels_last
+    on one thread corrupts the heap in torch 2.14's CPU kernels (the process dies with "corrupted
+    double-linked list"; width 8 and up train normally; ``tests/test_training.py`` keeps it so).
     """
     device = torch.device(device)
-    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
         return False
     if device.type == "cuda":
         return True
+    if min(min(c.in_channels, c.out_channels) for c in convs if c.in_channels > 3) < 8:
+        return False
     return device.type == "cpu" and platform.machine().lower() in ("x86_64", "amd64")
 
 

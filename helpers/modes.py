@@ -383,7 +383,7 @@ SIZES["your_own"] = {
 
 
 @dataclass(frozen=True)
-class Welcome:
+class Welcome(_Sizes):
     """Lesson 00: a first fine-tuning of the learner's own, pre-training included, in about a minute
     on one laptop CPU core (the pre-trained model is cached after the first run)."""
     width: int             # channels of the small model's first stage (lesson 01's narrow ResNet, narrower)

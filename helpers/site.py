@@ -7,7 +7,7 @@
 ``make course`` saves each lesson, executed, under ``build/<mode>/``, its headline numbers in the
 results file and a note of the run (when, on which machine) in ``build/<mode>/run.json``. This
 module stages a Sphinx project under ``build/site-src/<mode>/``: the settings in ``site/conf.py``,
-a landing page written from the template ``site/index.md`` (the lesson map, each lesson's time and
+a landing page written from the template ``website/index.md`` (the lesson map, each lesson's time and
 numbers, and the date, mode and machine of the run), and a copy of each executed notebook in which
 solutions stay folded and a line under the title links the notebook for download. Sphinx with
 MyST-NB renders it (``nb_execution_mode = "off"``: the outputs as saved) into
@@ -43,12 +43,12 @@ from pathlib import Path
 from string import Template
 
 ROOT = Path(__file__).resolve().parent.parent
-SITE = ROOT / "site"                 # conf.py, the landing page's template, _static/
+SITE = ROOT / "website"                # conf.py, the landing page's template, _static/
 
 # npm packages copied into the site: version, the registry's integrity hash of the tarball, and
 # which files go where under _static/. html-manager 1.0.x draws ipywidgets 8 state; embed-amd.js
 # holds the built-in controls and the manager; its fonts (Font Awesome, for button icons) are
-# loaded from ./@jupyter-widgets/ beside it (site/_static/jupyter-widgets/assets-path.js says why).
+# loaded from ./@jupyter-widgets/ beside it (website/_static/jupyter-widgets/assets-path.js says why).
 VENDOR = {
     "@jupyter-widgets/html-manager": {
         "version": "1.0.15",

@@ -356,8 +356,9 @@ STAGES = {
     "mambaout": ["stem", "stages.0", "stages.1", "stages.2", "stages.3"],
     "dla": ["stem", "level0", "level1", "level2", "level3", "level4", "level5"],
     "hrnet": ["stem", "layer1+transition1", "stage2+transition2", "stage3+transition3", "stage4"],
-    "poolformer": ["stem", "stages", "head.norm"],
-    "poolformerv2": ["stem", "stages", "head.norm"],
+    # timm joins head.norm to the last group; it acts after pooling, so the course counts it as head
+    "poolformer": ["stem", "stages"],
+    "poolformerv2": ["stem", "stages"],
     "coatnet": ["stem", "stages.0", "stages.1", "stages.2", "stages.3+norm"],
     "maxvit": ["stem", "stages.0", "stages.1", "stages.2", "stages.3+norm"],
     "edgenext": ["stem", "stages.0", "stages.1", "stages.2", "stages.3"],

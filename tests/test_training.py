@@ -333,3 +333,32 @@ def test_builders_leave_the_global_random_generator_alone():
         assert torch.equal(torch.rand(3), expected), "the builder reseeded the global generator"
         b = build()
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_a_net_with_fewer_than_8_channels_trains_contiguous_on_the_cpu():
+    """torch 2.14's CPU kernels corrupt the heap when lesson 01's ResNet at width 4 or 6 trains
+    channels_last on one thread (the process dies). Such nets stay contiguous on the CPU; width 8
+    and up keep channels_last where it pays (x86)."""
+    import platform
+    import subprocess
+    import sys
+    from dataclasses import replace
+
+    from helpers.device import prefers_channels_last
+    from helpers.models import create_image_model, image_model_config
+    narrow = create_image_model(replace(image_model_config("smoke"), width=4))
+    wide = create_image_model(replace(image_model_config("smoke"), width=8))
+    assert not prefers_channels_last(narrow, "cpu")
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    assert prefers_channels_last(wide, "cpu") == x86
+    code = ("import torch; torch.set_num_threads(1)\n"
+            "from dataclasses import replace\n"
+            "from helpers.models import create_image_model, image_model_config\n"
+            "from helpers.training import Batches, train\n"
+            "from helpers.losses import cross_entropy_loss\n"
+            "model = create_image_model(replace(image_model_config('smoke'), width=4))\n"
+            "x, y = torch.rand(32, 3, 32, 32), torch.randint(0, 4, (32,))\n"
+            "train(model, cross_entropy_loss, Batches(x, y, batch_size=16), steps=6, device='cpu', progress=False)\n"
+            "print('trained')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "trained" in out.stdout, out.stderr[-2000:]
