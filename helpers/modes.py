@@ -52,8 +52,10 @@ class _Sizes:
         >>> print(sizes("peft", "class").summary())
         peft sizes, class mode: ranks 1/4/16, headline_rank 4, steps 120, seeds 3, lora_lr 0.01, bitfit_lr 0.01, task_b_images 300, latency_images 256
         """
-        where = next(((name, mode) for name, by_mode in SIZES.items() for mode, s in by_mode.items() if s == self),
-                     None)
+        entries = [(name, mode, s) for name, by_mode in SIZES.items() for mode, s in by_mode.items()]
+        # the very object first: two modes may hold equal sizes (lesson 00's are the same in class and full)
+        where = next(((n, m) for n, m, s in entries if s is self), None) or next(
+            ((n, m) for n, m, s in entries if s == self), None)
         head = f"{where[0]} sizes, {where[1]} mode" if where else f"{type(self).__name__} sizes (changed from a mode's)"
         return head + ": " + ", ".join(f"{f.name} {_short(getattr(self, f.name))}" for f in dataclasses.fields(self))
 
