@@ -66,3 +66,18 @@ def check(name: str, condition: Callable[[], bool], hint: str = "", strict: bool
         if strict:
             raise CheckFailed(name)
     return Verdict(name, ok)
+
+
+def keeps_pretrained_backbone(model) -> bool:
+    """Whether every parameter of ``model`` outside its head equals the cached pre-trained
+    checkpoint's (lesson 01's model): what a check asks of "a fresh pre-trained model with a new
+    head", and what a randomly initialised model fails."""
+    import torch
+
+    from .models import pretrained_image_model
+
+    reference, _ = pretrained_image_model(verbose=False)
+    head = {id(p) for p in reference.get_classifier().parameters()}
+    mine = dict(model.named_parameters())
+    return all(name in mine and torch.equal(mine[name].detach().cpu(), p.detach().cpu())
+               for name, p in reference.named_parameters() if id(p) not in head)

@@ -18,7 +18,7 @@ import pandas as pd
 from IPython.display import display
 from tqdm.auto import tqdm
 
-from helpers.exercises import check
+from helpers.exercises import check, keeps_pretrained_backbone
 from helpers.experiments import run_finetune, scratch_converged, scratch_lr_runs
 from helpers.lessons.full_finetuning import CLAIMS, gap, labels_curve_rows
 from helpers.models import pretrained_image_model
@@ -292,22 +292,10 @@ print(f"fine-tuning, validation accuracy at step {at_budget['step']} {at_budget[
 my_model = None   # your model here
 
 # %% tags=["check"]
-import torch
-
-
-def _pretrained_backbone(model):
-    """Every parameter outside the head equals the cached pre-trained checkpoint's."""
-    reference, _ = pretrained_image_model(verbose=False)
-    head = {id(p) for p in reference.get_classifier().parameters()}
-    mine = dict(model.named_parameters())
-    return all(name in mine and torch.equal(mine[name].detach().cpu(), p.detach().cpu())
-               for name, p in reference.named_parameters() if id(p) not in head)
-
-
 check("a new 6-way head, everything trainable",
       lambda: my_model(x_test[:2].to(next(my_model.parameters()).device)).shape == (2, task.num_classes)
       and trainable_params(my_model) == sum(p.numel() for p in my_model.parameters())
-      and _pretrained_backbone(my_model),
+      and keeps_pretrained_backbone(my_model),
       hint="start from lesson 01's weights (the helper that loads them returns two things), not from a "
            "randomly initialised network; then give it a head with as many outputs as there are species")
 

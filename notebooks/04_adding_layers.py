@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from helpers.exercises import check
+from helpers.exercises import check, keeps_pretrained_backbone
 from helpers.experiments import build_model, run_finetune
 from helpers.lessons.adding_layers import CLAIMS, method_rows
 from helpers.models import pretrained_image_model
@@ -161,20 +161,11 @@ fig
 counter = None
 
 # %% tags=["check"]
-def _pretrained_backbone(model):
-    """Every parameter outside the head equals the cached pre-trained checkpoint's."""
-    reference, _ = pretrained_image_model(verbose=False)
-    head = {id(p) for p in reference.get_classifier().parameters()}
-    mine = dict(model.named_parameters())
-    return all(name in mine and torch.equal(mine[name].detach().cpu(), p.detach().cpu())
-               for name, p in reference.named_parameters() if id(p) not in head)
-
-
 def _counter_ok():
     with torch.no_grad():
         out = counter(x_test[:8].to(next(counter.parameters()).device))
     ends_in_softplus = isinstance(list(counter.get_classifier().modules())[-1], torch.nn.Softplus)
-    return out.shape == (8, 1) and bool((out >= 0).all()) and ends_in_softplus and _pretrained_backbone(counter)
+    return out.shape == (8, 1) and bool((out >= 0).all()) and ends_in_softplus and keeps_pretrained_backbone(counter)
 
 check("a one-output, non-negative head", _counter_ok,
       hint="start from lesson 01's weights, not a random network; the head-replacing helper takes the "
