@@ -93,7 +93,7 @@ def prefers_channels_last(model: nn.Module, device) -> bool:
         return False
     if device.type == "cuda":
         return True
-    if min(min(c.in_channels, c.out_channels) for c in convs if c.in_channels > 3) < 8:
+    if min((min(c.in_channels, c.out_channels) for c in convs if c.in_channels > 3), default=8) < 8:
         return False
     return device.type == "cpu" and platform.machine().lower() in ("x86_64", "amd64")
 
