@@ -6,7 +6,7 @@
 
 ``make course`` saves each lesson, executed, under ``build/<mode>/``, its headline numbers in the
 results file and a note of the run (when, on which machine) in ``build/<mode>/run.json``. This
-module stages a Sphinx project under ``build/site-src/<mode>/``: the settings in ``site/conf.py``,
+module stages a Sphinx project under ``build/site-src/<mode>/``: the settings in ``website/conf.py``,
 a landing page written from the template ``website/index.md`` (the lesson map, each lesson's time and
 numbers, and the date, mode and machine of the run), and a copy of each executed notebook in which
 solutions stay folded and a line under the title links the notebook for download. Sphinx with
