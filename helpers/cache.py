@@ -232,13 +232,19 @@ def load_into(model: nn.Module, state: dict, source="checkpoint") -> nn.Module:
 
 # Seconds each cached model took to build in class mode on this workplace's quiet 2-core x86 CPU
 # (2026-12-02, one thread per job, two jobs at a time; README, "Results and timings"): the estimate
-# a build announces when it starts. A laptop's 2 cores take about as long.
-CLASS_BUILD_SECONDS = {"image_pretrained": 100, "lm_pretrained": 277, "lm_pretrained_once_only": 273,
-                       "generator_pretrained": 288, "generator_judge": 31, "image_fractal_pretrained": 99}
+# a build announces when it starts. A laptop's 2 cores take about as long. Where one entry name
+# holds models of several sizes (``image_pretrained`` is lesson 01's model, and also lesson 00's
+# and lesson 10's smaller ones), the fields of the measured config follow the seconds, and another
+# config gets no estimate rather than a wrong one.
+CLASS_BUILD_SECONDS = {"image_pretrained": (100, {"width": 24, "image_size": 48, "steps": 1200}),
+                       "lm_pretrained": (277, {}), "lm_pretrained_once_only": (273, {}),
+                       "generator_pretrained": (288, {}), "generator_judge": (31, {}),
+                       "image_fractal_pretrained": (99, {})}
 
 
-def build_estimate(name: str, mode: str | None = None) -> str:
-    """How long building cache entry ``name`` takes in ``mode`` (default: the current mode), in words.
+def build_estimate(name: str, mode: str | None = None, config=None) -> str:
+    """How long building cache entry ``name`` (of ``config``, when given) takes in ``mode``
+    (default: the current mode), in words.
 
     >>> build_estimate("lm_pretrained", "class")
     'about 5 minutes on a 2-core CPU in class mode, measured'
@@ -249,7 +255,10 @@ def build_estimate(name: str, mode: str | None = None) -> str:
         return "seconds in smoke mode"
     if name not in CLASS_BUILD_SECONDS:
         return f"no measured estimate for {name}"
-    minutes = max(1, round(CLASS_BUILD_SECONDS[name] / 60))
+    seconds, measured = CLASS_BUILD_SECONDS[name]
+    if config is not None and any(getattr(config, k, v) != v for k, v in measured.items()):
+        return f"no measured estimate for this {name} config"
+    minutes = max(1, round(seconds / 60))
     class_time = f"about {minutes} minute{'s' if minutes > 1 else ''} on a 2-core CPU in class mode"
     return f"{class_time}, measured" if mode == "class" else f"no measured estimate in {mode} mode ({class_time})"
 
@@ -292,7 +301,7 @@ def cached_model(name: str, config, make: callable, build: callable, *, rebuild:
         if unusable is not None:
             why = "the cached file is unusable"
         print(f"Building {name}: {why if not rebuild else 'rebuild requested'}. This runs once "
-              f"({build_estimate(name)}; `make prepare` builds every checkpoint in advance); "
+              f"({build_estimate(name, config=config)}; `make prepare` builds every checkpoint in advance); "
               f"later calls load {path.name}.")
     extra = build(model)
     if getattr(extra, "get", lambda k: False)("interrupted"):

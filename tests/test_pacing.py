@@ -50,6 +50,14 @@ def test_a_build_announces_how_long_it_takes(data_dir, capsys):
     assert build_estimate("lm_pretrained", "full").startswith("no measured estimate in full mode (about 5 minutes")
     assert build_estimate("image_pretrained", "smoke") == "seconds in smoke mode"
     assert len(CLASS_BUILD_SECONDS) >= 6
+    from dataclasses import replace
+
+    from helpers.models import image_model_config
+    lesson_01 = image_model_config("class")
+    assert build_estimate("image_pretrained", "class", config=lesson_01).startswith("about 2 minutes")
+    # lesson 00's and lesson 10's smaller models share the entry name but not lesson 01's time
+    assert build_estimate("image_pretrained", "class", config=replace(lesson_01, width=12)) == \
+        "no measured estimate for this image_pretrained config"
     cached_model("image_pretrained", {"w": 1}, lambda: torch.nn.Linear(2, 2), lambda m: {})
     assert "This runs once (seconds in smoke mode; `make prepare` builds every checkpoint" in capsys.readouterr().out
 
