@@ -201,14 +201,12 @@ print(f"BitFit with the base model's BatchNorm statistics kept: {bitfit_frozen_a
 # %% [markdown]
 # What to read in the table: the linear probe trains the fewest parameters but cannot change
 # any feature; BitFit can shift every feature map a little (the last printed line separates the
-# trained shifts from the BatchNorm statistics adapting to the new images, which comes free with
-# any method that runs the model in train mode); LoRA can rotate and mix features in
-# each adapted layer, with a knob (the rank) between "almost nothing" and "almost everything".
-# Compare the time per epoch (printed above) with the trainable share: for BitFit and LoRA the
-# forward pass and the backward pass through every layer above the first adapted one still run;
-# only the weight gradients and the optimiser's work shrink, so expect time to fall far less than
-# the parameter count (the line above prints both). The linear probe sends no gradient into the
-# backbone at all. The savings the method is built for are memory and storage.
+# trained shifts from the BatchNorm statistics adapting to the new images); LoRA can rotate and
+# mix features in each adapted layer, with a knob (the rank) between "almost nothing" and "almost
+# everything". Time falls far less than the parameter count (the line above prints both): the
+# forward and backward passes through every layer above the first adapter still run; only the
+# weight gradients and the optimiser's work shrink. The savings these methods are built for are
+# memory and storage.
 #
 # ## Merging: zero extra latency
 #
@@ -272,15 +270,12 @@ print(f"adapted layers where the two compute the same thing: {len(agree)} of {le
 # Both wrap a convolution the same way: `A` is a convolution with the base layer's kernel,
 # stride and padding into `r` channels, `B` a 1x1 convolution back to the output channels. We
 # keep `B` as an (out, r) matrix and use it as a 1x1 kernel; peft keeps it as an (out, r, 1, 1)
-# kernel: the same numbers. Both start `A` from the same distribution (uniform, bound
-# 1/sqrt(fan-in)) and `B` at zero, but from different random draws, which is why the bridge
-# copies our `A` across. They part ways on three kinds of convolution: a dilated one (peft's `A`
-# drops the dilation); a subclass with a forward of its own, such as timm's weight-standardised
-# `ScaledStdConv2d` (NFNets) or `Conv2dSame` (TensorFlow's padding), where peft builds `A` and `B`
-# as that class, so it standardises or pads the adapter by itself while ours runs the layer's own
-# forward on `W + ΔW`; and a padding mode other than zeros. `peft_mismatch` names the reason and
-# the bridge refuses such layers rather than hand over a model that computes something else, so
-# the comparison below covers the layers where the two agree (the last printed line counts them).
+# kernel: the same numbers. Both start `B` at zero but draw `A` differently, which is why the
+# bridge copies our `A` across. A few convolutions are wrapped differently by the two (a dilated
+# one, a padding mode other than zeros, a timm subclass with a forward of its own such as
+# `ScaledStdConv2d`): `peft_mismatch` names the reason and the bridge refuses such layers rather
+# than hand over a model that computes something else (the last printed line counts the layers
+# compared).
 #
 # The trainable counts agree. The totals do not, by one head: peft wraps a module named in
 # `modules_to_save` and trains a copy of it, keeping the original so that the adapter can be

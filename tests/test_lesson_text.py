@@ -1,8 +1,9 @@
 """What the learner reads: prose in markdown cells (where it renders), and paths in it that exist.
 
 A code cell never renders its comments as text, so a section or an exercise prompt written as
-``# ...`` comments inside one is invisible as prose in JupyterLab. And a lesson that points the
-learner to `benchmarks/x.py` must point to a file that is there.
+``# ...`` comments inside one is invisible as prose in JupyterLab. A lesson that points the
+learner to `benchmarks/x.py` must point to a file that is there. And a lesson's prose stays short
+enough to read in one sitting beside its runs (at most ``MAX_PROSE_WORDS``).
 """
 import re
 from pathlib import Path
@@ -17,6 +18,7 @@ TOP_LEVEL = {p.name for p in ROOT.iterdir() if not p.name.startswith(".")} - {"d
 COMMENT = re.compile(r"^\s*#(\s|$)")
 HEADING_OR_PROMPT = re.compile(r"^\s*#\s+(#{1,6}\s|\*\*)")     # "# ## Title" or "# **Exercise 1.**"
 PATH = re.compile(r"`([A-Za-z0-9_.\-/]+)`")
+MAX_PROSE_WORDS = 1550      # the issue's "about 1,500 words": longer lessons are tightened or split
 
 
 def markdown_as_comments(source: str) -> str | None:
@@ -33,6 +35,18 @@ def markdown_as_comments(source: str) -> str | None:
     if len(comments) >= 4 and len(comments) >= 0.6 * len(lines):
         return f"{len(comments)} of its {len(lines)} lines are comments: {comments[0].strip()[:70]!r}"
     return None
+
+
+def prose_words(markdown: str) -> int:
+    """Words of prose in a markdown cell: fenced code blocks and table rows are not prose."""
+    words, fenced = 0, False
+    for line in markdown.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            fenced = not fenced
+        elif not fenced and not stripped.startswith("|"):
+            words += len(stripped.lstrip("#").split())
+    return words
 
 
 def missing_paths(markdown: str) -> list[str]:
@@ -64,6 +78,15 @@ def test_paths_in_lesson_text_exist(path):
     assert not found, f"{path.name} names files that are not in the repository:\n" + "\n".join(found)
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_prose_fits_one_sitting(path):
+    nb = nbformat.read(path, as_version=4)
+    words = sum(prose_words(c.source) for c in nb.cells
+                if c.cell_type == "markdown" and "solution" not in c.metadata.get("tags", []))
+    assert words <= MAX_PROSE_WORDS, (f"{path.name} has {words} words of prose (at most {MAX_PROSE_WORDS}): "
+                                      "tighten it or split the lesson")
+
+
 def test_the_checks_see_what_they_look_for():
     assert markdown_as_comments("#\n# ## Effective batch size\n#\n# text") is not None
     assert markdown_as_comments("# **Exercise 1.** Do this.\nanswer = None") is not None
@@ -72,3 +95,4 @@ def test_the_checks_see_what_they_look_for():
     assert markdown_as_comments("# why this\nx = 1  # and this\n# more\ny = 2\nz = 3") is None
     assert missing_paths("see `benchmarks/no_such_file.py` and `helpers/stats.py`") == ["benchmarks/no_such_file.py"]
     assert missing_paths("`data/results/<mode>.json`, `train/`, `lr = 1e-3`, `a/b`") == []
+    assert prose_words("## Two words\n```python\nx = 1 + 2\n```\n| a | b |\none more") == 4
