@@ -44,7 +44,8 @@ from .augment import flip_and_shift
 from .cache import read_checkpoint, save_checkpoint
 from .checks import one_of, whole_number
 from .device import resolve_device, seed_everything, seeded
-from .experiments import HEADS, RunResult, fastest_seconds_per_step, state_hash
+from .experiments import HEADS
+from .runner import RunResult, fastest_seconds_per_step, state_hash
 from .lora import add_lora, lora_layers, merge_lora, train_only_lora
 from .losses import cross_entropy_loss
 from .models import (

@@ -44,7 +44,7 @@ from ..cache import cached_model, checkpoint_path, data_fingerprint
 from ..checks import count_targets, float_images, keywords_checked, one_of, paired
 from ..claims import Claim
 from ..device import resolve_device, seed_everything
-from ..experiments import RunResult
+from ..runner import RunResult
 from ..images import BACKGROUNDS, CountWorld
 from ..losses import COUNT_LOSSES
 from ..models import backbone_key, image_model_config, pretrained_image_model, scratch_image_model

@@ -38,7 +38,8 @@ from ..augment import flip_and_shift
 from ..checks import keywords_checked, one_of, whole_number
 from ..claims import Claim
 from ..device import resolve_device, seed_everything, seeded
-from ..experiments import RunResult, run_finetune
+from ..experiments import run_finetune
+from ..runner import RunResult
 from ..losses import distillation_loss
 from ..models import create_image_model, image_model_config, pretrained_image_model
 from ..modes import sizes

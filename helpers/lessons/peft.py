@@ -10,7 +10,8 @@ from ..augment import flip_and_shift
 from ..checks import keywords_checked, one_of, whole_number
 from ..claims import Claim
 from ..device import resolve_device, seed_everything
-from ..experiments import RunResult, build_model, fastest_seconds_per_step
+from ..experiments import build_model
+from ..runner import RunResult, fastest_seconds_per_step
 from ..images import BACKGROUNDS, BirdSpecies
 from ..lora import DEFAULT, METHODS, RESNET_TARGETS, memory_report, prepare_peft
 from ..losses import cross_entropy_loss
