@@ -133,8 +133,8 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
         RunResult with metrics val_acc and test_acc (and shifted_acc when the task has a shifted
         test set); extra: best_step (the step whose weights were kept), sec_per_epoch (training seconds per
         pass over the training set), sec_per_step, epochs, backbone_change (how far the
-        backbone's weights moved: ||w - w0|| / ||w0||), start_state_hash (fingerprint of the
-        weights before training), linear_probe_history.
+        backbone's weights moved: ||w - w0|| / ||w0||), linear_probe_history; and
+        ``start_state_hash`` (fingerprint of the weights before training).
     """
     S = sizes("finetune", mode)
     device = resolve_device(device)
@@ -216,7 +216,7 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
     x = result.extra
     result.extra = {"best_step": x["best_step"], "epochs": x["epochs"], "sec_per_step": x["sec_per_step"],
                     "sec_per_epoch": x["sec_per_epoch"], "backbone_change": backbone_change,
-                    "start_state_hash": x["start_state_hash"], "linear_probe_history": x.get("linear_probe_history")}
+                    "linear_probe_history": x.get("linear_probe_history")}
     if not keep_model:
         result.model = None
     if log is not None:

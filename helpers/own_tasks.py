@@ -43,9 +43,8 @@ import torch.nn as nn
 from .augment import flip_and_shift
 from .cache import read_checkpoint, save_checkpoint
 from .checks import one_of, whole_number
-from .device import resolve_device, seed_everything, seeded
+from .device import resolve_device, seeded
 from .experiments import HEADS
-from .runner import RunResult, fastest_seconds_per_step, state_hash
 from .lora import add_lora, lora_layers, merge_lora, train_only_lora
 from .losses import cross_entropy_loss
 from .models import (
@@ -58,20 +57,19 @@ from .models import (
 )
 from .modes import sizes
 from .own_data import DataError, PretrainedUnavailable, load_image, load_image_folder, timm_pretrained
+from .runner import Objective, Recipe, RunResult, Setup, run
 from .surgery import (
     add_block,
     check_depth,
-    count_params,
     freeze_stages,
     heads,
     replace_head,
     stages,
-    trainable_params,
     unfreeze,
 )
 from .tasks import ClassificationTask
 from .text_world import QA, QASplits
-from .training import Batches, accuracy, train
+from .training import accuracy
 
 SPLITS = ("train", "val", "test")
 
@@ -362,7 +360,7 @@ def finetune_task(task: ClassificationTask, *, source="course", frozen_stages: i
             the configuration it chose on validation (``read_test_once(result, task)``).
     Returns:
         RunResult with metrics val_acc (the last validation evaluation) and test_acc; extra:
-        sec_per_step, start_state_hash, stages.
+        the runner's (best_step, epochs, sec_per_step, sec_per_epoch), stages, eval_s.
     """
     S, P = sizes("finetune"), sizes("peft")
     device = resolve_device(device)
@@ -376,50 +374,54 @@ def finetune_task(task: ClassificationTask, *, source="course", frozen_stages: i
     lr = lr or (S.scratch_lr if from_scratch else P.lora_lr if lora_rank else S.lr)
     evals = S.evals if evals is None else whole_number("evals", evals, minimum=0)
     task = task.to(device)
-    model = (scratch_twin(source, task.num_classes, seed=seed, device=device) if from_scratch
-             else model_from_source(source, task.num_classes, device=device))
-    n_stages = len(stages(model))
-    check_depth(model, frozen_stages, "frozen_stages")     # raises, naming this model's depths and stages
-    with seeded(seed):
+    n_stages = []
+
+    def make():
+        model = (scratch_twin(source, task.num_classes, seed=seed, device=device) if from_scratch
+                 else model_from_source(source, task.num_classes, device=device))
+        n_stages.append(len(stages(model)))
+        check_depth(model, frozen_stages, "frozen_stages")     # raises, naming this model's depths and stages
+        with seeded(seed):
+            if head == "block":
+                add_block(model)
+            replace_head(model, task.num_classes, hidden=hidden if head == "mlp" else None)
+        model.to(device)
+        freeze_stages(model, frozen_stages)
         if head == "block":
-            add_block(model)
-        replace_head(model, task.num_classes, hidden=hidden if head == "mlp" else None)
-    model.to(device)
-    freeze_stages(model, frozen_stages)
-    if head == "block":
-        unfreeze(model, "*.extra")
-    if lora_rank:
-        head_paths = [path for path, _ in heads(model)]           # both heads of a distilled model
-        targets = lora_targets or [n for n, m in model.named_modules()
-                                   if (isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1))
-                                   and not any(n == h or n.startswith(h + ".") for h in head_paths)]
-        add_lora(model, targets, rank=lora_rank, seed=seed)
-        train_only_lora(model, also=head_paths + (["*.extra"] if head == "block" else []))
-    start_hash = state_hash(model)
+            unfreeze(model, "*.extra")
+        if lora_rank:
+            head_paths = [path for path, _ in heads(model)]           # both heads of a distilled model
+            targets = lora_targets or [n for n, m in model.named_modules()
+                                       if (isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1))
+                                       and not any(n == h or n.startswith(h + ".") for h in head_paths)]
+            add_lora(model, targets, rank=lora_rank, seed=seed)
+            train_only_lora(model, also=head_paths + (["*.extra"] if head == "block" else []))
+        return model
+
+    timing = {}
+
+    def measure(model, history):
+        start = time.perf_counter()
+        val_acc = history.last_eval("val_acc")
+        if val_acc is None:
+            val_acc = accuracy(model, task.x_val, task.y_val)
+        metrics = {"val_acc": val_acc, **({"test_acc": accuracy(model, task.x_test, task.y_test)} if read_test else {})}
+        timing["eval_s"] = time.perf_counter() - start
+        return metrics
+
     batch_size = min(batch_size or S.batch_size, len(task.x_train))
-    batches = Batches(task.x_train, task.y_train, batch_size=batch_size, seed=seed,
-                      augment=flip_and_shift if augment else None)
-    seed_everything(seed)
-    history = train(model, cross_entropy_loss, batches, steps=steps, lr=lr, device=device,
-                    evaluate=lambda m: {"val_acc": accuracy(m, task.x_val, task.y_val)},
-                    eval_every=max(1, steps // evals) if evals else steps, progress=progress,
-                    desc=("scratch" if from_scratch else f"freeze {frozen_stages}") + f", {head}"
-                    + (f", LoRA r={lora_rank}" if lora_rank else ""), hook=hook)
+    recipe = Recipe(steps=steps, batch_size=batch_size, lr=lr, seed=seed, augment=flip_and_shift if augment else None,
+                    eval_every=max(1, steps // evals) if evals else steps)
+    objective = Objective(cross_entropy_loss, lambda m: {"val_acc": accuracy(m, task.x_val, task.y_val)}, "val_acc",
+                          measure=measure)
     settings = {"task": task.name, "source": _describe_source(source), "frozen_stages": frozen_stages,
                 "head": head, "hidden": hidden if head == "mlp" else None, "lora_rank": lora_rank,
                 "from_scratch": from_scratch, "lr": lr, "steps": steps, "batch_size": batch_size, "seed": seed}
-    start = time.perf_counter()
-    val_acc = history.last_eval("val_acc")
-    if val_acc is None:
-        val_acc = accuracy(model, task.x_val, task.y_val)
-    result = RunResult(
-        settings=settings,
-        metrics={"val_acc": val_acc, **({"test_acc": accuracy(model, task.x_test, task.y_test)} if read_test else {})},
-        trainable_params=trainable_params(model), total_params=count_params(model),
-        steps=history.steps_done, train_s=history.train_s,
-        history=history, model=model if keep_model else None,
-        extra={"sec_per_step": fastest_seconds_per_step(history), "start_state_hash": start_hash,
-               "stages": n_stages, "eval_s": time.perf_counter() - start})
+    result = run(make, (task.x_train, task.y_train), recipe, objective, setup=Setup(device=device, progress=progress),
+                 settings=settings, hook=hook, keep_model=keep_model,
+                 desc=("scratch" if from_scratch else f"freeze {frozen_stages}") + f", {head}"
+                 + (f", LoRA r={lora_rank}" if lora_rank else ""))
+    result.extra.update(stages=n_stages[0], eval_s=timing["eval_s"])
     if log is not None:
         log.add(**{k: v for k, v in result.row().items() if k not in ("cached",)})
     return result

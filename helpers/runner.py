@@ -92,15 +92,15 @@ class Objective:
     """What a run optimises and how it is judged.
 
     loss: ``loss(model, batch) -> scalar`` for ``train``.
-    validate: ``validate(model) -> {metric: value}``, the evaluations along the run.
-    metric: the metric of ``validate`` that early stopping watches.
+    validate: ``validate(model) -> {metric: value}``, the evaluations along the run (None: none).
+    metric: the metric of ``validate`` that early stopping watches (``Recipe.keep_best``).
     higher_is_better: whether a larger ``metric`` is better (accuracy) or worse (MAE, a loss).
     measure: ``measure(model, history) -> metrics`` of the finished (restored) model, the
         ``val_*`` ones for every choice and the ``test_*`` ones to report.
     """
     loss: Callable
-    validate: Callable | None
-    metric: str
+    validate: Callable | None = None
+    metric: str | None = None
     higher_is_better: bool = True
     measure: Callable = field(default=lambda model, history: {})
 
@@ -116,7 +116,11 @@ class RunResult:
         steps: optimiser steps done (the budget); train_s: training seconds.
         history: the training History; model: the trained model if ``keep_model=True``.
         cached: the run was loaded from the cache (a baseline every class repeats identically).
-        extra: runner-specific numbers (``sec_per_epoch``, ``backbone_change``, ...).
+        extra: numbers about the run: every runner's best_step (the step whose weights the model
+            holds), epochs, sec_per_step and sec_per_epoch, then the lesson's own
+            (``backbone_change``, ``trainable_frac``, ...).
+        start_state_hash: fingerprint of the weights before training (``state_hash``): two runs
+            with the same seed start from equal weights.
 
     ``r.test_acc`` reads ``r.metrics["test_acc"]`` (then settings, then extra), so a result reads
     like the table row it becomes (``r.row()``).
@@ -131,6 +135,7 @@ class RunResult:
     model: nn.Module | None = None
     cached: bool = False
     extra: dict = field(default_factory=dict)
+    start_state_hash: str | None = None
 
     def __getattr__(self, name):
         for part in ("metrics", "settings", "extra"):
@@ -173,7 +178,8 @@ def run(model: Callable[[], nn.Module], data: tuple, recipe: Recipe, objective: 
         setup: Setup = Setup(), surgery: Callable | None = None, settings: dict | None = None,
         desc: str = "training", hook=None, keep_model: bool = False) -> RunResult:
     """One experiment: ``model()`` (a FRESH model, its surgery done), trained on ``data`` with
-    ``recipe`` and judged by ``objective``. Returns a ``RunResult``.
+    ``recipe`` and judged by ``objective``. Returns a ``RunResult``. (``lambda: model`` trains a
+    model you hold, in place.)
 
     Args:
         model: makes the fresh model (on ``setup.device``); called once, inside the run.
@@ -185,9 +191,11 @@ def run(model: Callable[[], nn.Module], data: tuple, recipe: Recipe, objective: 
         keep_model: also return the trained model (``result.model``).
     The History's ``best_step`` counts from the tuning phase; the result's extra holds best_step
     counted from the start of the run (the step whose weights the model holds), sec_per_step,
-    sec_per_epoch, epochs and start_state_hash (the weights before training) for every runner.
+    sec_per_epoch and epochs for every runner.
     """
     device = resolve_device(setup.device)
+    if recipe.keep_best and (objective.validate is None or objective.metric is None):
+        raise ValueError("keep_best=True (early stopping) needs the objective's validate and metric to choose by")
     net = model()
     start_hash = state_hash(net)
     batches = Batches(*data, batch_size=min(recipe.batch_size, len(data[0])), seed=recipe.seed,
@@ -212,8 +220,7 @@ def run(model: Callable[[], nn.Module], data: tuple, recipe: Recipe, objective: 
         best_step += probe.steps_done
     sec_per_step = fastest_seconds_per_step(history)
     extra = {"best_step": best_step, "epochs": history.steps_done / len(batches),
-             "sec_per_step": sec_per_step, "sec_per_epoch": sec_per_step * len(batches),
-             "start_state_hash": start_hash}
+             "sec_per_step": sec_per_step, "sec_per_epoch": sec_per_step * len(batches)}
     if probe is not None:
         extra["linear_probe_history"] = probe
     return RunResult(
@@ -221,7 +228,7 @@ def run(model: Callable[[], nn.Module], data: tuple, recipe: Recipe, objective: 
         trainable_params=trainable_params(net), total_params=count_params(net),
         steps=history.steps_done + (probe.steps_done if probe else 0),
         train_s=history.train_s + (probe.train_s if probe else 0.0),
-        history=history, model=net if keep_model else None, extra=extra)
+        history=history, model=net if keep_model else None, extra=extra, start_state_hash=start_hash)
 
 
 def _train_head_alone(model, loss, batches, recipe: Recipe, setup: Setup) -> History:
