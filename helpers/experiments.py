@@ -70,7 +70,7 @@ def build_model(*, from_scratch: bool = False, head: str = "linear", hidden: int
     ``head``: "linear" (one new linear layer), "mlp" (a hidden layer of ``hidden`` units) or
     "block" (an extra residual block after the last stage, then a linear head).
     ``num_classes``: the head's outputs (default: the six species).
-    ``source``: "course" or "timm" (``pretrained_source``; None: ``$COURSE_PRETRAINED``).
+    ``source``: ``helpers.models.resolve_source``'s vocabulary: "course", a timm name, a module.
     """
     one_of("head", head, HEADS)
     device = resolve_device(device)
@@ -96,7 +96,7 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
                  keep_best: bool = False, test_curve: bool = False,
                  log=None, note: str | None = None, hook=None, progress: bool = True,
                  keep_model: bool = False, device="auto", mode: str | None = None,
-                 source: str | None = None) -> RunResult:
+                 source=None) -> RunResult:
     """One fine-tuning experiment from a fresh model. Returns a ``RunResult``.
 
     Args:
@@ -127,8 +127,9 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
         hook: ``hook(history)`` during training, e.g. a ``LiveCurve`` (metric ``val_acc``).
         keep_model: also return the trained model (``result.model``).
         mode: the course mode whose sizes and checkpoint to use (default: the current one).
-        source: the pre-trained weights, "course" or "timm" (default: ``$COURSE_PRETRAINED``,
-            read by ``pretrained_source``); the species images follow its input size.
+        source: the pre-trained weights: "course", a timm model name ("timm": the course
+            architecture's) or an ``nn.Module`` (``helpers.models.resolve_source``; None reads
+            ``$COURSE_PRETRAINED`` once, here); the species images follow its input size.
     Returns:
         RunResult with metrics val_acc and test_acc (and shifted_acc when the task has a shifted
         test set); extra: best_step (the step whose weights were kept), sec_per_epoch (training seconds per
@@ -136,8 +137,9 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
         backbone's weights moved: ||w - w0|| / ||w0||), linear_probe_history; and
         ``start_state_hash`` (fingerprint of the weights before training).
     """
+    setup = Setup.resolve(mode, source, device, progress)        # the edge: nothing below reads the environment
+    mode, source, device = setup.mode, setup.source, setup.device
     S = sizes("finetune", mode)
-    device = resolve_device(device)
     steps = whole_number("steps", steps, allow_none=True) or S.steps
     whole_number("labels_per_class", labels_per_class, allow_none=True)
     whole_number("linear_probe_steps", linear_probe_steps, minimum=0)
@@ -164,7 +166,6 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
         task = task.to(device)
         labels_per_class = None
 
-    setup = Setup(mode=mode, source=source, device=device, progress=progress)
     start_backbone = []
 
     def make():
@@ -255,6 +256,18 @@ class ScratchConfig:
     recipe: int = RECIPE
 
 
+def scratch_config(task: ClassificationTask, labels_per_class: int, *, seed: int, lr: float, mode: str | None = None,
+                   source=None) -> ScratchConfig:
+    """The cache key's config of the converged from-scratch run on ``task`` (its exact training and
+    validation data, ``mode``'s budget and ``source``'s network). Renaming a field here changes
+    every key: ``tests/test_runner.py`` holds keys that main's code computed, to catch it."""
+    S = sizes("finetune", mode)
+    return ScratchConfig(arch=backbone_key(mode, source),
+                         data=data_fingerprint(task.x_train, task.y_train, task.x_val, task.y_val),
+                         labels_per_class=labels_per_class, seed=seed, steps=S.scratch_steps,
+                         evals=S.scratch_evals, lr=lr, batch_size=min(S.batch_size, len(task.x_train)), augment=True)
+
+
 def scratch_converged(labels_per_class: int | None = None, *, seed: int = 0, lr: float | None = None,
                       mode: str | None = None, progress: bool = True, device="auto",
                       source: str | None = None) -> RunResult:
@@ -267,16 +280,14 @@ def scratch_converged(labels_per_class: int | None = None, *, seed: int = 0, lr:
     whose weights were kept (after it validation accuracy stopped improving); the History holds
     validation and test accuracy along the run.
     """
+    setup = Setup.resolve(mode, source, device, progress)
+    mode, source, device = setup.mode, setup.source, setup.device
     S = sizes("finetune", mode)
-    device = resolve_device(device)
     labels_per_class = labels_per_class or S.headline_labels
     lr = lr or tuned_scratch_lr(mode=mode, progress=progress, device=device, source=source)
     task = species_data(labels_per_class, seed=seed, device=device, mode=mode, source=source)
     batch_size = min(S.batch_size, len(task.x_train))
-    config = ScratchConfig(arch=backbone_key(mode, source),
-                           data=data_fingerprint(task.x_train, task.y_train, task.x_val, task.y_val),
-                           labels_per_class=labels_per_class, seed=seed, steps=S.scratch_steps,
-                           evals=S.scratch_evals, lr=lr, batch_size=batch_size, augment=True)
+    config = scratch_config(task, labels_per_class, seed=seed, lr=lr, mode=mode, source=source)
 
     def make():
         return build_model(from_scratch=True, seed=seed, num_classes=task.num_classes, device=device, mode=mode,

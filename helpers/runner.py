@@ -38,6 +38,8 @@ import torch.nn as nn
 
 from .cache import cached_model, checkpoint_path, config_key, data_fingerprint
 from .device import resolve_device, seed_everything
+from .models import resolve_source
+from .modes import current_mode
 from .surgery import BN_DEFAULT, count_params, freeze_stages, stages, trainable_params, unfreeze
 from .training import Batches, History, KeepBest, train
 
@@ -47,7 +49,8 @@ class Setup:
     """Where and how a run happens, resolved once at the lesson's edge and passed down.
 
     ``mode``: the course mode whose sizes and checkpoints to use (None: the current one).
-    ``source``: where pre-trained weights come from (None: the course's default).
+    ``source``: where pre-trained weights come from, in ``helpers.models.resolve_source``'s
+    vocabulary ("course", a timm model name, an ``nn.Module``).
     ``device``: "auto", "cpu", "cuda", "mps" or a ``torch.device``.
     ``progress``: show progress bars.
     """
@@ -55,6 +58,15 @@ class Setup:
     source: object = None
     device: object = "auto"
     progress: bool = True
+
+    @classmethod
+    def resolve(cls, mode: str | None = None, source=None, device="auto", progress: bool = True) -> "Setup":
+        """The setup at a lesson's entry, everything resolved once: the mode (None: ``$COURSE_MODE``,
+        via ``current_mode``), the source (``resolve_source``: None reads ``$COURSE_PRETRAINED``)
+        and the device ("auto": cuda, then mps, then cpu). Below the entry nothing reads the
+        environment again."""
+        mode = mode or current_mode()
+        return cls(mode=mode, source=resolve_source(source, mode), device=resolve_device(device), progress=progress)
 
 
 @dataclass(frozen=True)

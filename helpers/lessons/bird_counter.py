@@ -196,7 +196,8 @@ def count_model(pretrained: bool = True, *, seed: int = 0, train_mean: float | N
         train_mean: if given, the head starts out predicting it (``start_at_mean``).
         freeze: freeze this many stages from the input (``helpers.surgery.freeze_stages``).
         mode: whose lesson-01 backbone (default: the current mode's).
-        source: "course" or "timm" (``pretrained_source``; None: ``$COURSE_PRETRAINED``).
+        source: ``helpers.models.resolve_source``'s: "course", a timm name ("timm": the course
+            architecture's) or a module; None reads ``$COURSE_PRETRAINED``.
     """
     device = resolve_device(device)
     config = image_model_config(mode)
@@ -308,6 +309,17 @@ class FinetunedCounterConfig(ScratchCounterConfig):
     by the type's name, so it never collides with a from-scratch entry."""
 
 
+def counter_config(pretrained: bool, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, *, loss: str, freeze: int,
+                   mode: str | None = None, source=None) -> ScratchCounterConfig:
+    """The cache key's config of a counter trained on the scenes (x, y) with ``recipe``
+    (``FinetunedCounterConfig`` when it starts from the pre-trained backbone). Renaming a field
+    changes every key: ``tests/test_runner.py`` holds keys that main's code computed."""
+    config_type = FinetunedCounterConfig if pretrained else ScratchCounterConfig
+    return config_type(arch=backbone_key(mode, source), data=data_fingerprint(x, y), labels=len(y), seed=recipe.seed,
+                       loss=loss, steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr, freeze=freeze,
+                       eval_every=recipe.eval_every, keep_best=recipe.keep_best)
+
+
 @keywords_checked
 def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: str = "mse",
                 seed: int = 0, steps: int, batch_size: int, lr: float, freeze: int = 0,
@@ -315,8 +327,9 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
                 keep_model: bool = False, cache: bool = True, mode: str | None = None,
                 source: str | None = None) -> RunResult:
     """One experiment: a fresh model, ``labels`` training scenes, ``steps`` steps; validation and
-    test metrics. Returns a ``RunResult``. ``source``: the pre-trained weights, "course" or "timm"
-    (default ``$COURSE_PRETRAINED``); from scratch uses the same architecture.
+    test metrics. Returns a ``RunResult``. ``source``: the pre-trained weights ("course", a timm
+    name or a module: ``helpers.models.resolve_source``; None reads ``$COURSE_PRETRAINED`` once,
+    here); from scratch uses the same architecture.
 
     With ``eval_every`` the validation MAE is also measured during training (``val_mae`` in the
     History's evals, e.g. for ``LiveCurve(metric="val_mae")``). With ``keep_best`` (early stopping
@@ -339,7 +352,8 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
     one_of("loss", loss, sorted(COUNT_LOSSES))
     x, y = data.train_subset(labels, seed)
     name = "fine-tuned" if pretrained else "scratch"
-    device = data.x_train.device
+    setup = Setup.resolve(mode, source, data.x_train.device, progress)     # the edge: read the environment once
+    mode, source, device = setup.mode, setup.source, setup.device
     if keep_best and not eval_every:
         raise ValueError("keep_best=True needs eval_every (validation evaluations to choose from); got "
                          f"eval_every={eval_every!r}")
@@ -364,7 +378,6 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
     objective = Objective(COUNT_LOSSES[loss], validate if eval_every else None, "val_mae", higher_is_better=False,
                           measure=measure)
     settings = {"labels": labels, "start": name, "loss": loss, "freeze": freeze, "seed": seed, "lr": lr}
-    setup = Setup(mode=mode, source=source, device=device, progress=progress)
 
     def train_it(hook=None, keep_model=True):
         return run(make, (x, y), recipe, objective, setup=setup, settings=settings, hook=hook, keep_model=keep_model,
@@ -372,12 +385,8 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
 
     if (pretrained and not keep_best) or not cache or hook is not None:
         return train_it(hook, keep_model)
-    kind, config_type = ("counter_finetuned", FinetunedCounterConfig) if pretrained else \
-        ("counter_scratch", ScratchCounterConfig)
-    config = config_type(arch=backbone_key(mode, source), data=data_fingerprint(x, y),
-                         labels=labels, seed=seed, loss=loss, steps=steps,
-                         batch_size=batch_size, lr=lr, freeze=freeze,
-                         eval_every=eval_every, keep_best=keep_best)
+    kind = "counter_finetuned" if pretrained else "counter_scratch"
+    config = counter_config(pretrained, x, y, recipe, loss=loss, freeze=freeze, mode=mode, source=source)
     model, history, _, cached = cached_run(kind, config, make, train_it, device=device)
     if cached:
         print(f"{name}, {labels} labels, {loss}, seed {seed}, lr {lr:g}: loaded from the cache "

@@ -139,8 +139,8 @@ def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: tor
     (seeded), instead of random weights: plain fine-tuning of a small pre-trained model.
     Returns a RunResult with metrics val_acc and test_acc on the species task's fixed sets."""
     one_of("kind", kind, KINDS)
-    D = sizes("distill")
-    device = resolve_device(device)
+    setup = Setup.resolve(device=device, progress=progress)       # the edge: read the environment once
+    D, device = sizes("distill", setup.mode), setup.device
     steps = whole_number("steps", steps, allow_none=True) or D.steps
     lr = lr or D.lr
     T = temperature or D.temperature
@@ -170,14 +170,14 @@ def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: tor
             return distillation_loss(model(images), soft, labels, T, w)
 
     def measure(model, history):
-        return {"val_acc": accuracy(model, *species_val_set(device=device)),
-                "test_acc": accuracy(model, *species_test_set(device=device))}
+        return {"val_acc": accuracy(model, *species_val_set(device=device, mode=setup.mode, source=setup.source)),
+                "test_acc": accuracy(model, *species_test_set(device=device, mode=setup.mode, source=setup.source))}
 
     # the views are augmented already (transfer_set): no augmentation here
     recipe = Recipe(steps=steps, batch_size=D.batch_size, lr=lr, seed=seed)
     settings = {"kind": kind, "images": len(tensors[0]), "seed": seed, "lr": lr, "pretrained": pretrained,
                 "temperature": T if kind == "kd" else None, "soft_weight": w if kind == "kd" else None}
-    return run(make, tensors, recipe, Objective(loss_fn, measure=measure), setup=Setup(device=device, progress=progress),
+    return run(make, tensors, recipe, Objective(loss_fn, measure=measure), setup=setup,
                settings=settings, desc=f"student ({kind}, {len(tensors[0])} images)", keep_model=keep_model)
 
 

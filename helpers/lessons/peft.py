@@ -49,14 +49,16 @@ def run_peft(method: str, *, rank: int = 4, alpha: float | None = None, targets=
     one_of("library", library, LIBRARIES)
     if library == "peft" and method != "lora":
         raise ValueError(f"library='peft' runs peft's LoRA; method must be 'lora', got {method!r}")
-    S, P = sizes("finetune"), sizes("peft")
-    device = resolve_device(device)
+    setup = Setup.resolve(device=device, progress=progress)       # the edge: read the environment once
+    S, P = sizes("finetune", setup.mode), sizes("peft", setup.mode)
+    device, source = setup.device, setup.source
     steps = whole_number("steps", steps, allow_none=True) or S.steps
     lr = lr or {"full": S.lr, "probe": S.probe_lr, "bitfit": P.bitfit_lr, "lora": P.lora_lr}[method]
-    task = species_data(labels_per_class, seed=seed, device=device) if task is None else task.to(device)
+    task = species_data(labels_per_class, seed=seed, device=device, mode=setup.mode, source=source) if task is None \
+        else task.to(device)
 
     def make():
-        model = build_model(seed=seed, num_classes=task.num_classes, device=device)
+        model = build_model(seed=seed, num_classes=task.num_classes, device=device, mode=setup.mode, source=source)
         prepare_peft(model, method, rank=rank, alpha=alpha, targets=targets, name=name, seed=seed, bn=bn)
         if library == "peft":
             # imported here, not at the top: importing peft loads transformers, which takes seconds
@@ -76,7 +78,7 @@ def run_peft(method: str, *, rank: int = 4, alpha: float | None = None, targets=
     settings = {"method": method, "rank": rank if method == "lora" else None, "lr": lr, "bn": bn, "seed": seed,
                 "task": task.name, "library": library}
     result = run(make, (task.x_train, task.y_train), recipe, Objective(cross_entropy_loss, measure=measure),
-                 setup=Setup(device=device, progress=progress), settings=settings, keep_model=True,
+                 setup=setup, settings=settings, keep_model=True,
                  desc=f"{method}" + (f" r={rank}" if method == "lora" else ""))
     report = memory_report(result.model)
     result.trainable_params, result.total_params = report["trainable_params"], report["total_params"]
