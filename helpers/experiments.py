@@ -284,7 +284,7 @@ def scratch_converged(labels_per_class: int | None = None, *, seed: int = 0, lr:
     mode, source, device = setup.mode, setup.source, setup.device
     S = sizes("finetune", mode)
     labels_per_class = labels_per_class or S.headline_labels
-    lr = lr or tuned_scratch_lr(mode=mode, progress=progress, device=device, source=source)
+    lr = lr or tuned_scratch_lr(setup)
     task = species_data(labels_per_class, seed=seed, device=device, mode=mode, source=source)
     batch_size = min(S.batch_size, len(task.x_train))
     config = scratch_config(task, labels_per_class, seed=seed, lr=lr, mode=mode, source=source)
@@ -313,22 +313,22 @@ def scratch_converged(labels_per_class: int | None = None, *, seed: int = 0, lr:
         train_s=info["train_s"], history=history, cached=cached, extra={"best_step": info["best_step"]})
 
 
-def scratch_lr_runs(*, mode: str | None = None, progress: bool = True, device="auto",
-                    source: str | None = None) -> list[RunResult]:
+def scratch_lr_runs(setup: Setup | None = None) -> list[RunResult]:
     """The from-scratch learning-rate grid ``S.scratch_lr_grid``: one converged run per rate at
-    the headline labels, seed 0 (cached)."""
-    S = sizes("finetune", mode)
-    return [scratch_converged(S.headline_labels, seed=0, lr=lr, mode=mode, progress=progress, device=device,
-                              source=source)
+    the headline labels, seed 0 (cached). ``setup``: mode, source, device, progress (default:
+    ``Setup.resolve()``, the environment's)."""
+    setup = setup or Setup.resolve()
+    S = sizes("finetune", setup.mode)
+    return [scratch_converged(S.headline_labels, seed=0, lr=lr, mode=setup.mode, progress=setup.progress,
+                              device=setup.device, source=setup.source)
             for lr in S.scratch_lr_grid]
 
 
-def tuned_scratch_lr(*, mode: str | None = None, progress: bool = True, device="auto",
-                     source: str | None = None) -> float:
+def tuned_scratch_lr(setup: Setup | None = None) -> float:
     """From scratch's own learning rate: the rate of ``S.scratch_lr_grid`` with the best
     validation accuracy (``scratch_lr_runs``)."""
     from .stats import best_by
-    return best_by(scratch_lr_runs(mode=mode, progress=progress, device=device, source=source), "val_acc").lr
+    return best_by(scratch_lr_runs(setup), "val_acc").lr
 
 
 def prepare_scratch_baselines(mode: str | None = None) -> list[RunResult]:
@@ -336,5 +336,5 @@ def prepare_scratch_baselines(mode: str | None = None) -> list[RunResult]:
     grid, then each labels-per-class point over ``S.seeds`` seeds), trained or found in the cache."""
     mode = mode or current_mode()
     S = sizes("finetune", mode)
-    lr = tuned_scratch_lr(mode=mode)
+    lr = tuned_scratch_lr(Setup.resolve(mode))
     return [scratch_converged(n, seed=seed, lr=lr, mode=mode) for n in S.labels_per_class for seed in range(S.seeds)]
