@@ -23,17 +23,26 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch.nn as nn
 
 from .augment import flip_and_shift
-from .cache import cached_model, checkpoint_path, config_key, data_fingerprint
+from .cache import data_fingerprint
 from .checks import keywords_checked, one_of, whole_number
 from .device import resolve_device, seed_everything
 from .losses import cross_entropy_loss
 from .models import backbone_key, image_model_config, pretrained_image_model, scratch_image_model
 from .modes import current_mode, sizes
+from .runner import (
+    Objective,
+    Recipe,
+    RunResult,
+    Setup,
+    cached_run,
+    kept_value,
+    run,
+)
 from .surgery import (
     BN_CHOICES,
     BN_DEFAULT,
@@ -48,73 +57,9 @@ from .surgery import (
     unfreeze,
 )
 from .tasks import ClassificationTask, species_data, species_task
-from .training import RECIPE, Batches, History, KeepBest, accuracy, train
+from .training import RECIPE, accuracy
 
 HEADS = ("linear", "mlp", "block")
-
-
-@dataclass
-class RunResult:
-    """What one experiment run did and measured; the same fields for every runner.
-
-    Attributes:
-        settings: every setting that made the run (method, labels, depth, rate, seed, ...).
-        metrics: the measured numbers: ``val_*`` (for every choice) and ``test_*`` (to report).
-        trainable_params, total_params: parameters the optimiser changed, and all of them.
-        steps: optimiser steps done (the budget); train_s: training seconds.
-        history: the training History; model: the trained model if ``keep_model=True``.
-        cached: the run was loaded from the cache (a baseline every class repeats identically).
-        extra: runner-specific numbers (``sec_per_epoch``, ``backbone_change``, ...).
-
-    ``r.test_acc`` reads ``r.metrics["test_acc"]`` (then settings, then extra), so a result reads
-    like the table row it becomes (``r.row()``).
-    """
-    settings: dict
-    metrics: dict
-    trainable_params: int
-    total_params: int
-    steps: int
-    train_s: float
-    history: History | None = None
-    model: nn.Module | None = None
-    cached: bool = False
-    extra: dict = field(default_factory=dict)
-
-    def __getattr__(self, name):
-        for part in ("metrics", "settings", "extra"):
-            values = self.__dict__.get(part, {})
-            if name in values:
-                return values[name]
-        known = [k for part in ("metrics", "settings", "extra") for k in self.__dict__.get(part, {})]
-        raise AttributeError(f"RunResult has no {name!r}; it has {sorted(known)} and the fields "
-                             f"trainable_params, total_params, steps, train_s, history, model, cached")
-
-    @property
-    def interrupted(self) -> bool:
-        return bool(self.history is not None and self.history.interrupted)
-
-    def row(self) -> dict:
-        """The run as one flat table row: settings, metrics, cost (scalars only)."""
-        scalars = {k: v for k, v in self.extra.items() if isinstance(v, (int, float, str, bool)) or v is None}
-        return {**self.settings, **self.metrics, "trainable_params": self.trainable_params,
-                "steps": self.steps, "train_s": self.train_s, **scalars, "cached": self.cached,
-                "interrupted": self.interrupted}
-
-
-def fastest_seconds_per_step(history: History) -> float:
-    """Seconds per step from the fastest stretch between progress refreshes: a shared CPU slows
-    some stretches at random; the fastest is closest to the model's own cost."""
-    t, k = [0.0] + history.seconds, [0] + history.step
-    per_step = [(t[i + 1] - t[i]) / (k[i + 1] - k[i]) for i in range(1, len(t) - 1) if k[i + 1] > k[i]]
-    if per_step:
-        return min(per_step)
-    return (history.seconds[-1] if history.seconds else float("nan")) / max(1, history.steps_done)
-
-
-def state_hash(model: nn.Module) -> str:
-    """A short fingerprint of every weight and buffer: equal hashes mean equal models."""
-    state = sorted(model.state_dict().items())
-    return data_fingerprint(*(t for _, t in state)) + config_key([name for name, _ in state])[:4]
 
 
 def build_model(*, from_scratch: bool = False, head: str = "linear", hidden: int = 64, seed: int = 0,
@@ -125,7 +70,7 @@ def build_model(*, from_scratch: bool = False, head: str = "linear", hidden: int
     ``head``: "linear" (one new linear layer), "mlp" (a hidden layer of ``hidden`` units) or
     "block" (an extra residual block after the last stage, then a linear head).
     ``num_classes``: the head's outputs (default: the six species).
-    ``source``: "course" or "timm" (``pretrained_source``; None: ``$COURSE_PRETRAINED``).
+    ``source``: ``helpers.models.resolve_source``'s vocabulary: "course", a timm name, a module.
     """
     one_of("head", head, HEADS)
     device = resolve_device(device)
@@ -151,7 +96,7 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
                  keep_best: bool = False, test_curve: bool = False,
                  log=None, note: str | None = None, hook=None, progress: bool = True,
                  keep_model: bool = False, device="auto", mode: str | None = None,
-                 source: str | None = None) -> RunResult:
+                 source=None) -> RunResult:
     """One fine-tuning experiment from a fresh model. Returns a ``RunResult``.
 
     Args:
@@ -182,17 +127,19 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
         hook: ``hook(history)`` during training, e.g. a ``LiveCurve`` (metric ``val_acc``).
         keep_model: also return the trained model (``result.model``).
         mode: the course mode whose sizes and checkpoint to use (default: the current one).
-        source: the pre-trained weights, "course" or "timm" (default: ``$COURSE_PRETRAINED``,
-            read by ``pretrained_source``); the species images follow its input size.
+        source: the pre-trained weights: "course", a timm model name ("timm": the course
+            architecture's) or an ``nn.Module`` (``helpers.models.resolve_source``; None reads
+            ``$COURSE_PRETRAINED`` once, here); the species images follow its input size.
     Returns:
         RunResult with metrics val_acc and test_acc (and shifted_acc when the task has a shifted
         test set); extra: best_step (the step whose weights were kept), sec_per_epoch (training seconds per
         pass over the training set), sec_per_step, epochs, backbone_change (how far the
-        backbone's weights moved: ||w - w0|| / ||w0||), start_state_hash (fingerprint of the
-        weights before training), linear_probe_history.
+        backbone's weights moved: ||w - w0|| / ||w0||), linear_probe_history; and
+        ``start_state_hash`` (fingerprint of the weights before training).
     """
+    setup = Setup.resolve(mode, source, device, progress)        # the edge: nothing below reads the environment
+    mode, source, device = setup.mode, setup.source, setup.device
     S = sizes("finetune", mode)
-    device = resolve_device(device)
     steps = whole_number("steps", steps, allow_none=True) or S.steps
     whole_number("labels_per_class", labels_per_class, allow_none=True)
     whole_number("linear_probe_steps", linear_probe_steps, minimum=0)
@@ -219,70 +166,60 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
         task = task.to(device)
         labels_per_class = None
 
-    model = build_model(from_scratch=from_scratch, head=head, hidden=hidden, seed=seed,
-                        num_classes=task.num_classes, device=device, mode=mode, source=source)
-    n_stages = len(stages(model))
-    check_depth(model, frozen_stages, "frozen_stages")      # raises, naming this model's valid depths and stages
-    start_state_hash = state_hash(model)
-    start_backbone = [p.detach().clone() for _, st in stages(model) for p in st.parameters()]
+    start_backbone = []
 
-    batch_size = min(batch_size or S.batch_size, len(task.x_train))
-    batches = Batches(task.x_train, task.y_train, batch_size=batch_size, seed=seed,
-                      augment=flip_and_shift if augment else None)
+    def make():
+        model = build_model(from_scratch=from_scratch, head=head, hidden=hidden, seed=seed,
+                            num_classes=task.num_classes, device=device, mode=mode, source=source)
+        check_depth(model, frozen_stages, "frozen_stages")  # raises, naming this model's valid depths and stages
+        start_backbone.extend(p.detach().clone() for _, st in stages(model) for p in st.parameters())
+        return model
 
-    def evaluate(m):
+    def surgery(model):
+        freeze_stages(model, frozen_stages, bn=bn)
+        if head == "block":
+            unfreeze(model, "*.extra")        # new layers always train, even inside a frozen stage
+        return layerwise_lr_groups(model, lr, decay=lr_decay) if lr_decay else None
+
+    def validate(m):
         out = {"val_acc": accuracy(m, task.x_val, task.y_val)}
         if test_curve:
             out["test_acc"] = accuracy(m, task.x_test, task.y_test)
         return out
 
-    keeper = KeepBest(evaluate, "val_acc") if keep_best else None
+    def measure(model, history):
+        metrics = {"val_acc": kept_value(history, "val_acc"), "test_acc": accuracy(model, task.x_test, task.y_test)}
+        if metrics["val_acc"] is None:
+            metrics["val_acc"] = accuracy(model, task.x_val, task.y_val)
+        if task.x_shifted is not None:
+            metrics["shifted_acc"] = accuracy(model, task.x_shifted, task.y_shifted)
+        return metrics
 
-    seed_everything(seed)
-    lp_history = None
-    if linear_probe_steps:
-        freeze_stages(model, n_stages, bn=bn)                 # stage 1 of LP-FT: the head alone
-        lp_history = train(model, cross_entropy_loss, batches, steps=linear_probe_steps, lr=S.probe_lr,
-                           device=device, progress=progress, desc="linear probe")
-        unfreeze(model)
-    freeze_stages(model, frozen_stages, bn=bn)
-    if head == "block":
-        unfreeze(model, "*.extra")        # new layers always train, even inside a frozen stage
-    groups = layerwise_lr_groups(model, lr, decay=lr_decay) if lr_decay else None
-    desc = ("scratch" if from_scratch else f"freeze {frozen_stages}") + \
-        (f", {labels_per_class}/class" if labels_per_class else f", {task.name}")
     tune_steps = steps - linear_probe_steps
-    eval_every = max(1, tune_steps // evals) if evals else None
-    history = train(model, cross_entropy_loss, batches, steps=tune_steps, lr=lr, param_groups=groups, device=device,
-                    evaluate=keeper or evaluate, eval_every=eval_every, progress=progress, desc=desc, hook=hook)
-    if keeper is not None:
-        keeper.restore(model, history)            # early stopping: the best validation weights
-    best_step = history.best_step + (linear_probe_steps if lp_history else 0)
-    sec_per_step = fastest_seconds_per_step(history)
-    moved = [(p.detach() - p0).norm() ** 2 for p0, p in
-             zip(start_backbone, (p for _, st in stages(model) for p in st.parameters()))]
-    backbone_change = (sum(moved) ** 0.5 / sum(p0.norm() ** 2 for p0 in start_backbone) ** 0.5).item()
+    batch_size = min(batch_size or S.batch_size, len(task.x_train))
+    recipe = Recipe(steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                    augment=flip_and_shift if augment else None,
+                    eval_every=max(1, tune_steps // evals) if evals else None, keep_best=keep_best,
+                    probe_steps=linear_probe_steps, probe_lr=S.probe_lr, probe_bn=bn)
     settings = {"task": task.name, "labels_per_class": labels_per_class, "frozen_stages": frozen_stages, "bn": bn,
                 "head": head, "lr": lr, "lr_decay": lr_decay, "linear_probe_steps": linear_probe_steps,
                 "from_scratch": from_scratch, "seed": seed, "batch_size": batch_size, "augment": augment}
     if note is not None:
         settings["note"] = note
-    metrics = {"val_acc": keeper.best_value if keeper is not None else history.last_eval("val_acc"),
-               "test_acc": accuracy(model, task.x_test, task.y_test)}
-    if metrics["val_acc"] is None:
-        metrics["val_acc"] = accuracy(model, task.x_val, task.y_val)
-    if task.x_shifted is not None:
-        metrics["shifted_acc"] = accuracy(model, task.x_shifted, task.y_shifted)
-    result = RunResult(
-        settings=settings,
-        metrics=metrics,
-        trainable_params=trainable_params(model), total_params=count_params(model),
-        steps=history.steps_done + (lp_history.steps_done if lp_history else 0),
-        train_s=history.train_s + (lp_history.train_s if lp_history else 0.0),
-        history=history, model=model if keep_model else None,
-        extra={"best_step": best_step, "epochs": history.steps_done / len(batches), "sec_per_step": sec_per_step,
-               "sec_per_epoch": sec_per_step * len(batches), "backbone_change": backbone_change,
-               "start_state_hash": start_state_hash, "linear_probe_history": lp_history})
+    desc = ("scratch" if from_scratch else f"freeze {frozen_stages}") + \
+        (f", {labels_per_class}/class" if labels_per_class else f", {task.name}")
+    result = run(make, (task.x_train, task.y_train), recipe, Objective(cross_entropy_loss, validate, "val_acc",
+                                                                        measure=measure),
+                 setup=setup, surgery=surgery, settings=settings, desc=desc, hook=hook, keep_model=True)
+    trained = [p.detach() for _, st in stages(result.model) for p in st.parameters()]
+    moved = [(p - p0).norm() ** 2 for p0, p in zip(start_backbone, trained)]
+    backbone_change = (sum(moved) ** 0.5 / sum(p0.norm() ** 2 for p0 in start_backbone) ** 0.5).item()
+    x = result.extra
+    result.extra = {"best_step": x["best_step"], "epochs": x["epochs"], "sec_per_step": x["sec_per_step"],
+                    "sec_per_epoch": x["sec_per_epoch"], "backbone_change": backbone_change,
+                    "linear_probe_history": x.get("linear_probe_history")}
+    if not keep_model:
+        result.model = None
     if log is not None:
         log.add(**summary(result))
     return result
@@ -319,6 +256,18 @@ class ScratchConfig:
     recipe: int = RECIPE
 
 
+def scratch_config(task: ClassificationTask, labels_per_class: int, *, seed: int, lr: float, mode: str | None = None,
+                   source=None) -> ScratchConfig:
+    """The cache key's config of the converged from-scratch run on ``task`` (its exact training and
+    validation data, ``mode``'s budget and ``source``'s network). Renaming a field here changes
+    every key: ``tests/test_runner.py`` holds keys that main's code computed, to catch it."""
+    S = sizes("finetune", mode)
+    return ScratchConfig(arch=backbone_key(mode, source),
+                         data=data_fingerprint(task.x_train, task.y_train, task.x_val, task.y_val),
+                         labels_per_class=labels_per_class, seed=seed, steps=S.scratch_steps,
+                         evals=S.scratch_evals, lr=lr, batch_size=min(S.batch_size, len(task.x_train)), augment=True)
+
+
 def scratch_converged(labels_per_class: int | None = None, *, seed: int = 0, lr: float | None = None,
                       mode: str | None = None, progress: bool = True, device="auto",
                       source: str | None = None) -> RunResult:
@@ -331,32 +280,25 @@ def scratch_converged(labels_per_class: int | None = None, *, seed: int = 0, lr:
     whose weights were kept (after it validation accuracy stopped improving); the History holds
     validation and test accuracy along the run.
     """
+    setup = Setup.resolve(mode, source, device, progress)
+    mode, source, device = setup.mode, setup.source, setup.device
     S = sizes("finetune", mode)
-    device = resolve_device(device)
     labels_per_class = labels_per_class or S.headline_labels
-    lr = lr or tuned_scratch_lr(mode=mode, progress=progress, device=device, source=source)
+    lr = lr or tuned_scratch_lr(setup)
     task = species_data(labels_per_class, seed=seed, device=device, mode=mode, source=source)
     batch_size = min(S.batch_size, len(task.x_train))
-    config = ScratchConfig(arch=backbone_key(mode, source),
-                           data=data_fingerprint(task.x_train, task.y_train, task.x_val, task.y_val),
-                           labels_per_class=labels_per_class, seed=seed, steps=S.scratch_steps,
-                           evals=S.scratch_evals, lr=lr, batch_size=batch_size, augment=True)
-    cached = checkpoint_path("species_scratch", config).exists()
+    config = scratch_config(task, labels_per_class, seed=seed, lr=lr, mode=mode, source=source)
 
     def make():
         return build_model(from_scratch=True, seed=seed, num_classes=task.num_classes, device=device, mode=mode,
                            source=source)
 
-    def build(model):
-        r = run_finetune(labels_per_class, from_scratch=True, lr=lr, seed=seed, steps=S.scratch_steps,
-                         evals=S.scratch_evals, keep_best=True, test_curve=True, keep_model=True,
-                         progress=progress, device=device, mode=mode, source=source)
-        model.load_state_dict(r.model.state_dict())
-        return {"history": r.history.as_dict(), "best_step": r.best_step, "train_s": r.train_s,
-                "trainable_params": r.trainable_params, "interrupted": r.interrupted}
+    def train_it():
+        return run_finetune(labels_per_class, from_scratch=True, lr=lr, seed=seed, steps=S.scratch_steps,
+                            evals=S.scratch_evals, keep_best=True, test_curve=True, keep_model=True,
+                            progress=progress, device=device, mode=mode, source=source)
 
-    model, info = cached_model("species_scratch", config, make, build, device=device, verbose=False)
-    history = History.from_dict(info["history"])
+    model, history, info, cached = cached_run("species_scratch", config, make, train_it, device=device)
     if cached and progress:
         print(f"from scratch, {labels_per_class}/class, seed {seed}, lr {lr:g}: loaded from the cache "
               f"(trained earlier, {S.scratch_steps} steps in {info['train_s']:.0f} s)")
@@ -371,22 +313,22 @@ def scratch_converged(labels_per_class: int | None = None, *, seed: int = 0, lr:
         train_s=info["train_s"], history=history, cached=cached, extra={"best_step": info["best_step"]})
 
 
-def scratch_lr_runs(*, mode: str | None = None, progress: bool = True, device="auto",
-                    source: str | None = None) -> list[RunResult]:
+def scratch_lr_runs(setup: Setup | None = None) -> list[RunResult]:
     """The from-scratch learning-rate grid ``S.scratch_lr_grid``: one converged run per rate at
-    the headline labels, seed 0 (cached)."""
-    S = sizes("finetune", mode)
-    return [scratch_converged(S.headline_labels, seed=0, lr=lr, mode=mode, progress=progress, device=device,
-                              source=source)
+    the headline labels, seed 0 (cached). ``setup``: mode, source, device, progress (default:
+    ``Setup.resolve()``, the environment's)."""
+    setup = setup or Setup.resolve()
+    S = sizes("finetune", setup.mode)
+    return [scratch_converged(S.headline_labels, seed=0, lr=lr, mode=setup.mode, progress=setup.progress,
+                              device=setup.device, source=setup.source)
             for lr in S.scratch_lr_grid]
 
 
-def tuned_scratch_lr(*, mode: str | None = None, progress: bool = True, device="auto",
-                     source: str | None = None) -> float:
+def tuned_scratch_lr(setup: Setup | None = None) -> float:
     """From scratch's own learning rate: the rate of ``S.scratch_lr_grid`` with the best
     validation accuracy (``scratch_lr_runs``)."""
     from .stats import best_by
-    return best_by(scratch_lr_runs(mode=mode, progress=progress, device=device, source=source), "val_acc").lr
+    return best_by(scratch_lr_runs(setup), "val_acc").lr
 
 
 def prepare_scratch_baselines(mode: str | None = None) -> list[RunResult]:
@@ -394,5 +336,5 @@ def prepare_scratch_baselines(mode: str | None = None) -> list[RunResult]:
     grid, then each labels-per-class point over ``S.seeds`` seeds), trained or found in the cache."""
     mode = mode or current_mode()
     S = sizes("finetune", mode)
-    lr = tuned_scratch_lr(mode=mode)
+    lr = tuned_scratch_lr(Setup.resolve(mode))
     return [scratch_converged(n, seed=seed, lr=lr, mode=mode) for n in S.labels_per_class for seed in range(S.seeds)]

@@ -10,6 +10,8 @@ lesson 01's model, loaded from the cache, or trains it now if the cache has none
 """
 from __future__ import annotations
 
+import copy
+import os
 from dataclasses import asdict, dataclass
 
 import timm
@@ -77,54 +79,94 @@ def pretrain_image_model(model: nn.Module, config: ImageModelConfig, *, device="
     return history, history.last_eval("val_acc")
 
 
-PRETRAINED_SOURCES = ("course", "timm")
+def resolve_source(source=None, mode: str | None = None):
+    """Where pre-trained image weights come from, in the course's one vocabulary, resolved here:
 
+    - ``"course"``: lesson 01's checkpoint (offline; the default);
+    - a timm model name (``"resnet18"``, ``"convnext_atto"``, ...): timm's published weights, online
+      the first time; ``"timm"`` is short for the course architecture's name
+      (``image_model_config(mode).arch``: resnet18 at full width);
+    - an ``nn.Module``: that model (every builder copies it; it is never changed).
 
-def pretrained_source(source: str | None = None) -> str:
-    """Where pre-trained image weights come from: ``source`` when given, else ``$COURSE_PRETRAINED``
-    (the one place that reads it); ``course`` (lesson 01's model, the default, offline) or ``timm``
-    (timm's published ImageNet weights for the full-width architecture; needs the network once)."""
-    import os
+    ``None`` reads ``$COURSE_PRETRAINED`` (the one place that reads it; "course" when unset). The
+    lessons' runners resolve their source once, at their entry (``helpers.runner.Setup.resolve``),
+    and pass the result down, so nothing below them reads the environment.
+
+    Returns "course", a timm model name, or the module. A resolved source resolves to itself.
+
+    >>> resolve_source("course"), resolve_source("timm", "smoke"), resolve_source("convnext_atto")
+    ('course', 'resnet18', 'convnext_atto')
+    """
+    if isinstance(source, nn.Module):
+        return source
     given = source is not None
-    source = (source if given else os.environ.get("COURSE_PRETRAINED", "course")).strip().lower() or "course"
-    if source not in PRETRAINED_SOURCES:
-        where = "source" if given else "COURSE_PRETRAINED"
-        raise ValueError(f"{where}={source!r}: choose one of {list(PRETRAINED_SOURCES)}")
-    return source
+    name = source if given else os.environ.get("COURSE_PRETRAINED", "course")
+    if not isinstance(name, str):
+        raise TypeError(f"source must be 'course' (lesson 01's model), a timm model name such as 'resnet18', "
+                        f"or an nn.Module; got {name!r}")
+    if name.strip().lower() in ("", "course"):
+        return "course"
+    if name.strip().lower() == "timm":
+        return image_model_config(mode).arch
+    if timm.is_model(name.strip().split(".")[0]):
+        return name.strip()
+    where = "source" if given else "COURSE_PRETRAINED"
+    raise ValueError(f"{where}={name!r}: choose 'course' (lesson 01's model, offline), 'timm' (timm's published "
+                     f"weights for the course's architecture, {image_model_config(mode).arch}), a timm model name "
+                     f"such as 'resnet18' or 'convnext_atto' (timm.list_models() has them all), or an nn.Module")
 
 
-def backbone_key(mode: str | None = None, source: str | None = None) -> dict:
+def backbone_key(mode: str | None = None, source=None) -> dict:
     """What a cached run's key records about its network: lesson 01's configuration in ``mode``,
-    and, with timm's weights (``source``/``$COURSE_PRETRAINED``), that the network is timm's
-    full-width ``arch`` (random or ImageNet weights), so the two never share a cache entry."""
+    and, with timm's weights (a timm name, or ``"timm"``), that the network is timm's: the course
+    architecture's name keeps the key it always had (``pretrained: "timm"``); another name is
+    recorded as its ``arch``. So two networks never share a cache entry. Runs from your own
+    ``nn.Module`` are not cached (the course cannot name its weights)."""
+    source = resolve_source(source, mode)
     key = asdict(image_model_config(mode))
-    if pretrained_source(source) == "timm":
+    if isinstance(source, nn.Module):
+        raise ValueError("runs from your own nn.Module are not cached: give source='course' or a timm name")
+    if source != "course":
         key["pretrained"] = "timm"
+        if source != key["arch"]:
+            key["arch"] = source
     return key
 
 
-def pretrained_image_size(mode: str | None = None, source: str | None = None) -> int:
-    """The side of the images the pre-trained model expects: lesson 01's size in ``mode``, or, with
-    timm's weights (``source="timm"`` or ``$COURSE_PRETRAINED=timm``), the input size of the
-    architecture's published pretrained configuration (224 for resnet18): fine-tuning shows a
-    network images at the resolution its features were learnt at."""
+def pretrained_image_size(mode: str | None = None, source=None) -> int:
+    """The side of the images the pre-trained model expects: lesson 01's size in ``mode``; for a timm
+    name, the input size of its published pretrained configuration (224 for resnet18); for a
+    module, its ``pretrained_cfg``'s (else lesson 01's): fine-tuning shows a network images at the
+    resolution its features were learnt at."""
+    source = resolve_source(source, mode)
     config = image_model_config(mode)
-    if pretrained_source(source) != "timm":
+    if isinstance(source, nn.Module):
+        cfg = getattr(source, "pretrained_cfg", None) or {}
+        size = cfg.get("input_size") if isinstance(cfg, dict) else None
+        return int(size[-1]) if size else config.image_size
+    if source == "course":
         return config.image_size
-    cfg = timm.get_pretrained_cfg(config.arch)
-    return int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else config.image_size
+    cfg = timm.get_pretrained_cfg(source)
+    return int(cfg.input_size[-1]) if cfg is not None and getattr(cfg, "input_size", None) else 224
 
 
 def scratch_image_model(config: ImageModelConfig | None = None, num_classes: int | None = None, *, seed: int = 0,
-                        source: str | None = None) -> nn.Module:
+                        source=None) -> nn.Module:
     """Random weights in the architecture the pre-trained model has, so from scratch is a fair
-    baseline: the narrow course CNN, or with timm's weights (``source``/``$COURSE_PRETRAINED``)
-    timm's full-width ``config.arch``."""
+    baseline: the narrow course CNN; timm's architecture of that name (full width); or a copy of
+    your module with every layer re-initialised (``reset_parameters``)."""
     config = config or image_model_config()
-    if pretrained_source(source) != "timm":
+    source = resolve_source(source)
+    if source == "course":
         return create_image_model(config, num_classes=num_classes, seed=seed)
     with seeded(seed):
-        return timm.create_model(config.arch, pretrained=False, num_classes=num_classes or config.num_classes)
+        if isinstance(source, str):
+            return timm.create_model(source, pretrained=False, num_classes=num_classes or config.num_classes)
+        twin = copy.deepcopy(source)
+        for m in twin.modules():
+            if hasattr(m, "reset_parameters") and m is not twin:
+                m.reset_parameters()
+        return twin
 
 
 def pretrained_image_model(config: ImageModelConfig | None = None, *, device="auto", source: str | None = None,
@@ -132,8 +174,8 @@ def pretrained_image_model(config: ImageModelConfig | None = None, *, device="au
     """A fresh copy of lesson 01's pre-trained model: from the cache, or trained now.
 
     Every call returns new weights read from the checkpoint, so an experiment cell that calls
-    it never starts from weights another cell changed. ``source`` (``"course"`` or ``"timm"``)
-    defaults to ``$COURSE_PRETRAINED``, read here, at the lesson's call.
+    it never starts from weights another cell changed. ``source``: ``resolve_source``'s vocabulary
+    (a timm name gives timm's published weights, a module a copy of it).
 
     Returns:
         (model, info): the model on ``device`` (in train mode), and what was stored with it:
@@ -141,13 +183,17 @@ def pretrained_image_model(config: ImageModelConfig | None = None, *, device="au
     """
     config = config or image_model_config()
     device = resolve_device(device)
-    if pretrained_source(source) == "timm":
-        from .own_data import timm_pretrained
-        model = timm_pretrained(config.arch, config.num_classes).to(device)
-        if verbose:
-            print(f"Using timm's published ImageNet weights for {config.arch} (COURSE_PRETRAINED=timm).")
-        return model.train(), {"source": "timm", "val_acc": None, "images_per_s": None,
-                               "train_images": None, "history": None}
+    source = resolve_source(source)
+    if source != "course":
+        if isinstance(source, nn.Module):
+            model = copy.deepcopy(source)
+        else:
+            from .own_data import timm_pretrained
+            model = timm_pretrained(source, config.num_classes)
+            if verbose:
+                print(f"Using timm's published ImageNet weights for {source}.")
+        return model.to(device).train(), {"source": "timm" if isinstance(source, str) else "module", "val_acc": None,
+                                          "images_per_s": None, "train_images": None, "history": None}
     val_images = sizes("pretrain_image").val_images
 
     def build(model):

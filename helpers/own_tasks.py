@@ -43,8 +43,8 @@ import torch.nn as nn
 from .augment import flip_and_shift
 from .cache import read_checkpoint, save_checkpoint
 from .checks import one_of, whole_number
-from .device import resolve_device, seed_everything, seeded
-from .experiments import HEADS, RunResult, fastest_seconds_per_step, state_hash
+from .device import resolve_device, seeded
+from .experiments import HEADS
 from .lora import add_lora, lora_layers, merge_lora, train_only_lora
 from .losses import cross_entropy_loss
 from .models import (
@@ -53,24 +53,24 @@ from .models import (
     image_model_config,
     pretrained_image_model,
     pretrained_image_size,
+    resolve_source,
     scratch_image_model,
 )
 from .modes import sizes
-from .own_data import DataError, PretrainedUnavailable, load_image, load_image_folder, timm_pretrained
+from .own_data import DataError, PretrainedUnavailable, load_image, load_image_folder
+from .runner import Objective, Recipe, RunResult, Setup, run
 from .surgery import (
     add_block,
     check_depth,
-    count_params,
     freeze_stages,
     heads,
     replace_head,
     stages,
-    trainable_params,
     unfreeze,
 )
 from .tasks import ClassificationTask
 from .text_world import QA, QASplits
-from .training import Batches, accuracy, train
+from .training import accuracy
 
 SPLITS = ("train", "val", "test")
 
@@ -258,71 +258,35 @@ def _describe_source(source) -> str:
     return source if isinstance(source, str) else type(source).__name__
 
 
-def _check_source(source):
-    if isinstance(source, nn.Module):
-        return
-    if not isinstance(source, str) or not source:
-        raise TypeError(f"source must be 'course' (lesson 01's model), a timm model name such as 'resnet18', "
-                        f"or an nn.Module; got {source!r}")
-    if source != "course" and source not in timm.list_models() and source.split(".")[0] not in timm.list_models():
-        raise ValueError(f"source {source!r} is neither 'course' nor a timm model name; e.g. 'resnet18', "
-                         f"'convnext_atto', 'vit_tiny_patch16_224' (timm.list_models() has them all)")
-
-
 def image_size_for(source) -> int:
     """The square input side the model was pre-trained at: the course model's resolution, timm's
     pretrained configuration (``input_size``) for a timm name, or the module's own
-    ``pretrained_cfg`` (else the course resolution)."""
-    _check_source(source)
-    if source == "course":
-        return pretrained_image_size()
-    if isinstance(source, str):
-        cfg = timm.get_pretrained_cfg(source)
-        if cfg is not None and getattr(cfg, "input_size", None):
-            return int(cfg.input_size[-1])
-        return 224
-    cfg = getattr(source, "pretrained_cfg", None) or {}
-    size = cfg.get("input_size") if isinstance(cfg, dict) else None
-    return int(size[-1]) if size else image_model_config().image_size
+    ``pretrained_cfg`` (else the course resolution). ``source``: ``resolve_source``'s vocabulary."""
+    return pretrained_image_size(source=resolve_source(source))
 
 
 def model_from_source(source="course", num_classes: int | None = None, *, device="auto", verbose: bool = False):
     """A FRESH pre-trained model from ``source`` (its own head still on; ``finetune_task`` replaces it).
 
-    ``"course"``: lesson 01's checkpoint (cached; ``COURSE_PRETRAINED=timm`` swaps in timm's
-    ImageNet ResNet-18). A timm name: timm's published weights (``PretrainedUnavailable`` with
-    what to do when the machine is offline). An ``nn.Module``: a deep copy, so the original is
-    never changed.
+    ``"course"``: lesson 01's checkpoint (cached). A timm name (or ``"timm"``, the course
+    architecture's): timm's published weights (``PretrainedUnavailable`` with what to do when the
+    machine is offline). An ``nn.Module``: a deep copy, so the original is never changed. The
+    vocabulary is ``helpers.models.resolve_source``'s, the same for every runner.
     """
-    _check_source(source)
-    device = resolve_device(device)
-    if isinstance(source, nn.Module):
-        return copy.deepcopy(source).to(device).train()
-    if source == "course":
-        model, _ = pretrained_image_model(device=device, verbose=verbose)
-        return model
+    source = resolve_source(source)
     try:
-        return timm_pretrained(source, num_classes or 1000).to(device).train()
+        model, _ = pretrained_image_model(device=resolve_device(device), verbose=verbose, source=source)
     except PretrainedUnavailable as err:
         raise PretrainedUnavailable(f"{err} Or pass source='course' (lesson 01's model, offline) or any "
                                     f"nn.Module you built.") from None
+    return model
 
 
 def scratch_twin(source="course", num_classes: int | None = None, *, seed: int = 0, device="auto") -> nn.Module:
     """The same architecture and width as ``source``, with random weights: the fair from-scratch
     baseline (a full-width ImageNet ResNet is not compared with the narrow course CNN)."""
-    _check_source(source)
-    device = resolve_device(device)
-    if source == "course":          # the course CNN, or timm's full-width arch under COURSE_PRETRAINED=timm
-        return scratch_image_model(num_classes=num_classes, seed=seed).to(device)
-    with seeded(seed):
-        if isinstance(source, str):
-            return timm.create_model(source, pretrained=False, num_classes=num_classes or 1000).to(device)
-        twin = copy.deepcopy(source)
-        for m in twin.modules():
-            if hasattr(m, "reset_parameters") and m is not twin:
-                m.reset_parameters()
-        return twin.to(device)
+    source = resolve_source(source)
+    return scratch_image_model(num_classes=num_classes, seed=seed, source=source).to(resolve_device(device))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,7 +305,7 @@ def _strip_lora(model: nn.Module) -> nn.Module:
     return model
 
 
-def finetune_task(task: ClassificationTask, *, source="course", frozen_stages: int = 0, head: str = "linear",
+def finetune_task(task: ClassificationTask, *, source=None, frozen_stages: int = 0, head: str = "linear",
                   hidden: int = 64, lora_rank: int | None = None, lora_targets=None, from_scratch: bool = False,
                   lr: float | None = None, steps: int | None = None, batch_size: int | None = None, seed: int = 0,
                   augment: bool = True, evals: int | None = None, read_test: bool = True, progress: bool = True,
@@ -349,7 +313,8 @@ def finetune_task(task: ClassificationTask, *, source="course", frozen_stages: i
     """Fine-tune a fresh model from ``source`` on ``task``; validation and test accuracy.
 
     Args:
-        source: "course", a timm model name, or an ``nn.Module`` (see ``model_from_source``).
+        source: "course", a timm model name ("timm": the course architecture's), or an
+            ``nn.Module`` (``helpers.models.resolve_source``; None reads ``$COURSE_PRETRAINED``).
         frozen_stages: freeze the first k stages (``len(stages(model))``: a linear probe).
         head: "linear", "mlp" (``hidden`` units) or "block" (extra block + linear).
         lora_rank: LoRA of this rank on ``lora_targets`` (default: every Linear and ordinary
@@ -361,10 +326,11 @@ def finetune_task(task: ClassificationTask, *, source="course", frozen_stages: i
             the configuration it chose on validation (``read_test_once(result, task)``).
     Returns:
         RunResult with metrics val_acc (the last validation evaluation) and test_acc; extra:
-        sec_per_step, start_state_hash, stages.
+        the runner's (best_step, epochs, sec_per_step, sec_per_epoch), stages, eval_s.
     """
-    S, P = sizes("finetune"), sizes("peft")
-    device = resolve_device(device)
+    setup = Setup.resolve(source=source, device=device, progress=progress)   # the edge: read the environment once
+    source, device = setup.source, setup.device
+    S, P = sizes("finetune", setup.mode), sizes("peft", setup.mode)
     one_of("head", head, HEADS)
     whole_number("lora_rank", lora_rank, allow_none=True)
     steps = whole_number("steps", steps, allow_none=True) or S.steps
@@ -375,50 +341,54 @@ def finetune_task(task: ClassificationTask, *, source="course", frozen_stages: i
     lr = lr or (S.scratch_lr if from_scratch else P.lora_lr if lora_rank else S.lr)
     evals = S.evals if evals is None else whole_number("evals", evals, minimum=0)
     task = task.to(device)
-    model = (scratch_twin(source, task.num_classes, seed=seed, device=device) if from_scratch
-             else model_from_source(source, task.num_classes, device=device))
-    n_stages = len(stages(model))
-    check_depth(model, frozen_stages, "frozen_stages")     # raises, naming this model's depths and stages
-    with seeded(seed):
+    n_stages = []
+
+    def make():
+        model = (scratch_twin(source, task.num_classes, seed=seed, device=device) if from_scratch
+                 else model_from_source(source, task.num_classes, device=device))
+        n_stages.append(len(stages(model)))
+        check_depth(model, frozen_stages, "frozen_stages")     # raises, naming this model's depths and stages
+        with seeded(seed):
+            if head == "block":
+                add_block(model)
+            replace_head(model, task.num_classes, hidden=hidden if head == "mlp" else None)
+        model.to(device)
+        freeze_stages(model, frozen_stages)
         if head == "block":
-            add_block(model)
-        replace_head(model, task.num_classes, hidden=hidden if head == "mlp" else None)
-    model.to(device)
-    freeze_stages(model, frozen_stages)
-    if head == "block":
-        unfreeze(model, "*.extra")
-    if lora_rank:
-        head_paths = [path for path, _ in heads(model)]           # both heads of a distilled model
-        targets = lora_targets or [n for n, m in model.named_modules()
-                                   if (isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1))
-                                   and not any(n == h or n.startswith(h + ".") for h in head_paths)]
-        add_lora(model, targets, rank=lora_rank, seed=seed)
-        train_only_lora(model, also=head_paths + (["*.extra"] if head == "block" else []))
-    start_hash = state_hash(model)
+            unfreeze(model, "*.extra")
+        if lora_rank:
+            head_paths = [path for path, _ in heads(model)]           # both heads of a distilled model
+            targets = lora_targets or [n for n, m in model.named_modules()
+                                       if (isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1))
+                                       and not any(n == h or n.startswith(h + ".") for h in head_paths)]
+            add_lora(model, targets, rank=lora_rank, seed=seed)
+            train_only_lora(model, also=head_paths + (["*.extra"] if head == "block" else []))
+        return model
+
+    timing = {}
+
+    def measure(model, history):
+        start = time.perf_counter()
+        val_acc = history.last_eval("val_acc")
+        if val_acc is None:
+            val_acc = accuracy(model, task.x_val, task.y_val)
+        metrics = {"val_acc": val_acc, **({"test_acc": accuracy(model, task.x_test, task.y_test)} if read_test else {})}
+        timing["eval_s"] = time.perf_counter() - start
+        return metrics
+
     batch_size = min(batch_size or S.batch_size, len(task.x_train))
-    batches = Batches(task.x_train, task.y_train, batch_size=batch_size, seed=seed,
-                      augment=flip_and_shift if augment else None)
-    seed_everything(seed)
-    history = train(model, cross_entropy_loss, batches, steps=steps, lr=lr, device=device,
-                    evaluate=lambda m: {"val_acc": accuracy(m, task.x_val, task.y_val)},
-                    eval_every=max(1, steps // evals) if evals else steps, progress=progress,
-                    desc=("scratch" if from_scratch else f"freeze {frozen_stages}") + f", {head}"
-                    + (f", LoRA r={lora_rank}" if lora_rank else ""), hook=hook)
+    recipe = Recipe(steps=steps, batch_size=batch_size, lr=lr, seed=seed, augment=flip_and_shift if augment else None,
+                    eval_every=max(1, steps // evals) if evals else steps)
+    objective = Objective(cross_entropy_loss, lambda m: {"val_acc": accuracy(m, task.x_val, task.y_val)}, "val_acc",
+                          measure=measure)
     settings = {"task": task.name, "source": _describe_source(source), "frozen_stages": frozen_stages,
                 "head": head, "hidden": hidden if head == "mlp" else None, "lora_rank": lora_rank,
                 "from_scratch": from_scratch, "lr": lr, "steps": steps, "batch_size": batch_size, "seed": seed}
-    start = time.perf_counter()
-    val_acc = history.last_eval("val_acc")
-    if val_acc is None:
-        val_acc = accuracy(model, task.x_val, task.y_val)
-    result = RunResult(
-        settings=settings,
-        metrics={"val_acc": val_acc, **({"test_acc": accuracy(model, task.x_test, task.y_test)} if read_test else {})},
-        trainable_params=trainable_params(model), total_params=count_params(model),
-        steps=history.steps_done, train_s=history.train_s,
-        history=history, model=model if keep_model else None,
-        extra={"sec_per_step": fastest_seconds_per_step(history), "start_state_hash": start_hash,
-               "stages": n_stages, "eval_s": time.perf_counter() - start})
+    result = run(make, (task.x_train, task.y_train), recipe, objective, setup=setup,
+                 settings=settings, hook=hook, keep_model=keep_model,
+                 desc=("scratch" if from_scratch else f"freeze {frozen_stages}") + f", {head}"
+                 + (f", LoRA r={lora_rank}" if lora_rank else ""))
+    result.extra.update(stages=n_stages[0], eval_s=timing["eval_s"])
     if log is not None:
         log.add(**{k: v for k, v in result.row().items() if k not in ("cached",)})
     return result

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from helpers.experiments import RunResult, build_model, run_finetune, state_hash, summary
+from helpers.experiments import build_model, run_finetune, summary
+from helpers.runner import RunResult, state_hash
 from helpers.lessons.partial import time_per_epoch
 from helpers.models import pretrained_image_model
 from helpers.modes import sizes

@@ -64,14 +64,50 @@ def test_timm_weights_offline_give_a_message_not_a_stack_trace(monkeypatch):
         timm_pretrained("not_a_model_at_all")
 
 
-def test_pretrained_switch_rejects_unknown_sources(monkeypatch):
-    from helpers.models import pretrained_source
+def test_one_source_vocabulary_resolved_in_one_place(monkeypatch):
+    """"course", a timm name ("timm": the course architecture's) or a module, for every runner; the
+    environment only where nothing is given, and "course" always means lesson 01's model."""
+    import torch.nn as nn
+
+    from helpers.models import resolve_source
     monkeypatch.setenv("COURSE_PRETRAINED", "imagenet")
-    with pytest.raises(ValueError, match=r"COURSE_PRETRAINED='imagenet': choose one of \['course', 'timm'\]"):
-        pretrained_source()
-    assert pretrained_source("timm") == "timm"               # an explicit choice wins over the environment
-    with pytest.raises(ValueError, match=r"source='tf': choose one of"):
-        pretrained_source("tf")
+    with pytest.raises(ValueError, match=r"COURSE_PRETRAINED='imagenet': choose 'course'"):
+        resolve_source()
+    assert resolve_source("timm") == "resnet18"              # an explicit choice wins over the environment
+    with pytest.raises(ValueError, match=r"source='tf': choose 'course'.*timm model name"):
+        resolve_source("tf")
+    with pytest.raises(TypeError, match="nn.Module"):
+        resolve_source(3)
+    monkeypatch.setenv("COURSE_PRETRAINED", "timm")
+    assert resolve_source() == "resnet18" and resolve_source("course") == "course"
+    mine = nn.Linear(2, 2)
+    assert resolve_source(mine) is mine and resolve_source("convnext_atto") == "convnext_atto"
+    monkeypatch.delenv("COURSE_PRETRAINED")
+    assert resolve_source() == "course"
+    assert all(resolve_source(resolve_source(s)) == resolve_source(s) for s in ("course", "timm", "resnet18"))
+
+
+def test_timm_by_name_or_by_timm_is_one_network_in_every_runner(monkeypatch):
+    """``source="timm"`` and the course architecture's timm name are the same network, with the same
+    cache keys and image size, for lesson 02-05's runners and lesson 13's ``finetune_task`` alike;
+    under ``COURSE_PRETRAINED=timm``, "course" still builds the course CNN."""
+    from helpers.experiments import build_model
+    from helpers.models import backbone_key, pretrained_image_size
+    from helpers.own_tasks import image_size_for, scratch_twin
+    monkeypatch.delenv("COURSE_PRETRAINED", raising=False)
+    assert backbone_key("smoke", "timm") == backbone_key("smoke", "resnet18") != backbone_key("smoke")
+    assert backbone_key("smoke", "convnext_atto")["arch"] == "convnext_atto"
+    assert pretrained_image_size("smoke", "timm") == image_size_for("resnet18") == image_size_for("timm") == 224
+
+    def shapes(m):
+        return [p.shape for p in m.parameters()]
+    assert shapes(build_model(from_scratch=True, num_classes=6, mode="smoke", device="cpu", source="resnet18")) == \
+        shapes(build_model(from_scratch=True, num_classes=6, mode="smoke", device="cpu", source="timm")) == \
+        shapes(scratch_twin("timm", 6, device="cpu"))
+    monkeypatch.setenv("COURSE_PRETRAINED", "timm")
+    course = scratch_twin("course", 6, device="cpu")                  # the narrow course CNN, not timm's
+    assert sum(p.numel() for p in course.parameters()) < \
+        sum(p.numel() for p in scratch_twin("timm", 6, device="cpu").parameters()) / 4
 
 
 def test_cached_runs_on_timm_networks_never_share_an_entry_with_the_course_network(monkeypatch):

@@ -100,11 +100,11 @@ def test_model_sources(smoke):
 
 
 def test_timm_weights_offline_say_what_to_do(smoke, monkeypatch):
-    import helpers.own_tasks as own
+    import helpers.own_data as own_data
 
     def offline(arch, num_classes):
         raise PretrainedUnavailable("could not load timm's pretrained 'resnet18' weights (offline).")
-    monkeypatch.setattr(own, "timm_pretrained", offline)
+    monkeypatch.setattr(own_data, "timm_pretrained", offline)       # what every runner's timm source calls
     with pytest.raises(PretrainedUnavailable, match="source='course'"):
         model_from_source("resnet18", 3)
 

@@ -40,19 +40,19 @@ import torch
 import torch.nn as nn
 
 from ..augment import flip
-from ..cache import cached_model, checkpoint_path, data_fingerprint
+from ..cache import data_fingerprint
 from ..checks import count_targets, float_images, keywords_checked, one_of, paired
 from ..claims import Claim
-from ..device import resolve_device, seed_everything
-from ..experiments import RunResult
+from ..device import resolve_device
 from ..images import BACKGROUNDS, CountWorld
 from ..losses import COUNT_LOSSES
 from ..models import backbone_key, image_model_config, pretrained_image_model, scratch_image_model
 from ..modes import sizes
 from ..own_data import load_photo_counts
+from ..runner import Objective, Recipe, RunResult, Setup, cached_run, run
 from ..stats import best_by, exceeds
 from ..surgery import check_depth, count_params, freeze_stages, heads, replace_head, trainable_params
-from ..training import Batches, History, KeepBest, predict, train
+from ..training import predict
 
 # ---------------------------------------------------------------------------------------------
 # Data
@@ -196,7 +196,8 @@ def count_model(pretrained: bool = True, *, seed: int = 0, train_mean: float | N
         train_mean: if given, the head starts out predicting it (``start_at_mean``).
         freeze: freeze this many stages from the input (``helpers.surgery.freeze_stages``).
         mode: whose lesson-01 backbone (default: the current mode's).
-        source: "course" or "timm" (``pretrained_source``; None: ``$COURSE_PRETRAINED``).
+        source: ``helpers.models.resolve_source``'s: "course", a timm name ("timm": the course
+            architecture's) or a module; None reads ``$COURSE_PRETRAINED``.
     """
     device = resolve_device(device)
     config = image_model_config(mode)
@@ -276,13 +277,11 @@ def fit_counter(model, x, y, *, steps: int, batch_size: int, lr: float, loss: st
     float_images("x", x, check_range=True)
     count_targets("y", y)
     paired(("x", "y"), x, y)
-    batches = Batches(x, y, batch_size=min(batch_size, len(x)), seed=seed,
-                      augment=flip if augment else None)
-    seed_everything(seed)
-    return train(model, COUNT_LOSSES[loss], batches, steps=steps, lr=lr,
-                 weight_decay=weight_decay, device=next(model.parameters()).device,
-                 evaluate=evaluate, eval_every=eval_every,
-                 progress=progress, desc=desc, hook=hook)
+    recipe = Recipe(steps=steps, batch_size=batch_size, lr=lr, seed=seed, weight_decay=weight_decay,
+                    augment=flip if augment else None, eval_every=eval_every)
+    setup = Setup(device=next(model.parameters()).device, progress=progress)
+    return run(lambda: model, (x, y), recipe, Objective(COUNT_LOSSES[loss], evaluate), setup=setup, desc=desc,
+               hook=hook).history
 
 
 @dataclass(frozen=True)
@@ -310,6 +309,17 @@ class FinetunedCounterConfig(ScratchCounterConfig):
     by the type's name, so it never collides with a from-scratch entry."""
 
 
+def counter_config(pretrained: bool, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, *, loss: str, freeze: int,
+                   mode: str | None = None, source=None) -> ScratchCounterConfig:
+    """The cache key's config of a counter trained on the scenes (x, y) with ``recipe``
+    (``FinetunedCounterConfig`` when it starts from the pre-trained backbone). Renaming a field
+    changes every key: ``tests/test_runner.py`` holds keys that main's code computed."""
+    config_type = FinetunedCounterConfig if pretrained else ScratchCounterConfig
+    return config_type(arch=backbone_key(mode, source), data=data_fingerprint(x, y), labels=len(y), seed=recipe.seed,
+                       loss=loss, steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr, freeze=freeze,
+                       eval_every=recipe.eval_every, keep_best=recipe.keep_best)
+
+
 @keywords_checked
 def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: str = "mse",
                 seed: int = 0, steps: int, batch_size: int, lr: float, freeze: int = 0,
@@ -317,8 +327,9 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
                 keep_model: bool = False, cache: bool = True, mode: str | None = None,
                 source: str | None = None) -> RunResult:
     """One experiment: a fresh model, ``labels`` training scenes, ``steps`` steps; validation and
-    test metrics. Returns a ``RunResult``. ``source``: the pre-trained weights, "course" or "timm"
-    (default ``$COURSE_PRETRAINED``); from scratch uses the same architecture.
+    test metrics. Returns a ``RunResult``. ``source``: the pre-trained weights ("course", a timm
+    name or a module: ``helpers.models.resolve_source``; None reads ``$COURSE_PRETRAINED`` once,
+    here); from scratch uses the same architecture.
 
     With ``eval_every`` the validation MAE is also measured during training (``val_mae`` in the
     History's evals, e.g. for ``LiveCurve(metric="val_mae")``). With ``keep_best`` (early stopping
@@ -341,58 +352,49 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
     one_of("loss", loss, sorted(COUNT_LOSSES))
     x, y = data.train_subset(labels, seed)
     name = "fine-tuned" if pretrained else "scratch"
-    device = data.x_train.device
+    setup = Setup.resolve(mode, source, data.x_train.device, progress)     # the edge: read the environment once
+    mode, source, device = setup.mode, setup.source, setup.device
+    if keep_best and not eval_every:
+        raise ValueError("keep_best=True needs eval_every (validation evaluations to choose from); got "
+                         f"eval_every={eval_every!r}")
+    float_images("x", x, check_range=True)
+    count_targets("y", y)
+    paired(("x", "y"), x, y)
 
     def make():
         return count_model(pretrained, seed=seed, train_mean=y.mean().item(), freeze=freeze, mode=mode, device=device,
                            source=source)
 
-    if keep_best and not eval_every:
-        raise ValueError("keep_best=True needs eval_every (validation evaluations to choose from); got "
-                         f"eval_every={eval_every!r}")
-    def evaluate(m):
+    def validate(m):
         return {"val_mae": count_metrics(predict_counts(m, data.x_val), data.y_val)["mae"]}
 
-    def fit_it(model, hook=None):
-        keeper = KeepBest(evaluate, "val_mae", higher_is_better=False) if keep_best else None
-        h = fit_counter(model, x, y, steps=steps, batch_size=batch_size, lr=lr, loss=loss, seed=seed,
-                        progress=progress, desc=f"{name}, {labels} labels, {loss}, seed {seed}",
-                        evaluate=(keeper or evaluate) if eval_every else None, eval_every=eval_every, hook=hook)
-        return keeper.restore(model, h) if keeper is not None else h   # early stopping: the best validation weights
+    def measure(model, history):
+        val = count_metrics(predict_counts(model, data.x_val), data.y_val)
+        test = count_metrics(predict_counts(model, data.x_test), data.y_test)
+        return {"val_mae": val["mae"], **{f"test_{k}": v for k, v in test.items()}}
 
-    cached = False
+    recipe = Recipe(steps=steps, batch_size=batch_size, lr=lr, seed=seed, augment=flip, eval_every=eval_every,
+                    keep_best=keep_best)
+    objective = Objective(COUNT_LOSSES[loss], validate if eval_every else None, "val_mae", higher_is_better=False,
+                          measure=measure)
+    settings = {"labels": labels, "start": name, "loss": loss, "freeze": freeze, "seed": seed, "lr": lr}
+
+    def train_it(hook=None, keep_model=True):
+        return run(make, (x, y), recipe, objective, setup=setup, settings=settings, hook=hook, keep_model=keep_model,
+                   desc=f"{name}, {labels} labels, {loss}, seed {seed}")
+
     if (pretrained and not keep_best) or not cache or hook is not None:
-        model = make()
-        history = fit_it(model, hook)
-    else:
-        kind, config_type = ("counter_finetuned", FinetunedCounterConfig) if pretrained else \
-            ("counter_scratch", ScratchCounterConfig)
-        config = config_type(arch=backbone_key(mode, source), data=data_fingerprint(x, y),
-                             labels=labels, seed=seed, loss=loss, steps=steps,
-                             batch_size=batch_size, lr=lr, freeze=freeze,
-                             eval_every=eval_every, keep_best=keep_best)
-        cached = checkpoint_path(kind, config).exists()
-
-        def build(model):
-            h = fit_it(model)
-            return {"history": h.as_dict(), "interrupted": h.interrupted, "best_step": h.best_step}
-
-        model, info = cached_model(kind, config, make, build, device=device, verbose=False)
-        # entries cached before History carried best_step hold it beside the history
-        history = History.from_dict({"best_step": info.get("best_step"), **info["history"]})
-        if cached:
-            print(f"{name}, {labels} labels, {loss}, seed {seed}, lr {lr:g}: loaded from the cache "
-                  f"(trained earlier with these exact scenes and settings in {history.train_s:.0f} s)")
-    val = count_metrics(predict_counts(model, data.x_val), data.y_val)
-    test = count_metrics(predict_counts(model, data.x_test), data.y_test)
-    return RunResult(
-        settings={"labels": labels, "start": name, "loss": loss, "freeze": freeze, "seed": seed, "lr": lr},
-        metrics={"val_mae": val["mae"], **{f"test_{k}": v for k, v in test.items()}},
-        trainable_params=trainable_params(model),
-        total_params=count_params(model),
-        steps=history.steps_done, train_s=history.train_s,
-        history=history, model=model if keep_model else None, cached=cached,
-        extra={"best_step": history.best_step} if keep_best else {})
+        return train_it(hook, keep_model)
+    kind = "counter_finetuned" if pretrained else "counter_scratch"
+    config = counter_config(pretrained, x, y, recipe, loss=loss, freeze=freeze, mode=mode, source=source)
+    model, history, _, cached = cached_run(kind, config, make, train_it, device=device)
+    if cached:
+        print(f"{name}, {labels} labels, {loss}, seed {seed}, lr {lr:g}: loaded from the cache "
+              f"(trained earlier with these exact scenes and settings in {history.train_s:.0f} s)")
+    return RunResult(settings=settings, metrics=measure(model, history), trainable_params=trainable_params(model),
+                     total_params=count_params(model), steps=history.steps_done, train_s=history.train_s,
+                     history=history, model=model if keep_model else None, cached=cached,
+                     extra={"best_step": history.best_step})
 
 
 def scratch_counter_converged(data: CountData, *, lr: float, seed: int = 0, mode: str | None = None,

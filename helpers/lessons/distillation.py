@@ -37,15 +37,16 @@ import torch.nn.functional as F
 from ..augment import flip_and_shift
 from ..checks import keywords_checked, one_of, whole_number
 from ..claims import Claim
-from ..device import resolve_device, seed_everything, seeded
-from ..experiments import RunResult, run_finetune
+from ..device import resolve_device, seeded
+from ..experiments import run_finetune
 from ..losses import distillation_loss
 from ..models import create_image_model, image_model_config, pretrained_image_model
 from ..modes import sizes
+from ..runner import Objective, Recipe, RunResult, Setup, run
 from ..stats import exceeds
-from ..surgery import count_params, replace_head
+from ..surgery import replace_head
 from ..tasks import species_task, species_test_set, species_train_set, species_val_set
-from ..training import Batches, accuracy, predict, train
+from ..training import accuracy, predict
 
 UNLABELLED_SEED = 770_001     # the unlabelled images' seed: no labelled set or test set uses it
 KINDS = ("labels", "kd")
@@ -138,19 +139,21 @@ def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: tor
     (seeded), instead of random weights: plain fine-tuning of a small pre-trained model.
     Returns a RunResult with metrics val_acc and test_acc on the species task's fixed sets."""
     one_of("kind", kind, KINDS)
-    D = sizes("distill")
-    device = resolve_device(device)
+    setup = Setup.resolve(device=device, progress=progress)       # the edge: read the environment once
+    D, device = sizes("distill", setup.mode), setup.device
     steps = whole_number("steps", steps, allow_none=True) or D.steps
     lr = lr or D.lr
     T = temperature or D.temperature
     w = D.soft_weight if soft_weight is None else soft_weight
-    if pretrained:
-        if width is not None and width != D.student_width:
-            raise ValueError(f"pretrained=True uses the pre-trained student of width {D.student_width}; got width={width}")
-        student = replace_head(pretrained_student(device=device, verbose=False)[0], species_task().num_classes,
-                               seed=seed).to(device)
-    else:
-        student = create_student(width, seed=seed).to(device)
+    if pretrained and width is not None and width != D.student_width:
+        raise ValueError(f"pretrained=True uses the pre-trained student of width {D.student_width}; got width={width}")
+
+    def make():
+        if pretrained:
+            return replace_head(pretrained_student(device=device, verbose=False)[0], species_task().num_classes,
+                                seed=seed).to(device)
+        return create_student(width, seed=seed).to(device)
+
     if kind == "labels":
         keep = y >= 0
         tensors = (x[keep], y[keep])
@@ -165,21 +168,17 @@ def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: tor
         def loss_fn(model, batch):
             images, labels, soft = batch
             return distillation_loss(model(images), soft, labels, T, w)
-    batches = Batches(*tensors, batch_size=min(D.batch_size, len(tensors[0])), seed=seed,
-                      augment=None)          # the views are augmented already (transfer_set)
-    seed_everything(seed)
-    history = train(student, loss_fn, batches, steps=steps, lr=lr, device=device, progress=progress,
-                    desc=f"student ({kind}, {len(tensors[0])} images)")
-    return RunResult(
-        settings={"kind": kind, "images": len(tensors[0]), "seed": seed, "lr": lr, "pretrained": pretrained,
-                  "temperature": T if kind == "kd" else None, "soft_weight": w if kind == "kd" else None},
-        metrics={"val_acc": accuracy(student, *species_val_set(device=device)),
-                 "test_acc": accuracy(student, *species_test_set(device=device))},
-        trainable_params=count_params(student), total_params=count_params(student),
-        steps=history.steps_done, train_s=history.train_s,
-        history=history, model=student if keep_model else None)
 
+    def measure(model, history):
+        return {"val_acc": accuracy(model, *species_val_set(device=device, mode=setup.mode, source=setup.source)),
+                "test_acc": accuracy(model, *species_test_set(device=device, mode=setup.mode, source=setup.source))}
 
+    # the views are augmented already (transfer_set): no augmentation here
+    recipe = Recipe(steps=steps, batch_size=D.batch_size, lr=lr, seed=seed)
+    settings = {"kind": kind, "images": len(tensors[0]), "seed": seed, "lr": lr, "pretrained": pretrained,
+                "temperature": T if kind == "kd" else None, "soft_weight": w if kind == "kd" else None}
+    return run(make, tensors, recipe, Objective(loss_fn, measure=measure), setup=setup,
+               settings=settings, desc=f"student ({kind}, {len(tensors[0])} images)", keep_model=keep_model)
 
 
 CLAIMS = [

@@ -9,16 +9,17 @@ import torch
 from ..augment import flip_and_shift
 from ..checks import keywords_checked, one_of, whole_number
 from ..claims import Claim
-from ..device import resolve_device, seed_everything
-from ..experiments import RunResult, build_model, fastest_seconds_per_step
+from ..device import resolve_device
+from ..experiments import build_model
 from ..images import BACKGROUNDS, BirdSpecies
 from ..lora import DEFAULT, METHODS, RESNET_TARGETS, memory_report, prepare_peft
 from ..losses import cross_entropy_loss
 from ..modes import sizes
+from ..runner import Objective, Recipe, RunResult, Setup, run
 from ..stats import mean_and_spread
 from ..surgery import BN_DEFAULT
 from ..tasks import ClassificationTask, species_data, species_task
-from ..training import Batches, accuracy, train
+from ..training import accuracy
 
 
 @keywords_checked
@@ -48,36 +49,43 @@ def run_peft(method: str, *, rank: int = 4, alpha: float | None = None, targets=
     one_of("library", library, LIBRARIES)
     if library == "peft" and method != "lora":
         raise ValueError(f"library='peft' runs peft's LoRA; method must be 'lora', got {method!r}")
-    S, P = sizes("finetune"), sizes("peft")
-    device = resolve_device(device)
+    setup = Setup.resolve(device=device, progress=progress)       # the edge: read the environment once
+    S, P = sizes("finetune", setup.mode), sizes("peft", setup.mode)
+    device, source = setup.device, setup.source
     steps = whole_number("steps", steps, allow_none=True) or S.steps
     lr = lr or {"full": S.lr, "probe": S.probe_lr, "bitfit": P.bitfit_lr, "lora": P.lora_lr}[method]
-    task = species_data(labels_per_class, seed=seed, device=device) if task is None else task.to(device)
-    model = build_model(seed=seed, num_classes=task.num_classes, device=device)
-    prepare_peft(model, method, rank=rank, alpha=alpha, targets=targets, name=name, seed=seed, bn=bn)
-    if library == "peft":
-        # imported here, not at the top: importing peft loads transformers, which takes seconds
-        from ..peft_bridge import to_peft
-        model = to_peft(model, name=name, head="fc")
-    model.to(device)
-    report = memory_report(model)
-    batches = Batches(task.x_train, task.y_train, batch_size=min(S.batch_size, len(task.x_train)), seed=seed,
-                      augment=flip_and_shift)
-    seed_everything(seed)
-    history = train(model, cross_entropy_loss, batches, steps=steps, lr=lr, device=device,
-                    progress=progress, desc=f"{method}" + (f" r={rank}" if method == "lora" else ""))
-    start = time.perf_counter()
-    test_acc = accuracy(model, task.x_test, task.y_test)
-    eval_s = time.perf_counter() - start
-    result = RunResult(
-        settings={"method": method, "rank": rank if method == "lora" else None, "lr": lr, "bn": bn, "seed": seed,
-                  "task": task.name, "library": library},
-        metrics={"val_acc": accuracy(model, task.x_val, task.y_val), "test_acc": test_acc},
-        trainable_params=report["trainable_params"], total_params=report["total_params"],
-        steps=history.steps_done, train_s=history.train_s,
-        history=history, model=model if keep_model else None,
-        extra={"trainable_frac": report["trainable_frac"], "optimizer_bytes": report["optimizer_bytes"],
-               "sec_per_epoch": fastest_seconds_per_step(history) * len(batches), "eval_s": eval_s})
+    task = species_data(labels_per_class, seed=seed, device=device, mode=setup.mode, source=source) if task is None \
+        else task.to(device)
+
+    def make():
+        model = build_model(seed=seed, num_classes=task.num_classes, device=device, mode=setup.mode, source=source)
+        prepare_peft(model, method, rank=rank, alpha=alpha, targets=targets, name=name, seed=seed, bn=bn)
+        if library == "peft":
+            # imported here, not at the top: importing peft loads transformers, which takes seconds
+            from ..peft_bridge import to_peft
+            model = to_peft(model, name=name, head="fc")
+        return model.to(device)
+
+    timing = {}
+
+    def measure(model, history):
+        start = time.perf_counter()
+        test_acc = accuracy(model, task.x_test, task.y_test)
+        timing["eval_s"] = time.perf_counter() - start
+        return {"val_acc": accuracy(model, task.x_val, task.y_val), "test_acc": test_acc}
+
+    recipe = Recipe(steps=steps, batch_size=S.batch_size, lr=lr, seed=seed, augment=flip_and_shift)
+    settings = {"method": method, "rank": rank if method == "lora" else None, "lr": lr, "bn": bn, "seed": seed,
+                "task": task.name, "library": library}
+    result = run(make, (task.x_train, task.y_train), recipe, Objective(cross_entropy_loss, measure=measure),
+                 setup=setup, settings=settings, keep_model=True,
+                 desc=f"{method}" + (f" r={rank}" if method == "lora" else ""))
+    report = memory_report(result.model)
+    result.trainable_params, result.total_params = report["trainable_params"], report["total_params"]
+    result.extra.update(trainable_frac=report["trainable_frac"], optimizer_bytes=report["optimizer_bytes"],
+                        eval_s=timing["eval_s"])
+    if not keep_model:
+        result.model = None
     if log is not None:
         log.add(**{k: v for k, v in result.row().items() if k not in ("task", "cached")})
     return result

@@ -1,0 +1,285 @@
+"""The one experiment runner: a fresh model, data, ``train``, early stopping, evaluation, a result.
+
+Every experiment in the course has the same shape, whatever the lesson: build a FRESH model
+(lesson 01's weights, timm's, or random ones) with its surgery done, make shuffled batches of the
+training set, train a stated budget of optimiser steps, keep the weights of the best validation
+evaluation when asked (early stopping, the one ``KeepBest``), measure, and return one
+``RunResult``. ``run`` is that, written once; a lesson's runner (``run_finetune``, ``run_counter``,
+``run_peft``, ``run_student``, ``finetune_task``) checks its arguments, builds its model and a
+``Recipe``, and calls it. ``cached_run`` stores a run that every class repeats identically (a
+converged from-scratch baseline) in the cache, keyed by a config of the caller's.
+
+- ``Recipe``: how a run trains (a frozen dataclass: steps, batch size, rate, seed, weight decay,
+  augmentation, evaluations, early stopping, an optional linear-probe phase first).
+- ``Objective``: what it optimises and how it is judged (the loss, the validation metrics along
+  the run, the metric early stopping watches, and the final measurements).
+- ``Setup``: where and how loudly it runs (mode, source of weights, device, progress bars).
+
+Example (a tiny model; the lessons pass their image models):
+    >>> import torch, torch.nn as nn, torch.nn.functional as F
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> def loss(m, batch):
+    ...     return F.cross_entropy(m(batch[0]), batch[1])
+    >>> def val(m):
+    ...     return {"val_loss": F.cross_entropy(m(x), y).item()}
+    >>> objective = Objective(loss, val, "val_loss", higher_is_better=False,
+    ...                       measure=lambda m, h: {"val_loss": val(m)["val_loss"]})
+    >>> recipe = Recipe(steps=20, batch_size=16, lr=0.05, eval_every=5, keep_best=True)
+    >>> r = run(lambda: nn.Linear(4, 2), (x, y), recipe, objective, setup=Setup(device="cpu", progress=False))
+    >>> r.steps, r.history.best_step == min(r.history.evals, key=lambda e: e["val_loss"])["step"]
+    (20, True)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch.nn as nn
+
+from .cache import cached_model, checkpoint_path, config_key, data_fingerprint
+from .device import resolve_device, seed_everything
+from .models import resolve_source
+from .modes import current_mode
+from .surgery import BN_DEFAULT, count_params, freeze_stages, stages, trainable_params, unfreeze
+from .training import Batches, History, KeepBest, train
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Where and how a run happens, resolved once at the lesson's edge and passed down.
+
+    ``mode``: the course mode whose sizes and checkpoints to use (None: the current one).
+    ``source``: where pre-trained weights come from, in ``helpers.models.resolve_source``'s
+    vocabulary ("course", a timm model name, an ``nn.Module``).
+    ``device``: "auto", "cpu", "cuda", "mps" or a ``torch.device``.
+    ``progress``: show progress bars.
+    """
+    mode: str | None = None
+    source: object = None
+    device: object = "auto"
+    progress: bool = True
+
+    @classmethod
+    def resolve(cls, mode: str | None = None, source=None, device="auto", progress: bool = True) -> "Setup":
+        """The setup at a lesson's entry, everything resolved once: the mode (None: ``$COURSE_MODE``,
+        via ``current_mode``), the source (``resolve_source``: None reads ``$COURSE_PRETRAINED``)
+        and the device ("auto": cuda, then mps, then cpu). Below the entry nothing reads the
+        environment again."""
+        mode = mode or current_mode()
+        return cls(mode=mode, source=resolve_source(source, mode), device=resolve_device(device), progress=progress)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a run trains: the optimisation and the early stopping, with their units.
+
+    steps: the budget in optimiser steps (the same whatever the training-set size).
+    batch_size: images per step (cut to the training-set size).
+    lr: peak learning rate; ``param_groups(model)`` may give per-group rates instead.
+    seed: the batch order and the global generator at the start of training.
+    weight_decay: AdamW's decoupled weight decay.
+    augment: ``augment(batch) -> batch`` applied to every training batch (None: none).
+    eval_every: steps between validation evaluations (None: only one, at the end; none at all
+        when the objective has no ``validate``).
+    keep_best: early stopping: keep the weights of the best validation evaluation.
+    probe_steps, probe_lr, probe_bn: first train the head alone for this many steps at this rate,
+        BatchNorm statistics in the frozen stages as ``probe_bn`` says (LP-FT); they count in the
+        run's steps and seconds.
+    """
+    steps: int
+    batch_size: int
+    lr: float
+    seed: int = 0
+    weight_decay: float = 0.01
+    augment: Callable | None = None
+    eval_every: int | None = None
+    keep_best: bool = False
+    probe_steps: int = 0
+    probe_lr: float | None = None
+    probe_bn: str = BN_DEFAULT
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a run optimises and how it is judged.
+
+    loss: ``loss(model, batch) -> scalar`` for ``train``.
+    validate: ``validate(model) -> {metric: value}``, the evaluations along the run (None: none).
+    metric: the metric of ``validate`` that early stopping watches (``Recipe.keep_best``).
+    higher_is_better: whether a larger ``metric`` is better (accuracy) or worse (MAE, a loss).
+    measure: ``measure(model, history) -> metrics`` of the finished (restored) model, the
+        ``val_*`` ones for every choice and the ``test_*`` ones to report.
+    """
+    loss: Callable
+    validate: Callable | None = None
+    metric: str | None = None
+    higher_is_better: bool = True
+    measure: Callable = field(default=lambda model, history: {})
+
+
+@dataclass
+class RunResult:
+    """What one experiment run did and measured; the same fields for every runner.
+
+    Attributes:
+        settings: every setting that made the run (method, labels, depth, rate, seed, ...).
+        metrics: the measured numbers: ``val_*`` (for every choice) and ``test_*`` (to report).
+        trainable_params, total_params: parameters the optimiser changed, and all of them.
+        steps: optimiser steps done (the budget); train_s: training seconds.
+        history: the training History; model: the trained model if ``keep_model=True``.
+        cached: the run was loaded from the cache (a baseline every class repeats identically).
+        extra: numbers about the run: every runner's best_step (the step whose weights the model
+            holds), epochs, sec_per_step and sec_per_epoch, then the lesson's own
+            (``backbone_change``, ``trainable_frac``, ...).
+        start_state_hash: fingerprint of the weights before training (``state_hash``): two runs
+            with the same seed start from equal weights.
+
+    ``r.test_acc`` reads ``r.metrics["test_acc"]`` (then settings, then extra), so a result reads
+    like the table row it becomes (``r.row()``).
+    """
+    settings: dict
+    metrics: dict
+    trainable_params: int
+    total_params: int
+    steps: int
+    train_s: float
+    history: History | None = None
+    model: nn.Module | None = None
+    cached: bool = False
+    extra: dict = field(default_factory=dict)
+    start_state_hash: str | None = None
+
+    def __getattr__(self, name):
+        for part in ("metrics", "settings", "extra"):
+            values = self.__dict__.get(part, {})
+            if name in values:
+                return values[name]
+        known = [k for part in ("metrics", "settings", "extra") for k in self.__dict__.get(part, {})]
+        raise AttributeError(f"RunResult has no {name!r}; it has {sorted(known)} and the fields "
+                             f"trainable_params, total_params, steps, train_s, history, model, cached")
+
+    @property
+    def interrupted(self) -> bool:
+        return bool(self.history is not None and self.history.interrupted)
+
+    def row(self) -> dict:
+        """The run as one flat table row: settings, metrics, cost (scalars only)."""
+        scalars = {k: v for k, v in self.extra.items() if isinstance(v, (int, float, str, bool)) or v is None}
+        return {**self.settings, **self.metrics, "trainable_params": self.trainable_params,
+                "steps": self.steps, "train_s": self.train_s, **scalars, "cached": self.cached,
+                "interrupted": self.interrupted}
+
+
+def fastest_seconds_per_step(history: History) -> float:
+    """Seconds per step from the fastest stretch between progress refreshes: a shared CPU slows
+    some stretches at random; the fastest is closest to the model's own cost."""
+    t, k = [0.0] + history.seconds, [0] + history.step
+    per_step = [(t[i + 1] - t[i]) / (k[i + 1] - k[i]) for i in range(1, len(t) - 1) if k[i + 1] > k[i]]
+    if per_step:
+        return min(per_step)
+    return (history.seconds[-1] if history.seconds else float("nan")) / max(1, history.steps_done)
+
+
+def state_hash(model: nn.Module) -> str:
+    """A short fingerprint of every weight and buffer: equal hashes mean equal models."""
+    state = sorted(model.state_dict().items())
+    return data_fingerprint(*(t for _, t in state)) + config_key([name for name, _ in state])[:4]
+
+
+def run(model: Callable[[], nn.Module], data: tuple, recipe: Recipe, objective: Objective, *,
+        setup: Setup = Setup(), surgery: Callable | None = None, settings: dict | None = None,
+        desc: str = "training", hook=None, keep_model: bool = False) -> RunResult:
+    """One experiment: ``model()`` (a FRESH model, its surgery done), trained on ``data`` with
+    ``recipe`` and judged by ``objective``. Returns a ``RunResult``. (``lambda: model`` trains a
+    model you hold, in place.)
+
+    Args:
+        model: makes the fresh model (on ``setup.device``); called once, inside the run.
+        data: the training tensors, e.g. (images, labels), on the training device.
+        surgery: ``surgery(model) -> param_groups or None``, applied after the model is made (and
+            after the probe phase of LP-FT): freezing, and per-group learning rates.
+        settings: the run's settings as the caller names them (the result's ``settings``).
+        desc, hook: the progress bar's label, and ``hook(history)`` during training.
+        keep_model: also return the trained model (``result.model``).
+    The History's ``best_step`` counts from the tuning phase; the result's extra holds best_step
+    counted from the start of the run (the step whose weights the model holds), sec_per_step,
+    sec_per_epoch and epochs for every runner.
+    """
+    device = resolve_device(setup.device)
+    if recipe.keep_best and (objective.validate is None or objective.metric is None):
+        raise ValueError("keep_best=True (early stopping) needs the objective's validate and metric to choose by")
+    net = model()
+    start_hash = state_hash(net)
+    batches = Batches(*data, batch_size=min(recipe.batch_size, len(data[0])), seed=recipe.seed,
+                      augment=recipe.augment)
+    validate = objective.validate
+    keeper = KeepBest(validate, objective.metric, higher_is_better=objective.higher_is_better) \
+        if recipe.keep_best else None
+    seed_everything(recipe.seed)
+    probe = None
+    if recipe.probe_steps:
+        probe = _train_head_alone(net, objective.loss, batches, recipe, setup)
+    groups = surgery(net) if surgery is not None else None
+    steps = recipe.steps - recipe.probe_steps
+    history = train(net, objective.loss, batches, steps=steps, lr=recipe.lr, weight_decay=recipe.weight_decay,
+                    param_groups=groups, device=device,
+                    evaluate=keeper or validate, eval_every=recipe.eval_every,
+                    progress=setup.progress, desc=desc, hook=hook)
+    if keeper is not None:
+        keeper.restore(net, history)               # early stopping: the best validation weights
+    best_step = history.best_step            # counted from the start of the run, the probe's steps included
+    if probe is not None and best_step is not None:
+        best_step += probe.steps_done
+    sec_per_step = fastest_seconds_per_step(history)
+    extra = {"best_step": best_step, "epochs": history.steps_done / len(batches),
+             "sec_per_step": sec_per_step, "sec_per_epoch": sec_per_step * len(batches)}
+    if probe is not None:
+        extra["linear_probe_history"] = probe
+    return RunResult(
+        settings=dict(settings or {}), metrics=objective.measure(net, history),
+        trainable_params=trainable_params(net), total_params=count_params(net),
+        steps=history.steps_done + (probe.steps_done if probe else 0),
+        train_s=history.train_s + (probe.train_s if probe else 0.0),
+        history=history, model=net if keep_model else None, extra=extra, start_state_hash=start_hash)
+
+
+def _train_head_alone(model, loss, batches, recipe: Recipe, setup: Setup) -> History:
+    """LP-FT's first stage: every stage frozen, the head trains ``recipe.probe_steps`` steps; then everything is unfrozen again."""
+    freeze_stages(model, len(stages(model)), bn=recipe.probe_bn)
+    history = train(model, loss, batches, steps=recipe.probe_steps, lr=recipe.probe_lr,
+                    device=resolve_device(setup.device), progress=setup.progress, desc="linear probe")
+    unfreeze(model)
+    return history
+
+
+def cached_run(name: str, config, model: Callable[[], nn.Module], train_it: Callable[[], RunResult], *,
+               device="cpu") -> tuple[nn.Module, History, dict, bool]:
+    """A run every class repeats identically (a converged baseline), from the cache or run now.
+
+    ``config`` (a frozen dataclass of the caller's) keys the cache file ``<name>-<key>``;
+    ``model()`` makes an untrained model of the right architecture to load the weights into;
+    ``train_it()`` runs the experiment and returns its ``RunResult`` with the model kept. The
+    History (with its kept step), the training seconds and the trainable parameters are stored
+    beside the weights.
+
+    Returns (model on ``device``, History, the stored metadata, whether it came from the cache).
+    """
+    cached = checkpoint_path(name, config).exists()
+
+    def build(net):
+        r = train_it()
+        net.load_state_dict(r.model.state_dict())
+        return {"history": r.history.as_dict(), "best_step": r.history.best_step, "train_s": r.train_s,
+                "trainable_params": r.trainable_params, "interrupted": r.interrupted}
+
+    net, info = cached_model(name, config, model, build, device=device, verbose=False)
+    # entries cached before History carried best_step hold it beside the history
+    history = History.from_dict({"best_step": info.get("best_step"), **info["history"]})
+    return net, history, info, cached
+
+
+def kept_value(history: History, metric: str):
+    """``metric`` at the evaluation of the weights the model holds (``history.best_step``: the
+    one early stopping kept, else the last step); None when no evaluation was made there."""
+    values = [e[metric] for e in history.evals if e["step"] == history.best_step and metric in e]
+    return values[-1] if values else None
