@@ -6,11 +6,14 @@ interface works on it (``get_classifier()``, ``reset_classifier(n)``, ``forward_
 ``feature_info``), and every lesson's surgery also works on any other timm architecture.
 
 ``pretrained_image_model()`` is the one call later lessons use: it returns a fresh copy of
-lesson 01's model, loaded from the cache, or trains it now if the cache has none.
+lesson 01's model, loaded from the cache, or trains it now if the cache has none. Its config's
+``world`` says what it is pre-trained on: ``"objects"`` (the object world, ``ImageWorld``, today's
+default) or ``"general"`` (``helpers.general_world.GeneralWorld``: the objects mixed with fractals,
+dead leaves and 1/f textures; ``general_pretrained_model()``).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import timm
 import torch.nn as nn
@@ -20,7 +23,9 @@ from .device import resolve_device, seed_everything, seeded
 from .images import CLASSES, WORLD_VERSION, ImageWorld, WorldStream
 from .losses import cross_entropy_loss
 from .modes import checkpoint_config, sizes
-from .training import RECIPE, accuracy, train
+from .training import RECIPE, accuracy, predict, train
+
+IMAGE_WORLDS = ("objects", "general")
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,11 @@ class ImageModelConfig:
     seed: int = 0
     world_version: int = WORLD_VERSION
     recipe: int = RECIPE
+    world: str = "objects"       # what lesson 01 pre-trains on: one of IMAGE_WORLDS
+
+    def __post_init__(self):
+        if self.world not in IMAGE_WORLDS:
+            raise ValueError(f"world={self.world!r}: choose one of {list(IMAGE_WORLDS)}")
 
 
 def image_model_config(mode: str | None = None) -> ImageModelConfig:
@@ -62,19 +72,34 @@ def create_image_model(config: ImageModelConfig | None = None, num_classes: int 
 
 def pretrain_image_model(model: nn.Module, config: ImageModelConfig, *, device="auto",
                          val_images: int = 2048, progress: bool = True, hook=None, world=None):
-    """Train ``model`` from scratch on the general world (lesson 01), or on another ``world`` (any
-    object with ``render(n, seed, device) -> (images, labels)``, e.g. ``FractalWorld``) with the
-    same budget, rate and weight decay. Returns (history, val_acc)."""
+    """Train ``model`` from scratch on the object world (lesson 01), or on another ``world`` (any
+    object with ``render(n, seed, device) -> (images, labels)``, e.g. ``FractalWorld`` or
+    ``GeneralWorld``) with the same budget, rate and weight decay. A world with ``parts(labels)``
+    (the general world) also gets each part's validation accuracy, ``val_acc_<part>``, in the
+    history. Returns (history, val_acc)."""
     device = resolve_device(device)
     world = world or ImageWorld(image_size=config.image_size)
     x_val, y_val = world.render(val_images, seed=10_000 + config.seed, device=device)
     stream = WorldStream(world, config.batch_size, config.steps, seed=config.seed, device=device)
     seed_everything(config.seed)
     history = train(model, cross_entropy_loss, stream, lr=config.lr, weight_decay=0.05,
-                    device=device, evaluate=lambda m: {"val_acc": accuracy(m, x_val, y_val)},
+                    device=device, evaluate=_evaluator(world, x_val, y_val),
                     eval_every=max(1, config.steps // 6),
                     progress=progress, desc="pre-training", hook=hook)
     return history, history.last_eval("val_acc")
+
+
+def _evaluator(world, x_val, y_val):
+    """``evaluate(model) -> {"val_acc": ...}``, plus ``val_acc_<part>`` for each of the world's parts."""
+    if not hasattr(world, "parts"):
+        return lambda m: {"val_acc": accuracy(m, x_val, y_val)}
+    parts = world.parts(y_val)
+
+    def evaluate(m):
+        right = (predict(m, x_val).argmax(1) == y_val.to(x_val.device)).float()
+        return {"val_acc": right.mean().item(),
+                **{f"val_acc_{name}": right[mask].mean().item() for name, mask in parts.items() if mask.any()}}
+    return evaluate
 
 
 PRETRAINED_SOURCES = ("course", "timm")
@@ -148,6 +173,8 @@ def pretrained_image_model(config: ImageModelConfig | None = None, *, device="au
             print(f"Using timm's published ImageNet weights for {config.arch} (COURSE_PRETRAINED=timm).")
         return model.train(), {"source": "timm", "val_acc": None, "images_per_s": None,
                                "train_images": None, "history": None}
+    if config.world == "general":
+        return general_pretrained_model(config=config, device=device, rebuild=rebuild, verbose=verbose, hook=hook)
     val_images = sizes("pretrain_image").val_images
 
     def build(model):
@@ -159,5 +186,52 @@ def pretrained_image_model(config: ImageModelConfig | None = None, *, device="au
                 "config": asdict(config)}
 
     model, info = cached_model("image_pretrained", config, lambda: create_image_model(config),
+                               build, rebuild=rebuild, device=device, verbose=verbose)
+    return model.train(), info
+
+
+@dataclass(frozen=True)
+class GeneralPretrainConfig:
+    """Keys the cached general-world model: lesson 01's network and budget, and the world's
+    parameters (its ``version`` included)."""
+    arch: dict          # lesson 01's ImageModelConfig, world="general"
+    world: dict         # the GeneralWorld
+
+
+def general_pretrained_model(mode: str | None = None, *, config: ImageModelConfig | None = None, world=None,
+                             device="auto", rebuild: bool = False, verbose: bool = True, hook=None):
+    """Lesson 01's network pre-trained on the general world with lesson 01's budget (the same
+    steps, batch, rate and weight decay as the object world's model), cached; ``make prepare``
+    builds it. Its head names every class of the world: the 14 objects, then the fractals.
+
+    Args:
+        mode: whose lesson-01 config (default: the current mode); or give ``config``.
+        world: a ``GeneralWorld`` (default: ``GeneralWorld`` at the config's image size).
+    Returns:
+        (model, info): the model on ``device`` (train mode); ``info`` holds ``val_acc`` on held-out
+        world images, ``val_acc_objects`` and ``val_acc_fractals`` (each part's share right), the
+        training ``history`` (per-part curves in its evals), ``images_per_s``, ``train_images``.
+    """
+    from .general_world import GeneralWorld
+    config = replace(config or image_model_config(mode), world="general")
+    world = world or GeneralWorld(image_size=config.image_size)
+    if world.image_size != config.image_size:
+        raise ValueError(f"world.image_size={world.image_size} differs from the network's {config.image_size}")
+    config = replace(config, num_classes=world.num_classes)
+    device = resolve_device(device)
+    val_images = sizes("pretrain_image", mode).val_images
+
+    def build(model):
+        history, val_acc = pretrain_image_model(model, config, device=device, world=world,
+                                                val_images=val_images, hook=hook)
+        last = {k: v for k, v in history.evals[-1].items() if k.startswith("val_acc_")} if history.evals else {}
+        return {"val_acc": val_acc, **last, "images_per_s": history.samples_per_s,
+                "train_images": history.samples[-1] if history.samples else 0,
+                "interrupted": history.interrupted, "history": history.as_dict(),
+                "config": asdict(config), "world": asdict(world)}
+
+    key = GeneralPretrainConfig(arch=asdict(config), world=asdict(world))
+    model, info = cached_model("image_general_pretrained", key,
+                               lambda: create_image_model(config, num_classes=world.num_classes, seed=config.seed),
                                build, rebuild=rebuild, device=device, verbose=verbose)
     return model.train(), info
