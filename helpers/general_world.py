@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from .fractals import _chaos_game, _systems
-from .images import BIRD_SPECIES, CLASSES, ImageWorld, _finish, _paint_objects, _uniform
+from .images import BIRD_SPECIES, CLASSES, ImageWorld, _choose, _finish, _paint_objects, _uniform, render_backgrounds
 
 # Bump when the drawings change, so models pre-trained on the old world are rebuilt.
 GENERAL_WORLD_VERSION = 1
@@ -108,28 +108,27 @@ class GeneralWorld:
         """Images (n, 3, S, S) in [0, 1] and class labels (n,) int64, on ``device``."""
         g = torch.Generator().manual_seed(seed)
         s = self.image_size
-        kind = torch.rand(n, generator=g)
-        plain = (kind < self.object_share * (1 - self.object_textures)).nonzero().flatten()
-        textured = ((kind >= self.object_share * (1 - self.object_textures))
-                    & (kind < self.object_share)).nonzero().flatten()
-        fractal = (kind >= self.object_share).nonzero().flatten()
-        images = torch.empty(n, 3, s, s, device=device)
-        labels = torch.empty(n, dtype=torch.int64)
-        if len(plain):
-            objects = ImageWorld(image_size=s, noise=self.noise)
-            x, y = objects.render(len(plain), seed=int(torch.randint(0, 2**62, (1,), generator=g)), device=device)
-            images[plain.to(device)], labels[plain] = x, y.cpu()
-        rest = torch.cat([textured, fractal])
-        if len(rest):
-            scene = textures(_choose_textures(g, len(rest), self.texture_weights), s, g, device)
-            y_obj = torch.randint(0, len(CLASSES), (len(textured),), generator=g)
-            y_frac = torch.randint(0, self.num_fractals, (len(fractal),), generator=g)
-            if len(textured):
-                _objects_over(scene, y_obj, g)
-            if len(fractal):
-                _fractals_over(scene, torch.arange(len(textured), len(rest)), y_frac, self, g)
-            images[rest.to(device)] = _finish(scene, g, self.noise, device)
-            labels[rest] = torch.cat([y_obj, len(CLASSES) + y_frac])
+        is_object = torch.rand(n, generator=g) < self.object_share
+        order = torch.cat([is_object.nonzero().flatten(), (~is_object).nonzero().flatten()])
+        m = int(is_object.sum())                       # scenes [0, m) hold objects, [m, n) fractals
+        y_object = torch.randint(0, len(CLASSES), (m,), generator=g)
+        y_fractal = torch.randint(0, self.num_fractals, (n - m,), generator=g)
+        own = torch.rand(m, generator=g) >= self.object_textures       # on the object world's backgrounds
+        look = ImageWorld(image_size=s, noise=self.noise)
+        scene = torch.empty(n, 3, s, s, device=device)
+        if own.any():
+            rows = own.nonzero().flatten()
+            scene[rows.to(device)] = render_backgrounds(_choose(g, len(rows), look.backgrounds), s, g, device)
+        rows = torch.cat([(~own).nonzero().flatten(), torch.arange(m, n)])
+        if len(rows):
+            scene[rows.to(device)] = textures(_choose_textures(g, len(rows), self.texture_weights), s, g, device)
+        if m:                                           # as ImageWorld draws them: clutter, then the main object
+            look._add_clutter(scene[:m], y_object, g, device)
+            _objects_over(scene[:m], y_object, g)
+        if n > m:
+            _fractals_over(scene, torch.arange(m, n), y_fractal, self, g)
+        images = torch.empty_like(scene).index_copy_(0, order.to(device), _finish(scene, g, self.noise, device))
+        labels = torch.empty(n, dtype=torch.int64).index_copy_(0, order, torch.cat([y_object, len(CLASSES) + y_fractal]))
         return images, labels.to(device)
 
     def showcase(self, per_part: int = 4, seed: int = 0, device="cpu"):
