@@ -42,6 +42,7 @@ PREPARE = [
     "helpers.lm:pretrained_lm",                 # lessons 07-09: the LM pre-trained on the augmented encyclopedia
     "helpers.lm:pretrained_lm_once_only",       # lesson 08's ablation: the once-only encyclopedia
     "helpers.lessons.your_own:fractal_pretrained_model",     # lesson 13: lesson 01's network pre-trained on fractals
+    "helpers.models:general_pretrained_model",  # lessons 01 and 13 (issue 27): lesson 01's network on the general world
     "helpers.lessons.image_generator:orca_judge",            # lesson 11: the classifier that measures the orca rate
     "helpers.lessons.distillation:pretrained_student",       # lesson 10: lesson 01's network at the student's width
 ]
