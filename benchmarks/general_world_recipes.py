@@ -6,7 +6,7 @@ few labels per class) a linear probe and full fine-tuning, each arm's rate chose
 validation accuracy from a small grid, over seeds, on the VALIDATION split only: the test split is
 never read here (the transfer benchmark judges the chosen world on other tasks).
 
-    python benchmarks/general_world_recipes.py [--recipes balanced fractal-heavy] [--seeds 3]
+    python benchmarks/general_world_recipes.py [--recipes balanced fractal-heavy] [--seeds 3] [--steps N]
         [--baseline data/cache/image_pretrained-<key>.safetensors]
 
 Prints, per recipe, the pre-training time and world accuracy, then each arm's mean validation
@@ -55,12 +55,14 @@ def main(argv=None):
     parser.add_argument("--recipes", nargs="+", default=["balanced", "fractal-heavy"], choices=list(RECIPES))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--mode", default="class", help="lesson 01's sizes of which mode")
+    parser.add_argument("--steps", type=int, help="pre-training steps (default: lesson 01's in --mode)")
     parser.add_argument("--baseline", help="an object-world checkpoint to measure the same way")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", help="write the numbers here as JSON")
     args = parser.parse_args(argv)
     Y = sizes("your_own", args.mode)
     config = image_model_config(args.mode)
+    config = replace(config, steps=args.steps or config.steps)
     results = {}
     models = []
     if args.baseline:
@@ -70,7 +72,7 @@ def main(argv=None):
     for name in args.recipes:
         world = replace(GeneralWorld(image_size=config.image_size), **RECIPES[name])
         start = time.perf_counter()
-        model, info = general_pretrained_model(args.mode, world=world, device=args.device)
+        model, info = general_pretrained_model(args.mode, config=config, world=world, device=args.device)
         models.append((name, model, {"build_s": time.perf_counter() - start, "world_val_acc": info["val_acc"],
                                      "val_acc_objects": info.get("val_acc_objects"),
                                      "val_acc_fractals": info.get("val_acc_fractals"), "world": RECIPES[name]}))
