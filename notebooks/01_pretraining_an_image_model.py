@@ -83,7 +83,7 @@ plot_history(history, metric="val_acc", title="pre-training on the general world
 
 # %%
 val_acc = accuracy(model, x_val, y_val)
-pred = predict(model, x_val).argmax(1)
+pred = predict(model, x_val)[:, :len(CLASSES)].argmax(1)      # the object classes (a general-world model has more)
 print(f"validation accuracy: {val_acc:.3f} (chance: {1 / len(CLASSES):.3f})")
 confusion_matrix(y_val, pred, CLASSES, title="validation set, rows sum to 1")
 
