@@ -13,7 +13,8 @@ import pytest
 
 import helpers
 
-DOCTESTED = ["helpers.cache", "helpers.checks", "helpers.claims", "helpers.fractals", "helpers.lora", "helpers.site",
+DOCTESTED = ["helpers.cache", "helpers.checks", "helpers.claims", "helpers.fractals", "helpers.general_world",
+             "helpers.lora", "helpers.site",
              "helpers.stats", "helpers.surgery", "helpers.training"]
 SKETCHES = ["helpers.distributed", "helpers.exercises", "helpers.experiments", "helpers.generation_metrics",
             "helpers.generator", "helpers.gpt", "helpers.images", "helpers.lm", "helpers.modes",
