@@ -95,16 +95,17 @@ def test_textures_and_settings_refuse_bad_names_and_values():
 def test_the_general_model_is_cached_with_per_part_accuracy(data_dir):
     from helpers.models import ImageModelConfig, general_pretrained_model, image_model_config, pretrained_image_model
     world = GeneralWorld(image_size=image_model_config().image_size, num_fractals=8)
-    model, info = general_pretrained_model(world=world, verbose=False)
+    config = replace(image_model_config(), steps=6)                     # a few steps: the cache is the point
+    model, info = general_pretrained_model(config=config, world=world, verbose=False)
     assert model.get_classifier().out_features == world.num_classes
     assert {"val_acc", "val_acc_objects", "val_acc_fractals", "history"} <= set(info)
     assert all({"val_acc_objects", "val_acc_fractals"} <= set(e) for e in info["history"]["evals"])
     files = list((data_dir / "cache").glob("image_general_pretrained-*.safetensors"))
     assert len(files) == 1
-    again, _ = general_pretrained_model(world=world, verbose=False)            # loaded, not trained
+    again, _ = general_pretrained_model(config=config, world=world, verbose=False)      # loaded, not trained
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     assert len(list((data_dir / "cache").glob("image_general_pretrained-*"))) == 1
-    other, _ = general_pretrained_model(world=replace(world, object_share=0.25), verbose=False)
+    general_pretrained_model(config=config, world=replace(world, object_share=0.25), verbose=False)
     assert len(list((data_dir / "cache").glob("image_general_pretrained-*.safetensors"))) == 2
     with pytest.raises(ValueError, match="world='nope': choose one of"):
         ImageModelConfig(width=8, image_size=32, steps=1, batch_size=2, lr=1e-3, world="nope")
