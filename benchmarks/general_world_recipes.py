@@ -64,31 +64,34 @@ def main(argv=None):
     config = image_model_config(args.mode)
     config = replace(config, steps=args.steps or config.steps)
     results = {}
-    models = []
-    if args.baseline:
-        model = create_image_model(config)
-        model.load_state_dict(read_checkpoint(args.baseline)[0])
-        models.append(("object world (baseline)", model, {}))
-    for name in args.recipes:
-        world = replace(GeneralWorld(image_size=config.image_size), **RECIPES[name])
-        start = time.perf_counter()
-        model, info = general_pretrained_model(args.mode, config=config, world=world, device=args.device)
-        models.append((name, model, {"build_s": time.perf_counter() - start, "world_val_acc": info["val_acc"],
-                                     "val_acc_objects": info.get("val_acc_objects"),
-                                     "val_acc_fractals": info.get("val_acc_fractals"), "world": RECIPES[name]}))
-        print(f"{name}: built or loaded in {models[-1][2]['build_s']:.0f} s; world val acc {info['val_acc']:.3f} "
-              f"(objects {info.get('val_acc_objects', float('nan')):.3f}, "
-              f"fractals {info.get('val_acc_fractals', float('nan')):.3f})", flush=True)
-    for name, model, meta in models:
+
+    def measure(name, model, meta):
+        """Probe and fine-tune ``model`` on the digits; print and keep the validation numbers."""
         arms = probe_and_finetune(model, args.seeds, Y.transfer_labels, Y.transfer_steps, Y.transfer_lrs, args.device)
         results[name] = {**meta, **arms}
         for arm, r in arms.items():
             print(f"{name:>24} {arm:>13}: digits val {statistics.mean(r['val']):.3f} "
                   f"± {statistics.stdev(r['val']) if len(r['val']) > 1 else 0:.3f} (lr {r['lr']:g}, "
                   f"{args.seeds} seeds, {Y.transfer_labels} labels/class, {Y.transfer_steps} steps)", flush=True)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
+        if args.out:                                    # after every model, so a stopped run keeps what it measured
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=1)
+
+    if args.baseline:
+        model = create_image_model(config)
+        model.load_state_dict(read_checkpoint(args.baseline)[0])
+        measure("object world (baseline)", model, {})
+    for name in args.recipes:
+        world = replace(GeneralWorld(image_size=config.image_size), **RECIPES[name])
+        start = time.perf_counter()
+        model, info = general_pretrained_model(args.mode, config=config, world=world, device=args.device)
+        meta = {"build_s": time.perf_counter() - start, "steps": config.steps, "world_val_acc": info["val_acc"],
+                "val_acc_objects": info.get("val_acc_objects"), "val_acc_fractals": info.get("val_acc_fractals"),
+                "world": RECIPES[name]}
+        print(f"{name}: built or loaded in {meta['build_s']:.0f} s ({config.steps} steps); world val acc "
+              f"{info['val_acc']:.3f} (objects {info.get('val_acc_objects', float('nan')):.3f}, "
+              f"fractals {info.get('val_acc_fractals', float('nan')):.3f})", flush=True)
+        measure(name, model, meta)
 
 
 if __name__ == "__main__":
