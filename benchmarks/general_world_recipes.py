@@ -32,6 +32,7 @@ RECIPES = {
     "balanced": {},                                             # GeneralWorld's defaults: half objects, 64 fractals
     "fractal-heavy": {"object_share": 0.25, "num_fractals": 128},
     "objects-on-textures": {"object_textures": 0.6},
+    "simpler-fractals": {"instances": (1, 2), "fractal_size": (0.6, 0.9), "texture_weights": (0.25, 0.25, 0.5)},
 }
 
 
