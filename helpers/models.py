@@ -6,13 +6,16 @@ interface works on it (``get_classifier()``, ``reset_classifier(n)``, ``forward_
 ``feature_info``), and every lesson's surgery also works on any other timm architecture.
 
 ``pretrained_image_model()`` is the one call later lessons use: it returns a fresh copy of
-lesson 01's model, loaded from the cache, or trains it now if the cache has none.
+lesson 01's model, loaded from the cache, or trains it now if the cache has none. It is pre-trained
+on the object world (``ImageWorld``); ``general_pretrained_model()`` pre-trains the same network
+on the general world (``helpers.general_world.GeneralWorld``: the objects mixed with fractals, dead
+leaves and 1/f textures) under its own cache entry, for the transfer benchmark.
 """
 from __future__ import annotations
 
 import copy
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import timm
 import torch.nn as nn
@@ -22,8 +25,7 @@ from .device import resolve_device, seed_everything, seeded
 from .images import CLASSES, WORLD_VERSION, ImageWorld, WorldStream
 from .losses import cross_entropy_loss
 from .modes import checkpoint_config, sizes
-from .training import RECIPE, accuracy, train
-
+from .training import RECIPE, accuracy, predict, train
 
 @dataclass(frozen=True)
 class ImageModelConfig:
@@ -64,19 +66,34 @@ def create_image_model(config: ImageModelConfig | None = None, num_classes: int 
 
 def pretrain_image_model(model: nn.Module, config: ImageModelConfig, *, device="auto",
                          val_images: int = 2048, progress: bool = True, hook=None, world=None):
-    """Train ``model`` from scratch on the general world (lesson 01), or on another ``world`` (any
-    object with ``render(n, seed, device) -> (images, labels)``, e.g. ``FractalWorld``) with the
-    same budget, rate and weight decay. Returns (history, val_acc)."""
+    """Train ``model`` from scratch on the object world (lesson 01), or on another ``world`` (any
+    object with ``render(n, seed, device) -> (images, labels)``, e.g. ``FractalWorld`` or
+    ``GeneralWorld``) with the same budget, rate and weight decay. A world with ``parts(labels)``
+    (the general world) also gets each part's validation accuracy, ``val_acc_<part>``, in the
+    history. Returns (history, val_acc)."""
     device = resolve_device(device)
     world = world or ImageWorld(image_size=config.image_size)
     x_val, y_val = world.render(val_images, seed=10_000 + config.seed, device=device)
     stream = WorldStream(world, config.batch_size, config.steps, seed=config.seed, device=device)
     seed_everything(config.seed)
     history = train(model, cross_entropy_loss, stream, lr=config.lr, weight_decay=0.05,
-                    device=device, evaluate=lambda m: {"val_acc": accuracy(m, x_val, y_val)},
+                    device=device, evaluate=_evaluator(world, x_val, y_val),
                     eval_every=max(1, config.steps // 6),
                     progress=progress, desc="pre-training", hook=hook)
     return history, history.last_eval("val_acc")
+
+
+def _evaluator(world, x_val, y_val):
+    """``evaluate(model) -> {"val_acc": ...}``, plus ``val_acc_<part>`` for each of the world's parts."""
+    if not hasattr(world, "parts"):
+        return lambda m: {"val_acc": accuracy(m, x_val, y_val)}
+    parts = world.parts(y_val)
+
+    def evaluate(m):
+        right = (predict(m, x_val).argmax(1) == y_val.to(x_val.device)).float()
+        return {"val_acc": right.mean().item(),
+                **{f"val_acc_{name}": right[mask].mean().item() for name, mask in parts.items() if mask.any()}}
+    return evaluate
 
 
 def resolve_source(source=None, mode: str | None = None):
@@ -205,5 +222,52 @@ def pretrained_image_model(config: ImageModelConfig | None = None, *, device="au
                 "config": asdict(config)}
 
     model, info = cached_model("image_pretrained", config, lambda: create_image_model(config),
+                               build, rebuild=rebuild, device=device, verbose=verbose)
+    return model.train(), info
+
+
+@dataclass(frozen=True)
+class GeneralPretrainConfig:
+    """Keys the cached general-world model: lesson 01's network and budget, and the world's
+    parameters (its ``version`` included)."""
+    arch: dict          # lesson 01's ImageModelConfig, its head sized for the general world
+    world: dict         # the GeneralWorld
+
+
+def general_pretrained_model(mode: str | None = None, *, config: ImageModelConfig | None = None, world=None,
+                             device="auto", rebuild: bool = False, verbose: bool = True, hook=None):
+    """Lesson 01's network pre-trained on the general world with lesson 01's budget (the same
+    steps, batch, rate and weight decay as the object world's model), cached; built by
+    ``benchmarks/transfer.py`` on first use (no lesson needs it yet). Its head names every class of the world: the 14 objects, then the fractals.
+
+    Args:
+        mode: whose lesson-01 config (default: the current mode); or give ``config``.
+        world: a ``GeneralWorld`` (default: ``GeneralWorld`` at the config's image size).
+    Returns:
+        (model, info): the model on ``device`` (train mode); ``info`` holds ``val_acc`` on held-out
+        world images, ``val_acc_objects`` and ``val_acc_fractals`` (each part's share right), the
+        training ``history`` (per-part curves in its evals), ``images_per_s``, ``train_images``.
+    """
+    from .general_world import GeneralWorld
+    config = config or image_model_config(mode)
+    world = world or GeneralWorld(image_size=config.image_size)
+    if world.image_size != config.image_size:
+        raise ValueError(f"world.image_size={world.image_size} differs from the network's {config.image_size}")
+    config = replace(config, num_classes=world.num_classes)
+    device = resolve_device(device)
+    val_images = sizes("pretrain_image", mode).val_images
+
+    def build(model):
+        history, val_acc = pretrain_image_model(model, config, device=device, world=world,
+                                                val_images=val_images, hook=hook)
+        last = {k: v for k, v in history.evals[-1].items() if k.startswith("val_acc_")} if history.evals else {}
+        return {"val_acc": val_acc, **last, "images_per_s": history.samples_per_s,
+                "train_images": history.samples[-1] if history.samples else 0,
+                "interrupted": history.interrupted, "history": history.as_dict(),
+                "config": asdict(config), "world": asdict(world)}
+
+    key = GeneralPretrainConfig(arch=asdict(config), world=asdict(world))
+    model, info = cached_model("image_general_pretrained", key,
+                               lambda: create_image_model(config, num_classes=world.num_classes, seed=config.seed),
                                build, rebuild=rebuild, device=device, verbose=verbose)
     return model.train(), info

@@ -16,7 +16,7 @@ from helpers.device import resolve_device
 from helpers.images import CLASSES, ImageWorld
 from helpers.models import create_image_model, image_model_config, pretrained_image_model
 from helpers.modes import sizes
-from helpers.plots import LiveCurve, confusion_matrix, conv_filters, image_grid, plot_history
+from helpers.plots import LiveCurve, confusion_matrix, conv_filters, image_grid, line_plot, plot_history
 from helpers.results import Lesson
 from helpers.surgery import count_params
 from helpers.training import History, accuracy, predict
@@ -83,7 +83,7 @@ plot_history(history, metric="val_acc", title="pre-training on the general world
 
 # %%
 val_acc = accuracy(model, x_val, y_val)
-pred = predict(model, x_val).argmax(1)
+pred = predict(model, x_val)[:, :len(CLASSES)].argmax(1)      # the object classes (a general-world model has more)
 print(f"validation accuracy: {val_acc:.3f} (chance: {1 / len(CLASSES):.3f})")
 confusion_matrix(y_val, pred, CLASSES, title="validation set, rows sum to 1")
 
@@ -118,6 +118,43 @@ fig
 
 # %%
 conv_filters(model.conv1.weight, cols=8)
+
+# %% [markdown]
+# ## A more general world
+#
+# The object world teaches this network to name birds and boats, and it does that well. But do
+# its features help on images from outside the world, such as real photographs or handwriting?
+# Lesson 13 measures it on real handwritten digits, and the answer so far is: hardly. Research on
+# pre-training without real photos shows what helps (Baradad et al. 2021; Kataoka et al. 2020;
+# Anderson and Farrell 2022). It is not realism but variety, plus a few statistics that every
+# natural image shares:
+#
+# - **1/f spectra**: a photo has big smooth areas and finer and finer detail; the strength of a
+#   pattern falls as one over its frequency. The *1/f noise* below has exactly that spectrum.
+# - **occlusion**: near things hide far things, at every size. *Dead leaves* stacks flat discs and
+#   rectangles, many small and few large, each hiding part of the ones under it.
+# - **many distinct shapes, with edges at all angles**: *fractals*, each class drawn by its own
+#   small set of geometric rules, several copies per image, each in its own colour.
+#
+# The **general world** (`GeneralWorld`) mixes these with the object scenes in one label space: the
+# object classes first (so every later lesson still has its birds), then the fractal classes.
+# Object scenes sometimes stand on these textures too. One sample of each ingredient:
+
+# %%
+from helpers.general_world import GeneralWorld
+
+general = GeneralWorld(image_size=S.image_size)
+examples, titles = general.showcase(device=device)
+print(f"{general.num_classes} classes: {len(CLASSES)} object classes, then {general.num_fractals} fractal classes; "
+      f"{general.object_share:.0%} of its images are object scenes")
+image_grid(examples, titles, cols=4, title="the general world: objects, objects on textures, fractals, dead leaves, 1/f noise")
+
+# %% [markdown]
+# This lesson's model, the one every later lesson fine-tunes, is still pre-trained on the object
+# world. `helpers.models.general_pretrained_model()` pre-trains the same network, with the same
+# budget, on the general world, under a cache entry of its own, and `benchmarks/transfer.py` asks
+# which world's features carry over to real images (lesson 13 shows its table). Until the general
+# world wins there, the object world stays the default.
 
 # %% [markdown]
 # ## Exercises

@@ -37,10 +37,11 @@ def test_bf16_cpu_prints_ratios_per_model(capsys):
     assert lines[-1].startswith("GPT (lesson 07)")
 
 
-def test_data_throughput_prints_a_ratio(capsys):
+@pytest.mark.parametrize("world", ["objects", "general"])
+def test_data_throughput_prints_a_ratio(capsys, world):
     lines = run(capsys, "data_throughput", "--mode", "smoke", "--rounds", "1", "--chunk", "16", "--steps", "2",
-                "--device", "cpu")
-    assert lines[-1].startswith("ratio ")
+                "--device", "cpu", "--world", world)
+    assert lines[-1].startswith("ratio ") and any(f"{world} world" in line for line in lines)
 
 
 @pytest.mark.parametrize("script", ["channels_last"])
