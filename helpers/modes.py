@@ -23,6 +23,10 @@ other sizes, use ``dataclasses.replace``:
     >>> S = replace(sizes("pretrain_image", "class"), steps=100)
     >>> S.steps, S.width
     (100, 24)
+
+A cached checkpoint's config takes its sizes from here field by field, each named (for example
+``models.ImageModelConfig.from_sizes``), never by matching names: renaming a size field is then an
+error, not a silently different cache key (``tests/test_cache_keys.py``).
 """
 from __future__ import annotations
 
@@ -444,11 +448,3 @@ def sizes(name: str, mode: str | None = None):
     An unknown name or mode raises ``UnknownNameError`` (a KeyError) listing the valid ones."""
     return SIZES.part(name).in_mode(mode)
 
-
-def checkpoint_config(cls, sizes_of_mode, **fields):
-    """A checkpoint config of dataclass ``cls`` whose size fields are copied, by name, from a mode's
-    sizes (``sizes(...)``), plus ``fields``: the sizes here stay the one source of truth, and a
-    config field that no mode sets must be given (the configs have no size defaults)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    copied = {f.name: getattr(sizes_of_mode, f.name) for f in dataclasses.fields(sizes_of_mode) if f.name in names}
-    return cls(**{**copied, **fields})
