@@ -14,7 +14,7 @@ selection, ``test_...`` for reporting), the cost (trainable parameters, steps, s
 History, and the model when asked for (``keep_model=True``).
 
 Example:
-    >>> log = RunLog("03_freeze")
+    >>> log = lesson.run_log("03_freeze")
     >>> r = run_finetune(10, frozen_stages=2, log=log)      # 10 labels per species
     >>> r.val_acc, r.test_acc, r.trainable_params, r.sec_per_epoch
     >>> log.table()

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .cache import cached_model
 from .device import resolve_device, seed_everything, seeded
 from .images import WORLD_VERSION, ImageWorld, WorldStream
-from .modes import checkpoint_config, sizes
+from .modes import SIZES, Generator
 from .training import RECIPE, evaluating, train
 
 # The world the generator learns: a simpler version of the general world (six kinds of object
@@ -240,6 +240,14 @@ class GeneratorConfig:
     world_version: int = WORLD_VERSION
     recipe: int = RECIPE
 
+    @classmethod
+    def from_sizes(cls, S: Generator) -> GeneratorConfig:
+        """The config that a mode's generator sizes give. Every key field names the size field that
+        feeds it, so renaming a size field raises an AttributeError here instead of quietly changing
+        the cache key."""
+        return cls(image_size=S.image_size, width=S.width, pretrain_steps=S.pretrain_steps,
+                   pretrain_batch=S.pretrain_batch, pretrain_lr=S.pretrain_lr, ema_decay=S.ema_decay)
+
     def world(self) -> ImageWorld:
         """The world this generator learns from."""
         return generator_world(self.image_size, **world_fields(self))
@@ -312,7 +320,7 @@ def create_generator(config: GeneratorConfig | None = None, seed: int = 0) -> UN
 
 def generator_config(mode: str | None = None) -> GeneratorConfig:
     """The pre-trained generator's config of ``mode`` (default: the current mode)."""
-    return checkpoint_config(GeneratorConfig, sizes("generator", mode))
+    return GeneratorConfig.from_sizes(SIZES.generator.in_mode(mode))
 
 
 def pretrained_generator(config: GeneratorConfig | None = None, *, device="auto", rebuild: bool = False,

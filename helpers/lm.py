@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from .cache import cached_model
 from .device import resolve_device, seed_everything, seeded
 from .gpt import GPT, GPTConfig, generate
-from .modes import checkpoint_config, sizes
+from .modes import SIZES, LMPretrain
 from .text_world import QA, TextWorld, TextWorldConfig
 from .tokenizer import WordTokenizer, tokenizer_from_json
 from .training import RECIPE, Batches, KeepBest, evaluating, train
@@ -205,17 +205,24 @@ class LMConfig:
     seed: int = 0
     recipe: int = RECIPE
 
+    @classmethod
+    def from_sizes(cls, S: LMPretrain, *, augmented: bool) -> LMConfig:
+        """The config that a mode's pre-training sizes give, on the augmented encyclopedia or the
+        once-only one. Every key field names the size field that feeds it, so renaming a size field
+        raises an AttributeError here instead of quietly changing the cache key."""
+        # Early stopping on the held-out phrasings suits the augmented model only: the once-only model
+        # never saw a second phrasing of anything, so that text would stop it before it has stored its
+        # own (lesson 08's ablation gives both the same steps; it keeps its last weights).
+        return cls(context=S.context, n_layer=S.n_layer, n_head=S.n_head, d_model=S.d_model, steps=S.steps,
+                   batch_size=S.batch_size, lr=S.lr, world=TextWorldConfig(diseases=S.diseases, people=S.people),
+                   augmented=augmented, keep=KEEP_ON_FACTS if augmented else "last")
+
 KEEP_ON_FACTS = "fact loss, non-test diseases"
 
 
 def lm_config(augmented: bool = True, mode: str | None = None) -> LMConfig:
     """Lesson 07's config of ``mode`` (default: the current mode), sizes from ``helpers.modes``."""
-    s = sizes("lm_pretrain", mode)
-    # Early stopping on the held-out phrasings suits the augmented model only: the once-only model
-    # never saw a second phrasing of anything, so that text would stop it before it has stored its
-    # own (lesson 08's ablation gives both the same steps; it keeps its last weights).
-    return checkpoint_config(LMConfig, s, augmented=augmented, keep=KEEP_ON_FACTS if augmented else "last",
-                             world=TextWorldConfig(diseases=s.diseases, people=s.people))
+    return LMConfig.from_sizes(SIZES.lm_pretrain.in_mode(mode), augmented=augmented)
 
 
 def gpt_config(config: LMConfig, vocab_size: int) -> GPTConfig:

@@ -24,8 +24,9 @@ from .cache import cached_model
 from .device import resolve_device, seed_everything, seeded
 from .images import CLASSES, WORLD_VERSION, ImageWorld, WorldStream
 from .losses import cross_entropy_loss
-from .modes import checkpoint_config, sizes
+from .modes import SIZES, PretrainImage, Welcome, sizes
 from .training import RECIPE, accuracy, predict, train
+
 
 @dataclass(frozen=True)
 class ImageModelConfig:
@@ -41,10 +42,17 @@ class ImageModelConfig:
     world_version: int = WORLD_VERSION
     recipe: int = RECIPE
 
+    @classmethod
+    def from_sizes(cls, S: PretrainImage | Welcome) -> ImageModelConfig:
+        """The config that a mode's pre-training sizes give (lesson 01's, or lesson 00's smaller
+        model's). Every key field names the size field that feeds it, so renaming a size field
+        raises an AttributeError here instead of quietly changing the cache key."""
+        return cls(width=S.width, image_size=S.image_size, steps=S.steps, batch_size=S.batch_size, lr=S.lr)
+
 
 def image_model_config(mode: str | None = None) -> ImageModelConfig:
     """The lesson-01 config of ``mode`` (default: the current mode), sizes from ``helpers.modes``."""
-    return checkpoint_config(ImageModelConfig, sizes("pretrain_image", mode))
+    return ImageModelConfig.from_sizes(SIZES.pretrain_image.in_mode(mode))
 
 
 def create_image_model(config: ImageModelConfig | None = None, num_classes: int | None = None,

@@ -6,7 +6,9 @@ JSON object keyed by the lesson's two-digit number, each entry holding ``mode``,
 
 An entry whose lesson had a run stopped early (Ctrl-C, the stop button: ``History.interrupted``)
 also holds ``"interrupted": true``, and so does that run's row in a run log, so a half-trained
-number is never mistaken for a finished one.
+number is never mistaken for a finished one. The lesson hears of it from what the run returned
+(``record(..., interrupted=history.interrupted)``) or from the run logs it owns
+(``lesson.run_log(name)``): nothing passes through module state.
 
 Several processes may record at once (two notebooks, ``make course`` beside JupyterLab): every
 update of the results file and every run-log append happens under a file lock (``file_lock``),
@@ -38,13 +40,6 @@ from .modes import MODES, current_mode
 
 class ResultsError(ValueError):
     """The results file cannot be read; the message names it and says what to do."""
-
-
-# Runs logged as stopped early in this process, as (time.perf_counter(), run log name): a Lesson
-# created before one of them records its entry as interrupted even when the notebook does not say
-# so. Only RunLog.add writes it; the training loop and the cache carry interruption in what they
-# return (History.interrupted, the build's "interrupted"), never through here.
-_INTERRUPTIONS: list[tuple[float, str]] = []
 
 
 def results_path(mode: str | None = None) -> Path:
@@ -150,7 +145,15 @@ class Lesson:
         self.device = resolve_device(device)
         self.mode = current_mode()
         self.start = time.perf_counter()
+        self.run_logs: list[RunLog] = []      # the logs of this lesson's runs (``run_log``)
         print(f"Lesson {number} | mode: {self.mode} | device: {describe(self.device)}")
+
+    def run_log(self, name: str, persist: bool = True) -> RunLog:
+        """A ``RunLog`` that this lesson owns: a run added to it as stopped early
+        (``interrupted=True``) flags the lesson's entry when it is recorded."""
+        log = RunLog(name, persist=persist)
+        self.run_logs.append(log)
+        return log
 
     @property
     def elapsed(self) -> float:
@@ -162,10 +165,11 @@ class Lesson:
 
         The entry is flagged ``"interrupted": true`` when ``interrupted`` is true (e.g.
         ``interrupted=info["interrupted"]`` for a checkpoint built in the lesson, or
-        ``history.interrupted``) or when a run logged in a ``RunLog`` in this process since the
-        lesson started was stopped early.
+        ``history.interrupted``) or when a run added to one of the lesson's own run logs
+        (``run_log``) was stopped early.
         """
-        stopped = [what for t, what in _INTERRUPTIONS if t >= self.start]
+        stopped = [f"{n} run{'s' if n > 1 else ''} in {log.name}" for log in self.run_logs
+                   if (n := log.interrupted_runs)]
         interrupted = bool(interrupted) or bool(stopped)
         entry = record_results(self.number, metrics, wall_s=self.elapsed, seed=self.seed,
                                device=self.device, mode=self.mode, interrupted=interrupted)
@@ -229,8 +233,11 @@ class RunLog:
     others added, numbers its row after them and appends it on a line of its own. A line cut
     short by a crash is skipped on reading (with a warning) and dropped by the next ``add``.
 
+    A lesson makes its logs with ``lesson.run_log(name)``, so that a run stopped early flags the
+    lesson's results entry too.
+
     Example:
-        >>> log = RunLog("03_freeze")
+        >>> log = lesson.run_log("03_freeze")     # or RunLog("03_freeze"), owned by no lesson
         >>> log.add(frozen_stages=2, test_acc=0.81)
         >>> log.add(frozen_stages=4, test_acc=0.52, interrupted=True)   # stopped early: flagged
         >>> log.table()          # a pandas DataFrame, one row per run
@@ -242,6 +249,7 @@ class RunLog:
         self.name = name
         self.path = data_dir() / "runs" / f"{name}.jsonl" if persist else None
         self.rows: list[dict] = []
+        self.interrupted_runs = 0       # runs this object added that were stopped early (clear() keeps it)
         if self.path is not None:
             self.rows, torn, _ = self._read()
             if torn:
@@ -273,8 +281,8 @@ class RunLog:
         """Append a row of settings and results; returns it with its run number.
 
         ``interrupted=True`` (e.g. ``interrupted=history.interrupted``) marks a run that was
-        stopped early: the row gets ``"interrupted": True`` and the lesson's results entry is
-        flagged too.
+        stopped early: the row gets ``"interrupted": True``, and the results entry of the lesson
+        that owns the log (``Lesson.run_log``) is flagged too.
         """
         if "run" in row:
             raise TypeError("'run' is the run number RunLog gives each row; name your column "
@@ -286,7 +294,7 @@ class RunLog:
         row = _clean(row)
         if interrupted:
             row["interrupted"] = True
-            _INTERRUPTIONS.append((time.perf_counter(), f"a run in {self.name}"))
+            self.interrupted_runs += 1
         if self.path is None:
             row = {"run": _next_run(self.rows), **row}
             self.rows.append(row)

@@ -18,7 +18,7 @@ from helpers.device import describe, resolve_device
 from helpers.images import BACKGROUNDS, BIRD_SPECIES, CLASSES, BirdSpecies, CountWorld, ImageWorld, render_class
 from helpers.losses import cross_entropy_loss
 from helpers.models import ImageModelConfig, create_image_model, pretrained_image_model
-from helpers.modes import MODES, checkpoint_config, current_mode, sizes
+from helpers.modes import MODES, current_mode, sizes
 from helpers.plots import image_grid
 from helpers.results import Lesson
 from helpers.surgery import replace_head
@@ -197,7 +197,7 @@ image_grid(hard_x, cols=8, title="Your harder world") if hard_x is not None else
 # %%
 W = sizes("welcome")
 start = time.perf_counter()
-small = checkpoint_config(ImageModelConfig, W)
+small = ImageModelConfig.from_sizes(W)                # width, image size, steps, batch, rate from W
 pretrained, info = pretrained_image_model(small, device=device)    # trained now, or loaded from the cache
 birds = BirdSpecies(image_size=W.image_size)
 x_birds, y_birds = birds.balanced(W.labels_per_class, seed=5, device=device)

@@ -16,7 +16,7 @@ from helpers.device import resolve_device
 from helpers.images import CLASSES, ImageWorld
 from helpers.models import create_image_model, image_model_config, pretrained_image_model
 from helpers.modes import sizes
-from helpers.plots import LiveCurve, confusion_matrix, conv_filters, image_grid, line_plot, plot_history
+from helpers.plots import LiveCurve, confusion_matrix, conv_filters, image_grid, plot_history
 from helpers.results import Lesson
 from helpers.surgery import count_params
 from helpers.training import History, accuracy, predict

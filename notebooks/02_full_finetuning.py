@@ -24,7 +24,7 @@ from helpers.lessons.full_finetuning import CLAIMS, gap, labels_curve_rows
 from helpers.models import pretrained_image_model
 from helpers.modes import sizes
 from helpers.plots import image_grid, line_plot, plot_history, seed_spread
-from helpers.results import Lesson, RunLog
+from helpers.results import Lesson
 from helpers.stats import best_by, difference, t_critical
 from helpers.surgery import stage_table, trainable_params
 from helpers.tasks import species_task, species_test_set, species_train_set, species_val_set
@@ -93,7 +93,7 @@ fig
 # weights moved, relative to their size (||w - w0|| / ||w0||).
 
 # %%
-log = RunLog("02_curve")
+log = lesson.run_log("02_curve")
 log.clear()            # this lesson's comparison starts empty; later re-runs of cells append
 sweep = [run_finetune(S.headline_labels, lr=lr, seed=0, log=log, progress=False, note="lr sweep")
          for lr in tqdm(S.lr_sweep, desc="learning rates")]

@@ -24,7 +24,7 @@ from helpers.experiments import build_model, run_finetune, scratch_converged
 from helpers.lessons.partial import CLAIMS, choose_rates, freezing_finding, seed_rows, time_per_epoch
 from helpers.modes import sizes
 from helpers.plots import LiveCurve, line_plot
-from helpers.results import Lesson, RunLog
+from helpers.results import Lesson
 from helpers.stats import best_by, difference, mean_and_spread
 from helpers.surgery import (
     freeze,  # noqa: F401 (exercise 1 uses it)
@@ -40,7 +40,7 @@ from helpers.widgets import depth_picker
 
 lesson = Lesson("03")
 S = sizes("finetune")
-log = RunLog("03_freeze")
+log = lesson.run_log("03_freeze")
 log.clear()            # start this lesson's comparison empty; re-running single cells appends
 print(S.summary())
 

@@ -36,14 +36,14 @@ from helpers.lessons.adding_layers import CLAIMS, method_rows
 from helpers.models import pretrained_image_model
 from helpers.modes import sizes
 from helpers.plots import plot_history
-from helpers.results import Lesson, RunLog
+from helpers.results import Lesson
 from helpers.stats import best_by, difference
 from helpers.surgery import add_block, freeze_stages, replace_head, stage_table, stages, trainable_params
 from helpers.tasks import SEEN_BACKGROUNDS, SHIFTED_BACKGROUNDS, species_shift_data, species_test_set
 
 lesson = Lesson("04")
 S = sizes("finetune")
-log = RunLog("04_heads")
+log = lesson.run_log("04_heads")
 log.clear()
 N = len(stages(build_model()))        # stages in the backbone: freezing N leaves only new layers
 print(S.summary())

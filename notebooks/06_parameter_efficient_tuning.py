@@ -43,7 +43,7 @@ from helpers.lora import (
 )
 from helpers.modes import sizes
 from helpers.plots import line_plot
-from helpers.results import Lesson, RunLog
+from helpers.results import Lesson
 from helpers.stats import difference
 from helpers.tasks import species_test_set
 from helpers.training import accuracy, inference_seconds
@@ -137,7 +137,7 @@ pd.DataFrame(rows).round(4)
 # separate what the trained biases do from what adapting statistics does.
 
 # %%
-log = RunLog("06_peft")
+log = lesson.run_log("06_peft")
 log.clear()
 runs = [run_peft(method, steps=P.steps, log=log) for method in ("full", "probe", "bitfit")]
 runs += [run_peft("lora", rank=r, steps=P.steps, log=log, keep_model=r == P.headline_rank) for r in P.ranks]

@@ -48,7 +48,7 @@ from helpers.lm import (
 from helpers.lora import trainable_share
 from helpers.modes import sizes
 from helpers.plots import LiveCurve, line_plot
-from helpers.results import Lesson, RunLog
+from helpers.results import Lesson
 from helpers.stats import difference
 from helpers.text_world import DISEASE_ATTRIBUTES, QUESTIONS
 
@@ -58,7 +58,7 @@ config = lm_config(augmented=True)
 data = lm_data(config)
 world, tok = data.world, data.tok
 qa = world.medical_qa()
-runs = RunLog("08_finetuning")
+runs = lesson.run_log("08_finetuning")
 print(S.summary())
 
 # %% [markdown]

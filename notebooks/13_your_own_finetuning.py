@@ -53,7 +53,7 @@ from helpers.modes import sizes
 from helpers.own_data import IMAGE_SUFFIXES, load_image
 from helpers.own_tasks import export_classifier, image_folder_task, image_size_for, predict
 from helpers.plots import image_grid
-from helpers.results import Lesson, RunLog
+from helpers.results import Lesson
 from helpers.stats import best_by
 
 lesson = Lesson("13")
@@ -87,7 +87,7 @@ pd.DataFrame({split: [len(getattr(task, f"y_{split}"))] for split in ("train", "
 # during the search; the chosen model is then measured on the test set, once.
 
 # %%
-log = RunLog("13_search")
+log = lesson.run_log("13_search")
 runs, best = search(task, source=SOURCE, log=log)
 table = pd.DataFrame([{**{k: r.settings[k] for k in ("frozen_stages", "head", "lora_rank")},
                        "trainable_params": r.trainable_params, "val_acc": r.val_acc} for r in runs])

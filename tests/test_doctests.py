@@ -14,10 +14,10 @@ import pytest
 import helpers
 
 DOCTESTED = ["helpers.cache", "helpers.checks", "helpers.claims", "helpers.fractals", "helpers.general_world",
-             "helpers.lora", "helpers.models", "helpers.runner", "helpers.site", "helpers.stats", "helpers.surgery",
-             "helpers.training"]
+             "helpers.lora", "helpers.models", "helpers.modes", "helpers.runner", "helpers.site", "helpers.stats",
+             "helpers.surgery", "helpers.training"]
 SKETCHES = ["helpers.distributed", "helpers.exercises", "helpers.experiments", "helpers.generation_metrics",
-            "helpers.generator", "helpers.gpt", "helpers.images", "helpers.lm", "helpers.modes",
+            "helpers.generator", "helpers.gpt", "helpers.images", "helpers.lm",
             "helpers.own_tasks", "helpers.plots", "helpers.prompting", "helpers.results", "helpers.tasks",
             "helpers.text_world", "helpers.tokenizer", "helpers.widgets", "helpers.lessons.bird_counter",
             "helpers.lessons.distillation", "helpers.lessons.partial", "helpers.peft_bridge"]

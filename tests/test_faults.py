@@ -323,7 +323,7 @@ def test_a_damaged_cached_checkpoint_is_rebuilt_with_a_message(damage, data_dir,
 
 def test_an_interrupted_run_is_flagged_in_its_row_and_the_lesson_entry(data_dir, capsys):
     lesson = Lesson("03")
-    log = RunLog("03_freeze")
+    log = lesson.run_log("03_freeze")
     log.add(frozen_stages=2, test_acc=0.8)
     log.add(frozen_stages=4, test_acc=0.3, interrupted=True)
     rows = RunLog("03_freeze").rows
@@ -332,8 +332,25 @@ def test_an_interrupted_run_is_flagged_in_its_row_and_the_lesson_entry(data_dir,
     assert entry["interrupted"] is True and load_results()["03"]["interrupted"] is True
     assert "interrupted" in capsys.readouterr().out and "(interrupted)" in results_table()
     clean = Lesson("03")                               # a later, complete run of the lesson
+    clean.run_log("03_freeze").add(frozen_stages=2, test_acc=0.8)   # the log holds the old row still
     assert "interrupted" not in clean.record({"test_acc": 0.8})
     assert "interrupted" not in load_results()["03"]
+
+
+def test_a_lesson_hears_of_a_stopped_run_from_its_own_logs_not_from_module_state(data_dir, capsys):
+    """Two lessons in one process (a test session, a kernel that runs two notebooks' cells): each
+    is flagged by the runs in the logs it owns, whenever it was created, and by no other."""
+    import helpers.results as results
+    first, second = Lesson("03"), Lesson("04")
+    ours = first.run_log("03_freeze")
+    RunLog("scratch_pad").add(test_acc=0.1, interrupted=True)     # a log no lesson owns flags none
+    ours.add(frozen_stages=4, test_acc=0.3, interrupted=True)
+    ours.clear()                                                   # clearing the table does not hide it
+    assert first.record({"test_acc": 0.8})["interrupted"] is True
+    assert "1 run in 03_freeze stopped early" in capsys.readouterr().out
+    assert "interrupted" not in second.record({"test_acc": 0.8})  # created before the stop, not its run
+    assert not [name for name, value in vars(results).items()                # no mutable module state
+                if not name.startswith("__") and isinstance(value, (list, dict, set))]
 
 
 @pytest.mark.parametrize("how", ["keyword", "record_results"])
@@ -368,6 +385,6 @@ def test_ctrl_c_in_training_is_flagged_through_the_history(data_dir):
     lesson = Lesson("02")
     history = train(model, loss_fn, [(x, y)] * 10, epochs=1, lr=1e-2, device="cpu", progress=False)
     assert history.interrupted
-    row = RunLog("02_curve").add(steps=history.steps_done, interrupted=history.interrupted)
+    row = lesson.run_log("02_curve").add(steps=history.steps_done, interrupted=history.interrupted)
     assert row["interrupted"] is True
     assert lesson.record({"acc": 0.5})["interrupted"] is True

@@ -3,11 +3,11 @@ import pytest
 import torch
 
 from helpers.experiments import build_model, run_finetune, summary
-from helpers.runner import RunResult, state_hash
 from helpers.lessons.partial import time_per_epoch
 from helpers.models import pretrained_image_model
 from helpers.modes import sizes
 from helpers.results import RunLog
+from helpers.runner import RunResult, state_hash
 from helpers.stats import mean_and_spread
 from helpers.surgery import stages
 from helpers.tasks import ClassificationTask, species_data, species_task, species_test_set, species_train_set

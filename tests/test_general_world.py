@@ -93,7 +93,7 @@ def test_textures_and_settings_refuse_bad_names_and_values():
 
 
 def test_the_general_model_is_cached_with_per_part_accuracy(data_dir):
-    from helpers.models import ImageModelConfig, general_pretrained_model, image_model_config, pretrained_image_model
+    from helpers.models import general_pretrained_model, image_model_config
     world = GeneralWorld(image_size=image_model_config().image_size, num_fractals=8)
     config = replace(image_model_config(), steps=6)                     # a few steps: the cache is the point
     model, info = general_pretrained_model(config=config, world=world, verbose=False)

@@ -101,9 +101,16 @@ def test_pretrained_lm_is_cached_and_fresh_each_call(data_dir):
     assert config != lm_config(False)     # the corpus switch is part of the cache key
 
 
-def test_finetuning_runs_and_restores_the_best_dev_step(data_dir):
+def test_finetuning_runs_and_restores_the_best_dev_step(data_dir, monkeypatch):
+    """The kept weights are those of the evaluation with the best dev accuracy: here the middle
+    one (the dev accuracy is scripted to peak at step 3), neither the start nor the end."""
+    import helpers.lm
     model, tok, _ = pretrained_lm(device="cpu", verbose=False)
     qa = TextWorld(lm_config().world).medical_qa()
+    scripted_dev_acc = iter([0.2, 0.6, 0.4])
+    real_exact_match = helpers.lm.exact_match
+    monkeypatch.setattr(helpers.lm, "exact_match",
+                        lambda m, t, pairs: next(scripted_dev_acc) if pairs is qa.dev else real_exact_match(m, t, pairs))
     snapshots = []
 
     def snapshot(m):                      # the weights at every evaluation, step 0 included
@@ -113,11 +120,12 @@ def test_finetuning_runs_and_restores_the_best_dev_step(data_dir):
     history = finetune_qa(model, tok, qa, steps=6, lr=1e-2, batch_size=8, eval_every=3, progress=False,
                           extra_eval=snapshot)
     assert [e["step"] for e in history.evals] == [0, 3, 6]
-    best = max(range(3), key=lambda i: history.evals[i]["dev_acc"])       # the first of the best
-    assert history.best_step == history.evals[best]["step"]
+    assert [e["dev_acc"] for e in history.evals] == [0.2, 0.6, 0.4]
+    assert history.best_step == 3
     state = model.state_dict()
-    assert all(torch.equal(state[k], snapshots[best][k]) for k in state)   # its weights, restored
-    assert not all(torch.equal(snapshots[0][k], snapshots[2][k]) for k in state)   # training moved them
+    assert all(torch.equal(state[k], snapshots[1][k]) for k in state)       # step 3's weights, restored
+    for other in (snapshots[0], snapshots[2]):                              # and not the start's or the end's
+        assert not all(torch.equal(state[k], other[k]) for k in state)
 
 
 def test_pretraining_keeps_the_step_with_the_lowest_validation_fact_loss(data_dir):

@@ -131,17 +131,35 @@ def test_merge_and_unmerge_agree(case):
         torch.testing.assert_close(out(model, x), base, rtol=1e-4, atol=1e-4)
 
 
+def head_of(model) -> str:
+    """The module a task's adapter brings along: the classifier, or the GPT's final norm (its
+    output layer is the tied embedding)."""
+    return next(n for n, _ in model.named_modules() if n in ("fc", "head", "ln_f"))
+
+
 def test_saved_adapter_reproduces_outputs(case, tmp_path):
     model, x, targets = case
-    fresh = copy.deepcopy(model)
+    fresh, unchanged = copy.deepcopy(model), copy.deepcopy(model)
     add_lora(model, targets, rank=3, alpha=6)
     kick_b(model)
-    with torch.no_grad():                     # an adapter that also brings its own head bias
-        extra = [n for n, _ in model.named_modules() if n in ("fc", "head", "lm_head")]
+    head = head_of(model)
+    with torch.no_grad():                     # an adapter that also brings its own head
+        for name, p in model.get_submodule(head).named_parameters():
+            if "lora_" not in name:
+                p.add_(0.5 * torch.randn(p.shape, generator=torch.Generator().manual_seed(2)))
     adapted = out(model, x)
-    path = save_adapter(model, tmp_path / "a.safetensors", extra=extra)
+    trained_head = {n: p.clone() for n, p in model.get_submodule(head).state_dict().items() if "lora_" not in n}
+    # without extra= the head stays behind: the fresh base computes something else
+    load_adapter(unchanged, save_adapter(model, tmp_path / "no_head.safetensors"))
+    assert not torch.allclose(out(unchanged, x), adapted, atol=1e-4)
+    path = save_adapter(model, tmp_path / "a.safetensors", extra=head)
     assert path.stat().st_size < sum(p.numel() * 4 for p in model.parameters())
+    before = {n: p.clone() for n, p in fresh.get_submodule(head).state_dict().items()}
     load_adapter(fresh, path)
+    restored = {n: p for n, p in fresh.get_submodule(head).state_dict().items() if "lora_" not in n}
+    assert set(restored) == set(trained_head)
+    assert all(torch.equal(restored[n], trained_head[n]) for n in restored)      # the changed head, restored
+    assert not all(torch.equal(before[n.replace("base.", "")], restored[n]) for n in restored)
     torch.testing.assert_close(out(fresh, x), adapted)
 
 

@@ -9,7 +9,7 @@ from helpers.modes import MODES, SIZES, sizes
 from helpers.results import Lesson, load_results
 
 
-@pytest.mark.parametrize("name", sorted(SIZES))
+@pytest.mark.parametrize("name", SIZES.names())
 def test_every_sizes_object_says_itself_in_one_line(name):
     for mode in MODES:
         S = sizes(name, mode)
@@ -62,7 +62,7 @@ def test_a_build_announces_how_long_it_takes(data_dir, capsys):
     assert "This runs once (seconds in smoke mode; `make prepare` builds every checkpoint" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", sorted(SIZES))
+@pytest.mark.parametrize("name", SIZES.names())
 def test_smoke_mode_is_not_degenerate_where_class_mode_chooses_or_averages(name):
     """Where class mode averages over several seeds or chooses from a grid of several values, smoke
     mode (CI) does too, with at least 2: otherwise every choice on validation, every significance

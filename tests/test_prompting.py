@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from helpers.gpt import GPT, GPTConfig
-from helpers.lm import answers_correct, qa_tensors
+from helpers.lm import answers_correct, lm_loss, qa_tensors
 from helpers.prompting import SoftPrompt, context_tokens, few_shot, train_soft_prompt
 from helpers.text_world import TextWorld, TextWorldConfig
 from helpers.tokenizer import WordTokenizer
@@ -54,6 +54,9 @@ def test_soft_prompt_starts_as_a_prefix_and_only_it_trains(world, tok):
     start = SoftPrompt(gpt, n_tokens=3, seed=0).prompt.detach().clone()     # what training starts from
     trained, history = train_soft_prompt(gpt, tok, qa.train[:64], n_tokens=3, steps=4, batch_size=16, progress=False)
     assert history.steps_done == 4
+    x, y = qa_tensors(tok, qa.train[:64])                  # the loss on the training answers falls
+    with torch.no_grad():
+        assert lm_loss(trained, (x, y)) < lm_loss(SoftPrompt(gpt, n_tokens=3, seed=0), (x, y))
     assert all(torch.equal(p, before[n]) for n, p in gpt.named_parameters())       # the model is frozen
     assert not torch.equal(trained.prompt.detach(), start)
     assert answers_correct(trained, tok, qa.test[:5]).shape == (5,)

@@ -228,6 +228,20 @@ def test_add_block_starts_as_identity_and_trains(arch):
     freeze_stages(model, len(stages(model)) - 1)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert any(".extra." in n for n in names)
+    # ... and it does train: on one batch the loss falls and the block's weights move
+    x, y = batch(size, n=8)
+    block = {n: p.detach().clone() for n, p in model.named_parameters() if ".extra." in n}
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(10):
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert any(not torch.equal(p, block[n]) for n, p in model.named_parameters() if n in block)
 
 
 def test_layerwise_lr_groups(arch):

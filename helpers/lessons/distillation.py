@@ -40,8 +40,8 @@ from ..claims import Claim
 from ..device import resolve_device, seeded
 from ..experiments import run_finetune
 from ..losses import distillation_loss
-from ..models import create_image_model, image_model_config, pretrained_image_model
-from ..modes import sizes
+from ..models import ImageModelConfig, create_image_model, image_model_config, pretrained_image_model
+from ..modes import SIZES, sizes
 from ..runner import Objective, Recipe, RunResult, Setup, run
 from ..stats import exceeds
 from ..surgery import replace_head
@@ -66,13 +66,18 @@ def create_student(width: int | None = None, seed: int = 0) -> nn.Module:
     return create_image_model(config, num_classes=species_task().num_classes, seed=seed)
 
 
+def student_config(mode: str | None = None) -> ImageModelConfig:
+    """The student's pre-training config (its cache key): lesson 01's, at the student's width."""
+    return replace(image_model_config(mode), width=SIZES.distill.in_mode(mode).student_width)
+
+
 def pretrained_student(device="auto", verbose: bool = True):
     """The student's architecture (lesson 01's network at the student's width) pre-trained on the
     general world with lesson 01's recipe and budget: the small model one would fine-tune instead
-    of distilling. Cached like lesson 01's model, under a config of its own. Returns (model, info)
-    as ``pretrained_image_model`` does (the general world's head; ``run_student`` replaces it)."""
-    config = replace(image_model_config(), width=sizes("distill").student_width)
-    return pretrained_image_model(config, device=device, source="course", verbose=verbose)
+    of distilling. Cached like lesson 01's model, under a config of its own (``student_config``).
+    Returns (model, info) as ``pretrained_image_model`` does (the general world's head;
+    ``run_student`` replaces it)."""
+    return pretrained_image_model(student_config(), device=device, source="course", verbose=verbose)
 
 
 def finetune_teacher(seed: int = 0, progress: bool = True, device="auto") -> RunResult:

@@ -22,7 +22,7 @@ from ..generator import (
 from ..images import WORLD_VERSION, WorldStream
 from ..losses import cross_entropy_loss
 from ..models import ImageModelConfig, create_image_model
-from ..modes import checkpoint_config, sizes
+from ..modes import SIZES, Generator
 from ..stats import exceeds
 from ..training import RECIPE, Batches, accuracy, train
 
@@ -48,7 +48,7 @@ class JudgeConfig:
     """Everything that determines the judge classifier (a narrow timm ResNet, as in lesson 01)."""
     image_size: int
     judge_steps: int
-    width: int = 16
+    width: int                   # the generator's width (lesson 11's sizes)
     batch_size: int = 64
     lr: float = 3e-3
     seed: int = 1
@@ -60,10 +60,17 @@ class JudgeConfig:
     world_version: int = WORLD_VERSION
     recipe: int = RECIPE
 
+    @classmethod
+    def from_sizes(cls, S: Generator) -> JudgeConfig:
+        """The judge's config for a mode's generator sizes: it judges at the generator's resolution,
+        with the generator's width. Every key field names the size field that feeds it, so renaming
+        a size field raises an AttributeError here instead of quietly changing the cache key."""
+        return cls(image_size=S.image_size, judge_steps=S.judge_steps, width=S.width)
+
 
 def judge_config(mode: str | None = None) -> JudgeConfig:
     """The judge's config of ``mode`` (default: the current mode)."""
-    return checkpoint_config(JudgeConfig, sizes("generator", mode))
+    return JudgeConfig.from_sizes(SIZES.generator.in_mode(mode))
 
 
 def orca_judge(config: JudgeConfig | None = None, *, device="auto", rebuild: bool = False, verbose: bool = True):
