@@ -82,9 +82,22 @@ def _fractal_world(mode, device):
     return fractal_pretrained_model(mode, device=device, verbose=False)[0]
 
 
+def _general_pretrained():
+    """``general_pretrained_model`` (issue 27's general world) wherever this checkout has it:
+    ``helpers.general_world`` or ``helpers.models``; None when it has none."""
+    import importlib
+    for module in ("helpers.general_world", "helpers.models"):
+        try:
+            found = getattr(importlib.import_module(module), "general_pretrained_model", None)
+        except ImportError:
+            continue
+        if found is not None:
+            return found
+    return None
+
+
 def _general_world(mode, device):
-    from helpers.general_world import general_pretrained_model
-    return general_pretrained_model(mode, device=device, verbose=False)[0]
+    return _general_pretrained()(mode, device=device, verbose=False)[0]
 
 
 WORLDS = {"object": _object_world, "fractal": _fractal_world, "general": _general_world}
@@ -96,12 +109,10 @@ def available_worlds(names) -> list[str]:
     for name in names:
         if name not in WORLDS:
             raise ValueError(f"unknown world {name!r}; choose from {list(WORLDS)}")
-        if name == "general":
-            try:
-                import helpers.general_world  # noqa: F401
-            except ImportError:
-                print("note: the general world is skipped: helpers.general_world is not in this checkout")
-                continue
+        if name == "general" and _general_pretrained() is None:
+            print("note: the general world is skipped: this checkout has no general_pretrained_model "
+                  "(helpers.general_world or helpers.models)")
+            continue
         out.append(name)
     return out
 
