@@ -283,8 +283,10 @@ saved = load_transfer_results()
 if saved is None:
     print("No saved benchmark results here: python benchmarks/transfer.py --out docs/transfer_results.json")
 else:
+    measured = sorted({(r["task"], r["labels"]) for r in saved["rows"]})
     print(f"mode {saved['mode']}, device {saved['device']}, seeds {saved['seeds']}, "
-          f"worlds {', '.join(saved['worlds'])}")
+          f"worlds {', '.join(saved['worlds'])}; measured: "
+          + ", ".join(f"{task} at {n}/class" for task, n in measured))
     for line in transfer_roles(saved) + [""] + transfer_table(saved["rows"]) + [""] + transfer_verdicts(saved["rows"]):
         print(line)
 

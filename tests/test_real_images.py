@@ -162,5 +162,6 @@ def test_the_verdicts_follow_the_paired_test():
 def test_missing_results_read_as_none(tmp_path):
     assert load_transfer_results(tmp_path / "nothing.json") is None
     path = tmp_path / "r.json"
-    path.write_text('{"tasks": {"digits": {"role": "choose", "about": "digits"}}, "rows": []}')
-    assert transfer_roles(load_transfer_results(path)) == ["digits: choose (digits)"]
+    path.write_text('{"tasks": {"digits": {"role": "choose", "about": "digits"}, '
+                    '"faces": {"role": "judge", "about": "faces"}}, "rows": [{"task": "digits"}]}')
+    assert transfer_roles(load_transfer_results(path)) == ["digits: choose (digits)"]     # faces has no rows

@@ -447,6 +447,7 @@ def transfer_verdicts(rows) -> list[str]:
 
 
 def transfer_roles(results) -> list[str]:
-    """Each task of saved results with its role: "choose" (a world's recipe may be chosen on it)
-    or "judge" (it played no part in any choice)."""
-    return [f"{name}: {t['role']} ({t['about']})" for name, t in results["tasks"].items()]
+    """Each task of saved results that has measured rows, with its role: "choose" (a world's recipe
+    may be chosen on it) or "judge" (it played no part in any choice)."""
+    measured = {r["task"] for r in results["rows"]}
+    return [f"{name}: {t['role']} ({t['about']})" for name, t in results["tasks"].items() if name in measured]
