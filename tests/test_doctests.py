@@ -13,8 +13,8 @@ import pytest
 
 import helpers
 
-DOCTESTED = ["helpers.cache", "helpers.checks", "helpers.claims", "helpers.fractals", "helpers.lora", "helpers.site",
-             "helpers.stats", "helpers.surgery", "helpers.training"]
+DOCTESTED = ["helpers.cache", "helpers.checks", "helpers.claims", "helpers.fractals", "helpers.lora",
+             "helpers.real_images", "helpers.site", "helpers.stats", "helpers.surgery", "helpers.training"]
 SKETCHES = ["helpers.distributed", "helpers.exercises", "helpers.experiments", "helpers.generation_metrics",
             "helpers.generator", "helpers.gpt", "helpers.images", "helpers.lm", "helpers.modes",
             "helpers.own_tasks", "helpers.plots", "helpers.prompting", "helpers.results", "helpers.tasks",
