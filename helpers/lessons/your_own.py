@@ -372,3 +372,82 @@ CLAIMS = [
     Claim("13", "the exported model predicts the same class as the model in memory",
           lambda m: m["export_agrees"] == 1.0),
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The transfer benchmark on several real tasks (benchmarks/transfer.py): its saved numbers, printed
+# ---------------------------------------------------------------------------------------------
+
+def transfer_results_path() -> Path:
+    """Where ``benchmarks/transfer.py --out`` results are kept in the repository: docs/transfer_results.json."""
+    return Path(__file__).resolve().parents[2] / "docs" / "transfer_results.json"
+
+
+def load_transfer_results(path=None) -> dict | None:
+    """The benchmark's saved results (``mode``, ``tasks`` with each one's role, ``rows``: one per
+    task, labels, world, arm and seed), or None when the file is not there."""
+    import json
+    path = Path(path) if path is not None else transfer_results_path()
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _in_order(rows, fields):
+    return list(dict.fromkeys(tuple(r[f] for f in fields) for r in rows))
+
+
+def _test_accs(rows, task, labels, world, arm) -> list[float]:
+    picked = sorted((r for r in rows if (r["task"], r["labels"], r["world"], r["arm"]) == (task, labels, world, arm)),
+                    key=lambda r: r["seed"])
+    return [r["test_acc"] for r in picked]
+
+
+def transfer_table(rows) -> list[str]:
+    """One line per (task, labels per class, world, arm): mean test accuracy +- sd over the seeds,
+    the learning rate chosen on validation and the mean step early stopping kept."""
+    lines = [f"{'task':<9}{'role':<8}{'labels':>7}  {'world':<9}{'arm':<14}{'test acc':>20}  {'lr':>7}  {'steps':>6}"]
+    for task, labels, world, arm in _in_order(rows, ("task", "labels", "world", "arm")):
+        picked = [r for r in rows if (r["task"], r["labels"], r["world"], r["arm"]) == (task, labels, world, arm)]
+        mean, sd = mean_and_spread([r["test_acc"] for r in picked])
+        steps = sum(r["best_step"] for r in picked) / len(picked)
+        acc = f"{mean:.3f} +- {sd:.3f} (n={len(picked)})"
+        lines.append(f"{task:<9}{picked[0]['role']:<8}{labels:>7}  {world:<9}{arm:<14}{acc:>20}  "
+                     f"{picked[0]['lr']:>7g}  {steps:>6.0f}")
+    return lines
+
+
+def _versus(a, b) -> str:
+    d = difference(a, b, paired=True)
+    if d.p is None:
+        return f"differs by {100 * d.diff:+.1f} points from (one seed: too few to test)"
+    word = ("beats" if d.diff > 0 else "falls behind") if d.real else "ties with"
+    return f"{word} ({100 * d.diff:+.1f} points, paired t-test p = {d.p:.3f})"
+
+
+def transfer_verdicts(rows) -> list[str]:
+    """The course's rule (a paired t-test over the seeds, 95%: a seed draws the same labelled images
+    for every arm and world) on fine-tuned vs from scratch for each world, task and labels per
+    class, and on each world's linear probe vs the fractal world's."""
+    worlds = [w for (w,) in _in_order(rows, ("world",)) if w != "-"]
+    lines = []
+    for task, labels in _in_order(rows, ("task", "labels")):
+        scratch = _test_accs(rows, task, labels, "-", "from scratch")
+        for w in worlds:
+            lines.append(f"{task}, {labels}/class, {w} world: fine-tuned "
+                         f"{_versus(_test_accs(rows, task, labels, w, 'fine-tuned'), scratch)} from scratch")
+        if "fractal" in worlds:
+            fractal = _test_accs(rows, task, labels, "fractal", "linear probe")
+            for w in worlds:
+                if w != "fractal":
+                    lines.append(f"{task}, {labels}/class, {w} world: its linear probe "
+                                 f"{_versus(_test_accs(rows, task, labels, w, 'linear probe'), fractal)} "
+                                 f"the fractal world's")
+    return lines
+
+
+def transfer_roles(results) -> list[str]:
+    """Each task of saved results that has measured rows, with its role: "choose" (a world's recipe
+    may be chosen on it) or "judge" (it played no part in any choice)."""
+    measured = {r["task"] for r in results["rows"]}
+    return [f"{name}: {t['role']} ({t['about']})" for name, t in results["tasks"].items() if name in measured]
