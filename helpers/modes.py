@@ -404,7 +404,7 @@ SIZES = CourseSizes(
         smoke=Distill(student_width=4, unlabelled=64, steps=4, batch_size=16, lr=3e-3, temperature=4.0,
                       soft_weight=0.9, seeds=2, views=2),
         class_=Distill(student_width=8, unlabelled=1000, steps=150, batch_size=64, lr=3e-3, temperature=4.0,
-                       soft_weight=0.9, seeds=3, views=4),
+                       soft_weight=0.9, seeds=5, views=4),
         full=Distill(student_width=12, unlabelled=8000, steps=2000, batch_size=128, lr=3e-3, temperature=4.0,
                      soft_weight=0.9, seeds=3, views=8),
     ),
