@@ -282,6 +282,39 @@ print(f"fine-tuning, validation accuracy at step {at_budget['step']} {at_budget[
       f"and then {max(sc_curve):.3f} test accuracy at best along its mean curve.")
 
 # %% [markdown]
+# ## Does this carry over to real images?
+#
+# Everything above happens inside the course's world, where lesson 01's model learnt exactly the
+# kind of picture the birds are. `benchmarks/transfer.py` asks the same question on real images
+# that ship inside Python packages (handwritten digits, faces, photo tiles), with this lesson's
+# rules: each arm's rate and budget chosen on validation, paired t-tests over 5 seeds. Its saved
+# results, for lesson 01's network, at the fewest labels it measured:
+
+# %%
+from helpers.lessons.your_own import load_transfer_results
+from helpers.stats import difference
+
+saved = load_transfer_results()
+if saved is None:
+    print("No saved transfer results here (docs/transfer_results.json): run benchmarks/transfer.py")
+else:
+    fewest = min(saved["labels"])
+    for task in saved["tasks"]:
+        accs = {arm: [r["test_acc"] for r in sorted(saved["rows"], key=lambda r: r["seed"])
+                      if r["task"] == task and r["labels"] == fewest and r["arm"] == arm
+                      and r["world"] in (world, "-")]
+                for arm, world in (("fine-tuned", "object"), ("from scratch", "-"))}
+        if all(accs.values()):
+            print(f"{task}, {fewest} labels per class: "
+                  + difference(accs["fine-tuned"], accs["from scratch"], paired=True).describe("fine-tuned",
+                                                                                                "from scratch"))
+
+# %% [markdown]
+# Where fine-tuning lesson 01's model does not beat training from scratch on a real task, the world
+# was too far from those images (Yosinski et al. 2014: transfer falls with the distance between
+# tasks). Lesson 13 shows the whole table, with the fractal and general worlds beside this one.
+
+# %% [markdown]
 # ## Exercises
 #
 # **Exercise 1.** Build the full fine-tuning model by hand: a fresh pre-trained model with a new
