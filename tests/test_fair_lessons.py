@@ -31,10 +31,15 @@ def test_lesson_02_claims_need_a_real_difference():
             "scratch_converged_accs": [0.79, 0.80, 0.81], "finetune_steps": 30, "scratch_converged_steps": 450,
             "scratch_converged_budget": 600, "finetuned_converged_acc": 0.95,
             "finetuned_converged_accs": [0.94, 0.95, 0.96],
-            "labels_curve": [{"finetuned_converged_acc": 0.75, "scratch_converged_acc": 0.53},
-                             {"finetuned_converged_acc": 0.99, "scratch_converged_acc": 0.98}]}
+            "labels_curve": [{"finetuned_converged_acc": 0.75, "scratch_converged_acc": 0.53,
+                              "finetuned_converged_accs": [0.74, 0.75, 0.77],
+                              "scratch_converged_accs": [0.52, 0.53, 0.54]},
+                             {"finetuned_converged_acc": 0.99, "scratch_converged_acc": 0.98,
+                              "finetuned_converged_accs": [0.99, 0.99, 0.99],
+                              "scratch_converged_accs": [0.98, 0.98, 0.98]}]}
     assert all(c.verdict(base) for c in full_finetuning.CLAIMS)
-    fair_tie = dict(base, finetuned_converged_accs=[0.70, 0.95, 0.99], finetuned_converged_acc=0.88)
+    fewest = dict(base["labels_curve"][0], finetuned_converged_accs=[0.80, 0.50, 0.80])
+    fair_tie = dict(base, labels_curve=[fewest, base["labels_curve"][1]])
     assert full_finetuning.CLAIMS[4].verdict(fair_tie) is False         # inside the noise: no claim
     widening = dict(base, labels_curve=[base["labels_curve"][1], base["labels_curve"][0]])
     assert full_finetuning.CLAIMS[5].verdict(widening) is False
