@@ -299,13 +299,13 @@ if saved is None:
     print("No saved transfer results here (docs/transfer_results.json): run benchmarks/transfer.py")
 else:
     fewest = min(saved["labels"])
-    for task in saved["tasks"]:
+    for real_task in saved["tasks"]:              # (not `task`: the lesson's own task keeps its name)
         accs = {arm: [r["test_acc"] for r in sorted(saved["rows"], key=lambda r: r["seed"])
-                      if r["task"] == task and r["labels"] == fewest and r["arm"] == arm
+                      if r["task"] == real_task and r["labels"] == fewest and r["arm"] == arm
                       and r["world"] in (world, "-")]
                 for arm, world in (("fine-tuned", "object"), ("from scratch", "-"))}
         if all(accs.values()):
-            print(f"{task}, {fewest} labels per class: "
+            print(f"{real_task}, {fewest} labels per class: "
                   + difference(accs["fine-tuned"], accs["from scratch"], paired=True).describe("fine-tuned",
                                                                                                 "from scratch"))
 
