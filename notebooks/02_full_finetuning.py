@@ -291,23 +291,16 @@ print(f"fine-tuning, validation accuracy at step {at_budget['step']} {at_budget[
 # results, for lesson 01's network, at the fewest labels it measured:
 
 # %%
-from helpers.lessons.your_own import load_transfer_results
-from helpers.stats import difference
+from helpers.lessons.your_own import load_transfer_results, transfer_verdicts
 
 saved = load_transfer_results()
 if saved is None:
     print("No saved transfer results here (docs/transfer_results.json): run benchmarks/transfer.py")
 else:
-    fewest = min(saved["labels"])
-    for real_task in saved["tasks"]:              # (not `task`: the lesson's own task keeps its name)
-        accs = {arm: [r["test_acc"] for r in sorted(saved["rows"], key=lambda r: r["seed"])
-                      if r["task"] == real_task and r["labels"] == fewest and r["arm"] == arm
-                      and r["world"] in (world, "-")]
-                for arm, world in (("fine-tuned", "object"), ("from scratch", "-"))}
-        if all(accs.values()):
-            print(f"{real_task}, {fewest} labels per class: "
-                  + difference(accs["fine-tuned"], accs["from scratch"], paired=True).describe("fine-tuned",
-                                                                                                "from scratch"))
+    fewest = min(saved["labels"])       # lesson 01's network (the object world) against from scratch ("-")
+    for line in transfer_verdicts([r for r in saved["rows"] if r["labels"] == fewest
+                                   and r["world"] in ("object", "-")]):
+        print(line)
 
 # %% [markdown]
 # Where fine-tuning lesson 01's model does not beat training from scratch on a real task, the world
