@@ -26,6 +26,7 @@ from helpers.lessons.your_own import digits_task
 from helpers.models import create_image_model, general_pretrained_model, image_model_config
 from helpers.modes import sizes
 from helpers.own_tasks import finetune_task
+from helpers.runner import Budget, Report, Setup
 from helpers.surgery import stages
 
 RECIPES = {
@@ -43,8 +44,9 @@ def probe_and_finetune(model, seeds: int, labels: int, steps: int, lrs, device) 
     out = {}
     for arm, frozen in arms.items():
         def run(task, lr, seed):
-            return finetune_task(task, source=model, frozen_stages=frozen, lr=lr, steps=steps, seed=seed,
-                                 read_test=False, progress=False, device=device, evals=1).val_acc
+            return finetune_task(task, source=model, frozen_stages=frozen, lr=lr, seed=seed,
+                                 budget=Budget(steps=steps, evals=1), report=Report(read_test=False),
+                                 setup=Setup(device=device, progress=False)).val_acc
         tuning = {lr: run(tasks[0], lr, 0) for lr in lrs}
         lr = max(tuning, key=tuning.get)
         out[arm] = {"lr": lr, "val": [tuning[lr]] + [run(tasks[s], lr, s) for s in range(1, seeds)]}

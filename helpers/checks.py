@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import inspect
@@ -25,6 +26,10 @@ def keywords_checked(fn):
     signature = inspect.signature(fn)
     names = [p.name for p in signature.parameters.values()
              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ("self", "cls")]
+    # settings grouped in a typed object (a dataclass default such as budget=Budget()): name the group
+    grouped = {f.name: (p.name, type(p.default).__name__) for p in signature.parameters.values()
+               if dataclasses.is_dataclass(p.default) and not isinstance(p.default, type)
+               for f in dataclasses.fields(p.default)}
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -32,6 +37,10 @@ def keywords_checked(fn):
         if unknown:
             hints = []
             for k in unknown:
+                if k in grouped:
+                    arg, cls = grouped[k]
+                    hints.append(f"{k!r} (it is a field of {arg}: {arg}={cls}({k}=...))")
+                    continue
                 close = difflib.get_close_matches(k, names, n=3, cutoff=0.5)
                 hints.append(f"{k!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""))
             raise TypeError(f"{fn.__qualname__}() got unknown keyword argument(s) {', '.join(hints)}; "

@@ -29,22 +29,26 @@ import torch.nn as nn
 
 from .augment import flip_and_shift
 from .cache import data_fingerprint
-from .checks import keywords_checked, one_of, whole_number
+from .checks import check_seed, keywords_checked, one_of, whole_number
 from .device import resolve_device, seed_everything
 from .losses import cross_entropy_loss
 from .models import backbone_key, image_model_config, pretrained_image_model, scratch_image_model
 from .modes import current_mode, sizes
 from .runner import (
+    HEADS,
+    Adaptation,
+    Budget,
     Objective,
     Recipe,
+    Report,
     RunResult,
     Setup,
+    _setup,
     cached_run,
     kept_value,
     run,
 )
 from .surgery import (
-    BN_CHOICES,
     BN_DEFAULT,
     add_block,
     check_depth,
@@ -58,8 +62,6 @@ from .surgery import (
 )
 from .tasks import ClassificationTask, species_data, species_task
 from .training import RECIPE, accuracy
-
-HEADS = ("linear", "mlp", "block")
 
 
 def build_model(*, from_scratch: bool = False, head: str = "linear", hidden: int = 64, seed: int = 0,
@@ -89,74 +91,77 @@ def build_model(*, from_scratch: bool = False, head: str = "linear", hidden: int
 
 @keywords_checked
 def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTask | None = None,
-                 frozen_stages: int = 0, bn: str = BN_DEFAULT, head: str = "linear", hidden: int = 64,
-                 lr: float | None = None, lr_decay: float | None = None, linear_probe_steps: int = 0,
-                 seed: int = 0, from_scratch: bool = False, steps: int | None = None,
-                 batch_size: int | None = None, augment: bool = True, evals: int | None = None,
-                 keep_best: bool = False, test_curve: bool = False,
-                 log=None, note: str | None = None, hook=None, progress: bool = True,
-                 keep_model: bool = False, device="auto", mode: str | None = None,
-                 source=None) -> RunResult:
+                 frozen_stages: int = 0, lr: float | None = None, seed: int = 0, from_scratch: bool = False,
+                 log=None, adaptation: Adaptation = Adaptation(), budget: Budget = Budget(),
+                 report: Report = Report(), setup: Setup = Setup()) -> RunResult:
     """One fine-tuning experiment from a fresh model. Returns a ``RunResult``.
+
+    The knobs the lessons' cells vary are arguments of their own; the rest comes in typed groups
+    (``helpers.runner``): ``adaptation`` (head, BatchNorm, layer-wise rates, LP-FT), ``budget``
+    (steps, batch size, augmentation, evaluations, early stopping), ``report`` (note, hook,
+    keep_model, read_test) and ``setup`` (mode, source, device, progress).
 
     Args:
         labels_per_class: labelled training images per species (default: the lesson's headline);
             ignored when ``task`` is given.
         task: another ``ClassificationTask`` (e.g. your own images); default the species task.
         frozen_stages: freeze the first k stages nearest the input (0 = tune everything,
-            ``len(stages(model))`` = only the head trains: a linear probe with ``head="linear"``).
-        bn: BatchNorm statistics in frozen stages (``helpers.surgery.BN_CHOICES``): "update"
-            (the default: they adapt to the data) or "frozen" (kept).
-        head: "linear", "mlp" (``hidden`` units) or "block" (extra residual block + linear).
+            ``len(stages(model))`` = only the head trains: a linear probe with a linear head).
         lr: peak learning rate (default from the sizes: fine-tuning or from-scratch rate).
-        lr_decay: layer-wise learning rates: the head gets ``lr``, each stage nearer the input
-            ``lr_decay`` times the rate of the stage after it (None: one rate for all).
-        linear_probe_steps: LP-FT: first train only the head this many steps (backbone frozen),
-            then fine-tune with ``frozen_stages`` for the rest of the budget: the probe's steps
-            count in ``steps``, so LP-FT and full fine-tuning get the same budget.
         seed: chooses the training images, the head's initialisation and the batch order.
         from_scratch: start from random weights instead of lesson 01's checkpoint.
-        steps, batch_size: the budget in optimiser steps, and the batch size (default from the
-            sizes); fixed whatever the training-set size, so compared runs get the same budget.
-        evals: validation evaluations along the run (for curves; the last is at the end).
-        keep_best: early stopping on validation: keep the weights of the evaluation with the best
-            validation accuracy (``extra["best_step"]`` says when), not the last ones.
-        test_curve: the evaluations along the run also measure test accuracy (for a curve that
-            is shown; never for a choice).
-        log: a ``RunLog``; the run's row is appended to it (``note`` adds a column).
-        hook: ``hook(history)`` during training, e.g. a ``LiveCurve`` (metric ``val_acc``).
-        keep_model: also return the trained model (``result.model``).
-        mode: the course mode whose sizes and checkpoint to use (default: the current one).
-        source: the pre-trained weights: "course", a timm model name ("timm": the course
-            architecture's) or an ``nn.Module`` (``helpers.models.resolve_source``; None reads
-            ``$COURSE_PRETRAINED`` once, here); the species images follow its input size.
+        log: a ``RunLog``; the run's row is appended to it (``report.note`` adds a column).
+        adaptation: ``Adaptation``: bn (BatchNorm statistics in frozen stages), head ("linear",
+            "mlp" of ``hidden`` units, "block"), lr_decay (layer-wise rates: the head gets ``lr``,
+            each stage nearer the input ``lr_decay`` times the next one's), linear_probe_steps
+            (LP-FT: first train only the head this many steps; they count in the budget's steps,
+            so LP-FT and full fine-tuning get the same budget). LoRA is ``finetune_task``'s.
+        budget: ``Budget``: steps and batch_size (default from the sizes; fixed whatever the
+            training-set size), augment, evals (validation evaluations along the run, the last at
+            the end), keep_best (early stopping on validation accuracy; ``extra["best_step"]``
+            says when), test_curve (the evaluations also measure test accuracy, for a curve).
+        report: ``Report``: note, hook (e.g. a ``LiveCurve``, metric ``val_acc``), keep_model
+            (also return the trained model), read_test (False: no test accuracy).
+        setup: ``Setup``: mode (whose sizes and checkpoint), source (the pre-trained weights:
+            "course", a timm model name, an ``nn.Module``; None reads ``$COURSE_PRETRAINED``
+            once, here; the species images follow its input size), device, progress.
     Returns:
         RunResult with metrics val_acc and test_acc (and shifted_acc when the task has a shifted
         test set); extra: best_step (the step whose weights were kept), sec_per_epoch (training seconds per
         pass over the training set), sec_per_step, epochs, backbone_change (how far the
         backbone's weights moved: ||w - w0|| / ||w0||), linear_probe_history; and
         ``start_state_hash`` (fingerprint of the weights before training).
+
+    Example (a quiet run in the smoke mode's sizes):
+        >>> r = run_finetune(2, frozen_stages=2, budget=Budget(steps=2, evals=0),
+        ...                  setup=Setup(mode="smoke", device="cpu", progress=False))
+        >>> r.steps, r.frozen_stages, r.head
+        (2, 2, 'linear')
     """
-    setup = Setup.resolve(mode, source, device, progress)        # the edge: nothing below reads the environment
+    for name, value, kind in (("adaptation", adaptation, Adaptation), ("budget", budget, Budget),
+                              ("report", report, Report)):
+        if not isinstance(value, kind):
+            raise TypeError(f"{name} must be a helpers.runner.{kind.__name__}, e.g. {kind.__name__}(); got {value!r:.80}")
+    if adaptation.lora_rank is not None or adaptation.lora_targets is not None:
+        raise ValueError("run_finetune has no LoRA: Adaptation.lora_rank and lora_targets are finetune_task's "
+                         "(or lesson 06's run_peft)")
+    setup = _setup(setup)        # the edge: nothing below reads the environment
     mode, source, device = setup.mode, setup.source, setup.device
+    bn, head, hidden, lr_decay = adaptation.bn, adaptation.head, adaptation.hidden, adaptation.lr_decay
+    linear_probe_steps = adaptation.linear_probe_steps
+    augment, keep_best, test_curve = budget.augment, budget.keep_best, budget.test_curve
+    note, hook, keep_model = report.note, report.hook, report.keep_model
     S = sizes("finetune", mode)
-    steps = whole_number("steps", steps, allow_none=True) or S.steps
+    steps = budget.steps or S.steps
     whole_number("labels_per_class", labels_per_class, allow_none=True)
-    whole_number("linear_probe_steps", linear_probe_steps, minimum=0)
-    whole_number("batch_size", batch_size, allow_none=True)
-    one_of("bn", bn, BN_CHOICES)
-    one_of("head", head, HEADS)
+    check_seed(seed)
     if linear_probe_steps >= steps:
         raise ValueError(f"linear_probe_steps={linear_probe_steps} leaves nothing of the budget steps={steps} for "
                          f"fine-tuning: the probe's steps count in the budget")
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf):
         raise ValueError(f"lr must be a positive number; got {lr!r}")
-    if lr_decay is not None and (isinstance(lr_decay, bool) or not isinstance(lr_decay, numbers.Real)
-                                 or not 0 < lr_decay <= 1):
-        raise ValueError(f"lr_decay must be None (one rate for all) or a number in (0, 1], each stage's rate "
-                         f"as a share of the next one's (e.g. 0.5); got {lr_decay!r}")
     lr = lr or (S.scratch_lr if from_scratch else S.lr)
-    evals = S.evals if evals is None else whole_number("evals", evals, minimum=0)
+    evals = S.evals if budget.evals is None else budget.evals
     if keep_best and not evals:
         raise ValueError("keep_best=True needs evaluations along the run (evals >= 1) to choose from")
     if task is None:
@@ -188,15 +193,17 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
         return out
 
     def measure(model, history):
-        metrics = {"val_acc": kept_value(history, "val_acc"), "test_acc": accuracy(model, task.x_test, task.y_test)}
+        metrics = {"val_acc": kept_value(history, "val_acc")}
+        if report.read_test:
+            metrics["test_acc"] = accuracy(model, task.x_test, task.y_test)
         if metrics["val_acc"] is None:
             metrics["val_acc"] = accuracy(model, task.x_val, task.y_val)
-        if task.x_shifted is not None:
+        if task.x_shifted is not None and report.read_test:
             metrics["shifted_acc"] = accuracy(model, task.x_shifted, task.y_shifted)
         return metrics
 
     tune_steps = steps - linear_probe_steps
-    batch_size = min(batch_size or S.batch_size, len(task.x_train))
+    batch_size = min(budget.batch_size or S.batch_size, len(task.x_train))
     recipe = Recipe(steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                     augment=flip_and_shift if augment else None,
                     eval_every=max(1, tune_steps // evals) if evals else None, keep_best=keep_best,
@@ -294,9 +301,10 @@ def scratch_converged(labels_per_class: int | None = None, *, seed: int = 0, lr:
                            source=source)
 
     def train_it():
-        return run_finetune(labels_per_class, from_scratch=True, lr=lr, seed=seed, steps=S.scratch_steps,
-                            evals=S.scratch_evals, keep_best=True, test_curve=True, keep_model=True,
-                            progress=progress, device=device, mode=mode, source=source)
+        return run_finetune(labels_per_class, from_scratch=True, lr=lr, seed=seed,
+                            budget=Budget(steps=S.scratch_steps, evals=S.scratch_evals, keep_best=True,
+                                          test_curve=True),
+                            report=Report(keep_model=True), setup=setup)
 
     model, history, info, cached = cached_run("species_scratch", config, make, train_it, device=device)
     if cached and progress:

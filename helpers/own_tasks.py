@@ -14,15 +14,15 @@
   ``PretrainedUnavailable`` with what to do when offline), or any ``nn.Module`` (copied).
   ``scratch_twin(source)`` is the same architecture and width with random weights, the fair
   from-scratch baseline for that source.
-- ``finetune_task(task, source=..., frozen_stages=..., head=..., lora_rank=...)``: one experiment
-  on any task from any source; returns a ``helpers.experiments.RunResult``.
+- ``finetune_task(task, source=..., frozen_stages=..., adaptation=Adaptation(head=..., lora_rank=...))``:
+  one experiment on any task from any source; returns a ``helpers.runner.RunResult``.
 - ``export_classifier(model, path, ...)`` writes the fine-tuned model as one safetensors file
   (LoRA merged in), with what is needed to rebuild it; ``load_classifier(path)`` and
   ``predict(path, image_file)`` read it back and name the class of an image file.
 
 Example:
     >>> task = image_folder_task("my_photos", image_size=image_size_for("course"), seed=0)
-    >>> r = finetune_task(task, source="course", frozen_stages=2, keep_model=True)
+    >>> r = finetune_task(task, source="course", frozen_stages=2, report=Report(keep_model=True))
     >>> export_classifier(r.model, "my_model.safetensors", classes=task.classes, recipe=r.settings)
     >>> predict("my_model.safetensors", "my_photos/robin/001.jpg")
     'robin'
@@ -42,9 +42,8 @@ import torch.nn as nn
 
 from .augment import flip_and_shift
 from .cache import read_checkpoint, save_checkpoint
-from .checks import one_of, whole_number
+from .checks import check_seed, keywords_checked
 from .device import resolve_device, seeded
-from .experiments import HEADS
 from .lora import add_lora, lora_layers, merge_lora, train_only_lora
 from .losses import cross_entropy_loss
 from .models import (
@@ -58,8 +57,9 @@ from .models import (
 )
 from .modes import sizes
 from .own_data import DataError, PretrainedUnavailable, load_image, load_image_folder
-from .runner import Objective, Recipe, RunResult, Setup, run
+from .runner import Adaptation, Budget, Objective, Recipe, Report, RunResult, Setup, _setup, run
 from .surgery import (
+    BN_DEFAULT,
     add_block,
     check_depth,
     freeze_stages,
@@ -305,41 +305,63 @@ def _strip_lora(model: nn.Module) -> nn.Module:
     return model
 
 
-def finetune_task(task: ClassificationTask, *, source=None, frozen_stages: int = 0, head: str = "linear",
-                  hidden: int = 64, lora_rank: int | None = None, lora_targets=None, from_scratch: bool = False,
-                  lr: float | None = None, steps: int | None = None, batch_size: int | None = None, seed: int = 0,
-                  augment: bool = True, evals: int | None = None, read_test: bool = True, progress: bool = True,
-                  keep_model: bool = False, log=None, hook=None, device="auto") -> RunResult:
+@keywords_checked
+def finetune_task(task: ClassificationTask, *, source=None, frozen_stages: int = 0, lr: float | None = None,
+                  seed: int = 0, from_scratch: bool = False, log=None, adaptation: Adaptation = Adaptation(),
+                  budget: Budget = Budget(), report: Report = Report(), setup: Setup = Setup()) -> RunResult:
     """Fine-tune a fresh model from ``source`` on ``task``; validation and test accuracy.
+
+    The same typed groups as ``run_finetune`` (``helpers.runner``), with ``source`` an argument of
+    its own here: it is this experiment's variable (which model to start from).
 
     Args:
         source: "course", a timm model name ("timm": the course architecture's), or an
-            ``nn.Module`` (``helpers.models.resolve_source``; None reads ``$COURSE_PRETRAINED``).
+            ``nn.Module`` (``helpers.models.resolve_source``; None: ``setup.source``, and when
+            that is None too, ``$COURSE_PRETRAINED``).
         frozen_stages: freeze the first k stages (``len(stages(model))``: a linear probe).
-        head: "linear", "mlp" (``hidden`` units) or "block" (extra block + linear).
-        lora_rank: LoRA of this rank on ``lora_targets`` (default: every Linear and ordinary
-            Conv2d of the backbone); the base weights freeze, the adapters and the head train.
-        from_scratch: the same architecture with random weights (``scratch_twin``).
-        lr, steps, batch_size: default from ``sizes("finetune")`` (the scratch or LoRA rate for
+        lr: peak learning rate, default from ``sizes("finetune")`` (the scratch or LoRA rate for
             those runs).
-        read_test: measure test accuracy; a search passes False and reads the test set once, for
-            the configuration it chose on validation (``read_test_once(result, task)``).
+        seed: the head's initialisation, LoRA's and the batch order.
+        from_scratch: the same architecture with random weights (``scratch_twin``).
+        log: a ``RunLog``; the run's row is appended to it.
+        adaptation: ``Adaptation``: bn, head ("linear", "mlp" of ``hidden`` units, "block"),
+            lora_rank (LoRA of this rank on ``lora_targets``, default every Linear and ordinary
+            Conv2d of the backbone; the base weights freeze, the adapters and the head train).
+            Layer-wise rates and LP-FT are ``run_finetune``'s.
+        budget: ``Budget``: steps, batch_size (default from ``sizes("finetune")``), augment,
+            evals. Early stopping and test curves are ``run_finetune``'s.
+        report: ``Report``: note, hook, keep_model, read_test (a search passes False and reads
+            the test set once, for the configuration it chose on validation:
+            ``read_test_once(result, task)``).
+        setup: ``Setup``: mode, device, progress (and source, when ``source`` is None).
     Returns:
         RunResult with metrics val_acc (the last validation evaluation) and test_acc; extra:
         the runner's (best_step, epochs, sec_per_step, sec_per_epoch), stages, eval_s.
     """
-    setup = Setup.resolve(source=source, device=device, progress=progress)   # the edge: read the environment once
+    for name, value, kind in (("adaptation", adaptation, Adaptation), ("budget", budget, Budget),
+                              ("report", report, Report)):
+        if not isinstance(value, kind):
+            raise TypeError(f"{name} must be a helpers.runner.{kind.__name__}, e.g. {kind.__name__}(); got {value!r:.80}")
+    if adaptation.lr_decay is not None or adaptation.linear_probe_steps:
+        raise ValueError("finetune_task has no layer-wise rates or LP-FT: Adaptation.lr_decay and "
+                         "linear_probe_steps are run_finetune's")
+    if budget.keep_best or budget.test_curve:
+        raise ValueError("finetune_task keeps the last weights and measures no test curve: Budget.keep_best and "
+                         "test_curve are run_finetune's")
+    setup = _setup(setup, source=source)   # the edge: read the environment once
     source, device = setup.source, setup.device
+    head, hidden, lora_rank, lora_targets = adaptation.head, adaptation.hidden, adaptation.lora_rank, \
+        adaptation.lora_targets
+    augment, read_test, hook, keep_model = budget.augment, report.read_test, report.hook, report.keep_model
     S, P = sizes("finetune", setup.mode), sizes("peft", setup.mode)
-    one_of("head", head, HEADS)
-    whole_number("lora_rank", lora_rank, allow_none=True)
-    steps = whole_number("steps", steps, allow_none=True) or S.steps
+    steps = budget.steps or S.steps
+    check_seed(seed)
     if lr is not None and not lr > 0:
         raise ValueError(f"lr must be a positive number; got {lr!r}")
     if lora_rank and from_scratch:
         raise ValueError("LoRA adapts pre-trained weights; from_scratch=True has none to adapt")
     lr = lr or (S.scratch_lr if from_scratch else P.lora_lr if lora_rank else S.lr)
-    evals = S.evals if evals is None else whole_number("evals", evals, minimum=0)
+    evals = S.evals if budget.evals is None else budget.evals
     task = task.to(device)
     n_stages = []
 
@@ -353,7 +375,7 @@ def finetune_task(task: ClassificationTask, *, source=None, frozen_stages: int =
                 add_block(model)
             replace_head(model, task.num_classes, hidden=hidden if head == "mlp" else None)
         model.to(device)
-        freeze_stages(model, frozen_stages)
+        freeze_stages(model, frozen_stages, bn=adaptation.bn)
         if head == "block":
             unfreeze(model, "*.extra")
         if lora_rank:
@@ -376,7 +398,7 @@ def finetune_task(task: ClassificationTask, *, source=None, frozen_stages: int =
         timing["eval_s"] = time.perf_counter() - start
         return metrics
 
-    batch_size = min(batch_size or S.batch_size, len(task.x_train))
+    batch_size = min(budget.batch_size or S.batch_size, len(task.x_train))
     recipe = Recipe(steps=steps, batch_size=batch_size, lr=lr, seed=seed, augment=flip_and_shift if augment else None,
                     eval_every=max(1, steps // evals) if evals else steps)
     objective = Objective(cross_entropy_loss, lambda m: {"val_acc": accuracy(m, task.x_val, task.y_val)}, "val_acc",
@@ -384,6 +406,10 @@ def finetune_task(task: ClassificationTask, *, source=None, frozen_stages: int =
     settings = {"task": task.name, "source": _describe_source(source), "frozen_stages": frozen_stages,
                 "head": head, "hidden": hidden if head == "mlp" else None, "lora_rank": lora_rank,
                 "from_scratch": from_scratch, "lr": lr, "steps": steps, "batch_size": batch_size, "seed": seed}
+    if adaptation.bn != BN_DEFAULT:
+        settings["bn"] = adaptation.bn
+    if report.note is not None:
+        settings["note"] = report.note
     result = run(make, (task.x_train, task.y_train), recipe, objective, setup=setup,
                  settings=settings, hook=hook, keep_model=keep_model,
                  desc=("scratch" if from_scratch else f"freeze {frozen_stages}") + f", {head}"

@@ -31,7 +31,8 @@ Example (a tiny model; the lessons pass their image models):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import numbers
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch.nn as nn
@@ -40,8 +41,11 @@ from .cache import cached_model, checkpoint_path, config_key, data_fingerprint
 from .device import resolve_device, seed_everything
 from .models import resolve_source
 from .modes import current_mode
-from .surgery import BN_DEFAULT, count_params, freeze_stages, stages, trainable_params, unfreeze
+from .surgery import BN_CHOICES, BN_DEFAULT, count_params, freeze_stages, stages, trainable_params, unfreeze
 from .training import Batches, History, KeepBest, train
+
+HEADS = ("linear", "mlp", "block")
+"""The new heads an image runner can put on a model (``Adaptation.head``)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,160 @@ class Setup:
         environment again."""
         mode = mode or current_mode()
         return cls(mode=mode, source=resolve_source(source, mode), device=resolve_device(device), progress=progress)
+
+
+    def resolved(self) -> "Setup":
+        """This setup with everything resolved once (``Setup.resolve``): what a runner does at its edge."""
+        return Setup.resolve(self.mode, self.source, self.device, self.progress)
+
+    def __post_init__(self):
+        if self.mode is not None and not isinstance(self.mode, str):
+            raise TypeError(f"Setup.mode must be None (the current mode) or a mode's name such as 'smoke'; "
+                            f"got {self.mode!r}")
+        if not isinstance(self.progress, bool):
+            raise TypeError(f"Setup.progress must be True or False (show progress bars); got {self.progress!r}")
+
+
+QUIET = Setup(progress=False)
+"""No progress bars; mode, source and device from the environment at the runner's edge (a lesson's
+loops of many runs pass ``setup=QUIET``)."""
+
+
+def _setup(setup: "Setup | None", **flat) -> "Setup":
+    """A runner's edge: ``setup`` (None: the default ``Setup()``) with the flat arguments that are
+    not None put in, resolved once (``Setup.resolve``); below it nothing reads the environment."""
+    if setup is not None and not isinstance(setup, Setup):
+        raise TypeError(f"setup must be a helpers.runner.Setup, e.g. Setup(progress=False); got {setup!r:.80}")
+    setup = setup or Setup()
+    changes = {k: v for k, v in flat.items() if v is not None}
+    return replace(setup, **changes).resolved() if changes else setup.resolved()
+
+
+def _whole(cls: str, name: str, value, minimum: int, unit: str, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{cls}.{name} must be {'None (the lesson default) or ' if allow_none else ''}a whole "
+                         f"number of at least {minimum} ({unit}); got {value!r}")
+
+
+def _flag(cls: str, name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{cls}.{name} must be True or False; got {value!r}")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long a runner trains and how it evaluates along the way (shared by ``run_finetune``,
+    ``finetune_task``, ``run_peft``, ``run_counter`` and ``run_student``; None: the lesson's sizes).
+
+    steps: the budget in optimiser steps (the same whatever the training-set size).
+    batch_size: training examples per step (cut to the training-set size).
+    augment: random flips and shifts of every training batch (the image runners).
+    evals: validation evaluations along the run (0: none; the last one is at the end).
+    keep_best: early stopping: keep the weights of the best validation evaluation, not the last.
+    test_curve: the evaluations along the run also measure the test set (for a curve that is
+        shown, never for a choice).
+
+    Example:
+        >>> Budget(steps=200, evals=4).steps
+        200
+        >>> Budget(steps=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: Budget.steps must be None (the lesson default) or a whole number of at least 1 (optimiser steps); got 0
+    """
+    steps: int | None = None
+    batch_size: int | None = None
+    augment: bool = True
+    evals: int | None = None
+    keep_best: bool = False
+    test_curve: bool = False
+
+    def __post_init__(self):
+        _whole("Budget", "steps", self.steps, 1, "optimiser steps")
+        _whole("Budget", "batch_size", self.batch_size, 1, "examples per step")
+        _whole("Budget", "evals", self.evals, 0, "validation evaluations along the run")
+        for name in ("augment", "keep_best", "test_curve"):
+            _flag("Budget", name, getattr(self, name))
+        if self.keep_best and self.evals == 0:
+            raise ValueError("Budget.keep_best=True (early stopping) needs evaluations along the run to choose "
+                             "from; got evals=0 (give evals >= 1, or None for the lesson's)")
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """How a pre-trained image model is adapted, beyond how many stages freeze (``run_finetune``
+    and ``finetune_task``; ``frozen_stages`` stays a runner argument of its own).
+
+    bn: BatchNorm statistics in frozen stages (``helpers.surgery.BN_CHOICES``): "update" (they
+        adapt to the data) or "frozen" (kept).
+    head: the new head: "linear", "mlp" (a hidden layer of ``hidden`` units) or "block" (an
+        extra residual block after the last stage, then a linear layer).
+    hidden: units of the MLP head's hidden layer (used with ``head="mlp"``).
+    lr_decay: layer-wise rates: each stage nearer the input trains at ``lr_decay`` times the rate
+        of the stage after it, a share in (0, 1] (None: one rate for all).
+    linear_probe_steps: LP-FT: first train only the head this many optimiser steps, counted in
+        the budget's steps (0: no probe).
+    lora_rank: LoRA adapters of this rank (``finetune_task``; None: none).
+    lora_targets: module names LoRA adapts (None: every Linear and ordinary Conv2d of the backbone).
+
+    Example:
+        >>> Adaptation(head="mlp", hidden=16).hidden
+        16
+        >>> Adaptation(head="tower")
+        Traceback (most recent call last):
+        ...
+        ValueError: Adaptation.head must be one of ('linear', 'mlp', 'block'); got 'tower'
+    """
+    bn: str = BN_DEFAULT
+    head: str = "linear"
+    hidden: int = 64
+    lr_decay: float | None = None
+    linear_probe_steps: int = 0
+    lora_rank: int | None = None
+    lora_targets: tuple | None = None
+
+    def __post_init__(self):
+        if self.bn not in BN_CHOICES:
+            raise ValueError(f"Adaptation.bn must be one of {BN_CHOICES}; got {self.bn!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"Adaptation.head must be one of {HEADS}; got {self.head!r}")
+        _whole("Adaptation", "hidden", self.hidden, 1, "the MLP head's hidden units", allow_none=False)
+        if self.lr_decay is not None and (isinstance(self.lr_decay, bool) or not isinstance(self.lr_decay, numbers.Real)
+                                          or not 0 < self.lr_decay <= 1):
+            raise ValueError(f"Adaptation.lr_decay must be None (one rate for all) or a number in (0, 1], each "
+                             f"stage's rate as a share of the next one's (e.g. 0.5); got {self.lr_decay!r}")
+        _whole("Adaptation", "linear_probe_steps", self.linear_probe_steps, 0, "optimiser steps", allow_none=False)
+        _whole("Adaptation", "lora_rank", self.lora_rank, 1, "the adapters' rank")
+        if isinstance(self.lora_targets, str):
+            raise TypeError(f"Adaptation.lora_targets must be a list of module names (or None: every Linear and "
+                            f"Conv2d); got the string {self.lora_targets!r}")
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a runner hands back besides its ``RunResult``'s numbers.
+
+    note: a free-text column in the run's settings and its ``log`` row (None: none).
+    hook: ``hook(history)`` during training, e.g. a ``LiveCurve`` (None: none).
+    keep_model: also return the trained model (``result.model``).
+    read_test: measure test accuracy at the end; a search passes False and reads the test set
+        once, for the configuration it chose on validation (``read_test_once``).
+    """
+    note: str | None = None
+    hook: Callable | None = None
+    keep_model: bool = False
+    read_test: bool = True
+
+    def __post_init__(self):
+        if self.note is not None and not isinstance(self.note, str):
+            raise TypeError(f"Report.note must be None or a string (a column in the log); got {self.note!r}")
+        if self.hook is not None and not callable(self.hook):
+            raise TypeError(f"Report.hook must be None or callable as hook(history), e.g. a LiveCurve; "
+                            f"got {self.hook!r:.80}")
+        _flag("Report", "keep_model", self.keep_model)
+        _flag("Report", "read_test", self.read_test)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from helpers.models import pretrained_image_model
 from helpers.modes import sizes
 from helpers.plots import image_grid, line_plot, plot_history, seed_spread
 from helpers.results import Lesson
+from helpers.runner import QUIET, Budget, Report
 from helpers.stats import best_by, difference, t_critical
 from helpers.surgery import stage_table, trainable_params
 from helpers.tasks import species_task, species_test_set, species_train_set, species_val_set
@@ -75,7 +76,7 @@ stage_table(model)
 # One run, with its training curve:
 
 # %%
-one = run_finetune(S.headline_labels, seed=0, evals=5)
+one = run_finetune(S.headline_labels, seed=0, budget=Budget(evals=5))
 print(f"{S.headline_labels} labels per species: validation accuracy {one.val_acc:.3f} after "
       f"{one.steps} steps ({one.train_s:.1f} s)")
 fig = plot_history(one.history, metric="val_acc", title="full fine-tuning")
@@ -95,7 +96,7 @@ fig
 # %%
 log = lesson.run_log("02_curve")
 log.clear()            # this lesson's comparison starts empty; later re-runs of cells append
-sweep = [run_finetune(S.headline_labels, lr=lr, seed=0, log=log, progress=False, note="lr sweep")
+sweep = [run_finetune(S.headline_labels, lr=lr, seed=0, log=log, setup=QUIET, report=Report(note="lr sweep"))
          for lr in tqdm(S.lr_sweep, desc="learning rates")]
 sweep_table = pd.DataFrame([{"lr": r.lr, "val_acc": r.val_acc, "backbone_change": r.backbone_change}
                             for r in sweep]).set_index("lr")
@@ -153,13 +154,13 @@ print(f"from scratch's own rate, chosen on validation: {scratch_lr:g} (fine-tuni
 finetuned, scratch, converged, finetuned_converged = {}, {}, {}, {}
 settings = [(n, seed) for n in S.labels_per_class for seed in range(S.seeds)]
 for n, seed in tqdm(settings, desc="runs"):
-    finetuned.setdefault(n, []).append(run_finetune(n, lr=best_lr, seed=seed, log=log, progress=False))
+    finetuned.setdefault(n, []).append(run_finetune(n, lr=best_lr, seed=seed, log=log, setup=QUIET))
     scratch.setdefault(n, []).append(run_finetune(n, from_scratch=True, lr=scratch_lr, seed=seed, log=log,
-                                                  progress=False, note="same budget"))
+                                                  setup=QUIET, report=Report(note="same budget")))
     converged.setdefault(n, []).append(scratch_converged(n, seed=seed, lr=scratch_lr, progress=False))
     finetuned_converged.setdefault(n, []).append(run_finetune(
-        n, lr=best_lr, seed=seed, steps=S.converged_steps, evals=S.converged_evals, keep_best=True, log=log,
-        progress=False, note="own budget"))
+        n, lr=best_lr, seed=seed, log=log, setup=QUIET, report=Report(note="own budget"),
+        budget=Budget(steps=S.converged_steps, evals=S.converged_evals, keep_best=True)))
 curve = labels_curve_rows(finetuned, scratch, converged, finetuned_converged)
 curve_table = pd.DataFrame(curve).set_index("labels_per_class")
 columns = ["finetuned_acc", "finetuned_spread", "scratch_acc", "scratch_spread",
@@ -260,8 +261,8 @@ print(f"At {S.headline_labels} labels per species: from scratch with fine-tuning
 # from-scratch runs over their whole budget (mean over seeds, recorded while they trained).
 
 # %%
-long_ft = run_finetune(S.headline_labels, lr=best_lr, seed=0, steps=4 * S.steps, evals=8, test_curve=True,
-                       log=log, progress=False, note="against steps")
+long_ft = run_finetune(S.headline_labels, lr=best_lr, seed=0, log=log, setup=QUIET,
+                       budget=Budget(steps=4 * S.steps, evals=8, test_curve=True), report=Report(note="against steps"))
 ft_evals = long_ft.history.evals
 sc_evals = [r.history.evals for r in converged[S.headline_labels]]
 sc_steps = [e["step"] for e in sc_evals[0]]
@@ -337,8 +338,9 @@ check("a new 6-way head, everything trainable",
 
 # %% [markdown]
 # **Exercise 2.** Does augmentation matter with few labels? Run fine-tuning with
-# `S.headline_labels` labels per species at the chosen rate `best_lr`, with `augment=False`, for
-# each of the seeds `range(S.seeds)`, and keep the runs in the list `no_aug`. Then store in
+# `S.headline_labels` labels per species at the chosen rate `best_lr`, without augmentation
+# (`budget=Budget(augment=False)`), for each of the seeds `range(S.seeds)`, and keep the runs in
+# the list `no_aug`. Then store in
 # `aug_gain` how many points (0 to 100) augmentation adds to the mean **validation** accuracy
 # (with augmentation: `finetuned[S.headline_labels]`). Validation, because this is a choice: the
 # test set is for the configuration you report.
@@ -363,7 +365,8 @@ check("augmentation's gain on validation, over the seeds", _aug_ok,
 # <details><summary>Solution (click to open)</summary>
 #
 # ```python
-# no_aug = [run_finetune(S.headline_labels, lr=best_lr, seed=seed, augment=False, log=log, progress=False)
+# no_aug = [run_finetune(S.headline_labels, lr=best_lr, seed=seed, budget=Budget(augment=False), log=log,
+#                        setup=QUIET)
 #           for seed in range(S.seeds)]
 # aug = difference([r.val_acc for r in finetuned[S.headline_labels]], [r.val_acc for r in no_aug], paired=True)
 # aug_gain = 100 * aug.diff

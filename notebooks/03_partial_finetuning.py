@@ -13,7 +13,6 @@
 # layer-wise learning rates.
 
 # %%
-from functools import partial
 
 import pandas as pd
 import torch
@@ -25,6 +24,7 @@ from helpers.lessons.partial import CLAIMS, choose_rates, freezing_finding, seed
 from helpers.modes import sizes
 from helpers.plots import LiveCurve, line_plot
 from helpers.results import Lesson
+from helpers.runner import QUIET, Adaptation, Budget, Report
 from helpers.stats import best_by, difference, mean_and_spread
 from helpers.surgery import (
     freeze,  # noqa: F401 (exercise 1 uses it)
@@ -93,8 +93,8 @@ except ValueError as err:
 # %%
 FROZEN_STAGES = 2
 
-result = run_finetune(S.headline_labels, frozen_stages=FROZEN_STAGES, log=log, evals=5,
-                      hook=LiveCurve(metric="val_acc", title=f"freeze {FROZEN_STAGES}"))
+result = run_finetune(S.headline_labels, frozen_stages=FROZEN_STAGES, log=log, budget=Budget(evals=5),
+                      report=Report(hook=LiveCurve(metric="val_acc", title=f"freeze {FROZEN_STAGES}")))
 print(f"frozen stages {FROZEN_STAGES}: validation accuracy {result.val_acc:.3f}, "
       f"{result.trainable_params:,} trainable parameters, {result.sec_per_epoch:.3f} s per epoch")
 
@@ -105,8 +105,12 @@ print(f"frozen stages {FROZEN_STAGES}: validation accuracy {result.val_acc:.3f},
 # widget calls the same `run_finetune`; in a headless run nobody clicks, and nothing happens.)
 
 # %%
-depth_picker(partial(run_finetune, S.headline_labels, log=log, evals=5), stage_names,
-             value=FROZEN_STAGES, metric="val_acc")
+def train_depth(*, frozen_stages, hook):
+    return run_finetune(S.headline_labels, frozen_stages=frozen_stages, log=log, budget=Budget(evals=5),
+                        report=Report(hook=hook))
+
+
+depth_picker(train_depth, stage_names, value=FROZEN_STAGES, metric="val_acc", log=log)
 
 # %% [markdown]
 # ## Every depth, one table
@@ -131,7 +135,7 @@ grid_runs = {(k, lr): [] for k in depths for lr in S.depth_lr_grid}
 for k, lr, seed in tqdm([(k, lr, seed) for k in depths for lr in S.depth_lr_grid for seed in range(S.seeds)],
                         desc="depths x rates x seeds"):
     grid_runs[(k, lr)].append(run_finetune(S.headline_labels, frozen_stages=k, lr=lr, seed=seed, log=log,
-                                           progress=False))
+                                           setup=QUIET))
 depth_lr, depth_runs = choose_rates(grid_runs)          # each depth's rate, chosen on validation
 rate_table = pd.DataFrame([{"frozen_stages": k, "lr": lr, "val_acc": mean_and_spread([r.val_acc for r in runs])[0]}
                            for (k, lr), runs in grid_runs.items()]).pivot(index="frozen_stages", columns="lr")
@@ -228,8 +232,8 @@ bn_runs = {}
 for k in (2, len(stage_names)):
     for bn in ("frozen", "update"):
         bn_runs[(k, bn)] = (depth_runs[k] if bn == "update" else    # the depth table's runs used "update"
-                            [run_finetune(S.headline_labels, frozen_stages=k, bn=bn, lr=depth_lr[k], seed=s, log=log,
-                                          progress=False) for s in range(S.seeds)])
+                            [run_finetune(S.headline_labels, frozen_stages=k, adaptation=Adaptation(bn=bn),
+                                          lr=depth_lr[k], seed=s, log=log, setup=QUIET) for s in range(S.seeds)])
 bn_rows = seed_rows(bn_runs, "setting")
 for row in bn_rows:
     row["frozen_stages"], row["bn"] = row.pop("setting")
@@ -257,8 +261,8 @@ bn_table.round(3)
 # A middle way between freezing and full fine-tuning: train everything, but with smaller
 # learning rates nearer the input. `layerwise_lr_groups(model, lr, decay)` gives the head `lr`,
 # the last stage `lr * decay`, the one before `lr * decay**2`, and so on: optimiser parameter
-# groups to pass to `train(param_groups=...)` (`run_finetune(lr_decay=...)` does that). Below, the
-# head gets the rate validation chose for full fine-tuning.
+# groups to pass to `train(param_groups=...)` (`run_finetune(adaptation=Adaptation(lr_decay=...))`
+# does that). Below, the head gets the rate validation chose for full fine-tuning.
 
 # %%
 for g in layerwise_lr_groups(build_model(), lr=depth_lr[0], decay=0.5):
@@ -266,8 +270,8 @@ for g in layerwise_lr_groups(build_model(), lr=depth_lr[0], decay=0.5):
 
 # %%
 lw_runs = {"one rate": depth_runs[0],                # full fine-tuning from the depth table, at its chosen rate
-           "layer-wise, decay 0.5": [run_finetune(S.headline_labels, lr=depth_lr[0], lr_decay=0.5, seed=s, log=log,
-                                                  progress=False) for s in range(S.seeds)]}
+           "layer-wise, decay 0.5": [run_finetune(S.headline_labels, lr=depth_lr[0], seed=s, log=log, setup=QUIET,
+                                                  adaptation=Adaptation(lr_decay=0.5)) for s in range(S.seeds)]}
 lw_table = pd.DataFrame(seed_rows(lw_runs, "rates")).set_index("rates")
 print(f"with {S.steps} steps: " + difference(lw_table.loc["layer-wise, decay 0.5", "test_accs"],     # same seeds: paired
                                             lw_table.loc["one rate", "test_accs"], paired=True).describe(

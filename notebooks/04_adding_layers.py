@@ -37,6 +37,7 @@ from helpers.models import pretrained_image_model
 from helpers.modes import sizes
 from helpers.plots import plot_history
 from helpers.results import Lesson
+from helpers.runner import QUIET, Adaptation, Report
 from helpers.stats import best_by, difference
 from helpers.surgery import add_block, freeze_stages, replace_head, stage_table, stages, trainable_params
 from helpers.tasks import SEEN_BACKGROUNDS, SHIFTED_BACKGROUNDS, species_shift_data, species_test_set
@@ -86,17 +87,17 @@ stage_table(m)
 
 # %%
 methods = {
-    "linear probe": dict(frozen_stages=N, head="linear", lr=S.probe_lr),
-    "MLP head": dict(frozen_stages=N, head="mlp", lr=S.probe_lr),
-    "extra block": dict(frozen_stages=N, head="block", lr=S.probe_lr),
-    "LP-FT": dict(frozen_stages=0, head="linear", linear_probe_steps=S.steps // 2),
-    "full fine-tuning": dict(frozen_stages=0, head="linear"),
+    "linear probe": dict(frozen_stages=N, adaptation=Adaptation(head="linear"), lr=S.probe_lr),
+    "MLP head": dict(frozen_stages=N, adaptation=Adaptation(head="mlp"), lr=S.probe_lr),
+    "extra block": dict(frozen_stages=N, adaptation=Adaptation(head="block"), lr=S.probe_lr),
+    "LP-FT": dict(frozen_stages=0, adaptation=Adaptation(head="linear", linear_probe_steps=S.steps // 2)),
+    "full fine-tuning": dict(frozen_stages=0, adaptation=Adaptation(head="linear")),
 }
 runs = {name: [] for name in methods}
 for name, kwargs in tqdm([(n, methods[n]) for n in methods for _ in range(S.seeds)], desc="runs"):
     seed = len(runs[name])
     runs[name].append(run_finetune(task=species_shift_data(S.headline_labels, seed=seed), seed=seed, log=log,
-                                   progress=False, note=name, **kwargs))
+                                   setup=QUIET, report=Report(note=name), **kwargs))
 
 table = pd.DataFrame(method_rows(runs)).set_index("method")
 print(f"seen backgrounds {SEEN_BACKGROUNDS}; shifted test set on {SHIFTED_BACKGROUNDS}; "
@@ -182,7 +183,8 @@ check("a one-output, non-negative head", _counter_ok,
 # </details>
 
 # %% [markdown]
-# **Exercise 2.** Would a smaller MLP head (16 hidden units, `hidden=16`) be the better choice?
+# **Exercise 2.** Would a smaller MLP head (16 hidden units, `Adaptation(head="mlp", hidden=16)`)
+# be the better choice?
 # Run it on the frozen backbone with the same task and rate as the 64-unit head, for each seed in
 # `range(S.seeds)` (`task=species_shift_data(S.headline_labels, seed=seed)`), and keep the runs
 # in the list `small_mlp`. Store in `small_minus_large` how many points (0 to 100) the 16-unit
@@ -209,8 +211,9 @@ check("a 16-unit MLP head on the frozen backbone, compared on validation", _smal
 # <details><summary>Solution (click to open)</summary>
 #
 # ```python
-# small_mlp = [run_finetune(task=species_shift_data(S.headline_labels, seed=seed), frozen_stages=N, head="mlp",
-#                           hidden=16, lr=S.probe_lr, seed=seed, log=log, progress=False, note="MLP head, 16 units")
+# small_mlp = [run_finetune(task=species_shift_data(S.headline_labels, seed=seed), frozen_stages=N,
+#                           adaptation=Adaptation(head="mlp", hidden=16), lr=S.probe_lr, seed=seed, log=log,
+#                           setup=QUIET, report=Report(note="MLP head, 16 units"))
 #              for seed in range(S.seeds)]
 # d = difference([r.val_acc for r in small_mlp], [r.val_acc for r in runs["MLP head"]], paired=True)
 # small_minus_large = 100 * d.diff

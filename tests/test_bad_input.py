@@ -35,6 +35,7 @@ from helpers.own_data import DataError, load_cifar10, load_image, load_image_fol
 from helpers.own_tasks import finetune_task
 from helpers.plots import confusion_matrix
 from helpers.results import Lesson, RunLog, record_results, results_path
+from helpers.runner import Adaptation, Budget, Report, Setup
 from helpers.stats import best_by
 from helpers.surgery import (
     add_block,
@@ -820,7 +821,8 @@ def test_lora_on_a_norm_layer_names_its_kind():
 def test_a_bad_depth_in_a_runner_names_the_argument_the_range_and_the_stages(depth, data_dir):
     task = ClassificationTask(tuple("abcde"), images(), labels(), images(4), labels(4), images(4), labels(4))
     with pytest.raises(ValueError) as err:
-        finetune_task(task, source=tiny_resnet(), frozen_stages=depth, steps=1, progress=False, device="cpu")
+        finetune_task(task, source=tiny_resnet(), frozen_stages=depth, budget=Budget(steps=1),
+                      setup=Setup(device="cpu", progress=False))
     for word in ("frozen_stages", "from 0 to 5", "ResNet", "stem", "layer4", repr(depth)):
         assert word in str(err.value), f"{word!r} not in: {err.value}"
 
@@ -828,7 +830,8 @@ def test_a_bad_depth_in_a_runner_names_the_argument_the_range_and_the_stages(dep
 @pytest.mark.parametrize("depth", [-1, 99])
 def test_run_finetune_bad_depth_names_the_range_and_stages(depth, data_dir):
     with pytest.raises(ValueError, match=r"frozen_stages must be a whole number from 0 to \d+ .*stem.*layer"):
-        run_finetune(2, frozen_stages=depth, from_scratch=True, steps=1, progress=False, device="cpu")
+        run_finetune(2, frozen_stages=depth, from_scratch=True, budget=Budget(steps=1),
+                     setup=Setup(device="cpu", progress=False))
 
 
 def test_count_model_bad_depth_names_freeze(data_dir):
@@ -838,8 +841,9 @@ def test_count_model_bad_depth_names_freeze(data_dir):
 
 @pytest.mark.parametrize("lr_decay", [2.0, 0, -0.5, "0.5"])
 def test_run_finetune_lr_decay_is_named(lr_decay, data_dir):
-    with pytest.raises(ValueError, match=r"lr_decay must be None .* \(0, 1\]"):
-        run_finetune(2, lr_decay=lr_decay, from_scratch=True, steps=1, progress=False, device="cpu")
+    with pytest.raises(ValueError, match=r"Adaptation.lr_decay must be None .* \(0, 1\]"):
+        run_finetune(2, adaptation=Adaptation(lr_decay=lr_decay), from_scratch=True, budget=Budget(steps=1),
+                     setup=Setup(device="cpu", progress=False))
 
 
 @pytest.mark.parametrize("patterns", [3, ["layer1", 3], ("layer1", None)])
@@ -918,8 +922,8 @@ def test_lora_search_trains_both_heads_of_a_distilled_model(name, data_dir):
     source, size = make(name)
     task = ClassificationTask(tuple("abc"), images(8, size), labels(8, 3), images(3, size), labels(3, 3),
                               images(3, size), labels(3, 3))
-    r = finetune_task(task, source=source, lora_rank=2, steps=1, evals=0, progress=False, keep_model=True,
-                      device="cpu")
+    r = finetune_task(task, source=source, adaptation=Adaptation(lora_rank=2), budget=Budget(steps=1, evals=0),
+                      report=Report(keep_model=True), setup=Setup(device="cpu", progress=False))
     for path in ("head", "head_dist"):
         head = r.model.get_submodule(path)
         assert not lora_layers(head), f"{name}: LoRA wrapped the new head {path}"

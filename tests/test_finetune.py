@@ -7,7 +7,7 @@ from helpers.lessons.partial import time_per_epoch
 from helpers.models import pretrained_image_model
 from helpers.modes import sizes
 from helpers.results import RunLog
-from helpers.runner import RunResult, state_hash
+from helpers.runner import QUIET, Adaptation, Budget, Report, RunResult, state_hash
 from helpers.stats import mean_and_spread
 from helpers.surgery import stages
 from helpers.tasks import ClassificationTask, species_data, species_task, species_test_set, species_train_set
@@ -27,8 +27,9 @@ def test_train_sets_are_balanced_and_repeatable():
 
 def test_reruns_start_from_identical_weights_and_leave_checkpoint_alone():
     log = RunLog("test_rerun", persist=False)
-    first = run_finetune(2, frozen_stages=1, steps=3, evals=0, progress=False, log=log, keep_model=True)
-    second = run_finetune(2, frozen_stages=4, steps=3, evals=0, progress=False, log=log)
+    first = run_finetune(2, frozen_stages=1, budget=Budget(steps=3, evals=0), setup=QUIET, log=log,
+                         report=Report(keep_model=True))
+    second = run_finetune(2, frozen_stages=4, budget=Budget(steps=3, evals=0), setup=QUIET, log=log)
     assert first.start_state_hash == second.start_state_hash
     assert state_hash(first.model) != first.start_state_hash, "training should change weights"
     # the pretrained checkpoint itself is untouched by the runs
@@ -42,11 +43,11 @@ def test_reruns_start_from_identical_weights_and_leave_checkpoint_alone():
 
 
 def test_result_fields_and_scratch_differs():
-    r = run_finetune(2, steps=2, progress=False)
+    r = run_finetune(2, budget=Budget(steps=2), setup=QUIET)
     assert isinstance(r, RunResult) and r.model is None
     assert 0 <= r.val_acc <= 1 and 0 <= r.test_acc <= 1 and r.sec_per_epoch > 0 and r.steps == 2
     assert r.trainable_params == r.total_params and r.history.steps_done == 2
-    scratch = run_finetune(2, steps=2, from_scratch=True, progress=False)
+    scratch = run_finetune(2, budget=Budget(steps=2), from_scratch=True, setup=QUIET)
     assert scratch.start_state_hash != r.start_state_hash
     assert set(summary(r)) <= set(r.row())
     with pytest.raises(AttributeError, match="no 'test_accuracy'.*test_acc"):
@@ -63,31 +64,39 @@ def test_validation_and_test_are_separate_fixed_sets():
 def test_linear_probe_trains_only_the_head():
     model = build_model(seed=0)
     n = len(stages(model))
-    r = run_finetune(2, frozen_stages=n, steps=2, progress=False)
+    r = run_finetune(2, frozen_stages=n, budget=Budget(steps=2), setup=QUIET)
     assert r.trainable_params == sum(p.numel() for p in model.get_classifier().parameters())
 
 
 def test_heads_lp_ft_and_layerwise_rates_run():
-    mlp = run_finetune(2, head="mlp", hidden=8, steps=2, progress=False)
-    block = run_finetune(2, head="block", steps=2, progress=False)
+    mlp = run_finetune(2, adaptation=Adaptation(head="mlp", hidden=8), budget=Budget(steps=2), setup=QUIET)
+    block = run_finetune(2, adaptation=Adaptation(head="block"), budget=Budget(steps=2), setup=QUIET)
     assert block.total_params > mlp.total_params - 8 * 6 > 0
-    lpft = run_finetune(2, linear_probe_steps=2, steps=5, lr_decay=0.5, progress=False)
+    lpft = run_finetune(2, adaptation=Adaptation(linear_probe_steps=2, lr_decay=0.5), budget=Budget(steps=5),
+                        setup=QUIET)
     # the probe's steps count in the budget: LP-FT and full fine-tuning get the same steps
     assert lpft.linear_probe_history.steps_done == 2 and lpft.history.steps_done == 3 and lpft.steps == 5
 
 
 def test_bad_settings_raise_with_choices():
+    one = Budget(steps=1)
     with pytest.raises(ValueError, match="0 to"):
-        run_finetune(2, frozen_stages=99, steps=1, progress=False)
-    with pytest.raises(ValueError, match="head must be one of"):
-        run_finetune(2, head="tower", steps=1, progress=False)
+        run_finetune(2, frozen_stages=99, budget=one, setup=QUIET)
+    with pytest.raises(ValueError, match="Adaptation.head must be one of"):
+        run_finetune(2, adaptation=Adaptation(head="tower"), budget=one, setup=QUIET)
     with pytest.raises(TypeError, match=r"'frozen_stage' \(did you mean 'frozen_stages'"):
-        run_finetune(2, frozen_stage=2, steps=1, progress=False)
-    for name, bad in (("steps", 0), ("labels_per_class", -1), ("steps", 2.5), ("linear_probe_steps", -1)):
-        with pytest.raises(ValueError, match=f"{name} must be a whole number"):
-            run_finetune(**{"labels_per_class": 2, "steps": 2, name: bad}, progress=False)
+        run_finetune(2, frozen_stage=2, budget=one, setup=QUIET)
+    with pytest.raises(TypeError, match=r"'steps' \(it is a field of budget: budget=Budget\(steps=...\)\)"):
+        run_finetune(2, steps=2, setup=QUIET)             # a budget's field goes in the Budget
+    with pytest.raises(ValueError, match="labels_per_class must be a whole number"):
+        run_finetune(-1, budget=one, setup=QUIET)
+    for group, name, bad in ((Budget, "steps", 0), (Budget, "steps", 2.5), (Adaptation, "linear_probe_steps", -1)):
+        with pytest.raises(ValueError, match=rf"{group.__name__}.{name} must be .*whole number.*got {bad}"):
+            group(**{name: bad})
+    with pytest.raises(TypeError, match="budget must be a helpers.runner.Budget"):
+        run_finetune(2, budget={"steps": 2}, setup=QUIET)
     with pytest.raises(ValueError, match="leaves nothing of the budget"):
-        run_finetune(2, steps=2, linear_probe_steps=2, progress=False)
+        run_finetune(2, budget=Budget(steps=2), adaptation=Adaptation(linear_probe_steps=2), setup=QUIET)
 
 
 def test_mean_and_spread():
@@ -103,18 +112,18 @@ def test_time_per_epoch_falls_when_everything_is_frozen():
 
 
 def test_keep_best_restores_the_best_validation_weights_and_says_when():
-    r = run_finetune(2, steps=4, evals=2, keep_best=True, test_curve=True, progress=False)
+    r = run_finetune(2, budget=Budget(steps=4, evals=2, keep_best=True, test_curve=True), setup=QUIET)
     vals = [e["val_acc"] for e in r.history.evals]
     assert r.val_acc == max(vals)
     assert r.best_step == r.history.evals[vals.index(max(vals))]["step"]
     assert all("test_acc" in e for e in r.history.evals)
     with pytest.raises(ValueError, match="evals"):
-        run_finetune(2, steps=2, evals=0, keep_best=True, progress=False)
+        Budget(steps=2, evals=0, keep_best=True)
 
 
 def test_lp_ft_counts_its_probe_steps_in_the_budget():
-    lp = run_finetune(2, steps=4, linear_probe_steps=2, evals=0, progress=False)
-    ft = run_finetune(2, steps=4, evals=0, progress=False)
+    lp = run_finetune(2, budget=Budget(steps=4, evals=0), adaptation=Adaptation(linear_probe_steps=2), setup=QUIET)
+    ft = run_finetune(2, budget=Budget(steps=4, evals=0), setup=QUIET)
     assert lp.steps == ft.steps == 4
 
 
@@ -124,7 +133,7 @@ def test_shifted_task_uses_unseen_backgrounds_and_is_measured():
     task = species_shift_data(2)
     assert task.x_shifted is not None and len(task.x_shifted) == len(task.y_shifted)
     assert not torch.equal(task.x_test[:4], task.x_shifted[:4])
-    r = run_finetune(task=task, steps=2, evals=0, progress=False)
+    r = run_finetune(task=task, budget=Budget(steps=2, evals=0), setup=QUIET)
     assert 0 <= r.shifted_acc <= 1
 
 
@@ -153,7 +162,8 @@ def test_layerwise_rates_reach_the_optimiser(monkeypatch):
             made.append(self)
 
     monkeypatch.setattr(torch.optim, "AdamW", Recorded)
-    r = run_finetune(2, lr=1e-3, lr_decay=0.5, steps=2, evals=0, keep_model=True, progress=False)
+    r = run_finetune(2, lr=1e-3, adaptation=Adaptation(lr_decay=0.5), budget=Budget(steps=2, evals=0),
+                     report=Report(keep_model=True), setup=QUIET)
     rate = {id(p): g["initial_lr"] for g in made[-1].param_groups for p in g["params"]}
     all_stages = stages(r.model)
     for i, (name, stage) in enumerate(all_stages):
@@ -179,6 +189,6 @@ def _easy_task(n_per_class=16, size=None):
 
 
 def test_fine_tuning_reaches_well_above_chance_on_an_easy_task():
-    r = run_finetune(task=_easy_task(), steps=30, evals=1, progress=False)
+    r = run_finetune(task=_easy_task(), budget=Budget(steps=30, evals=1), setup=QUIET)
     assert r.test_acc >= 0.9                                 # chance is 0.5
     assert r.history.loss[-1] < r.history.loss[0]

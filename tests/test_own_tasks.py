@@ -32,6 +32,7 @@ from helpers.own_tasks import (
     split_task,
     write_image_folder,
 )
+from helpers.runner import QUIET, Adaptation, Budget, Report
 from helpers.surgery import stages
 
 
@@ -111,18 +112,20 @@ def test_timm_weights_offline_say_what_to_do(smoke, monkeypatch):
 
 def test_one_call_experiments_on_your_folder(smoke, tmp_path):
     task = image_folder_task(colour_folder(tmp_path / "photos"), image_size=image_size_for("course"))
-    r = run_finetune(task=task, steps=2, frozen_stages=1, progress=False)          # lessons 02-04's runner
+    two = Budget(steps=2)
+    r = run_finetune(task=task, budget=two, frozen_stages=1, setup=QUIET)          # lessons 02-04's runner
     assert 0 <= r.test_acc <= 1 and r.settings["task"] == "photos"
-    for kwargs in ({"frozen_stages": 2, "head": "mlp"}, {"lora_rank": 2}, {"head": "block"}, {"from_scratch": True}):
-        r = finetune_task(task, steps=2, progress=False, **kwargs)
+    for kwargs in ({"frozen_stages": 2, "adaptation": Adaptation(head="mlp")}, {"adaptation": Adaptation(lora_rank=2)},
+                   {"adaptation": Adaptation(head="block")}, {"from_scratch": True}):
+        r = finetune_task(task, budget=two, setup=QUIET, **kwargs)
         assert 0 <= r.val_acc <= 1 and 0 <= r.test_acc <= 1
-    lora = finetune_task(task, steps=2, lora_rank=2, progress=False)
-    full = finetune_task(task, steps=2, progress=False)
+    lora = finetune_task(task, budget=two, adaptation=Adaptation(lora_rank=2), setup=QUIET)
+    full = finetune_task(task, budget=two, setup=QUIET)
     assert lora.trainable_params < full.trainable_params
     # any nn.Module, at its own resolution
     mine = timm.create_model("test_convnext", pretrained=False, num_classes=7)
-    r = finetune_task(image_folder_task(tmp_path / "photos", image_size=32), source=mine, steps=2,
-                      frozen_stages=1, progress=False)
+    r = finetune_task(image_folder_task(tmp_path / "photos", image_size=32), source=mine, budget=two,
+                      frozen_stages=1, setup=QUIET)
     assert r.settings["source"] == "ConvNeXt" and r.stages == len(stages(mine))
 
 
@@ -159,7 +162,8 @@ def test_search_export_and_predict(smoke, tmp_path):
 
 def test_lora_export_merges(smoke, tmp_path):
     task = image_folder_task(colour_folder(tmp_path / "photos"), image_size=image_size_for("course"))
-    r = finetune_task(task, steps=2, lora_rank=2, keep_model=True, progress=False)
+    r = finetune_task(task, budget=Budget(steps=2), adaptation=Adaptation(lora_rank=2),
+                      report=Report(keep_model=True), setup=QUIET)
     path = export_classifier(r.model, tmp_path / "m.safetensors", classes=task.classes, recipe=r.settings,
                              image_size=task.image_size)
     from helpers.own_tasks import load_classifier

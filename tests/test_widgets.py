@@ -4,7 +4,6 @@ The depth picker is clicked with ipywidgets' ``Button.click()`` and a real smoke
 notebook executed in a real kernel shows each figure once and no ``Out:`` under a check.
 """
 from dataclasses import dataclass, field
-from functools import partial
 
 import matplotlib.pyplot as plt
 import nbformat
@@ -16,6 +15,7 @@ from notebook_outputs import assert_clean_outputs, output_problems
 from helpers.exercises import CheckFailed, Verdict, check
 from helpers.plots import LiveCurve, confusion_matrix, conv_filters, image_grid, line_plot, plot_history
 from helpers.results import RunLog, table_html
+from helpers.runner import QUIET, Budget, Report
 from helpers.training import History
 from helpers.widgets import depth_picker, describe_run
 
@@ -30,7 +30,11 @@ PNG = b"\x89PNG"
 
 def test_depth_picker_runs_the_chosen_depth_and_shows_the_run_log():
     log = RunLog("test_depth_picker", persist=False)
-    picker = depth_picker(partial(run_finetune, log=log, evals=2, progress=False), STAGES, value=1)
+    def run(*, frozen_stages, hook):
+        return run_finetune(frozen_stages=frozen_stages, log=log, budget=Budget(evals=2), report=Report(hook=hook),
+                            setup=QUIET)
+
+    picker = depth_picker(run, STAGES, value=1, log=log)
     assert picker.slider.value == 1 and not picker.results
 
     picker.slider.value = 3                 # what dragging the slider does

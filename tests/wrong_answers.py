@@ -40,7 +40,7 @@ WRONG_ANSWERS: dict[str, dict[str, list[str]]] = {
         ],
         "augmentation's gain on validation, over the seeds": [
             # the runs at the default rate, not the rate chosen on validation
-            "no_aug = [run_finetune(S.headline_labels, seed=seed, augment=False, progress=False)\n"
+            "no_aug = [run_finetune(S.headline_labels, seed=seed, budget=Budget(augment=False), setup=QUIET)\n"
             "          for seed in range(S.seeds)]\n"
             "aug_gain = 100 * difference([r.val_acc for r in finetuned[S.headline_labels]],\n"
             "                            [r.val_acc for r in no_aug]).diff",
@@ -76,8 +76,9 @@ WRONG_ANSWERS: dict[str, dict[str, list[str]]] = {
         ],
         "a 16-unit MLP head on the frozen backbone, compared on validation": [
             # the backbone left trainable (frozen_stages forgotten)
-            "small_mlp = [run_finetune(task=species_shift_data(S.headline_labels, seed=seed), head='mlp', hidden=16,\n"
-            "                          lr=S.probe_lr, seed=seed, progress=False) for seed in range(S.seeds)]\n"
+            "small_mlp = [run_finetune(task=species_shift_data(S.headline_labels, seed=seed),\n"
+            "                          adaptation=Adaptation(head='mlp', hidden=16), lr=S.probe_lr, seed=seed,\n"
+            "                          setup=QUIET) for seed in range(S.seeds)]\n"
             "small_minus_large = 100 * difference([r.val_acc for r in small_mlp],\n"
             "                                     [r.val_acc for r in runs['MLP head']]).diff",
         ],

@@ -42,7 +42,7 @@ from ..experiments import run_finetune
 from ..losses import distillation_loss
 from ..models import ImageModelConfig, create_image_model, image_model_config, pretrained_image_model
 from ..modes import SIZES, sizes
-from ..runner import Objective, Recipe, RunResult, Setup, run
+from ..runner import Objective, Recipe, Report, RunResult, Setup, run
 from ..stats import exceeds
 from ..surgery import replace_head
 from ..tasks import species_task, species_test_set, species_train_set, species_val_set
@@ -83,7 +83,7 @@ def pretrained_student(device="auto", verbose: bool = True):
 def finetune_teacher(seed: int = 0, progress: bool = True, device="auto") -> RunResult:
     """The teacher: lesson 01's model fine-tuned on the species labels (lesson 02's recipe).
     Returns ``run_finetune``'s RunResult, with the model (``.model``)."""
-    return run_finetune(seed=seed, keep_model=True, progress=progress, device=device)
+    return run_finetune(seed=seed, report=Report(keep_model=True), setup=Setup(device=device, progress=progress))
 
 
 def unlabelled_images(n: int, device="auto") -> torch.Tensor:

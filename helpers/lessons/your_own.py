@@ -34,6 +34,7 @@ from ..own_tasks import (
     write_image_folder,
     write_questions,
 )
+from ..runner import Adaptation, Budget, Report, Setup
 from ..stats import best_by, difference, mean_and_spread
 from ..tasks import ClassificationTask, species_task
 from ..tokenizer import tokenizer_from_json
@@ -83,6 +84,18 @@ def search_grid(S=None) -> list[dict]:
     return grid + [{"lora_rank": r, "head": "linear"} for r in S.lora_ranks]
 
 
+def _finetune(task: ClassificationTask, config: dict, *, source, seed: int, progress: bool, device,
+              lr: float | None = None, evals: int | None = None):
+    """``finetune_task`` with one flat configuration of ``search_grid`` or ``TRANSFER_METHODS``
+    (frozen_stages, from_scratch, head, lora_rank, steps), validation only, the model kept."""
+    config = dict(config)
+    adaptation = Adaptation(**{k: config.pop(k) for k in ("head", "hidden", "lora_rank") if k in config})
+    budget = Budget(steps=config.pop("steps", None), evals=evals)
+    return finetune_task(task, source=source, lr=lr, seed=seed, adaptation=adaptation, budget=budget,
+                         report=Report(keep_model=True, read_test=False),
+                         setup=Setup(device=device, progress=progress), **config)
+
+
 def search(task: ClassificationTask, *, source="course", grid=None, steps: int | None = None, seed: int = 0,
            progress: bool = False, log=None, device="auto"):
     """Run every configuration of ``grid`` (default ``search_grid()``) with the same budget and
@@ -96,8 +109,8 @@ def search(task: ClassificationTask, *, source="course", grid=None, steps: int |
     grid = grid or search_grid(S)
     runs = []
     for config in grid:
-        r = finetune_task(task, source=source, steps=steps or S.steps, seed=seed, read_test=False,
-                          keep_model=True, progress=progress, device=device, **config)
+        r = _finetune(task, {"steps": steps or S.steps, **config}, source=source, seed=seed, progress=progress,
+                      device=device)
         runs.append(r)
     best = best_by(runs, "val_acc")
     read_test_once(best, task)
@@ -222,12 +235,12 @@ def transfer_study(*, source="course", methods=None, progress: bool = False, dev
         config = {"steps": S.transfer_steps, **config}
         tuning = []
         for lr in S.transfer_lrs:                       # tune the rate on validation, seed 0
-            r = finetune_task(tasks[0], source=source, lr=lr, seed=0, read_test=False, keep_model=True,
-                              progress=progress, device=device, evals=1, **config)
+            r = _finetune(tasks[0], config, source=source, lr=lr, seed=0, evals=1, progress=progress,
+                          device=device)
             tuning.append(r)
         best = best_by(tuning, "val_acc")
-        runs = [best] + [finetune_task(tasks[s], source=source, lr=best.lr, seed=s, read_test=False,
-                                       keep_model=True, progress=progress, device=device, evals=1, **config)
+        runs = [best] + [_finetune(tasks[s], config, source=source, lr=best.lr, seed=s, evals=1,
+                                   progress=progress, device=device)
                          for s in range(1, S.transfer_seeds)]
         for s, r in enumerate(runs):
             read_test_once(r, tasks[s])
