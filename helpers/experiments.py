@@ -162,7 +162,7 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
         raise ValueError(f"lr must be a positive number; got {lr!r}")
     lr = lr or (S.scratch_lr if from_scratch else S.lr)
     evals = S.evals if budget.evals is None else budget.evals
-    if keep_best and not evals:
+    if keep_best and not (evals or budget.eval_every):
         raise ValueError("keep_best=True needs evaluations along the run (evals >= 1) to choose from")
     if task is None:
         labels_per_class = labels_per_class or S.headline_labels
@@ -206,7 +206,8 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
     batch_size = min(budget.batch_size or S.batch_size, len(task.x_train))
     recipe = Recipe(steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                     augment=flip_and_shift if augment else None,
-                    eval_every=max(1, tune_steps // evals) if evals else None, keep_best=keep_best,
+                    eval_every=budget.eval_every or (max(1, tune_steps // evals) if evals else None),
+                    keep_best=keep_best,
                     probe_steps=linear_probe_steps, probe_lr=S.probe_lr, probe_bn=bn)
     settings = {"task": task.name, "labels_per_class": labels_per_class, "frozen_stages": frozen_stages, "bn": bn,
                 "head": head, "lr": lr, "lr_decay": lr_decay, "linear_probe_steps": linear_probe_steps,

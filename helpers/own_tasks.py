@@ -400,7 +400,7 @@ def finetune_task(task: ClassificationTask, *, source=None, frozen_stages: int =
 
     batch_size = min(budget.batch_size or S.batch_size, len(task.x_train))
     recipe = Recipe(steps=steps, batch_size=batch_size, lr=lr, seed=seed, augment=flip_and_shift if augment else None,
-                    eval_every=max(1, steps // evals) if evals else steps)
+                    eval_every=budget.eval_every or (max(1, steps // evals) if evals else steps))
     objective = Objective(cross_entropy_loss, lambda m: {"val_acc": accuracy(m, task.x_val, task.y_val)}, "val_acc",
                           measure=measure)
     settings = {"task": task.name, "source": _describe_source(source), "frozen_stages": frozen_stages,

@@ -116,12 +116,13 @@ def _flag(cls: str, name: str, value) -> None:
 @dataclass(frozen=True)
 class Budget:
     """How long a runner trains and how it evaluates along the way (shared by ``run_finetune``,
-    ``finetune_task``, ``run_peft``, ``run_counter`` and ``run_student``; None: the lesson's sizes).
+    ``finetune_task``, ``run_counter`` and ``fit_counter``; None: the lesson's sizes).
 
     steps: the budget in optimiser steps (the same whatever the training-set size).
     batch_size: training examples per step (cut to the training-set size).
     augment: random flips and shifts of every training batch (the image runners).
     evals: validation evaluations along the run (0: none; the last one is at the end).
+    eval_every: optimiser steps between validation evaluations, instead of ``evals`` (give one).
     keep_best: early stopping: keep the weights of the best validation evaluation, not the last.
     test_curve: the evaluations along the run also measure the test set (for a curve that is
         shown, never for a choice).
@@ -138,6 +139,7 @@ class Budget:
     batch_size: int | None = None
     augment: bool = True
     evals: int | None = None
+    eval_every: int | None = None
     keep_best: bool = False
     test_curve: bool = False
 
@@ -145,11 +147,15 @@ class Budget:
         _whole("Budget", "steps", self.steps, 1, "optimiser steps")
         _whole("Budget", "batch_size", self.batch_size, 1, "examples per step")
         _whole("Budget", "evals", self.evals, 0, "validation evaluations along the run")
+        _whole("Budget", "eval_every", self.eval_every, 1, "optimiser steps between validation evaluations")
+        if self.evals is not None and self.eval_every is not None:
+            raise ValueError(f"Budget: give evals (how many evaluations) or eval_every (steps between them), not "
+                             f"both; got evals={self.evals}, eval_every={self.eval_every}")
         for name in ("augment", "keep_best", "test_curve"):
             _flag("Budget", name, getattr(self, name))
         if self.keep_best and self.evals == 0:
             raise ValueError("Budget.keep_best=True (early stopping) needs evaluations along the run to choose "
-                             "from; got evals=0 (give evals >= 1, or None for the lesson's)")
+                             "from; got evals=0 (give evals >= 1, eval_every, or None for the lesson's)")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from helpers.modes import sizes
 from helpers.own_data import load_photo_counts
 from helpers.plots import LiveCurve, image_grid, line_plot
 from helpers.results import Lesson, load_results
+from helpers.runner import Budget, Report
 from helpers.stats import difference
 from helpers.surgery import replace_head, stage_table, stages
 
@@ -117,14 +118,15 @@ stage_table(model)
 #
 # The loss is `S.loss`, by default the **Poisson negative log-likelihood**, the classic loss for
 # counts (section 5 compares it with MSE and Huber). `run_counter` builds a fresh model as above,
-# trains all of it for `S.steps` steps, and measures the test set once at the end. The live curve
+# trains all of it for `S.steps` steps of `S.batch_size` scenes (its default budget), and measures
+# the test set once at the end. The live curve
 # is the **validation** MAE during training (the baseline's MAE is printed above, for scale).
 
 # %%
 runs = []                                    # every run of this lesson, one row each
-first = run_counter(data, labels=S.labels, pretrained=True, loss=S.loss, seed=0, steps=S.steps,
-                    batch_size=S.batch_size, lr=S.lr, eval_every=S.eval_every,
-                    hook=LiveCurve(metric="val_mae", title="fine-tuning the counter"), keep_model=True)
+first = run_counter(data, labels=S.labels, pretrained=True, loss=S.loss, seed=0, lr=S.lr,
+                    budget=Budget(eval_every=S.eval_every),
+                    report=Report(hook=LiveCurve(metric="val_mae", title="fine-tuning the counter"), keep_model=True))
 counter, history = first.model, first.history
 runs.append(first.row())
 print(f"fine-tuned with the {S.loss} loss: test MAE {first.test_mae:.2f} (baseline {baseline['mae']:.2f}), "
@@ -187,12 +189,11 @@ display(fig); plt.close(fig)
 finetuned_models = {0: counter}
 for seed in range(S.seeds):
     if seed > 0:
-        r = run_counter(data, labels=S.labels, pretrained=True, loss=S.loss, seed=seed, steps=S.steps,
-                        batch_size=S.batch_size, lr=S.lr, keep_model=True)
+        r = run_counter(data, labels=S.labels, pretrained=True, loss=S.loss, seed=seed, lr=S.lr,
+                        report=Report(keep_model=True))
         runs.append(r.row())
         finetuned_models[seed] = r.model
-    runs.append(run_counter(data, labels=S.labels, pretrained=False, loss=S.loss, seed=seed, steps=S.steps,
-                            batch_size=S.batch_size, lr=S.lr).row())
+    runs.append(run_counter(data, labels=S.labels, pretrained=False, loss=S.loss, seed=seed, lr=S.lr).row())
 table = pd.DataFrame(runs)
 headline = table[(table.labels == S.labels) & (table.loss == S.loss) & (table.freeze == 0)]
 summary = (headline.groupby("start")[["test_mae", "test_rmse", "test_exact_acc", "test_within1_acc", "train_s"]]
@@ -272,8 +273,7 @@ for labels in S.curve:
         continue
     for seed in range(S.curve_seeds):
         for pretrained in (True, False):
-            runs.append(run_counter(data, labels=labels, pretrained=pretrained, loss=S.loss, seed=seed, steps=S.steps,
-                                    batch_size=S.batch_size, lr=S.lr).row())
+            runs.append(run_counter(data, labels=labels, pretrained=pretrained, loss=S.loss, seed=seed, lr=S.lr).row())
 table = pd.DataFrame(runs)
 curve = (table[(table.loss == S.loss) & (table.freeze == 0)]
          .groupby(["labels", "start"]).test_mae.agg(["mean", "std"]).unstack("start"))
@@ -298,8 +298,7 @@ display(fig); plt.close(fig)
 
 # %%
 for loss in [name for name in ("mse", "huber", "poisson") if name != S.loss]:
-    runs.append(run_counter(data, labels=S.labels, pretrained=True, loss=loss, seed=0, steps=S.steps,
-                            batch_size=S.batch_size, lr=S.lr).row())
+    runs.append(run_counter(data, labels=S.labels, pretrained=True, loss=loss, seed=0, lr=S.lr).row())
 table = pd.DataFrame(runs)
 loss_rows = table[(table.labels == S.labels) & (table.start == "fine-tuned") & (table.seed == 0) & (table.freeze == 0)]
 best_loss = loss_rows.loc[loss_rows.val_mae.idxmin(), "loss"]          # chosen on validation, never on test
@@ -317,8 +316,7 @@ loss_rows[["loss", "val_mae", "test_mae", "test_rmse", "test_exact_acc", "test_w
 # %%
 print("stages:", [name for name, _ in stages(counter)])
 for depth in S.freeze_depths:
-    runs.append(run_counter(data, labels=S.labels, pretrained=True, loss=S.loss, seed=0, freeze=depth, steps=S.steps,
-                            batch_size=S.batch_size, lr=S.lr).row())
+    runs.append(run_counter(data, labels=S.labels, pretrained=True, loss=S.loss, seed=0, freeze=depth, lr=S.lr).row())
 table = pd.DataFrame(runs)
 freeze_rows = table[(table.labels == S.labels) & (table.start == "fine-tuned") & (table.seed == 0) & (table.loss == S.loss)]
 freeze_rows = (freeze_rows[["freeze", "trainable_params", "val_mae", "test_mae", "test_exact_acc", "train_s"]]

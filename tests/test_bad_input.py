@@ -655,10 +655,10 @@ WRONG_KIND = {
                     ["images", "uint8", "/ 255"]),
     "train-0-255-floats": (lambda m: train_once(m, cross_entropy_loss, pixels(images()).float(), labels()),
                            ValueError, ["images", "0-255", "divide it by 255"]),
-    "fit_counter-uint8": (lambda m: bc.fit_counter(m, pixels(images()), torch.ones(8), steps=1, batch_size=4,
+    "fit_counter-uint8": (lambda m: bc.fit_counter(m, pixels(images()), torch.ones(8), budget=Budget(steps=1, batch_size=4),
                                                    lr=1e-3, progress=False), TypeError, ["x", "uint8"]),
-    "fit_counter-int-counts": (lambda m: bc.fit_counter(m, images(), torch.ones(8, dtype=torch.int64), steps=1,
-                                                        batch_size=4, lr=1e-3, progress=False),
+    "fit_counter-int-counts": (lambda m: bc.fit_counter(m, images(), torch.ones(8, dtype=torch.int64),
+                                                        budget=Budget(steps=1, batch_size=4), lr=1e-3, progress=False),
                                TypeError, ["y", "float counts", "int64", "y.float()"]),
     "train-count-loss-int-counts": (lambda m: train_once(m, poisson_loss, images(), torch.ones(8, dtype=torch.int64)),
                                     TypeError, ["counts", "float"]),
@@ -705,8 +705,9 @@ LABELS = {
 }
 
 COUNTS = {
-    "fit_counter-negative-count": (lambda m: bc.fit_counter(m, images(), torch.tensor([1.0] * 7 + [-1.0]), steps=1,
-                                                            batch_size=4, lr=1e-3, progress=False),
+    "fit_counter-negative-count": (lambda m: bc.fit_counter(m, images(), torch.tensor([1.0] * 7 + [-1.0]),
+                                                            budget=Budget(steps=1, batch_size=4), lr=1e-3,
+                                                            progress=False),
                                    ValueError, ["negative counts", "[-1.0]", "1 of 8"]),
     "train-negative-count": (lambda m: train_once(m, poisson_loss, images(), -torch.ones(8)), ValueError,
                              ["negative counts"]),
@@ -743,7 +744,7 @@ PAIRS = {
                             ["student_logits and teacher_logits", "(8, 5)", "(1, 5)"]),
     "distillation-labels": (lambda m: distillation_loss(torch.randn(8, 5), torch.randn(8, 5), labels(1)),
                             ["labels", "8 rows"]),
-    "fit_counter-empty": (lambda m: bc.fit_counter(m, images(0), torch.ones(0), steps=1, batch_size=4, lr=1e-3),
+    "fit_counter-empty": (lambda m: bc.fit_counter(m, images(0), torch.ones(0), budget=Budget(steps=1, batch_size=4), lr=1e-3),
                           ["x and y", "nothing to measure"]),
 }
 

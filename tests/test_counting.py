@@ -24,6 +24,7 @@ from helpers.lessons.bird_counter import (
 )
 from helpers.losses import COUNT_LOSSES, poisson_loss
 from helpers.own_data import DataError, load_photo_counts
+from helpers.runner import QUIET, Budget, Report, Setup
 from helpers.surgery import replace_head
 
 # --- data ---------------------------------------------------------------------------------------
@@ -94,8 +95,8 @@ def test_head_starts_at_the_training_mean():
 def test_fine_tuning_lowers_the_loss_and_saliency_leaves_weights_alone():
     data = count_data(n_train=32, n_test=8, n_shifted=2, image_size=32)
     model = count_model(False, seed=0, train_mean=data.y_train.mean().item(), device="cpu")
-    history = fit_counter(model, data.x_train, data.y_train, steps=25, batch_size=16, lr=3e-3,
-                          augment=False, progress=False)
+    history = fit_counter(model, data.x_train, data.y_train, budget=Budget(steps=25, batch_size=16, augment=False),
+                          lr=3e-3, progress=False)
     assert history.loss[-1] < history.loss[0]
     before = {k: v.clone() for k, v in model.state_dict().items()}
     maps = saliency(model, data.x_test[:3])
@@ -106,17 +107,17 @@ def test_fine_tuning_lowers_the_loss_and_saliency_leaves_weights_alone():
 
 def test_scratch_runs_are_cached_by_scenes_and_settings(data_dir, capsys):
     data = count_data(n_train=24, n_test=8, n_shifted=2, image_size=32)
-    kw = dict(labels=16, loss="poisson", steps=4, batch_size=8, lr=3e-3, progress=False)
-    first = run_counter(data, pretrained=False, seed=0, keep_model=True, **kw)
+    kw = dict(labels=16, loss="poisson", budget=Budget(steps=4, batch_size=8), lr=3e-3, setup=QUIET)
+    first = run_counter(data, pretrained=False, seed=0, report=Report(keep_model=True), **kw)
     assert not first.cached and len(list((data_dir / "cache").glob("counter_scratch-*"))) == 1
-    again = run_counter(data, pretrained=False, seed=0, keep_model=True, **kw)
+    again = run_counter(data, pretrained=False, seed=0, report=Report(keep_model=True), **kw)
     assert again.cached and "loaded from the cache" in capsys.readouterr().out
     assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
     assert again.test_mae == pytest.approx(first.test_mae, abs=1e-4) and again.train_s == first.train_s
     assert again.history.steps_done == 4 and again.val_mae == pytest.approx(first.val_mae, abs=1e-4)
     # another seed (other scenes), another setting, or a fine-tuned run: trained, never loaded
     assert not run_counter(data, pretrained=False, seed=1, **kw).cached
-    assert not run_counter(data, pretrained=False, seed=0, **{**kw, "steps": 5}).cached
+    assert not run_counter(data, pretrained=False, seed=0, **{**kw, "budget": Budget(steps=5, batch_size=8)}).cached
     assert not run_counter(data, pretrained=True, seed=0, **kw).cached
     assert not run_counter(data, pretrained=False, seed=0, cache=False, **kw).cached
     assert len(list((data_dir / "cache").glob("counter_scratch-*"))) == 3
@@ -124,18 +125,19 @@ def test_scratch_runs_are_cached_by_scenes_and_settings(data_dir, capsys):
 
 def test_keep_best_restores_the_best_validation_weights_and_caches_them(data_dir):
     data = count_data(n_train=24, n_test=8, n_shifted=2, image_size=32)
-    kw = dict(labels=16, loss="poisson", steps=6, batch_size=8, lr=3e-2, eval_every=2, progress=False)
+    kw = dict(labels=16, loss="poisson", lr=3e-2, setup=QUIET)
+    budget = Budget(steps=6, batch_size=8, eval_every=2, keep_best=True)
     with pytest.raises(ValueError, match="keep_best=True needs eval_every"):
-        run_counter(data, pretrained=False, keep_best=True, **{**kw, "eval_every": None})
-    r = run_counter(data, pretrained=False, keep_best=True, keep_model=True, **kw)
+        run_counter(data, pretrained=False, budget=Budget(steps=6, batch_size=8, keep_best=True), **kw)
+    r = run_counter(data, pretrained=False, budget=budget, report=Report(keep_model=True), **kw)
     evals = r.history.evals
     assert [e["step"] for e in evals] == [2, 4, 6]
     best = min(evals, key=lambda e: e["val_mae"])
     assert r.best_step == best["step"] and r.val_mae == pytest.approx(best["val_mae"], abs=1e-5)
-    again = run_counter(data, pretrained=False, keep_best=True, keep_model=True, **kw)
+    again = run_counter(data, pretrained=False, budget=budget, report=Report(keep_model=True), **kw)
     assert again.cached and again.best_step == r.best_step
     assert all(torch.equal(a, b) for a, b in zip(r.model.state_dict().values(), again.model.state_dict().values()))
-    last = run_counter(data, pretrained=False, **kw)            # no early stopping: the last weights
+    last = run_counter(data, pretrained=False, budget=Budget(steps=6, batch_size=8, eval_every=2), **kw)   # the last weights
     assert not last.cached and last.val_mae == pytest.approx(evals[-1]["val_mae"], abs=1e-5)
 
 
@@ -253,8 +255,8 @@ def test_your_photo_folder_runs_through_the_lessons_counter_in_one_call(tmp_path
     assert everything == sorted(load_photo_counts(folder, image_size=32)[1].tolist())   # a split, nothing lost
     other = photo_count_data(folder, image_size=32, seed=1)
     assert not torch.equal(other.y_test, data.y_test) or not torch.equal(other.y_val, data.y_val)
-    r = run_counter(data, labels=len(data.y_train), pretrained=True, loss="poisson", steps=2, batch_size=4,
-                    lr=1e-3, progress=False, mode="smoke")
+    r = run_counter(data, labels=len(data.y_train), pretrained=True, loss="poisson", lr=1e-3,
+                    budget=Budget(steps=2, batch_size=4), setup=Setup(mode="smoke", progress=False))
     assert r.steps == 2 and math.isfinite(r.val_mae) and math.isfinite(r.test_mae)
     with pytest.raises(ValueError, match="val_frac must be a fraction between 0 and 1; got 1.5"):
         photo_count_data(folder, val_frac=1.5)

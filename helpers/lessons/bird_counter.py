@@ -24,7 +24,7 @@ What is here, in the order the lesson uses it:
 Example:
     >>> data = count_data(n_train=1000, n_test=300, n_shifted=200, image_size=64)
     >>> model = count_model(pretrained=True, train_mean=data.y_train.mean().item())
-    >>> fit_counter(model, data.x_train, data.y_train, steps=200, batch_size=32, lr=2e-3)
+    >>> fit_counter(model, data.x_train, data.y_train, budget=Budget(steps=200, batch_size=32), lr=2e-3)
     >>> count_metrics(predict_counts(model, data.x_test), data.y_test)["mae"]
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ from ..losses import COUNT_LOSSES
 from ..models import backbone_key, image_model_config, pretrained_image_model, scratch_image_model
 from ..modes import sizes
 from ..own_data import load_photo_counts
-from ..runner import Objective, Recipe, RunResult, Setup, cached_run, run
+from ..runner import Budget, Objective, Recipe, Report, RunResult, Setup, _setup, cached_run, run
 from ..stats import best_by, exceeds
 from ..surgery import check_depth, count_params, freeze_stages, heads, replace_head, trainable_params
 from ..training import predict
@@ -264,23 +264,38 @@ def mean_baseline(y_train, y_test) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------
 
 
-def fit_counter(model, x, y, *, steps: int, batch_size: int, lr: float, loss: str = "mse",
-                seed: int = 0, weight_decay: float = 0.01, augment: bool = True, evaluate=None,
-                eval_every=None, hook=None, progress: bool = True, desc: str = "counting"):
-    """Train ``model`` in place for ``steps`` optimiser steps on (x, y); returns the History.
+def fit_counter(model, x, y, *, budget: Budget, lr: float, loss: str = "mse", seed: int = 0, evaluate=None,
+                hook=None, progress: bool = True):
+    """Train ``model`` in place for ``budget.steps`` optimiser steps on (x, y); returns the History.
 
     A fixed number of steps (not epochs) gives every run the same compute budget, whatever
     the number of labels.
+
+    Args:
+        budget: ``Budget`` with steps and batch_size given (no lesson default here), augment
+            (random flips), eval_every (steps between ``evaluate`` calls; or evals).
+        lr: peak learning rate (AdamW, weight decay 0.01).
+        loss: one of ``COUNT_LOSSES``.
+        seed: the batch order and the global generator at the start of training.
+        evaluate: ``evaluate(model) -> {metric: value}`` along the run (None: none).
+        hook, progress: ``hook(history)`` during training, and progress bars.
     """
+    if not isinstance(budget, Budget):
+        raise TypeError(f"budget must be a helpers.runner.Budget, e.g. Budget(steps=200, batch_size=32); "
+                        f"got {budget!r:.80}")
+    if budget.steps is None or budget.batch_size is None:
+        raise ValueError(f"fit_counter needs Budget.steps and Budget.batch_size (it has no lesson default); "
+                         f"got steps={budget.steps}, batch_size={budget.batch_size}")
     if loss not in COUNT_LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(COUNT_LOSSES)}")
     float_images("x", x, check_range=True)
     count_targets("y", y)
     paired(("x", "y"), x, y)
-    recipe = Recipe(steps=steps, batch_size=batch_size, lr=lr, seed=seed, weight_decay=weight_decay,
-                    augment=flip if augment else None, eval_every=eval_every)
+    eval_every = budget.eval_every or (max(1, budget.steps // budget.evals) if budget.evals else None)
+    recipe = Recipe(steps=budget.steps, batch_size=budget.batch_size, lr=lr, seed=seed,
+                    augment=flip if budget.augment else None, eval_every=eval_every)
     setup = Setup(device=next(model.parameters()).device, progress=progress)
-    return run(lambda: model, (x, y), recipe, Objective(COUNT_LOSSES[loss], evaluate), setup=setup, desc=desc,
+    return run(lambda: model, (x, y), recipe, Objective(COUNT_LOSSES[loss], evaluate), setup=setup, desc="counting",
                hook=hook).history
 
 
@@ -321,39 +336,58 @@ def counter_config(pretrained: bool, x: torch.Tensor, y: torch.Tensor, recipe: R
 
 
 @keywords_checked
-def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: str = "mse",
-                seed: int = 0, steps: int, batch_size: int, lr: float, freeze: int = 0,
-                eval_every: int | None = None, keep_best: bool = False, hook=None, progress: bool = True,
-                keep_model: bool = False, cache: bool = True, mode: str | None = None,
-                source: str | None = None) -> RunResult:
-    """One experiment: a fresh model, ``labels`` training scenes, ``steps`` steps; validation and
-    test metrics. Returns a ``RunResult``. ``source``: the pre-trained weights ("course", a timm
-    name or a module: ``helpers.models.resolve_source``; None reads ``$COURSE_PRETRAINED`` once,
-    here); from scratch uses the same architecture.
+def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: str = "mse", seed: int = 0,
+                lr: float | None = None, freeze: int = 0, cache: bool = True, budget: Budget = Budget(),
+                report: Report = Report(), setup: Setup = Setup()) -> RunResult:
+    """One experiment: a fresh model, ``labels`` training scenes, ``budget.steps`` steps; validation
+    and test metrics. Returns a ``RunResult``.
 
-    With ``eval_every`` the validation MAE is also measured during training (``val_mae`` in the
-    History's evals, e.g. for ``LiveCurve(metric="val_mae")``). With ``keep_best`` (early stopping
-    on validation) the model keeps the weights of the evaluation with the lowest validation MAE;
-    ``extra["best_step"]`` says which step that was.
+    Args:
+        data: the scenes (``CountData``); the run trains on ``data.train_subset(labels, seed)``.
+        labels: labelled training scenes.
+        pretrained: start from lesson 01's backbone (False: from scratch, same architecture).
+        loss: one of ``COUNT_LOSSES``.
+        seed: the training subset, the head and the batch order.
+        lr: peak learning rate (default ``sizes("bird_counter").lr``).
+        freeze: stages frozen from the input.
+        cache: store and load from-scratch (and early-stopped fine-tuned) runs in the cache.
+        budget: ``Budget``: steps and batch_size (default from ``sizes("bird_counter")``), augment
+            (random flips), eval_every (or evals: validation MAE along the run, ``val_mae`` in
+            the History's evals, e.g. for ``LiveCurve(metric="val_mae")``), keep_best (early
+            stopping: the weights of the evaluation with the lowest validation MAE;
+            ``extra["best_step"]`` says which step).
+        report: ``Report``: hook (a live curve; such a run always trains), keep_model.
+        setup: ``Setup``: mode, source (the pre-trained weights: "course", a timm name or a
+            module; None reads ``$COURSE_PRETRAINED`` once, here; from scratch uses the same
+            architecture), progress. The device is the data's.
 
     From-scratch runs are baselines that every class repeats identically, so (with ``cache``)
     the trained counter is stored in the cache, keyed by the exact training scenes and every
     setting (``ScratchCounterConfig``), and loaded the next time the same run is asked for;
     ``make prepare`` trains lesson 05's in advance (``prepare_scratch_counters``). Fine-tuned
     runs, the subject of the lesson, train in the lesson, except the long early-stopped ones
-    (``keep_best``) of the fair comparison, cached the same way. A run with a ``hook`` always
-    trains, since it draws the live curve.
+    (``keep_best``) of the fair comparison, cached the same way.
 
     The result's settings are labels, start ("fine-tuned" or "scratch"), loss, freeze, seed; its
     metrics val_mae and test_mae, test_rmse, test_exact_acc, test_within1_acc
     (``count_metrics`` on each set). ``train_s`` is the training time, also for a counter loaded
     from the cache (then ``cached`` is True and the History is the stored one).
     """
+    for name, value, kind in (("budget", budget, Budget), ("report", report, Report), ("setup", setup, Setup)):
+        if not isinstance(value, kind):
+            raise TypeError(f"{name} must be a helpers.runner.{kind.__name__}, e.g. {kind.__name__}(); got {value!r:.80}")
+    if budget.test_curve or not report.read_test:
+        raise ValueError("run_counter measures the test set once, at the end: Budget.test_curve and "
+                         "Report.read_test are the image classifiers' runners'")
     one_of("loss", loss, sorted(COUNT_LOSSES))
     x, y = data.train_subset(labels, seed)
     name = "fine-tuned" if pretrained else "scratch"
-    setup = Setup.resolve(mode, source, data.x_train.device, progress)     # the edge: read the environment once
+    setup = _setup(setup, device=data.x_train.device)     # the edge: read the environment once
     mode, source, device = setup.mode, setup.source, setup.device
+    S = sizes("bird_counter", mode)
+    steps, batch_size, lr = budget.steps or S.steps, budget.batch_size or S.batch_size, lr or S.lr
+    eval_every = budget.eval_every or (max(1, steps // budget.evals) if budget.evals else None)
+    keep_best, hook, keep_model = budget.keep_best, report.hook, report.keep_model
     if keep_best and not eval_every:
         raise ValueError("keep_best=True needs eval_every (validation evaluations to choose from); got "
                          f"eval_every={eval_every!r}")
@@ -373,8 +407,8 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
         test = count_metrics(predict_counts(model, data.x_test), data.y_test)
         return {"val_mae": val["mae"], **{f"test_{k}": v for k, v in test.items()}}
 
-    recipe = Recipe(steps=steps, batch_size=batch_size, lr=lr, seed=seed, augment=flip, eval_every=eval_every,
-                    keep_best=keep_best)
+    recipe = Recipe(steps=steps, batch_size=batch_size, lr=lr, seed=seed, augment=flip if budget.augment else None,
+                    eval_every=eval_every, keep_best=keep_best)
     objective = Objective(COUNT_LOSSES[loss], validate if eval_every else None, "val_mae", higher_is_better=False,
                           measure=measure)
     settings = {"labels": labels, "start": name, "loss": loss, "freeze": freeze, "seed": seed, "lr": lr}
@@ -403,9 +437,10 @@ def scratch_counter_converged(data: CountData, *, lr: float, seed: int = 0, mode
     ``lr``, keeping the weights of the best of ``S.scratch_evals`` validation evaluations (early
     stopping). Cached like every from-scratch counter; ``make prepare`` builds them."""
     S = sizes("bird_counter", mode)
-    return run_counter(data, labels=S.labels, pretrained=False, loss=S.loss, seed=seed, steps=S.scratch_steps,
-                       batch_size=S.batch_size, lr=lr, eval_every=max(1, S.scratch_steps // S.scratch_evals),
-                       keep_best=True, progress=progress, mode=mode)
+    return run_counter(data, labels=S.labels, pretrained=False, loss=S.loss, seed=seed, lr=lr,
+                       budget=Budget(steps=S.scratch_steps, batch_size=S.batch_size, keep_best=True,
+                                     eval_every=max(1, S.scratch_steps // S.scratch_evals)),
+                       setup=Setup(mode=mode, progress=progress))
 
 
 def finetuned_counters_converged(data: CountData, *, mode: str | None = None, progress: bool = True) -> list[RunResult]:
@@ -413,9 +448,10 @@ def finetuned_counters_converged(data: CountData, *, mode: str | None = None, pr
     on validation MAE) at fine-tuning's rate ``S.lr``, over ``S.seeds`` seeds, so that neither side
     of the fair comparison is stopped while still improving. Cached (``make prepare``)."""
     S = sizes("bird_counter", mode)
-    return [run_counter(data, labels=S.labels, pretrained=True, loss=S.loss, seed=seed, steps=S.scratch_steps,
-                        batch_size=S.batch_size, lr=S.lr, eval_every=max(1, S.scratch_steps // S.scratch_evals),
-                        keep_best=True, progress=progress, mode=mode) for seed in range(S.seeds)]
+    budget = Budget(steps=S.scratch_steps, batch_size=S.batch_size, keep_best=True,
+                    eval_every=max(1, S.scratch_steps // S.scratch_evals))
+    return [run_counter(data, labels=S.labels, pretrained=True, loss=S.loss, seed=seed, lr=S.lr, budget=budget,
+                        setup=Setup(mode=mode, progress=progress)) for seed in range(S.seeds)]
 
 
 def scratch_counter_lr_runs(data: CountData, *, mode: str | None = None, progress: bool = True) -> list[RunResult]:
@@ -447,8 +483,9 @@ def prepare_scratch_counters(mode: str | None = None) -> list[RunResult]:
     data = lesson_count_data(mode)
     runs = [(S.labels, seed) for seed in range(S.seeds)]
     runs += [(labels, seed) for labels in S.curve if labels != S.labels for seed in range(S.curve_seeds)]
-    same_budget = [run_counter(data, labels=labels, pretrained=False, loss=S.loss, seed=seed, steps=S.steps,
-                               batch_size=S.batch_size, lr=S.lr, mode=mode) for labels, seed in runs]
+    budget = Budget(steps=S.steps, batch_size=S.batch_size)
+    same_budget = [run_counter(data, labels=labels, pretrained=False, loss=S.loss, seed=seed, lr=S.lr, budget=budget,
+                               setup=Setup(mode=mode)) for labels, seed in runs]
     _, grid, converged = converged_scratch_counters(data, mode=mode)
     return same_budget + grid + converged + finetuned_counters_converged(data, mode=mode)
 
