@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from helpers.cache import data_dir
 from helpers.exercises import check
 from helpers.experiments import build_model
-from helpers.lessons.peft import CLAIMS, background_task, run_peft, seed_table
+from helpers.lessons.peft import CLAIMS, Adapter, background_task, run_peft, seed_table
 from helpers.lora import (
     add_lora,
     find_targets,
@@ -44,6 +44,7 @@ from helpers.lora import (
 from helpers.modes import sizes
 from helpers.plots import line_plot
 from helpers.results import Lesson
+from helpers.runner import QUIET, Budget, Report
 from helpers.stats import difference
 from helpers.tasks import species_test_set
 from helpers.training import accuracy, inference_seconds
@@ -139,8 +140,10 @@ pd.DataFrame(rows).round(4)
 # %%
 log = lesson.run_log("06_peft")
 log.clear()
-runs = [run_peft(method, steps=P.steps, log=log) for method in ("full", "probe", "bitfit")]
-runs += [run_peft("lora", rank=r, steps=P.steps, log=log, keep_model=r == P.headline_rank) for r in P.ranks]
+budget = Budget(steps=P.steps)
+runs = [run_peft(method, budget=budget, log=log) for method in ("full", "probe", "bitfit")]
+runs += [run_peft("lora", adapter=Adapter(rank=r), budget=budget, log=log,
+                  report=Report(keep_model=r == P.headline_rank)) for r in P.ranks]
 table = pd.DataFrame([{k: r.row()[k] for k in ("method", "rank", "trainable_params", "trainable_frac",
                                                 "optimizer_bytes", "sec_per_epoch", "val_acc", "test_acc")}
                       for r in runs])
@@ -154,9 +157,9 @@ table.round(4)
 # compare means.
 
 # %%
-more = [run_peft(method, rank=P.headline_rank, steps=P.steps, seed=seed, log=log, progress=False)
+more = [run_peft(method, adapter=Adapter(rank=P.headline_rank), budget=budget, seed=seed, log=log, setup=QUIET)
         for seed in range(1, P.seeds) for method in ("full", "bitfit", "lora")]
-bitfit_frozen_bn = [run_peft("bitfit", bn="frozen", steps=P.steps, seed=seed, log=log, progress=False)
+bitfit_frozen_bn = [run_peft("bitfit", adapter=Adapter(bn="frozen"), budget=budget, seed=seed, log=log, setup=QUIET)
                     for seed in range(P.seeds)]
 headline_runs = [r for r in runs if r.method in ("full", "bitfit") or r.rank == P.headline_rank] + more
 by_method = {m: [r for r in headline_runs if r.method == m] for m in ("full", "bitfit", "lora")}
@@ -291,11 +294,12 @@ print(f"{len(x_test)} test images: largest output difference {same_weights_diff:
 
 # %% [markdown]
 # Now train both from the same start: the same data, seed, steps and learning rate; the only
-# change is whose LoRA trains (`run_peft(..., library="peft")` hands the freshly prepared model
-# to `to_peft` before training, so peft's adapter starts from our `A` and a zero `B`).
+# change is whose LoRA trains (`run_peft(..., adapter=Adapter(library="peft"))` hands the freshly
+# prepared model to `to_peft` before training, so peft's adapter starts from our `A` and a zero `B`).
 
 # %%
-pair = {lib: run_peft("lora", rank=P.headline_rank, steps=P.steps, library=lib, keep_model=True, progress=False)
+pair = {lib: run_peft("lora", adapter=Adapter(rank=P.headline_rank, library=lib), budget=budget,
+                      report=Report(keep_model=True), setup=QUIET)
         for lib in ("course", "peft")}
 trained_diff, trained_scale = output_difference(pair["course"].model, pair["peft"].model, x_test)
 acc_gap = pair["peft"].test_acc - pair["course"].test_acc
@@ -385,7 +389,8 @@ peft_metrics = {
 
 # %%
 task_b = background_task(P.task_b_images, len(x_test))
-task_b_run = run_peft("lora", rank=P.headline_rank, name="background", steps=P.steps, keep_model=True, task=task_b)
+task_b_run = run_peft("lora", adapter=Adapter(rank=P.headline_rank, name="background"), budget=budget,
+                      report=Report(keep_model=True), task=task_b)
 xb_test, yb_test = task_b.x_test, task_b.y_test
 adapters = data_dir() / "adapters"
 files = {"species": save_adapter(headline.model, adapters / "species.safetensors", extra="fc", norm_stats=True),
@@ -469,8 +474,8 @@ check("merged by hand", lambda: isinstance(merged_conv, nn.Conv2d)
 # </details>
 
 # %% [markdown]
-# **Exercise 3 (open).** LoRA on the last stage only: run `run_peft("lora", rank=4,
-# targets="layer4")` and compare its trainable share and accuracy with the table above. Which
+# **Exercise 3 (open).** LoRA on the last stage only: run `run_peft("lora",
+# adapter=Adapter(rank=4, targets="layer4"))` and compare its trainable share and accuracy with the table above. Which
 # layers matter most for telling species apart?
 #
 # ## Results

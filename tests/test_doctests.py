@@ -14,7 +14,7 @@ import pytest
 import helpers
 
 DOCTESTED = ["helpers.cache", "helpers.checks", "helpers.claims", "helpers.fractals", "helpers.general_world",
-             "helpers.lora", "helpers.models", "helpers.modes", "helpers.real_images", "helpers.runner", "helpers.site",
+             "helpers.lora", "helpers.models", "helpers.modes", "helpers.real_images", "helpers.runner", "helpers.lessons.peft", "helpers.site",
              "helpers.stats", "helpers.surgery", "helpers.training"]
 SKETCHES = ["helpers.distributed", "helpers.exercises", "helpers.experiments", "helpers.generation_metrics",
             "helpers.generator", "helpers.gpt", "helpers.images", "helpers.lm",

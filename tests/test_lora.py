@@ -328,8 +328,9 @@ def test_adapter_with_norm_stats_restores_a_task_on_a_fresh_base(tmp_path):
 def test_run_peft_trains_only_what_its_method_names_from_a_fresh_model(method):
     from helpers.experiments import build_model
     from helpers.lessons.peft import run_peft
+    from helpers.runner import QUIET, Budget, Report
 
-    r = run_peft(method, labels_per_class=2, steps=4, keep_model=True, progress=False)
+    r = run_peft(method, labels_per_class=2, budget=Budget(steps=4), report=Report(keep_model=True), setup=QUIET)
     fresh = build_model(seed=0, num_classes=r.model.get_classifier().out_features)
     head = {n for n, m in r.model.named_modules() if m is r.model.get_classifier()}
     trainable = [n for n, p in r.model.named_parameters() if p.requires_grad]

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, get_peft_model
 from timm.layers import ScaledStdConv2d
 
-from helpers.lessons.peft import PEFT_CLAIMS, run_peft
+from helpers.lessons.peft import PEFT_CLAIMS, Adapter, run_peft
 from helpers.lora import add_lora, load_adapter, lora_layers, memory_report, save_adapter, train_only_lora
 from helpers.peft_bridge import (
     PeftFormatError,
@@ -214,9 +214,9 @@ def test_lora_config_refuses_what_one_config_cannot_say():
 
 def test_run_peft_library_is_checked_before_any_work():
     with pytest.raises(ValueError, match="library"):
-        run_peft("lora", library="hf")
+        run_peft("lora", adapter=Adapter(library="hf"))
     with pytest.raises(ValueError, match="method must be 'lora'"):
-        run_peft("bitfit", library="peft")
+        run_peft("bitfit", adapter=Adapter(library="peft"))
 
 
 def test_peft_claims_hold_and_fail():
