@@ -352,7 +352,7 @@ def finetune_task(task: ClassificationTask, *, source=None, frozen_stages: int =
     source, device = setup.source, setup.device
     head, hidden, lora_rank, lora_targets = adaptation.head, adaptation.hidden, adaptation.lora_rank, \
         adaptation.lora_targets
-    augment, read_test, hook, keep_model = budget.augment, report.read_test, report.hook, report.keep_model
+    augment, read_test, hook, keep_model = budget.augment is not False, report.read_test, report.hook, report.keep_model
     S, P = sizes("finetune", setup.mode), sizes("peft", setup.mode)
     steps = budget.steps or S.steps
     check_seed(seed)

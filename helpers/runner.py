@@ -120,7 +120,8 @@ class Budget:
 
     steps: the budget in optimiser steps (the same whatever the training-set size).
     batch_size: training examples per step (cut to the training-set size).
-    augment: random flips and shifts of every training batch (the image runners).
+    augment: random flips (and shifts) of every training batch (None: the runner's own choice, True
+        for the image and count runners; False: none).
     evals: validation evaluations along the run (0: none; the last one is at the end).
     eval_every: optimiser steps between validation evaluations, instead of ``evals`` (give one).
     keep_best: early stopping: keep the weights of the best validation evaluation, not the last.
@@ -137,7 +138,7 @@ class Budget:
     """
     steps: int | None = None
     batch_size: int | None = None
-    augment: bool = True
+    augment: bool | None = None
     evals: int | None = None
     eval_every: int | None = None
     keep_best: bool = False
@@ -151,7 +152,9 @@ class Budget:
         if self.evals is not None and self.eval_every is not None:
             raise ValueError(f"Budget: give evals (how many evaluations) or eval_every (steps between them), not "
                              f"both; got evals={self.evals}, eval_every={self.eval_every}")
-        for name in ("augment", "keep_best", "test_curve"):
+        if self.augment is not None:
+            _flag("Budget", "augment", self.augment)
+        for name in ("keep_best", "test_curve"):
             _flag("Budget", name, getattr(self, name))
         if self.keep_best and self.evals == 0:
             raise ValueError("Budget.keep_best=True (early stopping) needs evaluations along the run to choose "

@@ -40,6 +40,7 @@ from helpers.lessons.distillation import (
     CLAIMS,
     STUDENTS,
     UNLABELLED_SEED,
+    Student,
     create_student,
     finetune_teacher,
     pretrained_student,
@@ -50,6 +51,7 @@ from helpers.lessons.distillation import (
 from helpers.modes import sizes
 from helpers.plots import image_grid
 from helpers.results import Lesson
+from helpers.runner import QUIET
 from helpers.stats import difference, mean_and_spread
 from helpers.surgery import count_params
 from helpers.tasks import species_task, species_test_set
@@ -153,7 +155,7 @@ for seed, (name, kind, unlabelled, hard) in tqdm([(seed, st) for seed in range(D
     x, soft, y = (x_u, soft_u, y_u) if unlabelled else (x_l, soft_l, y_l)
     if hard:
         y = pseudo_labelled(y, soft)
-    r = run_student(kind, x, y, soft if kind == "kd" else None, seed=seed, progress=False)
+    r = run_student(kind, x, y, soft if kind == "kd" else None, seed=seed, setup=QUIET)
     runs.append({"student": name, "seed": seed, "views": r.images, "val_acc": r.val_acc, "test_acc": r.test_acc,
                  "train_s": r.train_s})
 runs_table = pd.DataFrame(runs)
@@ -250,7 +252,7 @@ print(f"the small model: {count_params(small):,} parameters with the general wor
 ft_runs = []
 for lr in tqdm(sorted({S.lr, D.lr}), desc="fine-tuning the small pre-trained model"):
     for seed in range(D.seeds):
-        r = run_student("labels", x_l, y_l, seed=seed, lr=lr, pretrained=True, progress=False)
+        r = run_student("labels", x_l, y_l, seed=seed, lr=lr, student=Student(pretrained=True), setup=QUIET)
         ft_runs.append({"lr": lr, "seed": seed, "val_acc": r.val_acc, "test_acc": r.test_acc})
 ft_table = pd.DataFrame(ft_runs)
 small_ft_lr = ft_table.groupby("lr").val_acc.mean().idxmax()           # chosen on validation

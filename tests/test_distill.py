@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from helpers.device import prefers_channels_last
-from helpers.lessons.distillation import create_student, run_student
+from helpers.lessons.distillation import Student, create_student, run_student
 from helpers.losses import distillation_loss
 from helpers.models import create_image_model, image_model_config
+from helpers.runner import QUIET, Budget, Report, Setup
 from helpers.surgery import count_params
 from helpers.training import inference_seconds, predict
 
@@ -80,8 +81,8 @@ def test_students_start_fresh_and_train():
     y = torch.arange(24) % 6
     y[12:] = -1                                             # half unlabelled
     soft = torch.randn(24, 6)
-    a = run_student("kd", x, y, soft, steps=20, progress=False, keep_model=True)
-    b = run_student("labels", x, y, steps=20, progress=False)
+    a = run_student("kd", x, y, soft, budget=Budget(steps=20), setup=QUIET, report=Report(keep_model=True))
+    b = run_student("labels", x, y, budget=Budget(steps=20), setup=QUIET)
     assert a.images == 24 and b.images == 12
     assert a.history.steps_done == 20 and 0 <= a.val_acc <= 1 and 0 <= a.test_acc <= 1
     for r in (a, b):                       # they learn: the training loss falls
@@ -89,7 +90,7 @@ def test_students_start_fresh_and_train():
     fresh = create_student(seed=0)
     assert count_params(fresh) == a.trainable_params
     with pytest.raises(ValueError, match="teacher"):
-        run_student("kd", x, y, steps=1, progress=False)
+        run_student("kd", x, y, budget=Budget(steps=1), setup=QUIET)
 
 
 def test_inference_is_timed_in_the_training_layout_whatever_the_model_came_with():
@@ -125,7 +126,8 @@ def test_the_pretrained_student_starts_from_the_small_pretrained_model_with_a_ne
     small, info = pretrained_student(device="cpu", verbose=False)
     assert small.get_classifier().in_features == 8 * sizes("distill").student_width and info["val_acc"] is not None
     x, y = torch.rand(12, 3, 32, 32), torch.arange(12) % 6
-    r = run_student("labels", x, y, steps=1, lr=1e-12, pretrained=True, progress=False, keep_model=True, device="cpu")
+    r = run_student("labels", x, y, budget=Budget(steps=1), lr=1e-12, student=Student(pretrained=True),
+                    report=Report(keep_model=True), setup=Setup(device="cpu", progress=False))
     assert r.model.get_classifier().out_features == 6 and r.settings["pretrained"]
     body = {k: v for k, v in small.state_dict().items()      # the weights (a step in train mode moves BN statistics)
             if not k.startswith("fc.") and "running_" not in k and "num_batches" not in k}
@@ -134,4 +136,5 @@ def test_the_pretrained_student_starts_from_the_small_pretrained_model_with_a_ne
     scratch = create_student(seed=0).state_dict()
     assert not torch.equal(scratch["conv1.weight"], got["conv1.weight"])
     with pytest.raises(ValueError, match="width"):
-        run_student("labels", x, y, steps=1, pretrained=True, width=sizes("distill").student_width + 4, progress=False)
+        run_student("labels", x, y, budget=Budget(steps=1), setup=QUIET,
+                    student=Student(pretrained=True, width=sizes("distill").student_width + 4))

@@ -293,7 +293,7 @@ def fit_counter(model, x, y, *, budget: Budget, lr: float, loss: str = "mse", se
     paired(("x", "y"), x, y)
     eval_every = budget.eval_every or (max(1, budget.steps // budget.evals) if budget.evals else None)
     recipe = Recipe(steps=budget.steps, batch_size=budget.batch_size, lr=lr, seed=seed,
-                    augment=flip if budget.augment else None, eval_every=eval_every)
+                    augment=flip if budget.augment is not False else None, eval_every=eval_every)
     setup = Setup(device=next(model.parameters()).device, progress=progress)
     return run(lambda: model, (x, y), recipe, Objective(COUNT_LOSSES[loss], evaluate), setup=setup, desc="counting",
                hook=hook).history
@@ -407,7 +407,8 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
         test = count_metrics(predict_counts(model, data.x_test), data.y_test)
         return {"val_mae": val["mae"], **{f"test_{k}": v for k, v in test.items()}}
 
-    recipe = Recipe(steps=steps, batch_size=batch_size, lr=lr, seed=seed, augment=flip if budget.augment else None,
+    recipe = Recipe(steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                    augment=flip if budget.augment is not False else None,
                     eval_every=eval_every, keep_best=keep_best)
     objective = Objective(COUNT_LOSSES[loss], validate if eval_every else None, "val_mae", higher_is_better=False,
                           measure=measure)

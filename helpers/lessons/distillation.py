@@ -28,7 +28,8 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import replace
+import numbers
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -42,7 +43,7 @@ from ..experiments import run_finetune
 from ..losses import distillation_loss
 from ..models import ImageModelConfig, create_image_model, image_model_config, pretrained_image_model
 from ..modes import SIZES, sizes
-from ..runner import Objective, Recipe, Report, RunResult, Setup, run
+from ..runner import Budget, Objective, Recipe, Report, RunResult, Setup, _setup, run
 from ..stats import exceeds
 from ..surgery import replace_head
 from ..tasks import species_task, species_test_set, species_train_set, species_val_set
@@ -130,26 +131,75 @@ def pseudo_labelled(y: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tens
 
 
 
+@dataclass(frozen=True)
+class Student:
+    """Which student ``run_student`` trains, and how distillation teaches it (None: the lesson's
+    sizes, ``sizes("distill")``).
+
+    width: channels of a random student's first stage (None: ``student_width``).
+    pretrained: start from ``pretrained_student()`` (its width, ``student_width``) with a new
+        species head, instead of random weights.
+    temperature: softens both distributions in the distillation loss (kind "kd"; > 0).
+    soft_weight: share of the soft-target term in the distillation loss, in [0, 1] (the rest:
+        the labels).
+    """
+    width: int | None = None
+    pretrained: bool = False
+    temperature: float | None = None
+    soft_weight: float | None = None
+
+    def __post_init__(self):
+        whole_number("Student.width", self.width, allow_none=True, meaning="channels of the first stage")
+        if not isinstance(self.pretrained, bool):
+            raise TypeError(f"Student.pretrained must be True or False; got {self.pretrained!r}")
+        if self.temperature is not None and (isinstance(self.temperature, bool) or not isinstance(
+                self.temperature, numbers.Real) or not self.temperature > 0):
+            raise ValueError(f"Student.temperature must be None (the lesson's) or a positive number; "
+                             f"got {self.temperature!r}")
+        if self.soft_weight is not None and (isinstance(self.soft_weight, bool) or not isinstance(
+                self.soft_weight, numbers.Real) or not 0 <= self.soft_weight <= 1):
+            raise ValueError(f"Student.soft_weight must be None (the lesson's) or a share in [0, 1]; "
+                             f"got {self.soft_weight!r}")
+
+
 @keywords_checked
 def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tensor | None = None,
-                *, seed: int = 0, steps: int | None = None, lr: float | None = None,
-                temperature: float | None = None, soft_weight: float | None = None,
-                width: int | None = None, pretrained: bool = False, progress: bool = True,
-                keep_model: bool = False, device="auto") -> RunResult:
+                *, seed: int = 0, lr: float | None = None, student: Student = Student(), budget: Budget = Budget(),
+                report: Report = Report(), setup: Setup = Setup()) -> RunResult:
     """Train a FRESH student on the views (x, y) of ``transfer_set``: on the labels alone
     (``kind="labels"``; unlabelled rows, y = -1, are dropped; give ``pseudo_labelled(y, logits)``
     for hard pseudo-labels) or by distillation from ``teacher_logits`` (``kind="kd"``). The views
     are not augmented again, so the teacher's targets belong to the images the student sees.
-    ``pretrained``: the student starts from ``pretrained_student()`` with a new species head
-    (seeded), instead of random weights: plain fine-tuning of a small pre-trained model.
+
+    Args:
+        seed: the student's initialisation (or its new head's) and the batch order.
+        lr: peak learning rate (default ``sizes("distill").lr``).
+        student: ``Student``: width, pretrained (start from ``pretrained_student()`` with a new
+            species head, seeded, instead of random weights: plain fine-tuning of a small
+            pre-trained model), temperature and soft_weight of the distillation loss.
+        budget: ``Budget``: steps and batch_size (default from ``sizes("distill")``). No
+            augmentation here (the views are augmented already: ``augment`` stays None) and no
+            evaluations along the run.
+        report: ``Report``: note, hook, keep_model.
+        setup: ``Setup``: mode, source (of the species sets' image size), device, progress.
     Returns a RunResult with metrics val_acc and test_acc on the species task's fixed sets."""
     one_of("kind", kind, KINDS)
-    setup = Setup.resolve(device=device, progress=progress)       # the edge: read the environment once
+    for name, value, cls in (("student", student, Student), ("budget", budget, Budget), ("report", report, Report),
+                             ("setup", setup, Setup)):
+        if not isinstance(value, cls):
+            raise TypeError(f"{name} must be a {cls.__name__}, e.g. {cls.__name__}(); got {value!r:.80}")
+    if (budget.evals or budget.eval_every or budget.keep_best or budget.test_curve or budget.augment
+            or not report.read_test):
+        raise ValueError("run_student trains on views augmented once (transfer_set) and measures validation and test "
+                         "at the end: Budget.augment, evals, eval_every, keep_best, test_curve and Report.read_test "
+                         "are other runners'")
+    setup = _setup(setup)       # the edge: read the environment once
     D, device = sizes("distill", setup.mode), setup.device
-    steps = whole_number("steps", steps, allow_none=True) or D.steps
+    steps = budget.steps or D.steps
     lr = lr or D.lr
-    T = temperature or D.temperature
-    w = D.soft_weight if soft_weight is None else soft_weight
+    T = student.temperature or D.temperature
+    w = D.soft_weight if student.soft_weight is None else student.soft_weight
+    pretrained, width = student.pretrained, student.width
     if pretrained and width is not None and width != D.student_width:
         raise ValueError(f"pretrained=True uses the pre-trained student of width {D.student_width}; got width={width}")
 
@@ -179,11 +229,13 @@ def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: tor
                 "test_acc": accuracy(model, *species_test_set(device=device, mode=setup.mode, source=setup.source))}
 
     # the views are augmented already (transfer_set): no augmentation here
-    recipe = Recipe(steps=steps, batch_size=D.batch_size, lr=lr, seed=seed)
+    recipe = Recipe(steps=steps, batch_size=budget.batch_size or D.batch_size, lr=lr, seed=seed)
     settings = {"kind": kind, "images": len(tensors[0]), "seed": seed, "lr": lr, "pretrained": pretrained,
                 "temperature": T if kind == "kd" else None, "soft_weight": w if kind == "kd" else None}
-    return run(make, tensors, recipe, Objective(loss_fn, measure=measure), setup=setup,
-               settings=settings, desc=f"student ({kind}, {len(tensors[0])} images)", keep_model=keep_model)
+    if report.note is not None:
+        settings["note"] = report.note
+    return run(make, tensors, recipe, Objective(loss_fn, measure=measure), setup=setup, settings=settings,
+               desc=f"student ({kind}, {len(tensors[0])} images)", hook=report.hook, keep_model=report.keep_model)
 
 
 CLAIMS = [

@@ -139,7 +139,7 @@ def run_peft(method: str, *, adapter: Adapter = Adapter(), labels_per_class: int
         return {"val_acc": accuracy(model, task.x_val, task.y_val), "test_acc": test_acc}
 
     recipe = Recipe(steps=steps, batch_size=budget.batch_size or S.batch_size, lr=lr, seed=seed,
-                    augment=flip_and_shift if budget.augment else None)
+                    augment=flip_and_shift if budget.augment is not False else None)
     settings = {"method": method, "rank": rank if method == "lora" else None, "lr": lr, "bn": bn, "seed": seed,
                 "task": task.name, "library": library}
     if report.note is not None:
