@@ -24,7 +24,7 @@ from helpers.lessons.bird_counter import count_model
 from helpers.losses import cross_entropy_loss, poisson_loss
 from helpers.models import create_image_model, image_model_config
 from helpers.modes import sizes
-from helpers.training import Batches, train
+from helpers.training import Batches, Monitor, Optimiser, Speed, train
 
 
 def cases(mode, device):
@@ -61,8 +61,8 @@ def main(argv=None):
                 model = make().to(device)
                 synchronize(device)
                 start = time.perf_counter()
-                train(model, loss_fn, batches, steps=args.steps,
-                      lr=1e-3, device=device, channels_last=layout, progress=False, log_every=10)
+                train(model, loss_fn, batches, steps=args.steps, optimiser=Optimiser(lr=1e-3), device=device,
+                      speed=Speed(channels_last=layout), monitor=Monitor(log_every=10), progress=False)
                 synchronize(device)
                 if r > 0:
                     rates[layout].append(args.steps * batches.batch_size / (time.perf_counter() - start))

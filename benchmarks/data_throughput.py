@@ -16,7 +16,7 @@ from helpers.general_world import GeneralWorld
 from helpers.images import ImageWorld
 from helpers.losses import cross_entropy_loss
 from helpers.models import create_image_model, image_model_config
-from helpers.training import Batches, train
+from helpers.training import Batches, Optimiser, train
 
 
 def main(argv=None):
@@ -44,7 +44,8 @@ def main(argv=None):
         synchronize(device)
         render.append(args.chunk / (time.perf_counter() - start))
         start = time.perf_counter()
-        train(model, cross_entropy_loss, batches, steps=steps, lr=1e-3, device=device, progress=False)
+        train(model, cross_entropy_loss, batches, steps=steps, optimiser=Optimiser(lr=1e-3), device=device,
+              progress=False)
         synchronize(device)
         training.append(steps * config.batch_size / (time.perf_counter() - start))
     render, training = statistics.median(render[1:]), statistics.median(training[1:])

@@ -26,7 +26,7 @@ from helpers.device import autocast, autocast_dtype, prefers_channels_last, reso
 from helpers.images import ImageWorld
 from helpers.losses import cross_entropy_loss
 from helpers.models import create_image_model, image_model_config
-from helpers.training import Batches, train
+from helpers.training import Batches, Optimiser, train
 
 
 def raw_loop(model, batches, device, lr, steps):
@@ -85,7 +85,8 @@ def main(argv=None):
         if name == "raw":
             raw_loop(model, batches, device, 1e-3, args.steps)
         else:
-            train(model, cross_entropy_loss, batches, steps=args.steps, lr=1e-3, device=device, progress=False)
+            train(model, cross_entropy_loss, batches, steps=args.steps, optimiser=Optimiser(lr=1e-3), device=device,
+                  progress=False)
         synchronize(device)
         return samples / (time.perf_counter() - start)
 

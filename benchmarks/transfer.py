@@ -39,7 +39,7 @@ from helpers.lessons.your_own import transfer_table, transfer_verdicts
 from helpers.losses import cross_entropy_loss
 from helpers.models import create_image_model, image_model_config, pretrained_image_model
 from helpers.real_images import REAL_TASKS, real_task
-from helpers.training import Batches, KeepBest, accuracy, train
+from helpers.training import Batches, KeepBest, Monitor, Optimiser, accuracy, train
 
 ROLES = {"digits": "choose"}             # every other task judges
 ARMS = ("fine-tuned", "from scratch", "linear probe", "LP-FT")
@@ -135,8 +135,8 @@ def fit_network(model, task, *, lr, steps, B: Budget, seed, flips, device):
     batches = Batches(task.x_train, task.y_train, batch_size=min(B.batch_size, len(task.x_train)), seed=seed,
                       augment=flip_and_shift if flips else shift)
     seed_everything(seed)
-    history = train(model, cross_entropy_loss, batches, steps=steps, lr=lr, device=device, evaluate=keeper,
-                    eval_every=max(1, steps // B.evals), progress=False)
+    history = train(model, cross_entropy_loss, batches, steps=steps, optimiser=Optimiser(lr=lr), device=device,
+                    monitor=Monitor(evaluate=keeper, eval_every=max(1, steps // B.evals)), progress=False)
     keeper.restore(model, history)
     return keeper.best_value, history.best_step
 
@@ -167,9 +167,9 @@ def fit_probe(feats, task, *, lr, B: Budget, seed, device):
         head = nn.Linear(f_train.shape[1], task.num_classes)
     keeper = KeepBest(lambda m: {"val_acc": _probe_accuracy(m, f_val, task.y_val)}, "val_acc")
     seed_everything(seed)
-    history = train(head, lambda m, b: F.cross_entropy(m(b[0]), b[1]), [(f_train, task.y_train)],
-                    steps=B.probe_steps, lr=lr, device=device, evaluate=keeper,
-                    eval_every=max(1, B.probe_steps // B.probe_evals), progress=False)
+    history = train(head, lambda m, b: F.cross_entropy(m(b[0]), b[1]), [(f_train, task.y_train)], steps=B.probe_steps,
+                    optimiser=Optimiser(lr=lr), device=device,
+                    monitor=Monitor(evaluate=keeper, eval_every=max(1, B.probe_steps // B.probe_evals)), progress=False)
     keeper.restore(head, history)
     return head, keeper.best_value, history.best_step
 

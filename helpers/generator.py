@@ -35,7 +35,7 @@ from .cache import cached_model
 from .device import resolve_device, seed_everything, seeded
 from .images import WORLD_VERSION, ImageWorld, WorldStream
 from .modes import SIZES, Generator
-from .training import RECIPE, evaluating, train
+from .training import RECIPE, Monitor, Optimiser, Speed, evaluating, train
 
 # The world the generator learns: a simpler version of the general world (six kinds of object
 # on three plain backgrounds, larger objects, no clutter and no sensor noise), so that a small
@@ -339,9 +339,10 @@ def pretrained_generator(config: GeneratorConfig | None = None, *, device="auto"
                              device=device)
         seed_everything(config.seed)
         ema = EMA(config.ema_decay)
-        history = train(model, flow_matching_loss, Averaged(stream, model, ema), lr=config.pretrain_lr,
-                        weight_decay=0.0, device=device, channels_last=training_layout(device),
-                        desc="pre-training the generator")
+        history = train(model, flow_matching_loss, Averaged(stream, model, ema),
+                        optimiser=Optimiser(lr=config.pretrain_lr, weight_decay=0.0), device=device,
+                        speed=Speed(channels_last=training_layout(device)),
+                        monitor=Monitor(desc="pre-training the generator"))
         ema.update(model)                       # the last step's weights
         ema.copy_to(model)                      # keep the average
         return {"images_per_s": history.samples_per_s, "interrupted": history.interrupted,

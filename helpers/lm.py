@@ -31,7 +31,7 @@ from .gpt import GPT, GPTConfig, generate
 from .modes import SIZES, LMPretrain
 from .text_world import QA, TextWorld, TextWorldConfig
 from .tokenizer import WordTokenizer, tokenizer_from_json
-from .training import RECIPE, Batches, KeepBest, evaluating, train
+from .training import RECIPE, Batches, KeepBest, Monitor, Optimiser, evaluating, train
 
 IGNORE = -100      # label of positions that carry no loss (F.cross_entropy's ignore_index)
 
@@ -301,9 +301,11 @@ def pretrain_lm(model: GPT, config: LMConfig, data: LMData, *, device="auto", pr
 
     keeper = KeepBest(metrics, "val_fact_loss", higher_is_better=False)
     seed_everything(config.seed)
-    history = train(model, lm_loss, stream, steps=config.steps, lr=config.lr, weight_decay=0.1, warmup=0.05,
-                    lr_floor=0.1, device=device, evaluate=keeper, eval_every=eval_every or max(1, config.steps // 8),
-                    progress=progress, desc="pre-training", hook=hook)
+    history = train(model, lm_loss, stream, steps=config.steps,
+                    optimiser=Optimiser(lr=config.lr, weight_decay=0.1, warmup=0.05, lr_floor=0.1), device=device,
+                    monitor=Monitor(evaluate=keeper, eval_every=eval_every or max(1, config.steps // 8),
+                                    desc="pre-training", hook=hook),
+                    progress=progress)
     return keeper.restore(model, history) if keep_best else history
 
 
@@ -450,8 +452,8 @@ def finetune_qa(model: GPT, tok, qa, *, steps: int, lr: float, batch_size: int =
     model.to(device)
     with evaluating(model):
         first = keeper(model)             # step 0: the pre-trained model before any fine-tuning
-    history = train(model, loss_fn, batches, steps=steps, lr=lr, weight_decay=0.0,
-                    warmup=0.05, device=device, evaluate=keeper, eval_every=eval_every,
-                    progress=progress, desc=desc, hook=hook)
+    history = train(model, loss_fn, batches, steps=steps, optimiser=Optimiser(lr=lr, weight_decay=0.0, warmup=0.05),
+                    device=device, monitor=Monitor(evaluate=keeper, eval_every=eval_every, desc=desc, hook=hook),
+                    progress=progress)
     history.evals.insert(0, {"step": 0, **{k: float(v) for k, v in first.items()}})
     return keeper.restore(model, history) if early_stopping or keeper.reached else history

@@ -25,7 +25,7 @@ from .device import resolve_device, seed_everything, seeded
 from .images import CLASSES, WORLD_VERSION, ImageWorld, WorldStream
 from .losses import cross_entropy_loss
 from .modes import SIZES, PretrainImage, Welcome, sizes
-from .training import RECIPE, accuracy, predict, train
+from .training import RECIPE, Monitor, Optimiser, accuracy, predict, train
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,10 @@ def pretrain_image_model(model: nn.Module, config: ImageModelConfig, *, device="
     x_val, y_val = world.render(val_images, seed=10_000 + config.seed, device=device)
     stream = WorldStream(world, config.batch_size, config.steps, seed=config.seed, device=device)
     seed_everything(config.seed)
-    history = train(model, cross_entropy_loss, stream, lr=config.lr, weight_decay=0.05,
-                    device=device, evaluate=_evaluator(world, x_val, y_val),
-                    eval_every=max(1, config.steps // 6),
-                    progress=progress, desc="pre-training", hook=hook)
+    history = train(model, cross_entropy_loss, stream, optimiser=Optimiser(lr=config.lr, weight_decay=0.05),
+                    device=device, monitor=Monitor(evaluate=_evaluator(world, x_val, y_val),
+                                                   eval_every=max(1, config.steps // 6), desc="pre-training", hook=hook),
+                    progress=progress)
     return history, history.last_eval("val_acc")
 
 

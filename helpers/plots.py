@@ -182,7 +182,7 @@ class LiveCurve:
     so the same code runs headless.
 
     Example:
-        >>> history = train(model, loss_fn, batches, hook=LiveCurve(metric="val_acc"))
+        >>> history = train(model, loss_fn, batches, monitor=Monitor(hook=LiveCurve(metric="val_acc")))
     """
 
     def __init__(self, metric: str | None = None, title: str = "training", every: float = 2.0,

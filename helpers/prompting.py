@@ -29,7 +29,7 @@ import torch.nn as nn
 from .device import resolve_device, seed_everything
 from .lm import lm_loss, qa_tensors
 from .text_world import QA
-from .training import Batches, train
+from .training import Batches, Monitor, Optimiser, train
 
 
 def few_shot(pairs: list[QA], examples: list[QA], k: int = 3, seed: int = 0, tok=None,
@@ -103,6 +103,7 @@ def train_soft_prompt(model: nn.Module, tok, train_pairs: list[QA], *, n_tokens:
     soft = SoftPrompt(model.to(device), n_tokens, seed=seed).to(device)
     x, y = qa_tensors(tok, train_pairs)
     batches = Batches(x.to(device), y.to(device), batch_size=min(batch_size, len(x)), seed=seed, drop_last=True)
-    history = train(soft, lm_loss, batches, steps=steps, lr=lr,
-                    weight_decay=0.0, device=device, evaluate=evaluate, eval_every=eval_every, progress=progress, desc=f"soft prompt ({n_tokens} vectors)")
+    history = train(soft, lm_loss, batches, steps=steps, optimiser=Optimiser(lr=lr, weight_decay=0.0), device=device,
+                    monitor=Monitor(evaluate=evaluate, eval_every=eval_every, desc=f"soft prompt ({n_tokens} vectors)"),
+                    progress=progress)
     return soft, history

@@ -42,7 +42,7 @@ from .device import resolve_device, seed_everything
 from .models import resolve_source
 from .modes import current_mode
 from .surgery import BN_CHOICES, BN_DEFAULT, count_params, freeze_stages, stages, trainable_params, unfreeze
-from .training import Batches, History, KeepBest, train
+from .training import Batches, History, KeepBest, Monitor, Optimiser, train
 
 HEADS = ("linear", "mlp", "block")
 """The new heads an image runner can put on a model (``Adaptation.head``)."""
@@ -134,7 +134,8 @@ class Budget:
         >>> Budget(steps=0)
         Traceback (most recent call last):
         ...
-        ValueError: Budget.steps must be None (the lesson default) or a whole number of at least 1 (optimiser steps); got 0
+        ValueError: Budget.steps must be None (the lesson default) or a whole number of at least 1
+        (optimiser steps); got 0
     """
     steps: int | None = None
     batch_size: int | None = None
@@ -388,10 +389,11 @@ def run(model: Callable[[], nn.Module], data: tuple, recipe: Recipe, objective: 
         probe = _train_head_alone(net, objective.loss, batches, recipe, setup)
     groups = surgery(net) if surgery is not None else None
     steps = recipe.steps - recipe.probe_steps
-    history = train(net, objective.loss, batches, steps=steps, lr=recipe.lr, weight_decay=recipe.weight_decay,
-                    param_groups=groups, device=device,
-                    evaluate=keeper or validate, eval_every=recipe.eval_every,
-                    progress=setup.progress, desc=desc, hook=hook)
+    history = train(net, objective.loss, batches, steps=steps,
+                    optimiser=Optimiser(lr=recipe.lr, weight_decay=recipe.weight_decay, param_groups=groups),
+                    device=device,
+                    monitor=Monitor(evaluate=keeper or validate, eval_every=recipe.eval_every, desc=desc, hook=hook),
+                    progress=setup.progress)
     if keeper is not None:
         keeper.restore(net, history)               # early stopping: the best validation weights
     best_step = history.best_step            # counted from the start of the run, the probe's steps included
@@ -413,8 +415,8 @@ def run(model: Callable[[], nn.Module], data: tuple, recipe: Recipe, objective: 
 def _train_head_alone(model, loss, batches, recipe: Recipe, setup: Setup) -> History:
     """LP-FT's first stage: every stage frozen, the head trains ``recipe.probe_steps`` steps; then everything is unfrozen again."""
     freeze_stages(model, len(stages(model)), bn=recipe.probe_bn)
-    history = train(model, loss, batches, steps=recipe.probe_steps, lr=recipe.probe_lr,
-                    device=resolve_device(setup.device), progress=setup.progress, desc="linear probe")
+    history = train(model, loss, batches, steps=recipe.probe_steps, optimiser=Optimiser(lr=recipe.probe_lr),
+                    device=resolve_device(setup.device), monitor=Monitor(desc="linear probe"), progress=setup.progress)
     unfreeze(model)
     return history
 

@@ -10,7 +10,8 @@ because it asks the model about itself instead of using per-architecture tables:
 - ``freeze_stages(model, k)``: freeze the first k stages (by depth); ``freeze`` / ``unfreeze`` by
   module name or glob pattern; ``stage_table`` counts trainable and total parameters per stage.
 - ``replace_head``, ``add_block``: new layers on top; ``layerwise_lr_groups``: smaller learning
-  rates nearer the input, as optimiser parameter groups for ``train(param_groups=...)``.
+  rates nearer the input, as optimiser parameter groups for
+  ``train(optimiser=Optimiser(param_groups=...))``.
 
 BatchNorm and freezing: ``requires_grad = False`` stops the *weights* of a BatchNorm layer, but
 not its running mean and variance, which are buffers that every forward pass in train mode
@@ -863,7 +864,7 @@ def layerwise_lr_groups(model: nn.Module, lr: float, decay: float = 0.5) -> list
 
     The head gets ``lr``, the last stage ``lr * decay``, the one before ``lr * decay**2``, and so
     on down to the stem. Frozen parameters are left out. Pass the result to
-    ``train(model, ..., param_groups=groups)``.
+    ``train(model, ..., optimiser=Optimiser(lr, param_groups=groups))``.
 
     Returns:
         a list of dicts ``{"params", "lr", "name"}``, stem first.

@@ -4,14 +4,15 @@ What changes between lessons is the model, the data and the loss, so the loss is
 ``loss_fn(model, batch) -> scalar tensor``. Everything else is here, in one function you can read
 top to bottom:
 
-- AdamW with linear warmup then cosine decay, for a budget of ``steps`` optimiser steps (or
-  ``epochs``); weight decay on weights only (not biases, norms, embeddings); optional parameter
-  groups (layer-wise rates), checked: every trainable parameter in exactly one group.
-- On CUDA: autocast (bf16, or fp16 with a gradient scaler), channels_last for conv nets,
+- AdamW with linear warmup then cosine decay (``Optimiser``), for a budget of ``steps``
+  optimiser steps (or ``epochs``); weight decay on weights only (not biases, norms,
+  embeddings); optional parameter groups (layer-wise rates), checked: every trainable parameter
+  in exactly one group.
+- Speed (``Speed``): on CUDA, autocast (bf16, or fp16 with a gradient scaler), channels_last for conv nets,
   non_blocking host-to-device copies, optional ``torch.compile``. On x86 CPUs conv nets train
   channels_last too (``prefers_channels_last``).
 - No host synchronisation per step: losses are summed on the device and read once per
-  progress-bar refresh (``log_every`` steps).
+  progress-bar refresh (``Monitor.log_every`` steps), where the evaluations and the hook run too.
 - A non-finite loss stops training with a hint; the notebook's stop button (KeyboardInterrupt)
   ends training cleanly and leaves the model and the history so far usable.
 - Under torchrun with a DistributedDataParallel model (``helpers.distributed``) it runs unchanged:
@@ -27,8 +28,8 @@ Example (a tiny classifier of which side of zero a point lies):
     >>> x = torch.randn(256, 2)
     >>> y = (x[:, 0] > 0).long()
     >>> model = nn.Linear(2, 2)
-    >>> history = train(model, loss_fn, Batches(x, y, batch_size=32), steps=100, lr=0.05, device="cpu",
-    ...                 progress=False)
+    >>> history = train(model, loss_fn, Batches(x, y, batch_size=32), steps=100, optimiser=Optimiser(lr=0.05),
+    ...                 device="cpu", progress=False)
     >>> history.steps_done, history.loss[-1] < history.loss[0] / 2
     (100, True)
 """
@@ -226,15 +227,115 @@ def _non_finite_inputs(batch, data) -> str:
     return "; ".join(found)
 
 
+def _positive(cls: str, name: str, value, *, allow_none: bool = False, upper: float | None = None,
+              zero: bool = False, unit: str = "") -> None:
+    if value is None and allow_none:
+        return
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+          and (value >= 0 if zero else value > 0) and (upper is None or value <= upper))
+    if not ok:
+        span = f"in [{0 if zero else '>0'}, {upper}]" if upper is not None else ("at least 0" if zero else "above 0")
+        raise ValueError(f"{cls}.{name} must be {'None or ' if allow_none else ''}a number {span}"
+                         f"{f' ({unit})' if unit else ''}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class Optimiser:
+    """How ``train`` optimises: AdamW with linear warmup, then cosine decay.
+
+    lr: peak learning rate (per group via ``param_groups``).
+    weight_decay: AdamW's decoupled weight decay, on the weights of linear and convolution layers
+        only (biases, norm layers and embeddings are not decayed, as in nanoGPT).
+    betas: AdamW's two moment decay rates, each in [0, 1).
+    param_groups: a list of dicts as for ``torch.optim`` ([{"params": [...], "lr": ...}]); every
+        trainable parameter in exactly one group (``optimizer_groups``). None: one group.
+    warmup: share of the steps (0 to 1) with a linear warmup.
+    lr_floor: where the cosine decay ends, as a share of ``lr`` (0 to 1).
+    clip_grad: clip the gradient norm to this (None: no clipping).
+
+    Example:
+        >>> Optimiser(lr=0.05).lr
+        0.05
+        >>> Optimiser(warmup=5)
+        Traceback (most recent call last):
+        ...
+        ValueError: Optimiser.warmup must be a number in [0, 1] (a share of the steps); got 5
+    """
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: tuple = (0.9, 0.999)
+    param_groups: list | None = field(default=None, compare=False)
+    warmup: float = 0.05
+    lr_floor: float = 0.0
+    clip_grad: float | None = 1.0
+
+    def __post_init__(self):
+        _positive("Optimiser", "lr", self.lr, unit="the peak learning rate")
+        _positive("Optimiser", "weight_decay", self.weight_decay, zero=True)
+        if (not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2
+                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                           for b in self.betas)):
+            raise ValueError(f"Optimiser.betas must be two numbers in [0, 1) (AdamW's moment decays, e.g. "
+                             f"(0.9, 0.999)); got {self.betas!r}")
+        _positive("Optimiser", "warmup", self.warmup, zero=True, upper=1, unit="a share of the steps")
+        _positive("Optimiser", "lr_floor", self.lr_floor, zero=True, upper=1, unit="a share of lr")
+        _positive("Optimiser", "clip_grad", self.clip_grad, allow_none=True, unit="the largest gradient norm")
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How fast ``train`` runs; none of these changes what is learned beyond rounding.
+
+    amp: mixed precision on CUDA (bf16 where supported, else fp16 with a gradient scaler).
+    channels_last: memory layout for conv nets; None: ``prefers_channels_last`` (CUDA and x86 CPUs).
+    compile: wrap the model with ``torch.compile`` for the run.
+    """
+    amp: bool = True
+    channels_last: bool | None = None
+    compile: bool = False
+
+    def __post_init__(self):
+        for name in ("amp", "channels_last", "compile"):
+            value = getattr(self, name)
+            if not isinstance(value, bool) and not (name == "channels_last" and value is None):
+                none = " (or None: the device decides)" if name == "channels_last" else ""
+                raise TypeError(f"Speed.{name} must be True or False{none}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """What ``train`` does along the way, besides training.
+
+    evaluate: ``evaluate(model) -> {metric: value}``, run without gradients every ``eval_every``
+        steps and at the end; the model's mode is restored afterwards (None: no evaluations).
+    eval_every: optimiser steps between evaluations (None: only the one at the end).
+    log_every: optimiser steps between progress refreshes, the only host synchronisations
+        (None: about 20 refreshes per run, at least every 50 steps).
+    desc: the progress bar's label.
+    hook: ``hook(history)`` after each refresh, e.g. a live plot; if it has a ``finish`` method,
+        ``hook.finish(history)`` once at the end, after the last evaluation.
+    """
+    evaluate: Callable | None = None
+    eval_every: int | None = None
+    log_every: int | None = None
+    desc: str = "training"
+    hook: Callable | None = None
+
+    def __post_init__(self):
+        for name in ("eval_every", "log_every"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"Monitor.{name} must be None or a whole number of at least 1 (optimiser steps); "
+                                 f"got {value!r}")
+        for name in ("evaluate", "hook"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise TypeError(f"Monitor.{name} must be None or callable; got {value!r:.80}")
+
+
 def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
-          steps: int | None = None, epochs: int | None = None,
-          lr: float = 1e-3, weight_decay: float = 0.01, betas=(0.9, 0.999),
-          param_groups: list[dict] | None = None,
-          warmup: float = 0.05, lr_floor: float = 0.0, clip_grad: float | None = 1.0,
-          device="auto", amp: bool = True, channels_last: bool | None = None, compile: bool = False,
-          evaluate: Callable[[nn.Module], dict] | None = None, eval_every: int | None = None,
-          log_every: int | None = None, progress: bool = True, desc: str = "training",
-          hook: Callable[[History], None] | None = None) -> History:
+          steps: int | None = None, epochs: int | None = None, optimiser: Optimiser = Optimiser(),
+          device="auto", speed: Speed = Speed(), monitor: Monitor = Monitor(), progress: bool = True) -> History:
     """Train ``model`` in place on ``data`` with ``loss_fn`` and return the History.
 
     Args:
@@ -248,29 +349,29 @@ def train(model: nn.Module, loss_fn: Callable, data: Iterable, *,
         steps: optimiser steps; ``data`` is iterated again as often as needed (the budget every
             comparison in the course states). Or ``epochs``: passes over ``data`` (needs
             ``len(data)``). Neither: one pass.
-        lr: peak learning rate; per group via ``param_groups`` ([{"params": [...], "lr": ...}]);
-            every trainable parameter must be in exactly one group (``optimizer_groups``).
-        weight_decay: AdamW's decoupled weight decay, applied to the weights of linear and
-            convolution layers only; biases, norm layers and embeddings are not decayed (as in
-            nanoGPT's ``configure_optimizers``).
-        warmup: fraction of steps with a linear warmup; then cosine decay to ``lr_floor * lr``.
-        clip_grad: clip the gradient norm to this (None: no clipping).
-        amp: mixed precision on CUDA (bf16 where supported, else fp16 with a gradient scaler).
-        channels_last: memory layout for conv nets; default ``prefers_channels_last`` (CUDA and
-            x86 CPUs).
-        compile: wrap the model with ``torch.compile`` for the run.
-        evaluate: ``evaluate(model) -> {metric: value}``, run without gradients every
-            ``eval_every`` steps and at the end; the model's mode is restored afterwards.
-        log_every: steps between progress refreshes, the only host synchronisations (default:
-            about 20 refreshes per run, at least every 50 steps).
-        hook: ``hook(history)`` after each refresh, e.g. a live plot; if it has a ``finish``
-            method, ``hook.finish(history)`` once at the end, after the last evaluation.
+        optimiser: ``Optimiser``: lr, weight_decay, betas, param_groups, warmup, lr_floor,
+            clip_grad (AdamW, linear warmup then cosine decay to ``lr_floor * lr``).
+        device: "auto", "cpu", "cuda", "mps" or a ``torch.device``.
+        speed: ``Speed``: amp, channels_last, compile.
+        monitor: ``Monitor``: evaluate and eval_every (evaluations along the run), log_every,
+            desc (the progress bar's label), hook (e.g. a live plot).
+        progress: show the progress bar.
     Returns:
         History with per-refresh loss, lr, time, samples, evals; ``interrupted`` if stopped.
     Raises:
         NonFiniteLossError: the loss became NaN or infinite (the message says whether the inputs
             hold NaN or infinity, or suggests a lower learning rate).
     """
+    for name, value, cls in (("optimiser", optimiser, Optimiser), ("speed", speed, Speed),
+                             ("monitor", monitor, Monitor)):
+        if not isinstance(value, cls):
+            raise TypeError(f"{name} must be a helpers.training.{cls.__name__}, e.g. {cls.__name__}(); "
+                            f"got {value!r:.80}")
+    lr, weight_decay, betas, param_groups = optimiser.lr, optimiser.weight_decay, optimiser.betas, optimiser.param_groups
+    warmup, lr_floor, clip_grad = optimiser.warmup, optimiser.lr_floor, optimiser.clip_grad
+    amp, channels_last, compile = speed.amp, speed.channels_last, speed.compile
+    evaluate, eval_every, log_every, desc, hook = (monitor.evaluate, monitor.eval_every, monitor.log_every,
+                                                   monitor.desc, monitor.hook)
     device = resolve_device(device)
     if steps is not None and epochs is not None:
         raise TypeError(f"give steps or epochs, not both (got steps={steps}, epochs={epochs})")
@@ -409,7 +510,8 @@ class KeepBest:
         >>> keeper = KeepBest(lambda m: {"val_loss": F.cross_entropy(m(x), y).item()}, "val_loss",
         ...                   higher_is_better=False)
         >>> history = train(model, lambda m, b: F.cross_entropy(m(b[0]), b[1]), [(x, y)], steps=20,
-        ...                 lr=0.1, device="cpu", evaluate=keeper, eval_every=5, progress=False)
+        ...                 optimiser=Optimiser(lr=0.1), device="cpu", monitor=Monitor(evaluate=keeper, eval_every=5),
+        ...                 progress=False)
         >>> history = keeper.restore(model, history)
         >>> history.best_step == min(history.evals, key=lambda e: e["val_loss"])["step"]
         True

@@ -22,7 +22,7 @@ from helpers.modes import MODES, current_mode, sizes
 from helpers.plots import image_grid
 from helpers.results import Lesson
 from helpers.surgery import replace_head
-from helpers.training import Batches, accuracy, train
+from helpers.training import Batches, Monitor, Optimiser, accuracy, train
 
 lesson = Lesson("00")
 device = resolve_device("auto")
@@ -207,7 +207,7 @@ x_test_birds, y_test_birds = birds.balanced(W.test_per_class, seed=6, device=dev
 def fine_tune(model, desc):
     replace_head(model, len(BIRD_SPECIES), seed=0)          # a new head: six species instead of 14 classes
     train(model, cross_entropy_loss, Batches(x_birds, y_birds, batch_size=W.finetune_batch, seed=0),
-          steps=W.finetune_steps, lr=W.finetune_lr, device=device, desc=desc)
+          steps=W.finetune_steps, optimiser=Optimiser(lr=W.finetune_lr), device=device, monitor=Monitor(desc=desc))
     return accuracy(model, x_test_birds, y_test_birds)
 
 

@@ -261,8 +261,8 @@ bn_table.round(3)
 # A middle way between freezing and full fine-tuning: train everything, but with smaller
 # learning rates nearer the input. `layerwise_lr_groups(model, lr, decay)` gives the head `lr`,
 # the last stage `lr * decay`, the one before `lr * decay**2`, and so on: optimiser parameter
-# groups to pass to `train(param_groups=...)` (`run_finetune(adaptation=Adaptation(lr_decay=...))`
-# does that). Below, the head gets the rate validation chose for full fine-tuning.
+# groups to pass to `train(optimiser=Optimiser(param_groups=...))`
+# (`run_finetune(adaptation=Adaptation(lr_decay=...))` does that). Below, the head gets the rate validation chose for full fine-tuning.
 
 # %%
 for g in layerwise_lr_groups(build_model(), lr=depth_lr[0], decay=0.5):

@@ -21,7 +21,7 @@ from helpers.distributed import RankShard, reduce_metrics, wrap_ddp
 from helpers.losses import cross_entropy_loss
 from helpers.results import record_results
 from helpers.surgery import freeze_bn_statistics
-from helpers.training import Batches, accuracy, train
+from helpers.training import Batches, Monitor, Optimiser, accuracy, train
 
 WORLD = 2
 SCENARIOS = ("plain", "frozen", "bn_frozen", "lora")
@@ -65,9 +65,10 @@ def run_scenario(scenario: str) -> dict:
     batches = RankShard(Batches(x, y, batch_size=12, seed=0))
     hook_calls = []
     me = distributed.rank()
-    history = train(net, cross_entropy_loss, batches, epochs=2, lr=1e-2, warmup=0.0, device="cpu",
-                    log_every=1, progress=False, hook=lambda h: hook_calls.append(h.step[-1]),
-                    evaluate=lambda m: {"acc": accuracy(m, x, y), "rank": float(me)})
+    history = train(net, cross_entropy_loss, batches, epochs=2, optimiser=Optimiser(lr=1e-2, warmup=0.0), device="cpu",
+                    monitor=Monitor(log_every=1, hook=lambda h: hook_calls.append(h.step[-1]),
+                                    evaluate=lambda m: {"acc": accuracy(m, x, y), "rank": float(me)}),
+                    progress=False)
     end = model.state_dict()
     frozen_moved = [k for k, p in model.named_parameters() if not p.requires_grad
                     and not torch.equal(start[k], end[k])]
@@ -95,8 +96,9 @@ def run_lm(loss: str) -> dict:
         model = GPT(GPTConfig(vocab_size=20, context=12, n_layer=1, n_head=2, d_model=16))
     net = wrap_ddp(model, "cpu")
     loss_fn = lm_loss if loss == "global" else lm_loss_per_rank
-    history = train(net, loss_fn, RankShard(Batches(x, y, batch_size=8, seed=0)), steps=3, lr=1e-2, warmup=0.0,
-                    device="cpu", log_every=1, progress=False)
+    history = train(net, loss_fn, RankShard(Batches(x, y, batch_size=8, seed=0)), steps=3,
+                    optimiser=Optimiser(lr=1e-2, warmup=0.0), device="cpu", monitor=Monitor(log_every=1),
+                    progress=False)
     return {"loss": history.loss, "state": {k: v.flatten().tolist() for k, v in model.state_dict().items()}}
 
 

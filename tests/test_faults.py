@@ -371,7 +371,7 @@ def test_an_interrupted_build_is_not_cached_and_its_lesson_says_so(data_dir):
 
 def test_ctrl_c_in_training_is_flagged_through_the_history(data_dir):
     """What a runner does: train, stopped by KeyboardInterrupt, logs interrupted=history.interrupted."""
-    from helpers.training import train
+    from helpers.training import Optimiser, train
     model = make()
     x, y = torch.randn(16, 3), torch.randint(0, 2, (16,))
     calls = []
@@ -383,7 +383,7 @@ def test_ctrl_c_in_training_is_flagged_through_the_history(data_dir):
         return nn.functional.cross_entropy(m(batch[0]), batch[1])
 
     lesson = Lesson("02")
-    history = train(model, loss_fn, [(x, y)] * 10, epochs=1, lr=1e-2, device="cpu", progress=False)
+    history = train(model, loss_fn, [(x, y)] * 10, epochs=1, optimiser=Optimiser(lr=1e-2), device="cpu", progress=False)
     assert history.interrupted
     row = lesson.run_log("02_curve").add(steps=history.steps_done, interrupted=history.interrupted)
     assert row["interrupted"] is True

@@ -17,7 +17,7 @@ from helpers.lm import (
 )
 from helpers.text_world import QA, TextWorld
 from helpers.tokenizer import WordTokenizer
-from helpers.training import train
+from helpers.training import Monitor, Optimiser, train
 
 TINY = GPTConfig(vocab_size=50, context=16, n_layer=2, n_head=2, d_model=32)
 
@@ -50,8 +50,8 @@ def test_loss_falls_on_a_tiny_corpus():
     ids = corpus_ids(texts, tok)
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=len(tok), context=16, n_layer=2, n_head=2, d_model=32))
-    history = train(model, lm_loss, TokenWindows(ids, 16, 16, 80, seed=0), lr=3e-3, device="cpu",
-                    progress=False, log_every=10)
+    history = train(model, lm_loss, TokenWindows(ids, 16, 16, 80, seed=0), optimiser=Optimiser(lr=3e-3), device="cpu",
+                    monitor=Monitor(log_every=10), progress=False)
     assert history.loss[-1] < 0.5 * history.loss[0]
 
 
@@ -75,7 +75,7 @@ def test_teacher_forced_exact_match_equals_greedy_generation():
     model = GPT(GPTConfig(vocab_size=len(tok), context=16, n_layer=1, n_head=2, d_model=16))
     pairs = [QA("question : a ? answer :", "x y", "a", "t"), QA("question : b ? answer :", "z", "b", "t")]
     x, y = qa_tensors(tok, pairs)
-    train(model, lm_loss, [(x, y)] * 60, lr=1e-2, device="cpu", progress=False)
+    train(model, lm_loss, [(x, y)] * 60, optimiser=Optimiser(lr=1e-2), device="cpu", progress=False)
     ok = answers_correct(model, tok, pairs)
     for q, good in zip(pairs, ok):
         ids = torch.tensor(tok.encode(q.prompt))

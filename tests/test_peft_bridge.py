@@ -24,7 +24,7 @@ from helpers.peft_bridge import (
     save_as_peft,
     to_peft,
 )
-from helpers.training import Batches, train
+from helpers.training import Batches, Optimiser, train
 
 # (timm name, create kwargs, input size, LoRA targets, head): tiny, random weights
 ARCHS = {
@@ -98,7 +98,8 @@ def test_trained_alike_they_stay_alike():
         return F.cross_entropy(m(batch[0]), batch[1])
     for m in (model, twin):
         m.train()
-        train(m, loss, Batches(x, y, batch_size=3, seed=0), steps=4, lr=1e-2, device="cpu", progress=False)
+        train(m, loss, Batches(x, y, batch_size=3, seed=0), steps=4, optimiser=Optimiser(lr=1e-2), device="cpu",
+              progress=False)
     diff, scale = output_difference(model, twin, x)
     assert diff <= 1e-5 * scale
     assert torch.equal(model.layer3[0].conv1.base.weight, frozen_before)

@@ -11,7 +11,9 @@ from helpers.training import (
     Batches,
     History,
     KeepBest,
+    Monitor,
     NonFiniteLossError,
+    Optimiser,
     accuracy,
     evaluating,
     optimizer_groups,
@@ -36,8 +38,8 @@ def mlp():
 def test_loss_falls_and_history_is_filled(device):
     x, y = blobs()
     model = mlp()
-    hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=32), epochs=5, lr=1e-2,
-                 device=device, log_every=4, progress=False)
+    hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=32), epochs=5, optimiser=Optimiser(lr=1e-2),
+                 device=device, monitor=Monitor(log_every=4), progress=False)
     assert isinstance(hist, History)
     assert hist.loss[-1] < hist.loss[0] * 0.5
     assert len(hist.step) == len(hist.loss) == len(hist.lr) == len(hist.seconds)
@@ -50,8 +52,9 @@ def test_overfits_one_batch():
     x, y = torch.randn(16, 10, generator=g), torch.randint(0, 3, (16,), generator=g)   # random labels
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(10, 128), nn.ReLU(), nn.Linear(128, 3))
-    hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=16), epochs=200, lr=1e-2,
-                 warmup=0.0, clip_grad=None, progress=False, log_every=50)
+    hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=16), epochs=200,
+                 optimiser=Optimiser(lr=1e-2, warmup=0.0, clip_grad=None), monitor=Monitor(log_every=50),
+                 progress=False)
     assert hist.loss[-1] < 0.05
 
 
@@ -63,8 +66,8 @@ def test_interrupt_leaves_model_and_history_usable(capsys):
         if hist.steps_done >= 12:
             raise KeyboardInterrupt
 
-    hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=32), epochs=10, lr=1e-2,
-                 log_every=4, progress=False, hook=stop_at_step_12)
+    hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=32), epochs=10, optimiser=Optimiser(lr=1e-2),
+                 monitor=Monitor(log_every=4, hook=stop_at_step_12), progress=False)
     assert hist.interrupted and hist.steps_done == 12
     assert "stopped by you" in capsys.readouterr().out
     out = predict(model, x)
@@ -78,7 +81,7 @@ def test_nan_loss_stops_with_a_hint():
         return model(batch[0]).sum() * float("nan")
 
     with pytest.raises(NonFiniteLossError, match="lower learning rate") as err:
-        train(mlp(), bad_loss, Batches(x, y, batch_size=32), epochs=1, progress=False, log_every=2)
+        train(mlp(), bad_loss, Batches(x, y, batch_size=32), epochs=1, monitor=Monitor(log_every=2), progress=False)
     assert err.value.history.steps_done == 2
     assert "inputs themselves" not in str(err.value)
 
@@ -106,8 +109,9 @@ def test_parameter_groups_keep_their_own_rates():
     model = mlp()
     groups = [{"params": model[0].parameters(), "lr": 1e-4}, {"params": model[2].parameters(), "lr": 1e-2}]
     seen = []
-    train(model, cross_entropy_loss, Batches(x, y, batch_size=32), epochs=1, param_groups=groups,
-          warmup=0.0, progress=False, log_every=1, hook=lambda h: seen.append(h.lr[-1]))
+    train(model, cross_entropy_loss, Batches(x, y, batch_size=32), epochs=1,
+          optimiser=Optimiser(param_groups=groups, warmup=0.0),
+          monitor=Monitor(log_every=1, hook=lambda h: seen.append(h.lr[-1])), progress=False)
     assert seen[0] == pytest.approx(1e-4, rel=0.2)     # the first group's rate, after step 1
 
 
@@ -120,8 +124,8 @@ def test_evaluation_runs_without_grad_and_restores_mode():
         modes.append((m.training, torch.is_grad_enabled()))
         return {"acc": accuracy(m, x, y)}
 
-    hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=32), epochs=2, eval_every=4,
-                 evaluate=evaluate, progress=False)
+    hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=32), epochs=2,
+                 monitor=Monitor(eval_every=4, evaluate=evaluate), progress=False)
     assert modes and all(not training and not grad for training, grad in modes)
     assert model.training and hist.last_eval("acc") is not None
     model.eval()
@@ -183,8 +187,8 @@ def _keeper_run(scores, **keep_kwargs):
         return {"score": scores[len(snapshots) - 1]}
 
     keeper = KeepBest(evaluate, "score", **keep_kwargs)
-    hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=16), steps=20, lr=1e-2, device="cpu",
-                 evaluate=keeper, eval_every=5, progress=False)
+    hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=16), steps=20, optimiser=Optimiser(lr=1e-2),
+                 device="cpu", monitor=Monitor(evaluate=keeper, eval_every=5), progress=False)
     final = {k: v.clone() for k, v in model.state_dict().items()}
     return model, snapshots, keeper, keeper.restore(model, hist), final
 
@@ -217,7 +221,7 @@ def test_mixed_precision_and_channels_last_on_cuda():
     model = create_image_model(replace(image_model_config("smoke"), width=8, image_size=32))
     x, y = ImageWorld(image_size=32).render(64, seed=0, device="cuda")
     hist = train(model, cross_entropy_loss, Batches(x, y, batch_size=16), epochs=3, device="cuda",
-                 progress=False, log_every=4)
+                 monitor=Monitor(log_every=4), progress=False)
     assert hist.loss[-1] < hist.loss[0]
     assert model.conv1.weight.is_contiguous(memory_format=torch.channels_last)      # conv nets train NHWC on CUDA
     assert not model.conv1.weight.is_contiguous()
@@ -230,8 +234,8 @@ def test_parameter_groups_given_as_generators_train_every_parameter():
     model = mlp()
     before = [p.detach().clone() for p in model.parameters()]
     groups = [{"params": model[0].parameters(), "lr": 1e-2}, {"params": model[2].parameters(), "lr": 1e-2}]
-    train(model, cross_entropy_loss, Batches(x, y, batch_size=32), steps=5, param_groups=groups,
-          clip_grad=1e-3, progress=False)
+    train(model, cross_entropy_loss, Batches(x, y, batch_size=32), steps=5,
+          optimiser=Optimiser(param_groups=groups, clip_grad=1e-3), progress=False)
     moved = [not torch.equal(b, p) for b, p in zip(before, model.parameters())]
     assert all(moved), f"parameters left untouched: {[i for i, m in enumerate(moved) if not m]}"
 
@@ -245,8 +249,8 @@ def test_clipping_covers_generator_groups():
         model = mlp()
         w0 = model[0].weight.detach().clone()
         groups = [{"params": make(list(model[0].parameters()))}, {"params": make(list(model[2].parameters()))}]
-        train(model, cross_entropy_loss, Batches(x, y, batch_size=32), steps=3, lr=1e-2, param_groups=groups,
-              warmup=0.0, clip_grad=1e-6, progress=False)
+        train(model, cross_entropy_loss, Batches(x, y, batch_size=32), steps=3,
+              optimiser=Optimiser(lr=1e-2, param_groups=groups, warmup=0.0, clip_grad=1e-6), progress=False)
         results.append((model[0].weight - w0).abs().max().item())
     assert results[0] == pytest.approx(results[1])
 
@@ -273,8 +277,8 @@ def test_weight_decay_spares_biases_norms_and_embeddings():
 
     def zero_grad_loss(m, batch):
         return (m(batch[0]) * 0).sum()
-    train(model, zero_grad_loss, Batches(x, batch_size=8), steps=3, lr=0.1, weight_decay=0.5, warmup=0.0,
-          progress=False)
+    train(model, zero_grad_loss, Batches(x, batch_size=8), steps=3,
+          optimiser=Optimiser(lr=0.1, weight_decay=0.5, warmup=0.0), progress=False)
     for n, p in model.named_parameters():
         changed = not torch.equal(before[n], p)
         assert changed == (n in ("1.weight", "3.weight")), n
@@ -314,7 +318,8 @@ def test_nan_in_the_inputs_is_named_as_the_cause():
     x, y = blobs(64)
     x[5, 1] = float("nan")
     with pytest.raises(NonFiniteLossError, match="inputs themselves hold NaN or infinity") as err:
-        train(mlp(), cross_entropy_loss, Batches(x, y, batch_size=32), steps=4, progress=False, log_every=1)
+        train(mlp(), cross_entropy_loss, Batches(x, y, batch_size=32), steps=4, monitor=Monitor(log_every=1),
+              progress=False)
     assert "tensor 0 (64, 2): 1 NaN" in str(err.value)
 
 

@@ -24,7 +24,7 @@ from ..losses import cross_entropy_loss
 from ..models import ImageModelConfig, create_image_model
 from ..modes import SIZES, Generator
 from ..stats import exceeds
-from ..training import RECIPE, Batches, accuracy, train
+from ..training import RECIPE, Batches, Monitor, Optimiser, Speed, accuracy, train
 
 
 def finetune_generator(model: nn.Module, images: torch.Tensor, *, steps: int, batch_size: int = 32,
@@ -38,9 +38,9 @@ def finetune_generator(model: nn.Module, images: torch.Tensor, *, steps: int, ba
     device = resolve_device(device)
     batches = Batches(images.to(device), batch_size=min(batch_size, len(images)), seed=seed)
     seed_everything(seed)
-    return train(model, flow_matching_loss, batches, steps=steps, lr=lr,
-                 weight_decay=0.0, device=device, channels_last=training_layout(device), evaluate=evaluate,
-                 eval_every=eval_every, desc=desc, progress=progress)
+    return train(model, flow_matching_loss, batches, steps=steps, optimiser=Optimiser(lr=lr, weight_decay=0.0),
+                 device=device, speed=Speed(channels_last=training_layout(device)),
+                 monitor=Monitor(evaluate=evaluate, eval_every=eval_every, desc=desc), progress=progress)
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,9 @@ def orca_judge(config: JudgeConfig | None = None, *, device="auto", rebuild: boo
         x_val, y_val = world.render(1024, seed=20_000 + config.seed, device=device)
         stream = WorldStream(world, config.batch_size, config.judge_steps, seed=config.seed + 7, device=device)
         seed_everything(config.seed)
-        history = train(model, cross_entropy_loss, stream, lr=config.lr, weight_decay=0.05, device=device,
-                        evaluate=lambda m: {"val_acc": accuracy(m, x_val, y_val)}, desc="training the judge")
+        history = train(model, cross_entropy_loss, stream, optimiser=Optimiser(lr=config.lr, weight_decay=0.05),
+                        device=device, monitor=Monitor(evaluate=lambda m: {"val_acc": accuracy(m, x_val, y_val)},
+                                                       desc="training the judge"))
         return {"val_acc": history.last_eval("val_acc"), "interrupted": history.interrupted,
                 "config": asdict(config)}
 

@@ -37,7 +37,7 @@ from ..losses import cross_entropy_loss
 from ..modes import sizes
 from ..surgery import BN_CHOICES, freeze_bn_statistics, freeze_stages, trainable_params
 from ..tasks import species_test_set, species_train_set
-from ..training import Batches, accuracy, train
+from ..training import Batches, Monitor, Optimiser, accuracy, train
 
 # the package's BatchNorm choices, and SyncBatchNorm, which only a multi-process run can use
 DDP_BN_CHOICES = BN_CHOICES + ("sync",)
@@ -93,8 +93,8 @@ def finetune_lm(args) -> dict:
               f"{args.batch_size // world} questions, {len(x)} questions, {n_trainable:,} trainable "
               f"parameters, loss averaged {args.lm_loss}", flush=True)
     seed_everything(args.seed)
-    history = train(net, loss_fn, batches, steps=args.steps, lr=args.lr, weight_decay=0.0, device=device,
-                    log_every=1, progress=False)
+    history = train(net, loss_fn, batches, steps=args.steps, optimiser=Optimiser(lr=args.lr, weight_decay=0.0),
+                    device=device, monitor=Monitor(log_every=1), progress=False)
     result = {"task": "lm", "ranks": world, "batch_size": args.batch_size, "lm_loss": args.lm_loss,
               "steps": history.steps_done, "loss": history.loss, "train_s": history.train_s,
               "trainable_params": n_trainable, "device": str(device)}
@@ -164,9 +164,10 @@ def finetune(args, loss_fn=cross_entropy_loss) -> dict:
               f"{args.batch_size // world}, {len(x)} training images, {n_trainable:,} trainable "
               f"parameters, BatchNorm {args.bn}", flush=True)
     seed_everything(args.seed)          # the same random augmentations on every rank
-    history = train(model, loss_fn, batches, steps=args.steps, lr=args.lr, device=device,
-                    evaluate=lambda m: {"test_acc": accuracy(m, x_test, y_test)},
-                    log_every=1, progress=False, hook=print_line)
+    history = train(model, loss_fn, batches, steps=args.steps, optimiser=Optimiser(lr=args.lr), device=device,
+                    monitor=Monitor(evaluate=lambda m: {"test_acc": accuracy(m, x_test, y_test)}, log_every=1,
+                                    hook=print_line),
+                    progress=False)
     result = {"ranks": world, "batch_size": args.batch_size, "per_rank_batch": args.batch_size // world,
               "bn": args.bn, "lora": args.lora, "frozen_stages": args.frozen_stages,
               "steps": history.steps_done, "loss": history.loss, "test_acc": history.last_eval("test_acc"),
