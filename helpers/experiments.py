@@ -142,6 +142,9 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
                               ("report", report, Report)):
         if not isinstance(value, kind):
             raise TypeError(f"{name} must be a helpers.runner.{kind.__name__}, e.g. {kind.__name__}(); got {value!r:.80}")
+    if budget.stop_when is not None:
+        raise ValueError("run_finetune stops early on the best validation accuracy (Budget.keep_best); "
+                         "Budget.stop_when is finetune_qa's")
     if adaptation.lora_rank is not None or adaptation.lora_targets is not None:
         raise ValueError("run_finetune has no LoRA: Adaptation.lora_rank and lora_targets are finetune_task's "
                          "(or lesson 06's run_peft)")
@@ -149,7 +152,7 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
     mode, source, device = setup.mode, setup.source, setup.device
     bn, head, hidden, lr_decay = adaptation.bn, adaptation.head, adaptation.hidden, adaptation.lr_decay
     linear_probe_steps = adaptation.linear_probe_steps
-    augment, keep_best, test_curve = budget.augment is not False, budget.keep_best, budget.test_curve
+    augment, keep_best, test_curve = budget.augment is not False, bool(budget.keep_best), budget.test_curve
     note, hook, keep_model = report.note, report.hook, report.keep_model
     S = sizes("finetune", mode)
     steps = budget.steps or S.steps

@@ -19,7 +19,7 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.distributed as dist
@@ -29,6 +29,7 @@ from .cache import cached_model
 from .device import resolve_device, seed_everything, seeded
 from .gpt import GPT, GPTConfig, generate
 from .modes import SIZES, LMPretrain
+from .runner import Budget, Setup
 from .text_world import QA, TextWorld, TextWorldConfig
 from .tokenizer import WordTokenizer, tokenizer_from_json
 from .training import RECIPE, Batches, KeepBest, Monitor, Optimiser, evaluating, train
@@ -410,29 +411,69 @@ def replay_loss(model, batch, weight: float = 1.0):
     return lm_loss(model, (x, y)) + weight * lm_loss(model, (xg, yg))
 
 
-def finetune_qa(model: GPT, tok, qa, *, steps: int, lr: float, batch_size: int = 32,
-                eval_every: int = 10, early_stopping: bool = True, seed: int = 0,
-                device="auto", progress: bool = True, desc: str = "fine-tuning", hook=None,
-                extra_eval=None, replay_ids: torch.Tensor | None = None, replay_batch: int = 8,
-                replay_context: int = 64, keep=None):
+@dataclass(frozen=True)
+class Replay:
+    """General text replayed beside the questions while fine-tuning (``finetune_qa``), the
+    classic cure for forgetting.
+
+    ids: a token stream of general text (e.g. the pre-training corpus, a 1-D tensor of token ids).
+    batch: random windows of it in every step's batch (sequences).
+    context: tokens per window (cut to the model's context).
+    """
+    ids: torch.Tensor
+    batch: int = 8
+    context: int = 64
+
+    def __post_init__(self):
+        if not torch.is_tensor(self.ids) or self.ids.ndim != 1:
+            raise TypeError(f"Replay.ids must be a 1-D tensor of token ids (a text stream); got "
+                            f"{type(self.ids).__name__}{tuple(self.ids.shape) if torch.is_tensor(self.ids) else ''}")
+        for name in ("batch", "context"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Replay.{name} must be a whole number of at least 1 "
+                                 f"({'windows per step' if name == 'batch' else 'tokens per window'}); got {value!r}")
+
+
+def finetune_qa(model: GPT, tok, qa, *, lr: float, budget: Budget, seed: int = 0, replay: Replay | None = None,
+                monitor: Monitor = Monitor(desc="fine-tuning"), setup: Setup = Setup()):
     """Fine-tune ``model`` in place on ``qa.train`` with the loss on answer tokens only.
 
-    ``replay_ids``: a token stream of general text (e.g. the pre-training corpus); each step
-    then also trains on ``replay_batch`` random windows of it (``replay_context`` tokens), the
-    classic cure for forgetting. ``keep(metrics) -> bool``: restore instead the weights of the
-    FIRST evaluation for which it is true (``KeepBest``'s ``first_where``), with or without
-    ``early_stopping``; if it never holds, the best dev step is restored as usual.
-
-    Every ``eval_every`` steps it measures exact match on the fine-tuned questions
+    Every ``budget.eval_every`` steps it measures exact match on the fine-tuned questions
     (``seen_acc``), the dev diseases (``dev_acc``) and the test diseases (``heldout_acc``).
-    With ``early_stopping`` the weights of the best ``dev_acc`` are restored at the end: the
-    dev diseases are held out like the test ones, so they tell when more fine-tuning starts to
-    cost held-out answers, without looking at the test set.
+    With early stopping (``budget.keep_best``, on unless False) the weights of the best
+    ``dev_acc`` are restored at the end: the dev diseases are held out like the test ones, so they
+    tell when more fine-tuning starts to cost held-out answers, without looking at the test set.
 
+    Args:
+        lr: peak learning rate (AdamW, no weight decay, 5% warmup).
+        budget: ``Budget``: steps (required), batch_size (default 32), eval_every (or evals;
+            default every 10 steps), keep_best (None or True: early stopping on ``dev_acc``),
+            stop_when (``stop_when(metrics) -> bool``: restore instead the weights of the FIRST
+            evaluation for which it is true, with or without early stopping; if it never holds,
+            the best dev step is restored as usual).
+        seed: the batch order (and the replayed windows').
+        replay: ``Replay`` (general text replayed in every step's batch; None: none).
+        monitor: ``Monitor``: evaluate (extra metrics at every evaluation), desc, hook, log_every.
+        setup: ``Setup``: device, progress (the model is given: no mode or source).
     Returns:
         History; its ``evals`` list the curves, and ``history.best_step`` the restored step.
     """
-    device = resolve_device(device)
+    if not isinstance(budget, Budget) or budget.steps is None:
+        raise ValueError(f"finetune_qa needs a Budget with steps, e.g. Budget(steps=200); got {budget!r:.80}")
+    if budget.test_curve or budget.augment:
+        raise ValueError("finetune_qa measures the test questions at every evaluation and does not augment: "
+                         "Budget.test_curve and augment are the image runners'")
+    if monitor.eval_every is not None:
+        raise ValueError("give finetune_qa's evaluation interval as Budget.eval_every, not Monitor.eval_every")
+    if setup.source is not None:
+        raise ValueError(f"finetune_qa fine-tunes the model it is given: Setup.source must be None; got {setup.source!r}")
+    if replay is not None and not isinstance(replay, Replay):
+        raise TypeError(f"replay must be None or a Replay(ids, batch=..., context=...); got {replay!r:.80}")
+    steps, batch_size = budget.steps, budget.batch_size or 32
+    eval_every = budget.eval_every or (max(1, steps // budget.evals) if budget.evals else 10)
+    early_stopping, keep, extra_eval = budget.keep_best is not False, budget.stop_when, monitor.evaluate
+    device, progress = resolve_device(setup.device), setup.progress
     x, y = qa_tensors(tok, qa.train)
     seen_probe = qa.train[::3]
 
@@ -444,16 +485,16 @@ def finetune_qa(model: GPT, tok, qa, *, steps: int, lr: float, batch_size: int =
     keeper = KeepBest(metrics, "dev_acc", first_where=keep)
     batches = Batches(x.to(device), y.to(device), batch_size=batch_size, seed=seed, drop_last=True)
     loss_fn = lm_loss
-    if replay_ids is not None:
-        context = min(replay_context, getattr(getattr(model, "config", None), "context", replay_context))
-        windows = TokenWindows(replay_ids, context, replay_batch, steps, seed=seed + 1)
+    if replay is not None:
+        context = min(replay.context, getattr(getattr(model, "config", None), "context", replay.context))
+        windows = TokenWindows(replay.ids, context, replay.batch, steps, seed=seed + 1)
         batches, loss_fn = WithReplay(batches, windows), replay_loss
     seed_everything(seed)
     model.to(device)
     with evaluating(model):
         first = keeper(model)             # step 0: the pre-trained model before any fine-tuning
     history = train(model, loss_fn, batches, steps=steps, optimiser=Optimiser(lr=lr, weight_decay=0.0, warmup=0.05),
-                    device=device, monitor=Monitor(evaluate=keeper, eval_every=eval_every, desc=desc, hook=hook),
+                    device=device, monitor=replace(monitor, evaluate=keeper, eval_every=eval_every),
                     progress=progress)
     history.evals.insert(0, {"step": 0, **{k: float(v) for k, v in first.items()}})
     return keeper.restore(model, history) if early_stopping or keeper.reached else history

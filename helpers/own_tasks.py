@@ -345,9 +345,9 @@ def finetune_task(task: ClassificationTask, *, source=None, frozen_stages: int =
     if adaptation.lr_decay is not None or adaptation.linear_probe_steps:
         raise ValueError("finetune_task has no layer-wise rates or LP-FT: Adaptation.lr_decay and "
                          "linear_probe_steps are run_finetune's")
-    if budget.keep_best or budget.test_curve:
+    if budget.keep_best or budget.test_curve or budget.stop_when is not None:
         raise ValueError("finetune_task keeps the last weights and measures no test curve: Budget.keep_best and "
-                         "test_curve are run_finetune's")
+                         "test_curve are run_finetune's (stop_when finetune_qa's)")
     setup = _setup(setup, source=source)   # the edge: read the environment once
     source, device = setup.source, setup.device
     head, hidden, lora_rank, lora_targets = adaptation.head, adaptation.hidden, adaptation.lora_rank, \

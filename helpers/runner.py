@@ -124,7 +124,10 @@ class Budget:
         for the image and count runners; False: none).
     evals: validation evaluations along the run (0: none; the last one is at the end).
     eval_every: optimiser steps between validation evaluations, instead of ``evals`` (give one).
-    keep_best: early stopping: keep the weights of the best validation evaluation, not the last.
+    keep_best: early stopping: keep the weights of the best validation evaluation, not the last
+        (None: the runner's own choice: no for the image runners, yes for ``finetune_qa``).
+    stop_when: ``stop_when(metrics) -> bool``: keep instead the weights of the FIRST evaluation
+        at which it holds, if one does (``KeepBest``'s ``first_where``; ``finetune_qa`` only).
     test_curve: the evaluations along the run also measure the test set (for a curve that is
         shown, never for a choice).
 
@@ -142,8 +145,9 @@ class Budget:
     augment: bool | None = None
     evals: int | None = None
     eval_every: int | None = None
-    keep_best: bool = False
+    keep_best: bool | None = None
     test_curve: bool = False
+    stop_when: Callable | None = None
 
     def __post_init__(self):
         _whole("Budget", "steps", self.steps, 1, "optimiser steps")
@@ -155,8 +159,12 @@ class Budget:
                              f"both; got evals={self.evals}, eval_every={self.eval_every}")
         if self.augment is not None:
             _flag("Budget", "augment", self.augment)
-        for name in ("keep_best", "test_curve"):
-            _flag("Budget", name, getattr(self, name))
+        if self.keep_best is not None:
+            _flag("Budget", "keep_best", self.keep_best)
+        _flag("Budget", "test_curve", self.test_curve)
+        if self.stop_when is not None and not callable(self.stop_when):
+            raise TypeError(f"Budget.stop_when must be None or callable as stop_when(metrics) -> bool; "
+                            f"got {self.stop_when!r:.80}")
         if self.keep_best and self.evals == 0:
             raise ValueError("Budget.keep_best=True (early stopping) needs evaluations along the run to choose "
                              "from; got evals=0 (give evals >= 1, eval_every, or None for the lesson's)")

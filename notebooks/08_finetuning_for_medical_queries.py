@@ -27,6 +27,7 @@ from helpers.lessons.medical import (
     CLAIMS,
     PAPER_HELDOUT_AUGMENTED,
     PAPER_HELDOUT_NO_AUGMENTATION,
+    Retention,
     reachable_knowledge,
     run_qa,
     summary,
@@ -34,6 +35,7 @@ from helpers.lessons.medical import (
 )
 from helpers.lm import (
     IGNORE,
+    Replay,
     answer,
     answers_correct,
     create_lm,
@@ -49,8 +51,10 @@ from helpers.lora import trainable_share
 from helpers.modes import sizes
 from helpers.plots import LiveCurve, line_plot
 from helpers.results import Lesson
+from helpers.runner import Budget
 from helpers.stats import difference
 from helpers.text_world import DISEASE_ATTRIBUTES, QUESTIONS
+from helpers.training import Monitor
 
 lesson = Lesson("08")
 S = sizes("lm_finetune")
@@ -118,11 +122,11 @@ print(f"\n{q.prompt}  →  {answer(pretrained, tok, q.prompt)!r}   (true: {q.ans
 # without peeking at the test set.
 
 # %%
-def run(model, label, *, lr=S.lr, steps=S.steps, seed=0, eval_every=S.eval_every, **options):
+def run(model, label, *, lr=S.lr, steps=S.steps, seed=0, eval_every=S.eval_every, stop_when=None, replay=None):
     """Fine-tune `model` (in place), measure it (a row of numbers) and log the run."""
-    row = run_qa(model, tok, qa, label=label, lr=lr, steps=steps, batch_size=S.batch_size, eval_every=eval_every,
-                 seed=seed, general=general, general_before=general_before,
-                 hook=LiveCurve(metric="heldout_acc", title=label), **options)
+    row = run_qa(model, tok, qa, lr=lr, seed=seed, replay=replay, general=Retention(general, general_before),
+                 budget=Budget(steps=steps, batch_size=S.batch_size, eval_every=eval_every, stop_when=stop_when),
+                 monitor=Monitor(desc=label, hook=LiveCurve(metric="heldout_acc", title=label)))
     runs.add(**{k: v for k, v in row.items() if k != "history"})
     return row
 
@@ -222,7 +226,7 @@ for seed in range(S.seeds):
     model_once, _, _ = pretrained_lm_once_only(verbose=False)
     once_rows.append(run(model_once, f"once-only, seed {seed}", seed=seed, steps=S.once_only_steps,
                          eval_every=2 * S.eval_every,      # a longer run: half as many evaluations per step
-                         keep=lambda m: m["seen_acc"] >= target - S.fit_tolerance))
+                         stop_when=lambda m: m["seen_acc"] >= target - S.fit_tolerance))
     if seed == 0:
         once_only, h_once = model_once, once_rows[0]["history"]
 heldout_acc_no_augmentation, once_spread = summary(once_rows, "heldout_acc")
@@ -296,7 +300,7 @@ lora_model = with_lora(pretrained_lm(verbose=False)[0])
 print(f"trainable share with LoRA: {trainable_share(lora_model):.1%}")
 lora_row = run(lora_model, "LoRA rank 8", lr=S.lora_lr)
 replay_model, _, _ = pretrained_lm(verbose=False)
-replay_row = run(replay_model, "replay", replay_ids=data.train_ids, replay_batch=S.replay_batch)
+replay_row = run(replay_model, "replay", replay=Replay(data.train_ids, batch=S.replay_batch))
 forgetting = [{"method": method, "heldout_acc": r["heldout_acc"], "seen_acc": r["seen_acc"],
                "general_acc": r["general_acc"], "general_retention": r["general_retention"],
                "trainable_share": r["trainable_share"], "kept_step": r["kept_step"]}
@@ -329,7 +333,7 @@ runs.table()
 #
 # **Exercise 1 — too long, too fast.** Fine-tune a fresh copy of the pre-trained model at a
 # learning rate of `1e-3` for twice the steps, **without** early stopping
-# (`finetune_qa(..., early_stopping=False)`), and store the history in `h_fast`. Plot it with
+# (`finetune_qa(..., budget=Budget(..., keep_best=False))`), and store the history in `h_fast`. Plot it with
 # `curves(h_fast, "...")` and compare the held-out curve with the one above.
 
 # %% tags=["exercise"]
@@ -347,8 +351,9 @@ check("a long fine-tuning run", lambda: h_fast is not None and h_fast.steps_done
 #
 # ```python
 # fast, _, _ = pretrained_lm(verbose=False)
-# h_fast = finetune_qa(fast, tok, qa, steps=2 * S.steps, lr=1e-3, batch_size=S.batch_size,
-#                      eval_every=S.eval_every, early_stopping=False, desc="lr 1e-3, no early stopping")
+# h_fast = finetune_qa(fast, tok, qa, lr=1e-3, monitor=Monitor(desc="lr 1e-3, no early stopping"),
+#                      budget=Budget(steps=2 * S.steps, batch_size=S.batch_size, eval_every=S.eval_every,
+#                                    keep_best=False))
 # runs.add(model="pre-trained, lr 1e-3, no early stopping", lr=1e-3, steps=2 * S.steps, best_step=h_fast.steps_done,
 #          seen_acc=exact_match(fast, tok, qa.train), heldout_acc=exact_match(fast, tok, qa.test))
 # fig = curves(h_fast, "lr 1e-3, no early stopping")

@@ -5,6 +5,7 @@ import torch
 from helpers.cache import checkpoint_path, read_checkpoint
 from helpers.gpt import GPT, GPTConfig, count_params_by_part, generate
 from helpers.lm import (
+    Replay,
     TokenWindows,
     answers_correct,
     corpus_ids,
@@ -15,6 +16,7 @@ from helpers.lm import (
     pretrained_lm,
     qa_tensors,
 )
+from helpers.runner import QUIET, Budget
 from helpers.text_world import QA, TextWorld
 from helpers.tokenizer import WordTokenizer
 from helpers.training import Monitor, Optimiser, train
@@ -117,8 +119,8 @@ def test_finetuning_runs_and_restores_the_best_dev_step(data_dir, monkeypatch):
         snapshots.append({k: v.clone() for k, v in m.state_dict().items()})
         return {}
 
-    history = finetune_qa(model, tok, qa, steps=6, lr=1e-2, batch_size=8, eval_every=3, progress=False,
-                          extra_eval=snapshot)
+    history = finetune_qa(model, tok, qa, lr=1e-2, budget=Budget(steps=6, batch_size=8, eval_every=3), setup=QUIET,
+                          monitor=Monitor(evaluate=snapshot))
     assert [e["step"] for e in history.evals] == [0, 3, 6]
     assert [e["dev_acc"] for e in history.evals] == [0.2, 0.6, 0.4]
     assert history.best_step == 3
@@ -147,8 +149,8 @@ def test_replay_mixes_general_text_into_finetuning(data_dir):
     model, tok, _ = pretrained_lm(device="cpu", verbose=False)
     data = lm_data(lm_config())
     qa = data.world.medical_qa()
-    history = finetune_qa(model, tok, qa, steps=4, lr=1e-3, batch_size=8, eval_every=2, progress=False,
-                          replay_ids=data.train_ids, replay_batch=2, replay_context=16)
+    history = finetune_qa(model, tok, qa, lr=1e-3, budget=Budget(steps=4, batch_size=8, eval_every=2), setup=QUIET,
+                          replay=Replay(data.train_ids, batch=2, context=16))
     assert history.steps_done == 4
     batch = next(iter(WithReplay([(torch.zeros(2, 3), torch.zeros(2, 3))],
                                  TokenWindows(data.train_ids, 16, 2, 1))))
@@ -159,8 +161,8 @@ def test_keep_restores_the_first_step_that_meets_the_fit_target(data_dir):
     model, tok, _ = pretrained_lm(device="cpu", verbose=False)
     qa = TextWorld(lm_config().world).medical_qa()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    history = finetune_qa(model, tok, qa, steps=6, lr=1e-2, batch_size=8, eval_every=3, progress=False,
-                          keep=lambda m: True, early_stopping=False)
+    history = finetune_qa(model, tok, qa, lr=1e-2, setup=QUIET,
+                          budget=Budget(steps=6, batch_size=8, eval_every=3, stop_when=lambda m: True, keep_best=False))
     assert history.best_step == 0 and history.steps_done == 6
     state = model.state_dict()
     assert all(torch.equal(state[k], before[k]) for k in state)     # the step-0 weights came back

@@ -145,8 +145,9 @@ WRONG_ANSWERS: dict[str, dict[str, list[str]]] = {
         "a long fine-tuning run": [
             # the steps not doubled
             "fast, _, _ = pretrained_lm(verbose=False)\n"
-            "h_fast = finetune_qa(fast, tok, qa, steps=S.steps, lr=1e-3, batch_size=S.batch_size,\n"
-            "                     eval_every=S.eval_every, early_stopping=False, progress=False)",
+            "h_fast = finetune_qa(fast, tok, qa, lr=1e-3,\n"
+            "                     budget=Budget(steps=S.steps, batch_size=S.batch_size, eval_every=S.eval_every,\n"
+            "                                   keep_best=False))",
         ],
         "labelled positions": [    # every position of the sequence, not only the answer's
             "_, y_all = qa_tensors(tok, qa.train, answer_only=False)\n_, y_ans = qa_tensors(tok, qa.train)\n"

@@ -286,6 +286,9 @@ def fit_counter(model, x, y, *, budget: Budget, lr: float, loss: str = "mse", se
     if budget.steps is None or budget.batch_size is None:
         raise ValueError(f"fit_counter needs Budget.steps and Budget.batch_size (it has no lesson default); "
                          f"got steps={budget.steps}, batch_size={budget.batch_size}")
+    if budget.keep_best or budget.test_curve or budget.stop_when is not None:
+        raise ValueError("fit_counter trains the model you hold to the last step: Budget.keep_best, test_curve and "
+                         "stop_when are the runners' (run_counter stops early with keep_best)")
     if loss not in COUNT_LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(COUNT_LOSSES)}")
     float_images("x", x, check_range=True)
@@ -376,9 +379,9 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
     for name, value, kind in (("budget", budget, Budget), ("report", report, Report), ("setup", setup, Setup)):
         if not isinstance(value, kind):
             raise TypeError(f"{name} must be a helpers.runner.{kind.__name__}, e.g. {kind.__name__}(); got {value!r:.80}")
-    if budget.test_curve or not report.read_test:
-        raise ValueError("run_counter measures the test set once, at the end: Budget.test_curve and "
-                         "Report.read_test are the image classifiers' runners'")
+    if budget.test_curve or budget.stop_when is not None or not report.read_test:
+        raise ValueError("run_counter measures the test set once, at the end, and stops early only on the "
+                         "best validation MAE: Budget.test_curve, stop_when and Report.read_test are other runners'")
     one_of("loss", loss, sorted(COUNT_LOSSES))
     x, y = data.train_subset(labels, seed)
     name = "fine-tuned" if pretrained else "scratch"
@@ -387,7 +390,7 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
     S = sizes("bird_counter", mode)
     steps, batch_size, lr = budget.steps or S.steps, budget.batch_size or S.batch_size, lr or S.lr
     eval_every = budget.eval_every or (max(1, steps // budget.evals) if budget.evals else None)
-    keep_best, hook, keep_model = budget.keep_best, report.hook, report.keep_model
+    keep_best, hook, keep_model = bool(budget.keep_best), report.hook, report.keep_model
     if keep_best and not eval_every:
         raise ValueError("keep_best=True needs eval_every (validation evaluations to choose from); got "
                          f"eval_every={eval_every!r}")

@@ -189,9 +189,9 @@ def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: tor
         if not isinstance(value, cls):
             raise TypeError(f"{name} must be a {cls.__name__}, e.g. {cls.__name__}(); got {value!r:.80}")
     if (budget.evals or budget.eval_every or budget.keep_best or budget.test_curve or budget.augment
-            or not report.read_test):
+            or budget.stop_when is not None or not report.read_test):
         raise ValueError("run_student trains on views augmented once (transfer_set) and measures validation and test "
-                         "at the end: Budget.augment, evals, eval_every, keep_best, test_curve and Report.read_test "
+                         "at the end: Budget.augment, evals, eval_every, keep_best, test_curve, stop_when and Report.read_test "
                          "are other runners'")
     setup = _setup(setup)       # the edge: read the environment once
     D, device = sizes("distill", setup.mode), setup.device

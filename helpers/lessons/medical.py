@@ -3,10 +3,16 @@ ablation at equal fit, forgetting measured fact by fact (full fine-tuning, LoRA,
 lesson's registered claims."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import torch
+
 from ..claims import Claim
-from ..lm import answers_correct, exact_match, finetune_qa
+from ..lm import Replay, answers_correct, exact_match, finetune_qa
 from ..lora import add_lora, train_only_lora, trainable_share
+from ..runner import Budget, Setup
 from ..stats import mean_and_spread
+from ..training import Monitor
 
 LORA_TARGETS = ["blocks.*.attn.qkv", "blocks.*.attn.proj", "blocks.*.mlp.fc", "blocks.*.mlp.proj"]
 
@@ -31,27 +37,48 @@ def general_retention(before, after) -> float:
     return (after & before).sum().item() / kept if kept else float("nan")
 
 
-def run_qa(model, tok, qa, *, label: str, lr: float, steps: int, batch_size: int, eval_every: int, seed: int = 0,
-           general=None, general_before=None, replay_ids=None, replay_batch: int = 8, keep=None,
-           progress: bool = True, hook=None) -> dict:
+@dataclass(frozen=True)
+class Retention:
+    """General knowledge to check after fine-tuning: ``probes`` (QA pairs of general facts) and
+    ``before``, the pre-trained model's verdicts on them (a bool tensor, one per probe, from
+    ``answers_correct(model, tok, probes, eos=False)``)."""
+    probes: list
+    before: torch.Tensor
+
+    def __post_init__(self):
+        if not torch.is_tensor(self.before) or self.before.dtype != torch.bool or len(self.before) != len(self.probes):
+            raise ValueError(f"Retention.before must be a bool tensor with one verdict per probe ({len(self.probes)}); "
+                             f"got {type(self.before).__name__} "
+                             f"{tuple(self.before.shape) if torch.is_tensor(self.before) else ''}")
+
+
+def run_qa(model, tok, qa, *, lr: float, budget: Budget, monitor: Monitor, seed: int = 0, replay: Replay | None = None,
+           general: Retention | None = None, setup: Setup = Setup()) -> dict:
     """Fine-tune ``model`` in place (``helpers.lm.finetune_qa``) and measure it.
 
+    Args:
+        lr, budget, seed, replay, setup: ``finetune_qa``'s (``budget.stop_when``: restore the
+            first step where it held).
+        monitor: ``Monitor``: desc is the run's label (the row's "label" and the progress bar's);
+            hook, e.g. a ``LiveCurve``.
+        general: ``Retention``: general probes and the pre-trained model's verdicts on them.
+
     Returns a row: label, seed, lr, steps, kept_step (the weights restored: best dev step, or the
-    first step where ``keep(metrics)`` held), seen_acc (every fine-tuning question), heldout_acc
-    (test diseases), dev_acc, and with ``general`` probes and the pre-trained model's verdicts on
-    them (``general_before``) also general_acc and general_retention; ``history`` the curves.
+    first step where ``budget.stop_when(metrics)`` held), seen_acc (every fine-tuning question),
+    heldout_acc (test diseases), dev_acc, and with ``general`` also general_acc and
+    general_retention; ``history`` the curves.
     """
-    history = finetune_qa(model, tok, qa, steps=steps, lr=lr, batch_size=batch_size, eval_every=eval_every,
-                          seed=seed, desc=label, progress=progress, hook=hook, replay_ids=replay_ids,
-                          replay_batch=replay_batch, keep=keep)
+    history = finetune_qa(model, tok, qa, lr=lr, budget=budget, seed=seed, replay=replay, monitor=monitor,
+                          setup=setup)
+    label, keep, steps = monitor.desc, budget.stop_when, budget.steps
     row = {"label": label, "seed": seed, "lr": lr, "steps": steps, "kept_step": history.best_step,
            "reached_fit": any(keep(e) for e in history.evals) if keep is not None else None,
            "seen_acc": exact_match(model, tok, qa.train), "dev_acc": exact_match(model, tok, qa.dev),
            "heldout_acc": exact_match(model, tok, qa.test), "trainable_share": trainable_share(model)}
     if general is not None:
-        after = answers_correct(model, tok, general, eos=False)
+        after = answers_correct(model, tok, general.probes, eos=False)
         row["general_acc"] = after.float().mean().item()
-        row["general_retention"] = general_retention(general_before, after)
+        row["general_retention"] = general_retention(general.before, after)
     row["history"] = history
     return row
 

@@ -108,9 +108,10 @@ def run_peft(method: str, *, adapter: Adapter = Adapter(), labels_per_class: int
             raise TypeError(f"{name} must be a {kind.__name__}, e.g. {kind.__name__}(); got {value!r:.80}")
     if adapter.library == "peft" and method != "lora":
         raise ValueError(f"library='peft' runs peft's LoRA; method must be 'lora', got {method!r}")
-    if budget.evals or budget.eval_every or budget.keep_best or budget.test_curve or not report.read_test:
+    if (budget.evals or budget.eval_every or budget.keep_best or budget.test_curve or budget.stop_when is not None
+            or not report.read_test):
         raise ValueError("run_peft measures validation and test once, at the end: Budget.evals, eval_every, "
-                         "keep_best, test_curve and Report.read_test are other runners'")
+                         "keep_best, test_curve, stop_when and Report.read_test are other runners'")
     rank, alpha, targets, name, bn, library = (adapter.rank, adapter.alpha, adapter.targets, adapter.name, adapter.bn,
                                                adapter.library)
     setup = _setup(setup)       # the edge: read the environment once

@@ -15,9 +15,10 @@ import math
 from ..claims import Claim
 from ..lm import exact_match, finetune_qa
 from ..prompting import few_shot, train_soft_prompt
+from ..runner import Budget, Setup
 from ..stats import difference_of_proportions
 from ..text_world import QASplits
-from ..training import KeepBest
+from ..training import KeepBest, Monitor
 
 
 def score(model, tok, items) -> float:
@@ -72,8 +73,9 @@ def tune_finetuning(make_model, tok, qa, val_items, test_items, *, lr_grid, step
     best, rows = None, []
     for lr in lr_grid:
         model = make_model()
-        history = finetune_qa(model, tok, splits, steps=steps, lr=lr, batch_size=batch_size, eval_every=eval_every,
-                              desc=f"fine-tuning, lr {lr:g}", progress=progress)
+        history = finetune_qa(model, tok, splits, lr=lr,
+                              budget=Budget(steps=steps, batch_size=batch_size, eval_every=eval_every),
+                              monitor=Monitor(desc=f"fine-tuning, lr {lr:g}"), setup=Setup(progress=progress))
         row = {"lr": lr, "best_step": history.best_step, "val_acc": score(model, tok, val_items)}
         rows.append(row)
         if best is None or row["val_acc"] > best[1]["val_acc"]:

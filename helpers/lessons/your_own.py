@@ -38,6 +38,7 @@ from ..runner import Adaptation, Budget, Report, Setup
 from ..stats import best_by, difference, mean_and_spread
 from ..tasks import ClassificationTask, species_task
 from ..tokenizer import tokenizer_from_json
+from ..training import Monitor
 
 # ---------------------------------------------------------------------------------------------
 # Data the lesson writes so that it runs offline (the learner points it at theirs)
@@ -142,9 +143,10 @@ def finetune_questions(path, *, steps: int | None = None, seed: int = 0, progres
     words = [w for q in qa.train + qa.dev + qa.test for w in (q.prompt + " " + q.answer).split()]
     unknown = sum(tok.encode(w) == [tok.unk_id] for w in words) / max(1, len(words))
     before = exact_match(model, tok, qa.test)
-    history = finetune_qa(model, tok, qa, steps=steps or sizes("your_own").qa_steps, lr=L.lr,
-                          batch_size=min(L.batch_size, len(qa.train)), eval_every=L.eval_every, seed=seed,
-                          progress=progress, device=device, desc="your questions")
+    history = finetune_qa(model, tok, qa, lr=L.lr, seed=seed,
+                          budget=Budget(steps=steps or sizes("your_own").qa_steps,
+                                        batch_size=min(L.batch_size, len(qa.train)), eval_every=L.eval_every),
+                          monitor=Monitor(desc="your questions"), setup=Setup(device=device, progress=progress))
     return {"model": model, "tok": tok, "qa": qa, "test_before": before, "test_after": exact_match(model, tok, qa.test),
             "dev_after": exact_match(model, tok, qa.dev), "unknown_words": unknown, "best_step": history.best_step}
 
