@@ -22,12 +22,14 @@ Example:
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import torch
 import torch.nn as nn
 
 from .device import resolve_device, seed_everything
 from .lm import lm_loss, qa_tensors
+from .runner import Budget, Setup
 from .text_world import QA
 from .training import Batches, Monitor, Optimiser, train
 
@@ -91,19 +93,35 @@ class SoftPrompt(nn.Module):
         return logits[:, n:]                                                       # (B, T, V)
 
 
-def train_soft_prompt(model: nn.Module, tok, train_pairs: list[QA], *, n_tokens: int = 8, steps: int = 200,
-                      lr: float = 3e-2, batch_size: int = 32, seed: int = 0, device="auto",
-                      progress: bool = True, evaluate=None, eval_every: int | None = None):
+def train_soft_prompt(model: nn.Module, tok, train_pairs: list[QA], *, n_tokens: int = 8, lr: float = 3e-2,
+                      seed: int = 0, budget: Budget = Budget(), monitor: Monitor = Monitor(),
+                      setup: Setup = Setup()):
     """Soft-prompt tuning: train only the prompt vectors on ``train_pairs`` (loss on the answers).
+
+    Args:
+        n_tokens: prompt vectors put before every question.
+        lr: peak learning rate (AdamW, no weight decay).
+        seed: the vectors' initialisation and the batch order.
+        budget: ``Budget``: steps (default 200), batch_size (default 32), eval_every (or evals).
+        monitor: ``Monitor``: evaluate (e.g. a ``KeepBest``), hook, log_every; desc names the
+            vectors unless given.
+        setup: ``Setup``: device, progress.
 
     Returns (SoftPrompt, History). ``model`` itself is frozen and not changed.
     """
-    device = resolve_device(device)
+    if budget.keep_best or budget.test_curve or budget.augment or budget.stop_when is not None:
+        raise ValueError("train_soft_prompt trains to the last step (pass a KeepBest as Monitor.evaluate to keep the "
+                         "best vectors): Budget.keep_best, test_curve, augment and stop_when are the runners'")
+    if monitor.eval_every is not None:
+        raise ValueError("give train_soft_prompt's evaluation interval as Budget.eval_every, not Monitor.eval_every")
+    steps, batch_size = budget.steps or 200, budget.batch_size or 32
+    eval_every = budget.eval_every or (max(1, steps // budget.evals) if budget.evals else None)
+    desc = monitor.desc if monitor.desc != Monitor().desc else f"soft prompt ({n_tokens} vectors)"
+    device, progress = resolve_device(setup.device), setup.progress
     seed_everything(seed)
     soft = SoftPrompt(model.to(device), n_tokens, seed=seed).to(device)
     x, y = qa_tensors(tok, train_pairs)
     batches = Batches(x.to(device), y.to(device), batch_size=min(batch_size, len(x)), seed=seed, drop_last=True)
     history = train(soft, lm_loss, batches, steps=steps, optimiser=Optimiser(lr=lr, weight_decay=0.0), device=device,
-                    monitor=Monitor(evaluate=evaluate, eval_every=eval_every, desc=f"soft prompt ({n_tokens} vectors)"),
-                    progress=progress)
+                    monitor=replace(monitor, eval_every=eval_every, desc=desc), progress=progress)
     return soft, history

@@ -52,8 +52,10 @@ from helpers.lora import add_lora, train_only_lora, trainable_share
 from helpers.modes import sizes
 from helpers.plots import image_grid, line_plot
 from helpers.results import Lesson
+from helpers.runner import Budget
 from helpers.stats import difference, mean_and_spread
 from helpers.surgery import count_params
+from helpers.training import Monitor
 
 lesson = Lesson("11")
 S = sizes("generator")
@@ -258,15 +260,16 @@ def orca_rate_of(model):
 
 
 finetuned_runs, scratch_runs = [ft_models[finetune_lr]], [scratch_models[scratch_lr]]
+orca_budget = Budget(steps=S.finetune_steps, batch_size=S.finetune_batch)
 start = time.perf_counter()
 for seed in range(1, S.seeds):
     model, _ = pretrained_generator(verbose=False)
-    finetune_generator(model, finetune_set, steps=S.finetune_steps, batch_size=S.finetune_batch, lr=finetune_lr,
-                       seed=seed, desc=f"fine-tuning, seed {seed}")
+    finetune_generator(model, finetune_set, budget=orca_budget, lr=finetune_lr, seed=seed,
+                       monitor=Monitor(desc=f"fine-tuning, seed {seed}"))
     finetuned_runs.append(model)
     model = create_generator(generator_config(), seed=seed)
-    finetune_generator(model, finetune_set, steps=S.finetune_steps, batch_size=S.finetune_batch, lr=scratch_lr,
-                       seed=seed, desc=f"from scratch, seed {seed}")
+    finetune_generator(model, finetune_set, budget=orca_budget, lr=scratch_lr, seed=seed,
+                       monitor=Monitor(desc=f"from scratch, seed {seed}"))
     scratch_runs.append(model)
 ft_rates = [orca_rate_of(m) for m in finetuned_runs]
 scratch_rates = [orca_rate_of(m) for m in scratch_runs]
@@ -291,8 +294,8 @@ lora_model, _ = pretrained_generator(verbose=False)
 add_lora(lora_model, ["stem", "down1", "down2", "down3", "mid", "up3", "up2", "up1", "out"], rank=S.lora_rank)
 train_only_lora(lora_model)
 print(f"LoRA rank {S.lora_rank}: {trainable_share(lora_model):.1%} of the weights train")
-lora_history = finetune_generator(lora_model, finetune_set, steps=S.finetune_steps, batch_size=S.finetune_batch,
-                                  lr=S.lora_lr, desc="LoRA fine-tuning")
+lora_history = finetune_generator(lora_model, finetune_set, budget=orca_budget, lr=S.lora_lr,
+                                  monitor=Monitor(desc="LoRA fine-tuning"))
 
 # %% [markdown]
 # ## Guidance: let the pre-trained generator point the way

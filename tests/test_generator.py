@@ -30,6 +30,7 @@ from helpers.generator import (
 )
 from helpers.images import CLASSES
 from helpers.lessons.image_generator import choose_rate, finetune_generator
+from helpers.runner import Budget, Setup
 
 TINY = replace(generator_config("smoke"), image_size=16, width=8)
 
@@ -56,7 +57,8 @@ def test_flow_matching_loss_falls_on_a_tiny_set():
 
     model = create_generator(TINY, seed=0)
     before = mean_loss(model)
-    history = finetune_generator(model, images, steps=60, batch_size=4, lr=3e-3, progress=False, device="cpu")
+    history = finetune_generator(model, images, budget=Budget(steps=60, batch_size=4), lr=3e-3,
+                                 setup=Setup(device="cpu", progress=False))
     after = mean_loss(model)
     assert after < 0.9 * before, (before, after, history.loss)
 

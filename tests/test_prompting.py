@@ -5,6 +5,7 @@ import torch
 from helpers.gpt import GPT, GPTConfig
 from helpers.lm import answers_correct, lm_loss, qa_tensors
 from helpers.prompting import SoftPrompt, context_tokens, few_shot, train_soft_prompt
+from helpers.runner import QUIET, Budget
 from helpers.text_world import TextWorld, TextWorldConfig
 from helpers.tokenizer import WordTokenizer
 
@@ -52,7 +53,8 @@ def test_soft_prompt_starts_as_a_prefix_and_only_it_trains(world, tok):
         torch.testing.assert_close(soft(ids), gpt(torch.cat([words, ids], 1))[:, 3:])
     qa = world.medical_qa()
     start = SoftPrompt(gpt, n_tokens=3, seed=0).prompt.detach().clone()     # what training starts from
-    trained, history = train_soft_prompt(gpt, tok, qa.train[:64], n_tokens=3, steps=4, batch_size=16, progress=False)
+    trained, history = train_soft_prompt(gpt, tok, qa.train[:64], n_tokens=3, budget=Budget(steps=4, batch_size=16),
+                                         setup=QUIET)
     assert history.steps_done == 4
     x, y = qa_tensors(tok, qa.train[:64])                  # the loss on the training answers falls
     with torch.no_grad():

@@ -1,7 +1,7 @@
 """Lesson 11's harness: fine-tuning the generator on a few orcas, and the judge that measures it."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -23,24 +23,40 @@ from ..images import WORLD_VERSION, WorldStream
 from ..losses import cross_entropy_loss
 from ..models import ImageModelConfig, create_image_model
 from ..modes import SIZES, Generator
+from ..runner import Budget, Setup
 from ..stats import exceeds
 from ..training import RECIPE, Batches, Monitor, Optimiser, Speed, accuracy, train
 
 
-def finetune_generator(model: nn.Module, images: torch.Tensor, *, steps: int, batch_size: int = 32,
-                       lr: float = 1e-3, seed: int = 0, evaluate=None, eval_every: int | None = None,
-                       desc: str = "fine-tuning", progress: bool = True, device="auto"):
-    """Train ``model`` in place with the flow-matching loss on a few ``images`` for ``steps`` steps.
+def finetune_generator(model: nn.Module, images: torch.Tensor, *, budget: Budget, lr: float = 1e-3, seed: int = 0,
+                       monitor: Monitor = Monitor(desc="fine-tuning"), setup: Setup = Setup()):
+    """Train ``model`` in place with the flow-matching loss on a few ``images`` for ``budget.steps`` steps.
 
     The same function serves fine-tuning (a pre-trained model) and the from-scratch baseline
     (a fresh ``create_generator``), so both get the same budget. Returns the training History.
+
+    Args:
+        budget: ``Budget``: steps (required), batch_size (default 32, cut to the images),
+            eval_every (or evals) for ``monitor.evaluate``.
+        lr: peak learning rate (AdamW, no weight decay).
+        seed: the batch order and the noise of the flow-matching loss.
+        monitor: ``Monitor``: evaluate (e.g. the validation loss), desc, hook, log_every.
+        setup: ``Setup``: device, progress.
     """
-    device = resolve_device(device)
-    batches = Batches(images.to(device), batch_size=min(batch_size, len(images)), seed=seed)
+    if not isinstance(budget, Budget) or budget.steps is None:
+        raise ValueError(f"finetune_generator needs a Budget with steps, e.g. Budget(steps=300); got {budget!r:.80}")
+    if budget.keep_best or budget.test_curve or budget.augment or budget.stop_when is not None:
+        raise ValueError("finetune_generator trains to the last step on the images as given: Budget.keep_best, "
+                         "test_curve, augment and stop_when are other runners'")
+    if monitor.eval_every is not None:
+        raise ValueError("give finetune_generator's evaluation interval as Budget.eval_every, not Monitor.eval_every")
+    eval_every = budget.eval_every or (max(1, budget.steps // budget.evals) if budget.evals else None)
+    device = resolve_device(setup.device)
+    batches = Batches(images.to(device), batch_size=min(budget.batch_size or 32, len(images)), seed=seed)
     seed_everything(seed)
-    return train(model, flow_matching_loss, batches, steps=steps, optimiser=Optimiser(lr=lr, weight_decay=0.0),
+    return train(model, flow_matching_loss, batches, steps=budget.steps, optimiser=Optimiser(lr=lr, weight_decay=0.0),
                  device=device, speed=Speed(channels_last=training_layout(device)),
-                 monitor=Monitor(evaluate=evaluate, eval_every=eval_every, desc=desc), progress=progress)
+                 monitor=replace(monitor, eval_every=eval_every), progress=setup.progress)
 
 
 @dataclass(frozen=True)
@@ -123,9 +139,10 @@ def choose_rate(make, images: torch.Tensor, val_images: torch.Tensor, *, rates, 
     for lr in rates:
         model = make()
         before = validation_loss(model, val_images)
-        history = finetune_generator(model, images, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                                     evaluate=lambda m: {"val_loss": validation_loss(m, val_images)},
-                                     eval_every=every, desc=f"{desc} lr={lr:g}", device=device)
+        history = finetune_generator(model, images, budget=Budget(steps=steps, batch_size=batch_size, eval_every=every),
+                                     lr=lr, seed=seed, setup=Setup(device=device),
+                                     monitor=Monitor(evaluate=lambda m: {"val_loss": validation_loss(m, val_images)},
+                                                     desc=f"{desc} lr={lr:g}"))
         curve = [(0, before)] + [(e["step"], e["val_loss"]) for e in history.evals]
         best_step, best_loss = min(curve, key=lambda c: c[1])
         rows.append({"lr": lr, "val_loss": curve[-1][1], "best_val_loss": best_loss, "best_step": best_step,

@@ -54,9 +54,9 @@ def tune_soft_prompt(model, tok, train_pairs, val_items, *, token_grid, lr_grid,
     for n_tokens in token_grid:
         for lr in lr_grid:
             keeper = KeepBest(lambda m: {"val_acc": score(m, tok, val_items)}, "val_acc")
-            soft, history = train_soft_prompt(model, tok, train_pairs, n_tokens=n_tokens, steps=steps, lr=lr,
-                                              batch_size=batch_size, evaluate=keeper, eval_every=eval_every,
-                                              progress=progress)
+            soft, history = train_soft_prompt(model, tok, train_pairs, n_tokens=n_tokens, lr=lr,
+                                              budget=Budget(steps=steps, batch_size=batch_size, eval_every=eval_every),
+                                              monitor=Monitor(evaluate=keeper), setup=Setup(progress=progress))
             keeper.restore(soft, history)
             row = {"soft_tokens": n_tokens, "lr": lr, "best_step": history.best_step, "val_acc": keeper.best_value}
             rows.append(row)
