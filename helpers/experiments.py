@@ -1,7 +1,7 @@
 """One-call fine-tuning experiments on an image classification task, and their one result type.
 
-``run_finetune(labels_per_class, frozen_stages=..., head=..., lr=..., seed=...)`` is one whole
-experiment: it builds its model FRESH inside the call (lesson 01's checkpoint via
+``run_finetune(labels_per_class, frozen_stages=..., lr=..., seed=...)`` is one whole experiment
+(``adaptation=Adaptation(head=...)`` and the other groups for the rest): it builds its model FRESH inside the call (lesson 01's checkpoint via
 ``pretrained_image_model()``, or a random initialisation with ``from_scratch=True``), does the
 surgery, trains a stated budget of optimiser steps, and measures validation and test accuracy.
 The task is the bird-species task (``helpers.tasks.species_data``) unless ``task=`` gives another
@@ -11,7 +11,9 @@ changed; ``start_state_hash`` proves it (two runs with the same seed start from 
 Every experiment runner in the course (this one, lesson 05's counter, lesson 06's PEFT methods,
 lesson 10's students) returns a ``RunResult``: the settings, the metrics (``val_...`` for
 selection, ``test_...`` for reporting), the cost (trainable parameters, steps, seconds), the
-History, and the model when asked for (``keep_model=True``).
+History, and the model when asked for (``report=Report(keep_model=True)``). The knobs the
+lessons' cells vary are arguments of their own; the rest comes in typed groups of
+``helpers.runner`` (``Adaptation``, ``Budget``, ``Report``, ``Setup``).
 
 Example:
     >>> log = lesson.run_log("03_freeze")
@@ -43,9 +45,9 @@ from .runner import (
     Report,
     RunResult,
     Setup,
-    _setup,
     cached_run,
     kept_value,
+    resolve_setup,
     run,
 )
 from .surgery import (
@@ -148,7 +150,7 @@ def run_finetune(labels_per_class: int | None = None, *, task: ClassificationTas
     if adaptation.lora_rank is not None or adaptation.lora_targets is not None:
         raise ValueError("run_finetune has no LoRA: Adaptation.lora_rank and lora_targets are finetune_task's "
                          "(or lesson 06's run_peft)")
-    setup = _setup(setup)        # the edge: nothing below reads the environment
+    setup = resolve_setup(setup)        # the edge: nothing below reads the environment
     mode, source, device = setup.mode, setup.source, setup.device
     bn, head, hidden, lr_decay = adaptation.bn, adaptation.head, adaptation.hidden, adaptation.lr_decay
     linear_probe_steps = adaptation.linear_probe_steps

@@ -57,7 +57,7 @@ from .models import (
 )
 from .modes import sizes
 from .own_data import DataError, PretrainedUnavailable, load_image, load_image_folder
-from .runner import Adaptation, Budget, Objective, Recipe, Report, RunResult, Setup, _setup, run
+from .runner import Adaptation, Budget, Objective, Recipe, Report, RunResult, Setup, resolve_setup, run
 from .surgery import (
     BN_DEFAULT,
     add_block,
@@ -348,7 +348,7 @@ def finetune_task(task: ClassificationTask, *, source=None, frozen_stages: int =
     if budget.keep_best or budget.test_curve or budget.stop_when is not None:
         raise ValueError("finetune_task keeps the last weights and measures no test curve: Budget.keep_best and "
                          "test_curve are run_finetune's (stop_when finetune_qa's)")
-    setup = _setup(setup, source=source)   # the edge: read the environment once
+    setup = resolve_setup(setup, source=source)   # the edge: read the environment once
     source, device = setup.source, setup.device
     head, hidden, lora_rank, lora_targets = adaptation.head, adaptation.hidden, adaptation.lora_rank, \
         adaptation.lora_targets

@@ -13,7 +13,17 @@ converged from-scratch baseline) in the cache, keyed by a config of the caller's
   augmentation, evaluations, early stopping, an optional linear-probe phase first).
 - ``Objective``: what it optimises and how it is judged (the loss, the validation metrics along
   the run, the metric early stopping watches, and the final measurements).
-- ``Setup``: where and how loudly it runs (mode, source of weights, device, progress bars).
+- ``Setup``: where and how loudly it runs (mode, source of weights, device, progress bars);
+  ``QUIET`` is ``Setup(progress=False)``.
+
+The runners' typed settings (issue 25: a lesson passes settings, grouped once there are more than
+about ten), shared where the meaning is the same:
+
+- ``Budget``: how long a runner trains and how it evaluates (steps, batch size, augmentation,
+  evaluations, early stopping, test curve).
+- ``Adaptation``: how a pre-trained image model is adapted beyond its frozen depth (BatchNorm,
+  head, layer-wise rates, LP-FT, LoRA).
+- ``Report``: what a runner hands back besides its numbers (note, hook, the model, the test set).
 
 Example (a tiny model; the lessons pass their image models):
     >>> import torch, torch.nn as nn, torch.nn.functional as F
@@ -72,7 +82,6 @@ class Setup:
         mode = mode or current_mode()
         return cls(mode=mode, source=resolve_source(source, mode), device=resolve_device(device), progress=progress)
 
-
     def resolved(self) -> "Setup":
         """This setup with everything resolved once (``Setup.resolve``): what a runner does at its edge."""
         return Setup.resolve(self.mode, self.source, self.device, self.progress)
@@ -90,9 +99,14 @@ QUIET = Setup(progress=False)
 loops of many runs pass ``setup=QUIET``)."""
 
 
-def _setup(setup: "Setup | None", **flat) -> "Setup":
+def resolve_setup(setup: "Setup | None", **flat) -> "Setup":
     """A runner's edge: ``setup`` (None: the default ``Setup()``) with the flat arguments that are
-    not None put in, resolved once (``Setup.resolve``); below it nothing reads the environment."""
+    not None put in (e.g. ``finetune_task``'s own ``source``), resolved once (``Setup.resolve``);
+    below it nothing reads the environment.
+
+    >>> resolve_setup(Setup(mode="smoke", device="cpu", progress=False), source="course")
+    Setup(mode='smoke', source='course', device=device(type='cpu'), progress=False)
+    """
     if setup is not None and not isinstance(setup, Setup):
         raise TypeError(f"setup must be a helpers.runner.Setup, e.g. Setup(progress=False); got {setup!r:.80}")
     setup = setup or Setup()

@@ -49,7 +49,7 @@ from ..losses import COUNT_LOSSES
 from ..models import backbone_key, image_model_config, pretrained_image_model, scratch_image_model
 from ..modes import sizes
 from ..own_data import load_photo_counts
-from ..runner import Budget, Objective, Recipe, Report, RunResult, Setup, _setup, cached_run, run
+from ..runner import Budget, Objective, Recipe, Report, RunResult, Setup, cached_run, resolve_setup, run
 from ..stats import best_by, exceeds
 from ..surgery import check_depth, count_params, freeze_stages, heads, replace_head, trainable_params
 from ..training import predict
@@ -385,7 +385,7 @@ def run_counter(data: CountData, *, labels: int, pretrained: bool = True, loss: 
     one_of("loss", loss, sorted(COUNT_LOSSES))
     x, y = data.train_subset(labels, seed)
     name = "fine-tuned" if pretrained else "scratch"
-    setup = _setup(setup, device=data.x_train.device)     # the edge: read the environment once
+    setup = resolve_setup(setup, device=data.x_train.device)     # the edge: read the environment once
     mode, source, device = setup.mode, setup.source, setup.device
     S = sizes("bird_counter", mode)
     steps, batch_size, lr = budget.steps or S.steps, budget.batch_size or S.batch_size, lr or S.lr

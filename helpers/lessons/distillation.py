@@ -43,7 +43,7 @@ from ..experiments import run_finetune
 from ..losses import distillation_loss
 from ..models import ImageModelConfig, create_image_model, image_model_config, pretrained_image_model
 from ..modes import SIZES, sizes
-from ..runner import Budget, Objective, Recipe, Report, RunResult, Setup, _setup, run
+from ..runner import Budget, Objective, Recipe, Report, RunResult, Setup, resolve_setup, run
 from ..stats import exceeds
 from ..surgery import replace_head
 from ..tasks import species_task, species_test_set, species_train_set, species_val_set
@@ -193,7 +193,7 @@ def run_student(kind: str, x: torch.Tensor, y: torch.Tensor, teacher_logits: tor
         raise ValueError("run_student trains on views augmented once (transfer_set) and measures validation and test "
                          "at the end: Budget.augment, evals, eval_every, keep_best, test_curve, stop_when and Report.read_test "
                          "are other runners'")
-    setup = _setup(setup)       # the edge: read the environment once
+    setup = resolve_setup(setup)       # the edge: read the environment once
     D, device = sizes("distill", setup.mode), setup.device
     steps = budget.steps or D.steps
     lr = lr or D.lr

@@ -17,7 +17,7 @@ from ..images import BACKGROUNDS, BirdSpecies
 from ..lora import DEFAULT, METHODS, RESNET_TARGETS, memory_report, prepare_peft
 from ..losses import cross_entropy_loss
 from ..modes import sizes
-from ..runner import Budget, Objective, Recipe, Report, RunResult, Setup, _setup, run
+from ..runner import Budget, Objective, Recipe, Report, RunResult, Setup, resolve_setup, run
 from ..stats import mean_and_spread
 from ..surgery import BN_CHOICES, BN_DEFAULT
 from ..tasks import ClassificationTask, species_data, species_task
@@ -114,7 +114,7 @@ def run_peft(method: str, *, adapter: Adapter = Adapter(), labels_per_class: int
                          "keep_best, test_curve, stop_when and Report.read_test are other runners'")
     rank, alpha, targets, name, bn, library = (adapter.rank, adapter.alpha, adapter.targets, adapter.name, adapter.bn,
                                                adapter.library)
-    setup = _setup(setup)       # the edge: read the environment once
+    setup = resolve_setup(setup)       # the edge: read the environment once
     S, P = sizes("finetune", setup.mode), sizes("peft", setup.mode)
     device, source = setup.device, setup.source
     steps = budget.steps or S.steps
