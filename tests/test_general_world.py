@@ -157,3 +157,17 @@ def test_upright_fractals_keep_their_class_orientation_and_turned_ones_do_not():
 def test_points_and_rotation_are_checked():
     with pytest.raises(ValueError, match="points"):
         replace(SMALL, points=3)
+
+
+def test_the_saved_curves_have_one_value_per_step_and_a_missing_file_gives_none(tmp_path):
+    import json
+
+    from helpers.lessons.your_own import load_general_curves
+    saved = load_general_curves()
+    assert saved is not None and saved["steps"] == sorted(saved["steps"])
+    assert all(len(v) == len(saved["steps"]) and all(0 <= a <= 1 for a in v) for v in saved["curves"].values())
+    assert load_general_curves(tmp_path / "absent.json") is None
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({**saved, "curves": {"short": [0.5]}}))
+    with pytest.raises(ValueError, match="short"):
+        load_general_curves(broken)
