@@ -34,6 +34,15 @@ RECIPES = {
     "fractal-heavy": {"object_share": 0.25, "num_fractals": 128},
     "objects-on-textures": {"object_textures": 0.6},
     "simpler-fractals": {"instances": (1, 2), "fractal_size": (0.6, 0.9), "texture_weights": (0.25, 0.25, 0.5)},
+    # after the first round (fractal half near chance at 1200 steps): lesson 13's FractalWorld, whose
+    # fractals are learnt and whose probe on the digits is the best, draws one upright instance of
+    # 1600 points on a plain background; these move the general world's fractal images towards it
+    "upright": {"rotate": False, "points": 1600, "instances": (1, 2), "fractal_size": (0.5, 0.9),
+                "texture_weights": (0.3, 0.3, 0.4), "contrast": True},
+    "upright-32": {"rotate": False, "points": 1600, "instances": (1, 2), "fractal_size": (0.5, 0.9),
+                   "texture_weights": (0.3, 0.3, 0.4), "contrast": True, "num_fractals": 32},
+    "plain-fractals": {"rotate": False, "points": 1600, "instances": (1, 1), "fractal_size": (0.5, 0.9),
+                       "texture_weights": (0.0, 0.0, 1.0), "contrast": True},
 }
 
 

@@ -124,7 +124,7 @@ conv_filters(model.conv1.weight, cols=8)
 #
 # The object world teaches this network to name birds and boats, and it does that well. But do
 # its features help on images from outside the world, such as real photographs or handwriting?
-# Lesson 13 measures it on real handwritten digits, and the answer so far is: hardly. Research on
+# Lesson 13 measures it on real handwritten digits, and its linear probe there is poor. Research on
 # pre-training without real photos shows what helps (Baradad et al. 2021; Kataoka et al. 2020;
 # Anderson and Farrell 2022). It is not realism but variety, plus a few statistics that every
 # natural image shares:
@@ -133,8 +133,8 @@ conv_filters(model.conv1.weight, cols=8)
 #   pattern falls as one over its frequency. The *1/f noise* below has exactly that spectrum.
 # - **occlusion**: near things hide far things, at every size. *Dead leaves* stacks flat discs and
 #   rectangles, many small and few large, each hiding part of the ones under it.
-# - **many distinct shapes, with edges at all angles**: *fractals*, each class drawn by its own
-#   small set of geometric rules, several copies per image, each in its own colour.
+# - **many distinct shapes**: *fractals*, each class drawn by its own small set of geometric rules,
+#   one or two copies per image, each in a colour that stands out from what lies behind it.
 #
 # The **general world** (`GeneralWorld`) mixes these with the object scenes in one label space: the
 # object classes first (so every later lesson still has its birds), then the fractal classes.
@@ -150,11 +150,31 @@ print(f"{general.num_classes} classes: {len(CLASSES)} object classes, then {gene
 image_grid(examples, titles, cols=4, title="the general world: objects, objects on textures, fractals, dead leaves, 1/f noise")
 
 # %% [markdown]
-# This lesson's model, the one every later lesson fine-tunes, is still pre-trained on the object
-# world. `helpers.models.general_pretrained_model()` pre-trains the same network, with the same
-# budget, on the general world, under a cache entry of its own, and `benchmarks/transfer.py` asks
-# which world's features carry over to real images (lesson 13 shows its table). Until the general
-# world wins there, the object world stays the default.
+# `helpers.models.general_pretrained_model()` pre-trains this lesson's network on the general world
+# with this lesson's budget (about two minutes on one thread in class mode). Its curves, one per
+# part of the mix, were saved from such a run, beside this lesson's model and the general world's
+# first version, whose fractals were turned at random, sparser and often hard to see:
+
+# %%
+from helpers.lessons.your_own import load_general_curves
+from helpers.plots import line_plot
+
+saved = load_general_curves()
+if saved is None:
+    print("No saved curves here (docs/general_world_curves.json): general_pretrained_model() draws them again")
+else:
+    print("; ".join(f"{name}: {values[-1]:.2f}" for name, values in saved["curves"].items())
+          + f" (held-out accuracy after {saved['steps'][-1]} steps; chance "
+          + ", ".join(f"{part} {p:.2f}" for part, p in saved["chance"].items()) + ")")
+    curves = line_plot(saved["steps"], saved["curves"], "pre-training step", "held-out accuracy",
+                       title="pre-training on each part of the mix")
+curves if saved is not None else None
+
+# %% [markdown]
+# A part the network does not learn teaches it nothing: the first version's fractals stayed near
+# chance. The object half pays for sharing the budget, so this lesson's model, the one every later
+# lesson fine-tunes, is still pre-trained on the object world alone. Lesson 13 shows
+# `benchmarks/transfer.py`'s table: which world's features carry over to real images.
 
 # %% [markdown]
 # ## Exercises

@@ -79,3 +79,15 @@ def test_transfer_prints_the_table_the_verdicts_and_its_time(capsys, tmp_path):
     # every arm and world saw the same draw: the rows of a seed are one paired set
     assert sorted((r["world"], r["arm"]) for r in saved["rows"] if r["seed"] == 1) == sorted(
         (r["world"], r["arm"]) for r in saved["rows"] if r["seed"] == 0)
+
+    # the budget check re-runs from scratch and one world's fine-tuning at a longer budget, same draws and rates
+    check = tmp_path / "check.json"
+    lines = run(capsys, "transfer_budget", "--results", str(out), "--world", "object", "--steps", "6",
+                "--device", "cpu", "--out", str(check))
+    assert [line.split()[2:4] for line in lines[:2]] == [["from", "scratch"], ["fine-tuned", "object"]]
+    assert all(" at 8 -> " in lines[0] or " at 4 -> " in line for line in lines[:2]) and lines[-1].startswith("took ")
+    rows = json.loads(check.read_text())["rows"]
+    assert [(r["arm"], r["short_steps"], r["long_steps"]) for r in rows] == [("from scratch", 8, 6), ("fine-tuned", 4, 6)]
+    before = {r["arm"]: [x["val_acc"] for x in sorted(saved["rows"], key=lambda x: x["seed"])
+                         if x["arm"] == r["arm"] and x["world"] == r["world"]] for r in rows}
+    assert all(r["short_val"] == before[r["arm"]] and len(r["long_val"]) == 2 for r in rows)

@@ -108,3 +108,66 @@ def test_the_general_model_is_cached_with_per_part_accuracy(data_dir):
     general_pretrained_model(config=config, world=replace(world, object_share=0.25), verbose=False)
     assert len(list((data_dir / "cache").glob("image_general_pretrained-*.safetensors"))) == 2
     assert not hasattr(image_model_config(), "world")        # lesson 01's model and its key are unchanged
+
+
+PLAIN = replace(SMALL, object_share=0.0, instances=(1, 1), texture_weights=(0.0, 0.0, 1.0), noise=0.0, contrast=False)
+
+
+def _painted(x):
+    """Per image of a plain-background render without noise: the mask of pixels that differ from
+    the background (the corner pixel's colour; instances stay half their size inside the image)."""
+    return (x - x[:, :, :1, :1]).abs().amax(1) > 1e-6
+
+
+def test_contrast_keeps_every_fractal_apart_from_its_background():
+    def gaps(world):
+        x, _ = world.render(64, seed=5)
+        mask = _painted(x)
+        assert mask.flatten(1).any(1).all()
+        fractal = torch.stack([x[i][:, mask[i]].mean() for i in range(len(x))])
+        return (fractal - x[:, :, 0, 0].mean(1)).abs()
+    # painted in the half of the colour cube away from the background's mean: at least 0.05 apart
+    # before the camera's gain (0.85-1.15) and shift, so above 0.04 after; random colours are not
+    assert gaps(replace(PLAIN, contrast=True)).min() > 0.04
+    assert (gaps(PLAIN) < 0.04).sum() >= 2
+
+
+def _axis(mask):
+    """cos(2 theta) of the principal axis of each mask's pixels: unchanged by a left-right mirror
+    (theta -> -theta), spread over [-1, 1] when the shapes are turned at random."""
+    out = []
+    for m in mask:
+        yx = m.nonzero().float()
+        c = torch.cov((yx - yx.mean(0)).T)
+        theta = 0.5 * torch.atan2(2 * c[0, 1], c[1, 1] - c[0, 0])
+        out.append(torch.cos(2 * theta))
+    return torch.stack(out)
+
+
+def test_upright_fractals_keep_their_class_orientation_and_turned_ones_do_not():
+    upright = replace(PLAIN, rotate=False, fractal_size=(0.8, 0.8), image_size=48)
+    spread = {}
+    for rotate in (False, True):
+        x, y = replace(upright, rotate=rotate).render(400, seed=2)
+        axes = _axis(_painted(x))
+        spread[rotate] = torch.stack([axes[y == c].std() for c in y.unique()]).median().item()
+    assert spread[False] < 0.25 < 0.5 < spread[True]
+
+
+def test_points_and_rotation_are_checked():
+    with pytest.raises(ValueError, match="points"):
+        replace(SMALL, points=3)
+
+
+def test_the_saved_curves_have_one_value_per_step_and_a_missing_file_gives_none(tmp_path):
+    import json
+
+    from helpers.lessons.your_own import load_general_curves
+    saved = load_general_curves()
+    assert saved is not None and saved["steps"] == sorted(saved["steps"])
+    assert all(len(v) == len(saved["steps"]) and all(0 <= a <= 1 for a in v) for v in saved["curves"].values())
+    assert load_general_curves(tmp_path / "absent.json") is None
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({**saved, "curves": {"short": [0.5]}}))
+    with pytest.raises(ValueError, match="short"):
+        load_general_curves(broken)

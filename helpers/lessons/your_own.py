@@ -408,6 +408,22 @@ def load_transfer_results(path=None) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def load_general_curves(path=None) -> dict | None:
+    """The saved curves of lesson 01's network pre-trained on the general world, per part of its
+    mix, beside the object world's (docs/general_world_curves.json: ``steps``, ``curves``
+    {name: held-out accuracy at each step}, ``chance`` per part, ``about``: which run made them), or
+    None when the file is not there (an installed package without the repository's docs)."""
+    import json
+    path = Path(path) if path is not None else transfer_results_path().with_name("general_world_curves.json")
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    bad = [name for name, values in saved["curves"].items() if len(values) != len(saved["steps"])]
+    if bad:
+        raise ValueError(f"{path}: curves {bad} do not have one value per step ({len(saved['steps'])} steps)")
+    return saved
+
+
 def _in_order(rows, fields):
     return list(dict.fromkeys(tuple(r[f] for f in fields) for r in rows))
 
