@@ -171,7 +171,7 @@ else:
 curves if saved is not None else None
 
 # %% [markdown]
-# A part the network does not learn teaches it nothing: the first version's fractals stayed near
+# A part the network does not learn can teach it little, and the first version's fractals stayed near
 # chance. The object half pays for sharing the budget, so this lesson's model, the one every later
 # lesson fine-tunes, is still pre-trained on the object world alone. Lesson 13 shows
 # `benchmarks/transfer.py`'s table: which world's features carry over to real images.
