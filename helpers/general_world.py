@@ -295,9 +295,10 @@ def _objects_over(scene, labels, g):
 
 
 def _fractals_over(scene, rows, labels, world: GeneralWorld, g):
-    """Paint over ``scene[rows[i]]`` 1 to 4 instances of fractal class ``labels[i]``, each a
-    jittered copy of the class's system from the bank, turned, sized, placed and coloured at
-    random; later instances hide earlier ones. In place; returns ``scene``."""
+    """Paint over ``scene[rows[i]]`` ``world.instances`` instances of fractal class ``labels[i]``,
+    each a jittered copy of the class's system from the bank, turned (if ``world.rotate``),
+    mirrored, sized, placed and coloured at random; later instances hide earlier ones. In place;
+    returns ``scene``."""
     m, s, device = len(labels), scene.shape[-1], scene.device
     lo, hi = world.instances
     count = torch.randint(lo, hi + 1, (m,), generator=g)
@@ -307,7 +308,9 @@ def _fractals_over(scene, rows, labels, world: GeneralWorld, g):
     # and the margin is cut off (no points pile up at the border).
     pad = math.ceil(0.21 * world.fractal_size[1] * s) + 1
     side = s + 2 * pad
-    canvas = torch.zeros(m, side * side, dtype=torch.int64, device=device)        # 0: no instance here
+    # one byte per canvas pixel: the number of the instance painted there (0: none), so that
+    # clearing and cropping the canvas moves an eighth of the memory an int64 one would
+    canvas = torch.zeros(m * side * side, dtype=torch.uint8, device=device)
     for slot in range(hi):
         who = (count > slot).nonzero().flatten()
         k = len(who)
@@ -322,18 +325,32 @@ def _fractals_over(scene, rows, labels, world: GeneralWorld, g):
         centre = (pad + size[:, :, 0] / 2 + torch.rand(k, 2, generator=g) * (s - size[:, :, 0])).view(k, 1, 2)
         pixel = torch.baddbmm(centre.to(device), points, (turn * size).transpose(1, 2).to(device))   # (k, P, 2)
         pixel = pixel.clamp_(0, side - 1).long()
-        where = pixel[..., 1] * side + pixel[..., 0]                                 # (k, P)
-        # paint the slot's number into one canvas (later instances hide earlier ones), colour once
-        canvas[who.to(device).view(k, 1).expand_as(where), where] = slot + 1
-    canvas = canvas.view(m, side, side)[:, pad:pad + s, pad:pad + s]
+        where = pixel[..., 1] * side + pixel[..., 0] + (who.to(device) * (side * side)).view(k, 1)     # (k, P) flat
+        # paint the slot's number into the canvas (later instances hide earlier ones), colour once
+        canvas.index_fill_(0, where.flatten(), slot + 1)
+    canvas = canvas.view(m, side, side)[:, pad:pad + s, pad:pad + s].reshape(m, s * s)
     colours = torch.rand(m, hi + 1, 3, generator=g).to(device)                     # one per instance
-    if world.contrast:                                   # the dark or the bright half of the colour cube
-        bright = scene[rows.to(device)].mean((1, 2, 3)).view(m, 1, 1) > 0.5
-        colours = torch.where(bright, 0.45 * colours, 0.55 + 0.45 * colours)
-    painted = torch.gather(colours, 1, canvas.reshape(m, -1, 1).expand(-1, -1, 3)).transpose(1, 2).view(m, 3, s, s)
     rows = rows.to(device)
-    scene[rows] = torch.where(canvas.view(m, 1, s, s) > 0, painted, scene[rows])
+    # the images painted on: a view of ``scene`` when ``rows`` are consecutive (as ``render`` passes
+    # them), else a copy written back at the end
+    first = int(rows[0]) if m else 0
+    consecutive = m > 0 and bool((rows == torch.arange(first, first + m, device=device)).all())
+    target = scene[first:first + m] if consecutive else scene[rows]
+    if world.contrast:                                   # the dark or the bright half of the colour cube
+        bright = target.mean((1, 2, 3)).view(m, 1, 1) > 0.5
+        colours = torch.where(bright, 0.45 * colours, 0.55 + 0.45 * colours)
+    colours = colours.transpose(1, 2).contiguous()                                  # (m, 3, instances + 1)
+    flat = target.view(m, 3, s * s)
+    for i in range(0, m, _CHUNK):                        # a chunk's numbers stay in the processor's cache
+        ids = canvas[i:i + _CHUNK]
+        painted = torch.gather(colours[i:i + _CHUNK], 2, ids.long().unsqueeze(1).expand(-1, 3, -1))
+        flat[i:i + _CHUNK] = torch.where((ids > 0).unsqueeze(1), painted, flat[i:i + _CHUNK])
+    if not consecutive:
+        scene[rows] = target
     return scene
+
+
+_CHUNK = 64              # images painted at a time
 
 
 @functools.lru_cache(maxsize=8)
