@@ -41,6 +41,14 @@ RECIPES = {
                 "texture_weights": (0.3, 0.3, 0.4), "contrast": True},
     "upright-32": {"rotate": False, "points": 1600, "instances": (1, 2), "fractal_size": (0.5, 0.9),
                    "texture_weights": (0.3, 0.3, 0.4), "contrast": True, "num_fractals": 32},
+    # third round: the real tasks are scans and photographs in shades of grey; a network that never
+    # saw a grey image may lean on colour its targets do not have
+    "upright-grey": {"rotate": False, "points": 1600, "instances": (1, 2), "fractal_size": (0.5, 0.9),
+                     "texture_weights": (0.3, 0.3, 0.4), "contrast": True, "grey": 0.5},
+    "upright-heavy": {"rotate": False, "points": 1600, "instances": (1, 2), "fractal_size": (0.5, 0.9),
+                      "texture_weights": (0.3, 0.3, 0.4), "contrast": True, "object_share": 0.25},
+    "upright-128": {"rotate": False, "points": 1600, "instances": (1, 2), "fractal_size": (0.5, 0.9),
+                    "texture_weights": (0.3, 0.3, 0.4), "contrast": True, "num_fractals": 128},
     "plain-fractals": {"rotate": False, "points": 1600, "instances": (1, 1), "fractal_size": (0.5, 0.9),
                        "texture_weights": (0.0, 0.0, 1.0), "contrast": True},
 }

@@ -65,8 +65,12 @@ BUDGETS = {
     # class: every network arm gets 240 steps. At 80, from scratch was still improving: the same draws
     # and rates at 240 steps gained 4-12 points of validation accuracy (benchmarks/transfer_budget.py,
     # docs/transfer.md), and a cut-short baseline flatters fine-tuning
-    "class": Budget(steps=240, scratch_steps=240, evals=6, batch_size=16, ft_lrs=(1e-3, 3e-3), scratch_lrs=(3e-3, 1e-2),
-                    probe_lrs=(1e-2, 1e-1), probe_steps=300, probe_evals=10),
+    # The rate grids reach one step past every edge that the two-rate grids' runs chose (fine-tuning
+    # often chose 1e-3, their lowest; from scratch 3e-3 and 1e-2, both ends; the probe 1e-2): a
+    # chosen rate at the edge of its grid may not be the best one, and the arm it belongs to is
+    # then under-tuned.
+    "class": Budget(steps=240, scratch_steps=240, evals=6, batch_size=16, ft_lrs=(3e-4, 1e-3, 3e-3),
+                    scratch_lrs=(1e-3, 3e-3, 1e-2, 3e-2), probe_lrs=(3e-3, 1e-2, 1e-1), probe_steps=300, probe_evals=10),
     "full": Budget(steps=400, scratch_steps=1200, evals=10, batch_size=64, ft_lrs=(3e-4, 1e-3, 3e-3), scratch_lrs=(1e-3, 3e-3, 1e-2),
                    probe_lrs=(3e-3, 1e-2, 1e-1), probe_steps=500, probe_evals=10),
 }

@@ -78,6 +78,8 @@ class GeneralWorld:
             plain colour (``TEXTURES``), relative weights.
         systems_seed: which systems the fractal classes are (``helpers.fractals``).
         noise: standard deviation of the sensor noise, in [0, 1] intensity units.
+        grey: share of the images shown in shades of grey (each pixel's luminance in all three
+            channels), as the real tasks' scans and photographs often are; 0 keeps every colour.
     """
     image_size: int = 48
     num_fractals: int = 64
@@ -91,12 +93,13 @@ class GeneralWorld:
     texture_weights: tuple[float, float, float] = (0.3, 0.3, 0.4)
     systems_seed: int = 0
     noise: float = 0.04
+    grey: float = 0.0
     version: int = GENERAL_WORLD_VERSION
 
     def __post_init__(self):
         if not (isinstance(self.num_fractals, int) and self.num_fractals >= 1):
             raise ValueError(f"num_fractals must be a whole number >= 1; got {self.num_fractals!r}")
-        for name in ("object_share", "object_textures"):
+        for name in ("object_share", "object_textures", "grey"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1]; got {getattr(self, name)!r}")
         lo, hi = self.instances
@@ -144,7 +147,11 @@ class GeneralWorld:
             _objects_over(scene[:m], y_object, g)
         if n > m:
             _fractals_over(scene, torch.arange(m, n), y_fractal, self, g)
-        images = torch.empty_like(scene).index_copy_(0, order.to(device), _finish(scene, g, self.noise, device))
+        scene = _finish(scene, g, self.noise, device)
+        if self.grey > 0:                               # drawn last: a world without grey renders as before
+            rows = (torch.rand(n, generator=g) < self.grey).nonzero().flatten().to(device)
+            scene[rows] = _luminance(scene[rows])
+        images = torch.empty_like(scene).index_copy_(0, order.to(device), scene)
         labels = torch.empty(n, dtype=torch.int64).index_copy_(0, order, torch.cat([y_object, len(CLASSES) + y_fractal]))
         return images, labels.to(device)
 
@@ -170,6 +177,12 @@ class GeneralWorld:
             rows.append(textures([kind] * per_part, s, g, device))
             titles += [kind] * per_part
         return torch.cat(rows).clamp(0, 1), titles
+
+
+def _luminance(x: torch.Tensor) -> torch.Tensor:
+    """Images (n, 3, S, S) in shades of grey: each pixel's luma (ITU-R BT.601) in all three channels."""
+    weights = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
+    return (x * weights).sum(1, keepdim=True).expand_as(x).clone()
 
 
 def _choose_textures(g, n, weights) -> list[str]:

@@ -154,6 +154,20 @@ def test_upright_fractals_keep_their_class_orientation_and_turned_ones_do_not():
     assert spread[False] < 0.25 < 0.5 < spread[True]
 
 
+def test_the_grey_share_turns_that_share_grey_and_leaves_the_rest_as_they_were():
+    coloured, y = SMALL.render(400, seed=5)
+    x, y_grey = replace(SMALL, grey=0.5).render(400, seed=5)
+    grey = (x[:, 0] == x[:, 1]).flatten(1).all(1) & (x[:, 1] == x[:, 2]).flatten(1).all(1)
+    assert torch.equal(y, y_grey)
+    assert abs(grey.float().mean().item() - 0.5) < 0.1                # 400 draws: sd of the share is 0.025
+    assert torch.equal(x[~grey], coloured[~grey])                     # the same scenes, in colour
+    luma = 0.299 * coloured[grey, 0] + 0.587 * coloured[grey, 1] + 0.114 * coloured[grey, 2]
+    assert torch.allclose(x[grey, 0], luma, atol=1e-6)                # the grey ones are their own luminance
+    assert not (coloured[:, 0] == coloured[:, 1]).flatten(1).all(1).any()     # none was grey before
+    with pytest.raises(ValueError, match="grey must be in"):
+        replace(SMALL, grey=-0.1)
+
+
 def test_points_and_rotation_are_checked():
     with pytest.raises(ValueError, match="points"):
         replace(SMALL, points=3)
