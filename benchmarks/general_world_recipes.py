@@ -49,6 +49,8 @@ RECIPES = {
                       "texture_weights": (0.3, 0.3, 0.4), "contrast": True, "object_share": 0.25},
     "upright-128": {"rotate": False, "points": 1600, "instances": (1, 2), "fractal_size": (0.5, 0.9),
                     "texture_weights": (0.3, 0.3, 0.4), "contrast": True, "num_fractals": 128},
+    "upright-crop": {"rotate": False, "points": 1600, "instances": (1, 2), "fractal_size": (0.5, 0.9),
+                     "texture_weights": (0.3, 0.3, 0.4), "contrast": True, "crop": 0.35},
     "plain-fractals": {"rotate": False, "points": 1600, "instances": (1, 1), "fractal_size": (0.5, 0.9),
                        "texture_weights": (0.0, 0.0, 1.0), "contrast": True},
 }

@@ -7,8 +7,9 @@ packages (``helpers.real_images``), for each pre-training world:
 - LP-FT (Kumar et al. 2022): the probe's head on the world's network, then every weight trained.
 
 A seed draws the labelled images; every arm and world sees the same draw, so every comparison is
-paired. Each arm's learning rate is chosen on the task's validation split from a small grid (on the
-first seed's draw; the other seeds use the chosen rate), every run keeps its weights from the
+paired. Each arm's learning rate is chosen on the task's validation split from a small grid, extended
+past its edge while a rate at the edge is the best (``search_rates``; on the first seed's draw; the
+other seeds use the chosen rate), every run keeps its weights from the
 evaluation with the best validation accuracy (early stopping: the budget, chosen on validation),
 and the test split is read once per run, for those weights. From scratch does not depend on the
 world, so it runs once per draw and is compared with every world's fine-tuning.
@@ -57,6 +58,16 @@ class Budget:
     probe_lrs: tuple       # ... for the linear probe (full-batch AdamW on frozen features)
     probe_steps: int       # the probe's most steps
     probe_evals: int
+    scratch_labels: int = 5    # labels per class at which scratch_steps holds; more labels get proportionally
+                               # more steps (the same passes over the larger training set)
+
+    def scratch_steps_at(self, labels: int) -> int:
+        """From scratch's most steps at ``labels`` labelled images per class.
+
+        >>> BUDGETS["class"].scratch_steps_at(5), BUDGETS["class"].scratch_steps_at(20)
+        (240, 960)
+        """
+        return self.scratch_steps * max(1, round(labels / self.scratch_labels))
 
 
 BUDGETS = {
@@ -65,6 +76,9 @@ BUDGETS = {
     # class: every network arm gets 240 steps. At 80, from scratch was still improving: the same draws
     # and rates at 240 steps gained 4-12 points of validation accuracy (benchmarks/transfer_budget.py,
     # docs/transfer.md), and a cut-short baseline flatters fine-tuning
+    # At 20 labels, 720 steps were still not enough: from scratch on the photo tiles gained 6.5
+    # points of validation accuracy from 240 to 720 (p = 0.002; fine-tuning gained nothing real
+    # anywhere), so from scratch's steps grow with the labelled images: 960 at 20 labels.
     # The rate grids reach one step past every edge that the two-rate grids' runs chose (fine-tuning
     # often chose 1e-3, their lowest; from scratch 3e-3 and 1e-2, both ends; the probe 1e-2): a
     # chosen rate at the edge of its grid may not be the best one, and the arm it belongs to is
@@ -72,7 +86,7 @@ BUDGETS = {
     "class": Budget(steps=240, scratch_steps=240, evals=6, batch_size=16, ft_lrs=(3e-4, 1e-3, 3e-3),
                     scratch_lrs=(1e-3, 3e-3, 1e-2, 3e-2), probe_lrs=(3e-3, 1e-2, 1e-1), probe_steps=300, probe_evals=10),
     "full": Budget(steps=400, scratch_steps=1200, evals=10, batch_size=64, ft_lrs=(3e-4, 1e-3, 3e-3), scratch_lrs=(1e-3, 3e-3, 1e-2),
-                   probe_lrs=(3e-3, 1e-2, 1e-1), probe_steps=500, probe_evals=10),
+                   probe_lrs=(3e-3, 1e-2, 1e-1), probe_steps=500, probe_evals=10, scratch_labels=20),
 }
 
 
@@ -203,19 +217,21 @@ def run_draws(task_name, labels, seeds, worlds, mode, B: Budget, device):
 
     def tuned(key, lrs, seed, run):
         """``run(lr) -> (val_acc, step, test_fn)``; on the first seed try every lr of the grid and
-        keep the best on validation; after that, the chosen lr. The test is read once."""
-        grid = lrs if key not in chosen else (chosen[key],)
-        results = [(lr, *run(lr)) for lr in grid]
-        lr, val, step, read_test = max(results, key=lambda r: r[1])       # the first of equals
-        chosen[key] = lr
-        return {"lr": lr, "val_acc": val, "best_step": step, "test_acc": read_test()}
+        keep the best on validation (``search_rates``); after that, the chosen lr. The test is read once."""
+        if key in chosen:
+            lr, tried = chosen[key], {}
+            val, step, read_test = run(lr)
+        else:
+            lr, tried, (val, step, read_test) = search_rates(lrs, run)
+            chosen[key] = lr
+        return {"lr": lr, "val_acc": val, "best_step": step, "test_acc": read_test(), "rates_tried": sorted(tried)}
 
     for seed in seeds:
         task = real_task(task_name, labels, seed, config.image_size).to(device)
 
         def scratch(lr):
             model = create_image_model(config, num_classes=task.num_classes, seed=seed).to(device)
-            val, step = fit_network(model, task, lr=lr, steps=B.scratch_steps, B=B, seed=seed, flips=flips,
+            val, step = fit_network(model, task, lr=lr, steps=B.scratch_steps_at(labels), B=B, seed=seed, flips=flips,
                                     device=device)
             return val, step, lambda: accuracy(model, task.x_test, task.y_test)
         rows.append({"world": "-", "arm": "from scratch", "seed": seed, **tuned("scratch", B.scratch_lrs, seed, scratch)})
@@ -244,6 +260,35 @@ def run_draws(task_name, labels, seeds, worlds, mode, B: Budget, device):
     for r in rows:
         r.update(task=task_name, labels=labels, role=ROLES.get(task_name, "judge"))
     return rows
+
+
+def search_rates(lrs, run, beyond: int = 2):
+    """The best rate on validation: every rate of the grid ``lrs`` (low to high), then, while the
+    best sits at an edge of the rates tried, one more step past that edge (the grid's own ratio at
+    that end), at most ``beyond`` times, kept only if strictly better: a rate chosen at the edge of
+    a grid may not be the best one, and the arm it tunes would then be under-tuned. The first of
+    equal rates wins. Returns (lr, {lr: val_acc for every rate tried}, run(lr)'s result).
+
+    >>> def run(lr): return (-abs(lr - 0.1), 0, None)         # validation best at 0.1: 1.0 is tried and dropped
+    >>> lr, tried, _ = search_rates((1e-3, 1e-2), run); round(lr, 6), sorted(round(r, 6) for r in tried)
+    (0.1, [0.001, 0.01, 0.1, 1.0])
+    """
+    grid = sorted(lrs)
+    results = {lr: run(lr) for lr in grid}
+    best = max(grid, key=lambda lr: results[lr][0])                   # the first of equals
+    for _ in range(beyond if len(grid) > 1 else 0):
+        tried = sorted(results)
+        if best == tried[0]:
+            new = tried[0] * tried[0] / tried[1]
+        elif best == tried[-1]:
+            new = tried[-1] * tried[-1] / tried[-2]
+        else:
+            break
+        results[new] = run(new)
+        if results[new][0] <= results[best][0]:
+            break
+        best = new
+    return best, {lr: r[0] for lr, r in results.items()}, results[best]
 
 
 def roles_line(tasks) -> str:

@@ -18,7 +18,7 @@ import json
 import statistics
 import time
 
-from transfer import BUDGETS, WORLDS, fit_network, with_new_head
+from transfer import BUDGETS, WORLDS, Budget, fit_network, with_new_head
 
 from helpers.device import resolve_device
 from helpers.models import create_image_model, image_model_config
@@ -54,9 +54,12 @@ def main(argv=None):
     mode, B, device = saved["mode"], BUDGETS[saved["mode"]], resolve_device(args.device)
     tasks = args.tasks.split(",") if args.tasks else list(saved["tasks"])
     labels = [int(n) for n in args.labels.split(",")] if args.labels else saved["labels"]
-    short = {"from scratch": saved["budget"]["scratch_steps"], "fine-tuned": saved["budget"]["steps"]}
+    # results saved before from scratch's steps grew with the labels gave every label count the same steps
+    saved_budget = Budget(**{"scratch_labels": 10**9,
+                             **{k: tuple(v) if isinstance(v, list) else v for k, v in saved["budget"].items()}})
     rows, start = [], time.perf_counter()
     for n in labels:
+        short = {"from scratch": saved_budget.scratch_steps_at(n), "fine-tuned": saved_budget.steps}
         for task in tasks:
             for arm, world in (("from scratch", "-"), ("fine-tuned", args.world)):
                 before = sorted((r for r in saved["rows"] if (r["task"], r["labels"], r["arm"], r["world"])

@@ -80,6 +80,9 @@ class GeneralWorld:
         noise: standard deviation of the sensor noise, in [0, 1] intensity units.
         grey: share of the images shown in shades of grey (each pixel's luminance in all three
             channels), as the real tasks' scans and photographs often are; 0 keeps every colour.
+        crop: the smallest share of the image's area that a random crop keeps, each image cropped
+            to a square of its own size and place and stretched back to the full size (the random
+            resized crop of "Scaling Backwards", Nakamura et al. 2024); 1 crops nothing.
     """
     image_size: int = 48
     num_fractals: int = 64
@@ -94,6 +97,7 @@ class GeneralWorld:
     systems_seed: int = 0
     noise: float = 0.04
     grey: float = 0.0
+    crop: float = 1.0
     version: int = GENERAL_WORLD_VERSION
 
     def __post_init__(self):
@@ -102,6 +106,8 @@ class GeneralWorld:
         for name in ("object_share", "object_textures", "grey"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1]; got {getattr(self, name)!r}")
+        if not 0 < self.crop <= 1:
+            raise ValueError(f"crop must be in (0, 1] (the smallest share of the area kept); got {self.crop!r}")
         lo, hi = self.instances
         if not (isinstance(self.points, int) and self.points >= 16):
             raise ValueError(f"points must be a whole number >= 16; got {self.points!r}")
@@ -151,6 +157,8 @@ class GeneralWorld:
         if self.grey > 0:                               # drawn last: a world without grey renders as before
             rows = (torch.rand(n, generator=g) < self.grey).nonzero().flatten().to(device)
             scene[rows] = _luminance(scene[rows])
+        if self.crop < 1:                               # drawn last too
+            scene = _random_crops(scene, self.crop, g)
         images = torch.empty_like(scene).index_copy_(0, order.to(device), scene)
         labels = torch.empty(n, dtype=torch.int64).index_copy_(0, order, torch.cat([y_object, len(CLASSES) + y_fractal]))
         return images, labels.to(device)
@@ -183,6 +191,19 @@ def _luminance(x: torch.Tensor) -> torch.Tensor:
     """Images (n, 3, S, S) in shades of grey: each pixel's luma (ITU-R BT.601) in all three channels."""
     weights = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
     return (x * weights).sum(1, keepdim=True).expand_as(x).clone()
+
+
+def _random_crops(x: torch.Tensor, smallest: float, g) -> torch.Tensor:
+    """Each image of ``x`` (n, 3, S, S) cropped to a random square holding between ``smallest`` and
+    all of its area, anywhere inside it, and stretched back to S x S (bilinear)."""
+    n = x.shape[0]
+    side = torch.sqrt(smallest + (1 - smallest) * torch.rand(n, generator=g))       # the crop's side / S
+    centre = (1 - side).unsqueeze(1) * (2 * torch.rand(n, 2, generator=g) - 1)      # in [-1, 1] coordinates
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = side
+    theta[:, :, 2] = centre
+    grid = torch.nn.functional.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def _choose_textures(g, n, weights) -> list[str]:

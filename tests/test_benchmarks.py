@@ -91,3 +91,45 @@ def test_transfer_prints_the_table_the_verdicts_and_its_time(capsys, tmp_path):
     before = {r["arm"]: [x["val_acc"] for x in sorted(saved["rows"], key=lambda x: x["seed"])
                          if x["arm"] == r["arm"] and x["world"] == r["world"]] for r in rows}
     assert all(r["short_val"] == before[r["arm"]] and len(r["long_val"]) == 2 for r in rows)
+
+
+def test_from_scratch_gets_steps_in_proportion_to_its_labels_in_class_mode():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        transfer = importlib.import_module("transfer")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    B = transfer.BUDGETS["class"]
+    assert [B.scratch_steps_at(n) for n in (1, 5, 10, 20)] == [240, 240, 480, 960]    # the same passes over the data
+    assert B.steps == 240                               # fine-tuning's budget: no real gain at 720 steps (docs/transfer.md)
+    full = transfer.BUDGETS["full"]
+    assert full.scratch_steps_at(5) == full.scratch_steps_at(20) == 1200
+
+
+def test_the_rate_search_goes_past_an_edge_only_while_validation_improves():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        search_rates = importlib.import_module("transfer").search_rates
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+    def peak_at(best):
+        calls = []
+
+        def run(lr):
+            calls.append(lr)
+            return (-abs(__import__("math").log10(lr / best)), 0, "result")
+        return run, calls
+
+    run, calls = peak_at(3e-3)                          # inside the grid: the grid alone
+    lr, tried, result = search_rates((1e-3, 3e-3, 1e-2), run)
+    assert lr == 3e-3 and len(calls) == 3 and result == (0.0, 0, "result")
+    run, calls = peak_at(1e-4)                          # below it: two steps down, each better
+    lr, tried, _ = search_rates((1e-3, 3e-3, 1e-2), run)
+    assert len(calls) == 5 and abs(lr - 1e-3 / 3 / 3) < 1e-12 and min(tried) == lr
+    run, calls = peak_at(0.05)                          # above it: one step up is better, the next is not tried
+    lr, tried, _ = search_rates((1e-3, 3e-3, 1e-2), run, beyond=1)
+    assert len(calls) == 4 and abs(lr - 0.01 * 10 / 3) < 1e-12
+    flat = lambda lr: (0.5, 0, None)                    # all equal: the first of equals, nothing past the edge kept
+    lr, tried, _ = search_rates((1e-3, 1e-2), flat)
+    assert lr == 1e-3 and len(tried) == 3

@@ -168,6 +168,23 @@ def test_the_grey_share_turns_that_share_grey_and_leaves_the_rest_as_they_were()
         replace(SMALL, grey=-0.1)
 
 
+def test_random_crops_zoom_into_a_part_of_the_image_of_at_least_the_given_area():
+    from helpers.general_world import _random_crops
+    s = 48
+    ramp = torch.linspace(0, 1, s).expand(64, 3, s, s).contiguous()          # brightness grows left to right
+    out = _random_crops(ramp, 0.25, torch.Generator().manual_seed(0))
+    span = out[:, 0, 0, -1] - out[:, 0, 0, 0]                                # how much of the ramp each crop shows
+    assert (span <= 1 + 1e-5).all() and (span >= 0.5 * (s - 1) / s - 0.03).all()     # side >= sqrt(0.25)
+    assert span.min() < 0.7 < 0.9 < span.max()                               # sizes drawn across the range
+    assert (out[..., 1:] >= out[..., :-1] - 1e-6).all()                      # no mirror, no turn: still a ramp
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.allclose(out[:, :, 0], out[:, :, -1], atol=1e-5)   # rows alike
+    x, y = replace(SMALL, crop=0.5).render(64, seed=2)
+    x0, y0 = SMALL.render(64, seed=2)
+    assert torch.equal(y, y0) and not torch.equal(x, x0) and 0 <= x.min() and x.max() <= 1
+    with pytest.raises(ValueError, match="crop must be in"):
+        replace(SMALL, crop=0)
+
+
 def test_points_and_rotation_are_checked():
     with pytest.raises(ValueError, match="points"):
         replace(SMALL, points=3)
