@@ -66,10 +66,22 @@ def create_image_model(config: ImageModelConfig | None = None, num_classes: int 
     config = config or image_model_config()
     w = config.width
     with seeded(seed):          # the same seed gives the same weights; the global generator is left alone
-        return timm.create_model(config.arch, pretrained=False,
-                                 num_classes=num_classes or config.num_classes,
-                                 channels=(w, 2 * w, 4 * w, 8 * w), stem_width=w,
-                                 replace_stem_pool=False)
+        model = timm.create_model(config.arch, pretrained=False,
+                                  num_classes=num_classes or config.num_classes,
+                                  channels=(w, 2 * w, 4 * w, 8 * w), stem_width=w,
+                                  replace_stem_pool=False)
+    # timm hands every resnet18 the configuration of its ImageNet weights (224 px, their address).
+    # This network learns at config.image_size from the course's worlds, and a runner given it as
+    # a module (``source=model``) reads the size to show it images at from here.
+    side = config.image_size
+    model.pretrained_cfg = {**{k: v for k, v in model.pretrained_cfg.items() if k not in _WEIGHTS_KEYS},
+                            "input_size": (3, side, side), "test_input_size": (3, side, side),
+                            "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0),     # it takes [0, 1] images as they are
+                            "num_classes": model.num_classes, "source": "course"}
+    return model
+
+
+_WEIGHTS_KEYS = ("url", "hf_hub_id", "tag", "license", "origin_url", "paper_ids", "pool_size")
 
 
 def pretrain_image_model(model: nn.Module, config: ImageModelConfig, *, device="auto",

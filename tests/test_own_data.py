@@ -169,3 +169,22 @@ def test_the_runners_take_the_source_explicitly_and_it_wins_over_the_environment
     counter = count_model(pretrained=False, mode="smoke", device="cpu", source="timm")
     assert [p.shape for p in counter.parameters()][:-2] == timm_shapes[:-2]          # a new 1-output head
     assert backbone_key("smoke", "timm") != backbone_key("smoke")
+
+
+def test_a_course_network_handed_over_as_a_module_gets_the_images_at_its_own_size(data_dir):
+    """A network the course built (lesson 01's, the fractal or general world's, a learner's own copy)
+    passed as ``source=model`` is shown images at the size it learnt at, not at the 224 px of the
+    ImageNet configuration timm attaches to every resnet18: the same run as ``source="course"``."""
+    from helpers.experiments import run_finetune
+    from helpers.models import create_image_model, image_model_config, pretrained_image_model, pretrained_image_size
+    from helpers.runner import Budget, Setup
+    from helpers.tasks import species_task
+    config = image_model_config("smoke")
+    fresh = create_image_model(config)
+    assert pretrained_image_size("smoke", fresh) == config.image_size == species_task(mode="smoke", source=fresh).image_size
+    assert not any(k in fresh.pretrained_cfg for k in ("url", "hf_hub_id"))       # no claim to ImageNet weights
+    model, _ = pretrained_image_model(config, device="cpu", verbose=False)
+    runs = [run_finetune(2, seed=0, budget=Budget(steps=3, evals=1), setup=Setup(mode="smoke", source=source,
+                                                                                   device="cpu", progress=False))
+            for source in ("course", model)]
+    assert runs[0].val_acc == runs[1].val_acc and runs[0].test_acc == runs[1].test_acc
