@@ -133,3 +133,9 @@ def test_the_rate_search_goes_past_an_edge_only_while_validation_improves():
     flat = lambda lr: (0.5, 0, None)                    # all equal: the first of equals, nothing past the edge kept
     lr, tried, _ = search_rates((1e-3, 1e-2), flat)
     assert lr == 1e-3 and len(tried) == 3
+
+
+def test_general_world_cost_prints_both_starts_and_the_verdict(capsys, data_dir):
+    lines = run(capsys, "general_world_cost", "--mode", "smoke", "--seeds", "2", "--lrs", "1e-3", "1e-2")
+    assert lines[0].startswith("object world: validation") and lines[1].startswith("general world: validation")
+    assert lines[-1].startswith("general minus object world: ") and "paired t-test p = " in lines[-1]
