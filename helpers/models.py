@@ -55,6 +55,11 @@ def image_model_config(mode: str | None = None) -> ImageModelConfig:
     return ImageModelConfig.from_sizes(SIZES.pretrain_image.in_mode(mode))
 
 
+# timm's pretrained-configuration entries that describe downloadable ImageNet weights, which a
+# course network does not have
+_WEIGHTS_KEYS = ("url", "hf_hub_id", "tag", "license", "origin_url", "paper_ids", "pool_size")
+
+
 def create_image_model(config: ImageModelConfig | None = None, num_classes: int | None = None,
                        seed: int = 0) -> nn.Module:
     """A fresh, randomly initialised course CNN (a narrow timm ResNet) for ``config``.
@@ -79,9 +84,6 @@ def create_image_model(config: ImageModelConfig | None = None, num_classes: int 
                             "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0),     # it takes [0, 1] images as they are
                             "num_classes": model.num_classes, "source": "course"}
     return model
-
-
-_WEIGHTS_KEYS = ("url", "hf_hub_id", "tag", "license", "origin_url", "paper_ids", "pool_size")
 
 
 def pretrain_image_model(model: nn.Module, config: ImageModelConfig, *, device="auto",
